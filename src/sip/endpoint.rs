@@ -1,0 +1,1 @@
+//! The socket driver around the sans-IO transaction layer. OWNER: integrator.
