@@ -209,7 +209,10 @@ impl Config {
     }
 
     /// Parse `text`, apply overrides from `env` (only `HOTLINE_*` entries are looked at), validate.
-    pub fn from_str_with_env(text: &str, env: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+    pub fn from_str_with_env(
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, Vec<ConfigError>> {
         let _ = env;
         toml::from_str(text).map_err(|e| {
             vec![ConfigError {

@@ -20,12 +20,13 @@ fn segment(val: i32, table: &[i32; 8]) -> usize {
 /// Encode a 16-bit linear sample to µ-law (the G.191 14-bit path: the two low bits are dropped).
 #[inline]
 pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut v = (sample as i32) >> 2;
-    let mask: i32 = if v < 0 {
-        v = -v;
-        0x7F
+    // G.191 takes the one's complement of negative samples (Sun's g711.c negates, which
+    // differs by one code for tiny negative values).
+    let x = sample as i32;
+    let (mut v, mask) = if x < 0 {
+        ((!x) >> 2, 0x7F)
     } else {
-        0xFF
+        (x >> 2, 0xFF)
     };
     if v > ULAW_CLIP {
         v = ULAW_CLIP;

@@ -49,7 +49,12 @@ pub fn response_destination(request: &rsip::Request) -> Option<SocketAddr> {
 
 /// Build a response to `request` (§8.2.6): copies Via (all), From, To (adding `to_tag` if
 /// To has none and `to_tag` is given), Call-ID, CSeq; sets Content-Length 0.
-pub fn response(request: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>) -> rsip::Response {
+pub fn response(
+    request: &rsip::Request,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> rsip::Response {
     let _ = (request, code, reason, to_tag);
     todo!("sip-message helper")
 }
