@@ -81,3 +81,19 @@ impl Prompt {
 
 /// Shared handle; prompts are loaded once and played by many calls.
 pub type SharedPrompt = Arc<Prompt>;
+
+/// Prompts by name (integrator's temporary stub; media-dsp owns the real one).
+#[derive(Debug, Default)]
+pub struct PromptSet {
+    map: std::collections::HashMap<String, SharedPrompt>,
+}
+
+impl PromptSet {
+    pub fn load(dir: &Path, names: &[&str]) -> Result<PromptSet, PromptError> {
+        let _ = (dir, names);
+        todo!()
+    }
+    pub fn get(&self, name: &str) -> Option<SharedPrompt> {
+        self.map.get(name).cloned()
+    }
+}

@@ -22,6 +22,12 @@ pub enum ParseError {
         /// A ready 400 built from the headers we could recover (Via, From, To, Call-ID, CSeq).
         response: Box<rsip::Response>,
     },
+    /// A request with a method rsip cannot represent: answer with the ready 501.
+    #[error("unknown method {method}")]
+    UnknownMethod {
+        method: String,
+        response: Box<rsip::Response>,
+    },
     /// A broken response: drop and count.
     #[error("bad response: {0}")]
     BadResponse(String),
