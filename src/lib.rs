@@ -5,7 +5,9 @@
 //! and the walls between modules.
 
 pub mod call;
+pub mod caller;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod media;
 pub mod sip;
