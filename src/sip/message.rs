@@ -15,7 +15,7 @@
 
 mod access;
 mod build;
-mod grammar;
+pub(crate) mod grammar;
 mod scan;
 
 pub use access::{
