@@ -112,10 +112,13 @@ pub(super) fn error_response(scanned: &Scanned, code: u16, detail: &str) -> Opti
         headers.push(Header::From(rsip::headers::From::new(v)));
     }
     if let Some(v) = scanned.first("To") {
+        // §8.2.6.2: the UAS adds a To-tag; for a To we cannot read, append one anyway.
         let to = if parse_name_addr(v).is_ok() {
             with_to_tag(v, &super::new_tag())
-        } else {
+        } else if v.contains(";tag=") {
             v.to_string()
+        } else {
+            format!("{v};tag={}", super::new_tag())
         };
         headers.push(Header::To(rsip::headers::To::new(to)));
     }

@@ -304,6 +304,9 @@ fn check_uri_text(uri: &str) -> Result<(), &'static str> {
     if uri.is_empty() || uri.chars().any(|c| c.is_whitespace()) {
         return Err("whitespace inside an addr-spec");
     }
+    if uri.contains(['<', '>', '"']) {
+        return Err("<, > or \" inside an addr-spec");
+    }
     let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme
