@@ -37,7 +37,8 @@ pub enum ParseError {
     /// readable Via so no answer can be routed): drop and count.
     #[error("not a SIP message: {0}")]
     Garbage(String),
-    /// A request we could read enough of to answer: reply with `response`.
+    /// A request we could read enough of to answer: reply with `response`
+    /// (also reachable as [`ParseError::response`]).
     #[error("bad request: {reason}")]
     BadRequest {
         reason: String,
@@ -59,6 +60,18 @@ pub enum ParseError {
     /// A broken response: drop and count.
     #[error("bad response: {0}")]
     BadResponse(String),
+}
+
+impl ParseError {
+    /// The response to send back, if this error deserves one (BadRequest, UnknownMethod);
+    /// `None` means drop and count.
+    pub fn response(&self) -> Option<&rsip::Response> {
+        match self {
+            ParseError::BadRequest { response, .. }
+            | ParseError::UnknownMethod { response, .. } => Some(response),
+            ParseError::Garbage(_) | ParseError::BadResponse(_) => None,
+        }
+    }
 }
 
 /// The 14 methods `rsip` 0.4 knows, spelt as on the wire (methods are case-sensitive).

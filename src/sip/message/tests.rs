@@ -48,7 +48,9 @@ t: sip:8890@gw\ni: abc@host\nCSeq :\n 3 OPTIONS\nl: 0\n\n";
 #[test]
 fn empty_and_whitespace_datagrams_are_garbage() {
     for raw in [&b""[..], b"\r\n\r\n", b" \t\r\n"] {
-        assert!(matches!(parse(raw), Err(ParseError::Garbage(_))), "{raw:?}");
+        let err = parse(raw).unwrap_err();
+        assert!(matches!(err, ParseError::Garbage(_)), "{raw:?}");
+        assert!(err.response().is_none());
     }
 }
 
@@ -102,6 +104,8 @@ fn content_length_rules_for_udp() {
 #[test]
 fn missing_or_mismatched_headers_give_400_with_warning() {
     let raw = INVITE.replace("Call-ID: call-1@192.0.2.10\r\n", "");
+    let err = parse(raw.as_bytes()).unwrap_err();
+    assert_eq!(err.response().map(|r| r.status_code.code()), Some(400));
     let (reason, resp) = bad_request(raw.as_bytes());
     assert_eq!(reason, "missing Call-ID");
     let wire = String::from_utf8(to_bytes(&resp.into())).unwrap();
