@@ -174,8 +174,8 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
                     let _ = media.close().await;
                     return Ok(report);
                 }
-                let mut dialog = Dialog::uac(&invite, &response).map_err(|e| DialError::NoAnswer(e.to_string()))?;
-                let (ack, hop) = dialog.ack_for_2xx(1, &local.ip().to_string(), local.port());
+                let dialog = Dialog::uac(&invite, &response).map_err(|e| DialError::NoAnswer(e.to_string()))?;
+                let (ack, hop) = dialog.ack_for_2xx(1, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
                 ep.send(ack, crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest));
                 p.step("-> ACK");
                 let answer = String::from_utf8_lossy(&response.body).into_owned();
@@ -280,7 +280,7 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
                 }
                 Some(TransactionEvent::Response { response, .. }) if u16::from(response.status_code.clone()) == 200 => {
                     // A retransmitted 2xx: our ACK was lost; ACK again.
-                    let (ack, hop) = dialog.ack_for_2xx(1, &local.ip().to_string(), local.port());
+                    let (ack, hop) = dialog.ack_for_2xx(1, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
                     ep.send(ack, crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest));
                 }
                 Some(_) => {}

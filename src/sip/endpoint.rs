@@ -250,7 +250,7 @@ impl Driver {
     /// They go back to the datagram's source, as RFC 3581 would route them: the Via of a
     /// message we could not parse is not trustworthy enough to aim at another host.
     fn send_stateless(&mut self, response: rsip::Response, destination: SocketAddr) {
-        let bytes = response.to_string().into_bytes();
+        let bytes = message::to_bytes(&rsip::SipMessage::Response(response));
         match self.socket.try_send_to(&bytes, destination) {
             Ok(_) => {
                 self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
