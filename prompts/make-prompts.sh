@@ -24,9 +24,10 @@ say() {
     mkdir -p "$here/$lang"
     # Slightly slower than espeak's default 175 wpm: callers hear this through a G.711 channel.
     espeak-ng -v "$voice" -s 150 -w "$tmp/raw.wav" "$text"
+    # gain -6 first: espeak peaks near full scale and resampling would clip.
     # silence 1 0.02 0.1%: drop leading audio below 0.1% until 20 ms of sound; reverse trick does
     # the tail. Then a 100 ms pad both ends so playback never starts or ends mid-syllable.
-    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$tmp/trim.wav" \
+    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$tmp/trim.wav" gain -6 \
         silence 1 0.02 0.1% reverse silence 1 0.02 0.1% reverse pad 0.1 0.1
     sox "$tmp/trim.wav" "$out" gain -n -3
     echo "$lang/$name.wav"
