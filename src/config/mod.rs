@@ -388,13 +388,19 @@ impl Config {
         text: &str,
         env: &[(String, String)],
     ) -> Result<Config, Vec<ConfigError>> {
-        let config = load::parse(text, env)?;
-        let errors = validate::validate(&config);
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(errors)
-        }
+        let mut errors = match load::parse(text, env) {
+            Ok(config) => {
+                let errors = validate::validate(&config);
+                if errors.is_empty() {
+                    return Ok(config);
+                }
+                errors
+            }
+            Err(errors) => errors,
+        };
+        // Environment problems (no line) first, then in file order.
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        Err(errors)
     }
 
     /// Check the files the configuration names: every language in use (`prompts.language` and
@@ -479,10 +485,14 @@ impl Config {
                 if o.record { ", records a message" } else { "" }
             );
         }
+        let fallback = match self.menu.on_no_input.as_str() {
+            "hangup" => "hang up".to_owned(),
+            d => format!("take option {d}"),
+        };
         let _ = writeln!(
             s,
-            "  no input after {} attempts: {}",
-            self.menu.max_attempts, self.menu.on_no_input
+            "  no valid key after {} attempts: {fallback}",
+            self.menu.max_attempts
         );
         let _ = writeln!(
             s,

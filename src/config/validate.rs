@@ -55,7 +55,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
     if m.rtp_port_min == 0 {
         err("media.rtp_port_min", "must be greater than 0".into());
     }
-    if m.rtp_port_min % 2 != 0 {
+    if !m.rtp_port_min.is_multiple_of(2) {
         err(
             "media.rtp_port_min",
             format!(
