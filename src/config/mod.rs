@@ -301,7 +301,8 @@ impl StorageConfig {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct ConfigError {
-    /// Dotted key, e.g. `menu.option[2].digit`; empty for syntax errors.
+    /// Dotted key, e.g. `menu.option[2].digit` (indices 0-based, in file order); empty for
+    /// syntax errors and for environment variables that name no key.
     pub key: String,
     /// 1-based line in the file, when the key exists there (or, for a key left to its
     /// default, the line of the nearest enclosing table that does).
@@ -363,7 +364,24 @@ impl Config {
                 ..ConfigError::syntax(None, format!("cannot read: {e}"))
             }]
         })?;
-        let env: Vec<(String, String)> = std::env::vars().collect();
+        // `vars()` would panic on a non-UTF-8 variable anywhere in the environment; such a
+        // variable cannot be one of ours unless its name is, and then it is reported.
+        let mut env = Vec::new();
+        let mut bad = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            match (name.into_string(), value.into_string()) {
+                (Ok(n), Ok(v)) => env.push((n, v)),
+                (Ok(n), Err(_)) if n.starts_with("HOTLINE_") => bad.push(ConfigError {
+                    env_var: Some(n),
+                    file: Some(path.to_owned()),
+                    ..ConfigError::syntax(None, "value is not valid UTF-8")
+                }),
+                _ => {}
+            }
+        }
+        if !bad.is_empty() {
+            return Err(bad);
+        }
         Config::from_str_with_env(&text, &env)
             .map(|mut c| {
                 c.source.file = Some(path.to_owned());
