@@ -24,17 +24,20 @@ say() {
     mkdir -p "$here/$lang"
     # Slightly slower than espeak's default 175 wpm: callers hear this through a G.711 channel.
     espeak-ng -v "$voice" -s 150 -w "$tmp/raw.wav" "$text"
+    # -R: repeatable dither, so regenerating unchanged prompts leaves the files identical.
     # gain -6 first: espeak peaks near full scale and resampling would clip.
     # silence 1 0.02 0.1%: drop leading audio below 0.1% until 20 ms of sound; reverse trick does
     # the tail. Then a 100 ms pad both ends so playback never starts or ends mid-syllable.
-    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$tmp/trim.wav" gain -6 \
+    sox -R "$tmp/raw.wav" -r 8000 -c 1 -b 16 "$tmp/trim.wav" gain -6 \
         silence 1 0.02 0.1% reverse silence 1 0.02 0.1% reverse pad 0.1 0.1
-    sox "$tmp/trim.wav" "$out" gain -n -3
+    sox -R "$tmp/trim.wav" "$out" gain -n -3
     echo "$lang/$name.wav"
 }
 
 # Mandarin: espeak-ng's plain `cmn` voice reads hanzi poorly; `cmn-latn-pinyin` reads both hanzi
-# and tone-numbered pinyin correctly.
+# and tone-numbered pinyin correctly. Its dictionary picks the wrong reading for a few
+# polyphonic characters, so those words are written in pinyin (check with `espeak-ng -v
+# cmn-latn-pinyin -q -x TEXT`): 尽快处理 (it says jin4/chu4), 重新 (it says zhong4).
 zh() { say zh cmn-latn-pinyin "$1" "$2"; }
 en() { say en en-us "$1" "$2"; }
 
@@ -43,9 +46,9 @@ en() { say en en-us "$1" "$2"; }
 zh greeting "您好，欢迎致电八八九零市民服务热线。"
 zh menu     "投诉举报请按1，政策咨询请按2，公共服务请按3，人工服务请按0。"
 zh record   "请在提示音后说出您的问题，说完请按井号键。"
-zh thanks   "感谢您的来电，我们会尽快处理。"
+zh thanks   "感谢您的来电，我们会jin3 kuai4 chu3 li3。"
 zh goodbye  "再见。"
-zh invalid  "对不起，您的选择无效，请重新选择。"
+zh invalid  "对不起，您的选择无效，请chong2 xin1选择。"
 zh no_input "对不起，我们没有听到您的选择。"
 zh busy     "线路繁忙，请稍后再拨。"
 i=0
