@@ -61,8 +61,8 @@ impl ClientInvite {
         out.transmit(destination, invite_bytes.clone());
         let mut backoff = Backoff::uncapped(&config);
         let mut timers = TimerTable::default();
-        timers.set(Timer::A, now + backoff.next_interval());
-        timers.set(Timer::B, now + sixty_four_t1(&config));
+        timers.set_after(Timer::A, now, backoff.next_interval());
+        timers.set_after(Timer::B, now, sixty_four_t1(&config));
         ClientInvite {
             state: State::Calling,
             destination,
@@ -113,7 +113,8 @@ impl ClientInvite {
             }
             (State::Calling | State::Proceeding, 200..=299) => {
                 self.timers.stop_all();
-                self.timers.set(Timer::M, now + sixty_four_t1(&self.config));
+                self.timers
+                    .set_after(Timer::M, now, sixty_four_t1(&self.config));
                 self.state = State::Accepted;
                 up(out, response);
             }
@@ -124,7 +125,7 @@ impl ClientInvite {
                 self.ack = bytes_of(&ack_for(&self.invite, &response, self.cseq));
                 out.transmit(self.destination, self.ack.clone());
                 self.timers.stop_all();
-                self.timers.set(Timer::D, now + TIMER_D);
+                self.timers.set_after(Timer::D, now, TIMER_D);
                 self.state = State::Completed;
                 up(out, response);
             }
@@ -144,7 +145,7 @@ impl ClientInvite {
                 Timer::A if self.state == State::Calling => {
                     out.transmit(self.destination, self.invite_bytes.clone());
                     self.timers
-                        .set(Timer::A, now + self.backoff.next_interval());
+                        .set_after(Timer::A, now, self.backoff.next_interval());
                 }
                 _ => {}
             }

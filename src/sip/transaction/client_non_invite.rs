@@ -43,8 +43,8 @@ impl ClientNonInvite {
         out.transmit(destination, request.clone());
         let mut backoff = Backoff::capped(&config);
         let mut timers = TimerTable::default();
-        timers.set(Timer::E, now + backoff.next_interval());
-        timers.set(Timer::F, now + sixty_four_t1(&config));
+        timers.set_after(Timer::E, now, backoff.next_interval());
+        timers.set_after(Timer::F, now, sixty_four_t1(&config));
         ClientNonInvite {
             state: State::Trying,
             destination,
@@ -87,7 +87,7 @@ impl ClientNonInvite {
             }
             (State::Trying | State::Proceeding, 200..=699) => {
                 self.timers.stop_all();
-                self.timers.set(Timer::K, now + self.config.t4);
+                self.timers.set_after(Timer::K, now, self.config.t4);
                 self.state = State::Completed;
                 out.event(TransactionEvent::Response {
                     key: key.clone(),
@@ -113,7 +113,7 @@ impl ClientNonInvite {
                         self.backoff.fix(self.config.t2);
                     }
                     self.timers
-                        .set(Timer::E, now + self.backoff.next_interval());
+                        .set_after(Timer::E, now, self.backoff.next_interval());
                 }
                 _ => {}
             }

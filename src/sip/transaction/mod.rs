@@ -261,17 +261,22 @@ impl TransactionLayer {
             id.method = "INVITE".to_string();
             id
         };
-        let key = if self.servers.contains_key(&invite_key) {
-            Some(invite_key)
-        } else {
-            self.by_request_id.get(&by_dialog()).cloned()
+        let disposition = match self.servers.get_mut(&invite_key) {
+            Some(ServerEntry {
+                machine: ServerMachine::Invite(tx),
+                ..
+            }) => Some(tx.on_ack(now)),
+            _ => {
+                let owner = self.by_request_id.get(&by_dialog());
+                match owner.and_then(|key| self.servers.get_mut(key)) {
+                    Some(ServerEntry {
+                        machine: ServerMachine::Invite(tx),
+                        ..
+                    }) => tx.on_dialog_ack(now),
+                    _ => None,
+                }
+            }
         };
-        let disposition = key
-            .and_then(|key| self.servers.get_mut(&key))
-            .and_then(|entry| match &mut entry.machine {
-                ServerMachine::Invite(tx) => Some(tx.on_ack(now)),
-                ServerMachine::NonInvite(_) => None,
-            });
         match disposition {
             Some(AckDisposition::Absorb) => {}
             // No transaction knows it: a late ACK or one for a 2xx the layer no longer

@@ -145,7 +145,7 @@ impl ServerInvite {
         match self.state {
             State::Completed => {
                 self.timers.stop_all();
-                self.timers.set(Timer::I, now + self.config.t4);
+                self.timers.set_after(Timer::I, now, self.config.t4);
                 self.state = State::Confirmed;
                 AckDisposition::Absorb
             }
@@ -161,6 +161,13 @@ impl ServerInvite {
             | State::Accepted { acked: true }
             | State::Terminated => AckDisposition::Absorb,
         }
+    }
+
+    /// An ACK matched to this INVITE by dialog (Call-ID, From tag, CSeq) rather than by
+    /// branch: only the ACK of a 2xx travels that way. `None` when no 2xx was sent, so the
+    /// ACK is not ours.
+    pub fn on_dialog_ack(&mut self, now: Instant) -> Option<AckDisposition> {
+        matches!(self.state, State::Accepted { .. }).then(|| self.on_ack(now))
     }
 
     /// The TU's response. 1xx in Proceeding; 2xx also in Accepted (RFC 6026 lets the TU
@@ -185,8 +192,9 @@ impl ServerInvite {
                 self.state = State::Accepted { acked: false };
                 self.backoff = Backoff::capped(&self.config);
                 self.timers
-                    .set(Timer::Retransmit2xx, now + self.backoff.next_interval());
-                self.timers.set(Timer::L, now + sixty_four_t1(&self.config));
+                    .set_after(Timer::Retransmit2xx, now, self.backoff.next_interval());
+                self.timers
+                    .set_after(Timer::L, now, sixty_four_t1(&self.config));
                 Ok(())
             }
             (State::Accepted { .. }, 200..=299) => {
@@ -222,12 +230,12 @@ impl ServerInvite {
                 Timer::G if self.state == State::Completed => {
                     out.transmit(self.destination, self.last_response.clone());
                     self.timers
-                        .set(Timer::G, now + self.backoff.next_interval());
+                        .set_after(Timer::G, now, self.backoff.next_interval());
                 }
                 Timer::Retransmit2xx if self.state == (State::Accepted { acked: false }) => {
                     out.transmit(self.destination, self.last_response.clone());
                     self.timers
-                        .set(Timer::Retransmit2xx, now + self.backoff.next_interval());
+                        .set_after(Timer::Retransmit2xx, now, self.backoff.next_interval());
                 }
                 Timer::L => {
                     if self.state == (State::Accepted { acked: false }) {
@@ -257,8 +265,9 @@ impl ServerInvite {
         self.state = State::Completed;
         self.backoff = Backoff::capped(&self.config);
         self.timers
-            .set(Timer::G, now + self.backoff.next_interval());
-        self.timers.set(Timer::H, now + sixty_four_t1(&self.config));
+            .set_after(Timer::G, now, self.backoff.next_interval());
+        self.timers
+            .set_after(Timer::H, now, sixty_four_t1(&self.config));
     }
 
     fn learn_to_tag(&mut self, response: &rsip::Response) {

@@ -110,6 +110,7 @@ impl ServerNonInvite {
         out.transmit(self.destination, response.clone());
         self.last_response = response;
         self.state = State::Completed;
-        self.timers.set(Timer::J, now + sixty_four_t1(&self.config));
+        self.timers
+            .set_after(Timer::J, now, sixty_four_t1(&self.config));
     }
 }

@@ -72,8 +72,10 @@ pub(super) struct TimerTable {
 }
 
 impl TimerTable {
-    pub fn set(&mut self, timer: Timer, at: Instant) {
-        self.slots[timer.index()] = Some(at);
+    /// Arm `timer` to fire `after` from `now`. A deadline beyond what `Instant` can hold
+    /// (only with absurd timer settings) means "never" instead of an overflow panic.
+    pub fn set_after(&mut self, timer: Timer, now: Instant, after: Duration) {
+        self.slots[timer.index()] = now.checked_add(after);
     }
 
     pub fn stop(&mut self, timer: Timer) {
@@ -157,11 +159,11 @@ mod tests {
 
     #[test]
     fn pop_expired_prefers_earliest_deadline_then_declaration_order() {
-        let base = std::time::Instant::now();
+        let base = crate::sip::transaction::tests::time_base();
         let mut table = TimerTable::default();
-        table.set(Timer::G, base + Duration::from_secs(1));
-        table.set(Timer::H, base + Duration::from_secs(1));
-        table.set(Timer::A, base + Duration::from_millis(500));
+        table.set_after(Timer::G, base, Duration::from_secs(1));
+        table.set_after(Timer::H, base, Duration::from_secs(1));
+        table.set_after(Timer::A, base, Duration::from_millis(500));
         assert_eq!(table.pop_expired(base), None);
         let later = base + Duration::from_secs(2);
         assert_eq!(table.pop_expired(later), Some(Timer::A));

@@ -42,7 +42,7 @@ pub(super) fn secs(offsets: &[f64]) -> Vec<Duration> {
 
 /// The one real clock read of the module: an anchor for virtual time. Nothing is ever
 /// compared with the real clock again.
-fn time_base() -> Instant {
+pub(in crate::sip::transaction) fn time_base() -> Instant {
     Instant::now()
 }
 
@@ -162,7 +162,7 @@ impl Scripted {
         key
     }
 
-    fn drain(&mut self) {
+    pub fn drain(&mut self) {
         let at = self.elapsed();
         while let Some(t) = self.layer.poll_transmit() {
             let text = String::from_utf8(t.bytes).expect("layer sends UTF-8");

@@ -58,8 +58,11 @@ fn retransmitted_invite_gets_the_latest_provisional_and_no_new_event() {
 fn busy_here_is_retransmitted_on_timer_g_until_the_ack_then_timer_i_absorbs_acks() {
     let (mut h, key, req) = default_layer_with_invite("z9hG4bKbusy");
     h.respond(&key, tu_response(&req, 486, "Busy Here"));
+    h.run_until(ms(2000));
+    // Completed: a retransmitted INVITE gets the final again, off the Timer G schedule.
+    h.deliver(&invite("z9hG4bKbusy"));
     h.run_until(ms(5000));
-    assert_eq!(h.times_of(486), secs(&[0.0, 0.5, 1.5, 3.5]));
+    assert_eq!(h.times_of(486), secs(&[0.0, 0.5, 1.5, 2.0, 3.5]));
     // ACK of a non-2xx: same branch, To tag of the 486.
     h.deliver(&peer_request(
         "ACK",
@@ -88,7 +91,7 @@ fn busy_here_is_retransmitted_on_timer_g_until_the_ack_then_timer_i_absorbs_acks
     h.run_until(ms(60_000));
     assert_eq!(
         h.times_of(486),
-        secs(&[0.0, 0.5, 1.5, 3.5]),
+        secs(&[0.0, 0.5, 1.5, 2.0, 3.5]),
         "no retransmission after the ACK"
     );
     assert_eq!(h.events.len(), 1, "ACKs of a non-2xx never reach the TU");

@@ -237,3 +237,98 @@ fn respond_to_an_unknown_key_fails() {
         Err(TransactionError::InvalidResponse)
     );
 }
+
+/// Mutate valid messages at random (seeded, so failures reproduce) and feed whatever rsip
+/// still parses, with the TU answering every request and time running on: nothing panics,
+/// and once every timer has run out no transaction is left (memory stays bounded).
+#[test]
+fn mutated_messages_never_panic_and_every_transaction_ends() {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    const ALPHABET: &[u8] = b";,=:<>[] \r\n0123456789abcz@.zZ9hG4bK-/";
+    let mut rng = StdRng::seed_from_u64(0x5195);
+    let templates = [
+        invite("z9hG4bKf1"),
+        peer_request("CANCEL", "z9hG4bKf1", "call-1@192.0.2.10", 1, None, ""),
+        peer_request("ACK", "z9hG4bKf1", "call-1@192.0.2.10", 1, Some("t"), ""),
+        peer_request("ACK", "z9hG4bKf9", "call-1@192.0.2.10", 1, Some("t"), ""),
+        peer_request("BYE", "z9hG4bKf2", "call-1@192.0.2.10", 2, Some("t"), ""),
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKours\r\n\
+         From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: x\r\nCSeq: 5 BYE\r\n\
+         Content-Length: 0\r\n\r\n"
+            .to_string(),
+    ];
+    let mut h = Scripted::new(TimerConfig::default());
+    let mut parsed = 0;
+    for round in 0..4000u64 {
+        if round % 500 == 0 {
+            let bye = "BYE sip:x@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;\
+                       branch=z9hG4bKours\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\n\
+                       Call-ID: x\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n";
+            h.send_request(bye);
+        }
+        let mut bytes = templates[rng.gen_range(0..templates.len())]
+            .clone()
+            .into_bytes();
+        for _ in 0..rng.gen_range(1..4) {
+            let i = rng.gen_range(0..bytes.len());
+            match rng.gen_range(0..3) {
+                0 => bytes[i] = ALPHABET[rng.gen_range(0..ALPHABET.len())],
+                1 => {
+                    let end = (i + rng.gen_range(1..8)).min(bytes.len());
+                    bytes.drain(i..end);
+                }
+                _ => bytes.insert(i, ALPHABET[rng.gen_range(0..ALPHABET.len())]),
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let Ok(message) = rsip::SipMessage::try_from(text.as_str()) else {
+            continue;
+        };
+        parsed += 1;
+        let before = h.events.len();
+        match message {
+            rsip::SipMessage::Request(r) => h.layer.handle_request(h.now(), r, addr(PEER)),
+            rsip::SipMessage::Response(r) => h.layer.handle_response(h.now(), r, addr(PEER)),
+        }
+        h.drain();
+        let new_requests: Vec<(TransactionKey, rsip::Request)> = h.events[before..]
+            .iter()
+            .filter_map(|(_, e)| match e {
+                TransactionEvent::Request { key, request, .. }
+                    if request.method != rsip::Method::Ack =>
+                {
+                    Some((key.clone(), request.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (key, req) in new_requests {
+            let code = [180, 200, 486][rng.gen_range(0..3)];
+            let _ = h
+                .layer
+                .respond(h.now(), &key, tu_response(&req, code, "Fuzz"));
+            if code == 180 {
+                let _ = h
+                    .layer
+                    .respond(h.now(), &key, tu_response(&req, 603, "Fuzz"));
+            }
+            h.drain();
+        }
+        let step = h.elapsed() + ms(rng.gen_range(0..300));
+        h.run_until(step);
+    }
+    assert!(
+        parsed > 500,
+        "the mutations should mostly stay parsable ({parsed})"
+    );
+    let end = h.elapsed() + ms(200_000);
+    h.run_until(end);
+    assert_eq!(h.layer.len(), 0);
+    assert_eq!(h.layer.poll_timeout(), None);
+}
