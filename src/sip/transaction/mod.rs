@@ -18,8 +18,8 @@
 //! # Layout
 //!
 //! One state machine per RFC 3261 machine, each with its own timer table
-//! ([`timer::TimerTable`]): [`server_invite`], [`server_non_invite`], [`client_invite`],
-//! [`client_non_invite`]. [`key`] reads the header fields transactions match on; [`wire`]
+//! (`timer::TimerTable`): `server_invite`, `server_non_invite`, `client_invite`,
+//! `client_non_invite`. `key` reads the header fields transactions match on; `wire`
 //! builds the few messages the layer writes itself. Terminated transactions are removed at
 //! once, so memory is bounded by the traffic of the last 64·T1.
 //!
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 mod client_invite;
 mod client_non_invite;
 mod key;
+mod server;
 mod server_invite;
 mod server_non_invite;
 mod timer;
@@ -44,8 +45,7 @@ mod tests;
 use client_invite::ClientInvite;
 use client_non_invite::ClientNonInvite;
 use key::{MessageIds, RequestId};
-use server_invite::{AckDisposition, ServerInvite};
-use server_non_invite::ServerNonInvite;
+use server::{ServerEntry, ServerMachine};
 
 /// RFC 3261 timer base values.
 #[derive(Clone, Copy, Debug)]
@@ -153,34 +153,6 @@ impl Outputs {
     }
 }
 
-enum ServerMachine {
-    Invite(ServerInvite),
-    NonInvite(ServerNonInvite),
-}
-
-struct ServerEntry {
-    /// Set for transactions whose request reached the TU: what merged-request detection and
-    /// 2xx-ACK matching look up (the index entry is removed with the transaction).
-    request_id: Option<RequestId>,
-    machine: ServerMachine,
-}
-
-impl ServerEntry {
-    fn next_timeout(&self) -> Option<Instant> {
-        match &self.machine {
-            ServerMachine::Invite(tx) => tx.next_timeout(),
-            ServerMachine::NonInvite(tx) => tx.next_timeout(),
-        }
-    }
-
-    fn is_terminated(&self) -> bool {
-        match &self.machine {
-            ServerMachine::Invite(tx) => tx.is_terminated(),
-            ServerMachine::NonInvite(tx) => tx.is_terminated(),
-        }
-    }
-}
-
 enum ClientMachine {
     Invite(ClientInvite),
     NonInvite(ClientNonInvite),
@@ -208,6 +180,11 @@ impl ClientMachine {
 /// with equal keys can never be confused. Lookups are hash-map hits; `handle_timeout` and
 /// `poll_timeout` scan all live transactions, which is cheap at a hotline's scale (a few
 /// hundred transactions).
+///
+/// Every transaction ends on its own timers except where RFC 3261 leaves the end to the
+/// TU: a server transaction the TU never answers, and a client INVITE that got a
+/// provisional but no final (§17.1.1.2 stops Timer B there). The TU must answer every
+/// `Request` event and bound its own ringing calls (CANCEL), or those entries stay.
 pub struct TransactionLayer {
     config: TimerConfig,
     servers: HashMap<TransactionKey, ServerEntry>,
@@ -243,174 +220,6 @@ impl TransactionLayer {
             rsip::Method::Cancel => self.handle_cancel(now, &request, &ids, destination),
             _ => self.handle_new_or_retransmitted(now, request, &ids, source, destination),
         }
-    }
-
-    /// ACK: for a non-2xx it belongs to the INVITE transaction (same branch, §17.2.3); for a
-    /// 2xx it has its own branch and is matched to the INVITE by dialog (Call-ID, From tag,
-    /// CSeq number). The first ACK of a 2xx goes up; the rest are absorbed.
-    fn handle_ack(
-        &mut self,
-        now: Instant,
-        ack: rsip::Request,
-        ids: &MessageIds,
-        source: SocketAddr,
-    ) {
-        let invite_key = ids.key("INVITE");
-        let by_dialog = || {
-            let mut id = ids.request_id();
-            id.method = "INVITE".to_string();
-            id
-        };
-        let disposition = match self.servers.get_mut(&invite_key) {
-            Some(ServerEntry {
-                machine: ServerMachine::Invite(tx),
-                ..
-            }) => Some(tx.on_ack(now)),
-            _ => {
-                let owner = self.by_request_id.get(&by_dialog());
-                match owner.and_then(|key| self.servers.get_mut(key)) {
-                    Some(ServerEntry {
-                        machine: ServerMachine::Invite(tx),
-                        ..
-                    }) => tx.on_dialog_ack(now),
-                    _ => None,
-                }
-            }
-        };
-        match disposition {
-            Some(AckDisposition::Absorb) => {}
-            // No transaction knows it: a late ACK or one for a 2xx the layer no longer
-            // tracks. The dialog layer decides; passing it up costs nothing.
-            Some(AckDisposition::PassUp) | None => self.out.event(TransactionEvent::Request {
-                key: ids.key("ACK"),
-                request: ack,
-                source,
-            }),
-        }
-    }
-
-    /// CANCEL (§9.2): answered here, never passed to the TU as a request.
-    fn handle_cancel(
-        &mut self,
-        now: Instant,
-        cancel: &rsip::Request,
-        ids: &MessageIds,
-        destination: SocketAddr,
-    ) {
-        let key = ids.key("CANCEL");
-        if let Some(entry) = self.servers.get_mut(&key) {
-            if let ServerMachine::NonInvite(tx) = &mut entry.machine {
-                tx.on_retransmission(&mut self.out);
-            }
-            return;
-        }
-        let invite_key = ids.key("INVITE");
-        let response = match self.servers.get_mut(&invite_key) {
-            Some(ServerEntry {
-                machine: ServerMachine::Invite(invite),
-                ..
-            }) => {
-                if invite.cancel(now, &mut self.out) {
-                    self.out
-                        .event(TransactionEvent::Cancelled { invite: invite_key });
-                }
-                let tag = invite.to_tag().map(str::to_string);
-                wire::response_to(cancel, 200, "OK", tag.as_deref())
-            }
-            _ => wire::response_to(
-                cancel,
-                481,
-                "Call/Transaction Does Not Exist",
-                Some(&server_invite::new_tag()),
-            ),
-        };
-        let tx = ServerNonInvite::answered(now, destination, &response, self.config, &mut self.out);
-        self.servers.insert(
-            key,
-            ServerEntry {
-                request_id: None,
-                machine: ServerMachine::NonInvite(tx),
-            },
-        );
-    }
-
-    fn handle_new_or_retransmitted(
-        &mut self,
-        now: Instant,
-        request: rsip::Request,
-        ids: &MessageIds,
-        source: SocketAddr,
-        destination: SocketAddr,
-    ) {
-        let method = request.method.to_string();
-        let key = ids.key(&method);
-        if let Some(entry) = self.servers.get_mut(&key) {
-            match &mut entry.machine {
-                ServerMachine::Invite(tx) => tx.on_retransmission(&mut self.out),
-                ServerMachine::NonInvite(tx) => tx.on_retransmission(&mut self.out),
-            }
-            return;
-        }
-        let is_invite = request.method == rsip::Method::Invite;
-        let request_id = ids.request_id();
-        // §8.2.2.2: same From tag, Call-ID and CSeq as a live transaction but another
-        // branch: the request reached us twice through a forking proxy. Refuse the copy.
-        let merged = ids.to_tag.is_none()
-            && self
-                .by_request_id
-                .get(&request_id)
-                .is_some_and(|owner| *owner != key && self.servers.contains_key(owner));
-        if merged {
-            tracing::debug!(?key, "merged request: 482");
-            let machine = if is_invite {
-                ServerMachine::Invite(ServerInvite::rejected(
-                    now,
-                    request,
-                    destination,
-                    482,
-                    "Loop Detected",
-                    self.config,
-                    &mut self.out,
-                ))
-            } else {
-                let tag = server_invite::new_tag();
-                let response = wire::response_to(&request, 482, "Loop Detected", Some(&tag));
-                ServerMachine::NonInvite(ServerNonInvite::answered(
-                    now,
-                    destination,
-                    &response,
-                    self.config,
-                    &mut self.out,
-                ))
-            };
-            let entry = ServerEntry {
-                request_id: None,
-                machine,
-            };
-            self.servers.insert(key, entry);
-            return;
-        }
-        let machine = if is_invite {
-            ServerMachine::Invite(ServerInvite::new(
-                request.clone(),
-                destination,
-                self.config,
-                &mut self.out,
-            ))
-        } else {
-            ServerMachine::NonInvite(ServerNonInvite::new(destination, self.config))
-        };
-        self.by_request_id.insert(request_id.clone(), key.clone());
-        let entry = ServerEntry {
-            request_id: Some(request_id),
-            machine,
-        };
-        self.servers.insert(key.clone(), entry);
-        self.out.event(TransactionEvent::Request {
-            key,
-            request,
-            source,
-        });
     }
 
     /// A response arrived from the network. Matched to a client transaction by top-Via
@@ -483,18 +292,6 @@ impl TransactionLayer {
                 if machine.is_terminated() {
                     self.clients.remove(&key);
                 }
-            }
-        }
-    }
-
-    fn remove_server(&mut self, key: &TransactionKey) {
-        if let Some(ServerEntry {
-            request_id: Some(id),
-            ..
-        }) = self.servers.remove(key)
-        {
-            if self.by_request_id.get(&id) == Some(key) {
-                self.by_request_id.remove(&id);
             }
         }
     }
