@@ -250,3 +250,61 @@ fn invite_with_hostname_via_and_no_received_is_answered_at_its_source() {
     h.deliver_from(&text, addr("192.0.2.30:5062"));
     assert_eq!(h.sent[0].destination, addr("192.0.2.30:5062"));
 }
+
+/// An INVITE exactly as SIPp 3.6.1's built-in `uac` scenario sent it (captured on loopback).
+const SIPP_INVITE: &str = concat!(
+    "INVITE sip:service@127.0.0.1:5099 SIP/2.0\r\n",
+    "Via: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bK-20665-1-0\r\n",
+    "From: sipp <sip:sipp@127.0.0.1:5098>;tag=20665SIPpTag001\r\n",
+    "To: service <sip:service@127.0.0.1:5099>\r\n",
+    "Call-ID: 1-20665@127.0.0.1\r\n",
+    "CSeq: 1 INVITE\r\n",
+    "Contact: sip:sipp@127.0.0.1:5098\r\n",
+    "Max-Forwards: 70\r\n",
+    "Subject: Performance Test\r\n",
+    "Content-Type: application/sdp\r\n",
+    "Content-Length:   129\r\n",
+    "\r\n",
+    "v=0\r\n",
+    "o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n",
+    "s=-\r\n",
+    "c=IN IP4 127.0.0.1\r\n",
+    "t=0 0\r\n",
+    "m=audio 6000 RTP/AVP 0\r\n",
+    "a=rtpmap:0 PCMU/8000\r\n",
+);
+
+#[test]
+fn sipp_invite_is_answered_at_its_via_and_its_2xx_ack_passed_up() {
+    let mut h = Scripted::new(TimerConfig::default());
+    let sipp = addr("127.0.0.1:5098");
+    h.deliver_from(SIPP_INVITE, sipp);
+    assert_eq!(h.sent[0].status(), Some(100));
+    assert_eq!(h.sent[0].destination, sipp, "no rport/received: sent-by");
+    let key = h.request_key(rsip::Method::Invite);
+    assert_eq!(key.branch, "z9hG4bK-20665-1-0");
+    let req = request_of(&h, rsip::Method::Invite);
+    assert_eq!(req.body.len(), 129);
+    h.respond(&key, tu_response(&req, 200, "OK"));
+    // SIPp's ACK for the 2xx: its own branch, the 2xx's To tag.
+    let ack = "ACK sip:service@127.0.0.1:5099 SIP/2.0\r\n\
+               Via: SIP/2.0/UDP 127.0.0.1:5098;branch=z9hG4bK-20665-1-5\r\n\
+               From: sipp <sip:sipp@127.0.0.1:5098>;tag=20665SIPpTag001\r\n\
+               To: service <sip:service@127.0.0.1:5099>;tag=uas-tag\r\n\
+               Call-ID: 1-20665@127.0.0.1\r\n\
+               CSeq: 1 ACK\r\n\
+               Contact: sip:sipp@127.0.0.1:5098\r\n\
+               Max-Forwards: 70\r\n\
+               Subject: Performance Test\r\n\
+               Content-Length: 0\r\n\r\n";
+    h.run_until(ms(40));
+    h.deliver_from(ack, sipp);
+    h.run_until(ms(60_000));
+    assert_eq!(
+        h.times_of(200),
+        secs(&[0.0]),
+        "ACK arrived before the first resend"
+    );
+    assert_eq!(h.request_key(rsip::Method::Ack).branch, "z9hG4bK-20665-1-5");
+    assert_eq!(h.layer.len(), 0);
+}
