@@ -81,7 +81,8 @@ pub(super) fn ack_for(
     }
 }
 
-/// Wire bytes of a message (rsip's `Display`).
-pub(super) fn bytes_of(message: &impl std::fmt::Display) -> Vec<u8> {
-    message.to_string().into_bytes()
+/// Wire bytes of a message. Not rsip's `Display`: it writes wrong reason phrases and drops
+/// IPv6 brackets; `message::to_bytes` fixes both and keeps Content-Length true.
+pub(super) fn bytes_of<M: Clone + Into<rsip::SipMessage>>(message: &M) -> Vec<u8> {
+    crate::sip::message::to_bytes(&message.clone().into())
 }
