@@ -1,15 +1,11 @@
 //! The prompt library: every language's prompt set, loaded once at start (and on reload)
 //! and shared by all calls.
 
+use crate::config::REQUIRED_PROMPTS;
 use crate::media::prompt::{Prompt, PromptError, PromptSet, SharedPrompt};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Prompt names the IVR plays; every language directory must have them.
-pub const IVR_PROMPTS: &[&str] = &[
-    "greeting", "menu", "record", "thanks", "goodbye", "invalid", "no_input", "busy",
-];
 
 /// All languages' prompts plus the generated beep.
 #[derive(Debug)]
@@ -19,14 +15,14 @@ pub struct PromptLibrary {
 }
 
 impl PromptLibrary {
-    /// Load `<dir>/<lang>/<name>.wav` for each language and each IVR prompt.
+    /// Load `<dir>/<lang>/<name>.wav` for each language and each of [`REQUIRED_PROMPTS`].
     pub fn load(dir: &Path, languages: &[String]) -> Result<PromptLibrary, PromptError> {
         let mut sets = HashMap::new();
         for lang in languages {
             if sets.contains_key(lang) {
                 continue;
             }
-            sets.insert(lang.clone(), PromptSet::load(&dir.join(lang), IVR_PROMPTS)?);
+            sets.insert(lang.clone(), PromptSet::load(&dir.join(lang), REQUIRED_PROMPTS)?);
         }
         Ok(PromptLibrary {
             sets,
@@ -36,7 +32,7 @@ impl PromptLibrary {
     }
 
     /// A prompt in `lang`. Load checked every IVR prompt exists, so `None` means an unknown
-    /// language or a name outside [`IVR_PROMPTS`].
+    /// language or a name outside [`REQUIRED_PROMPTS`].
     pub fn get(&self, lang: &str, name: &str) -> Option<SharedPrompt> {
         self.sets.get(lang)?.get(name)
     }

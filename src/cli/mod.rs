@@ -115,27 +115,35 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Load and check a config (prompt files included); print every error.
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errors| {
-        for e in &errors {
+    let report = |errors: &[crate::config::ConfigError]| {
+        for e in errors {
             eprintln!("error: {e}");
         }
         ExitCode::from(2)
-    })
+    };
+    let cfg = Config::load(path).map_err(|e| report(&e))?;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let file_errors = cfg.check_files(&cwd);
+    if !file_errors.is_empty() {
+        return Err(report(&file_errors));
+    }
+    Ok(cfg)
 }
 
 fn check_config(path: &Path) -> ExitCode {
-    match load_config(path) {
-        Ok(cfg) => {
-            println!(
-                "{}: OK (SIP {}, numbers: {})",
-                path.display(),
-                cfg.sip.listen,
-                cfg.numbers.iter().map(|n| n.number.as_str()).collect::<Vec<_>>().join(", ")
-            );
+    match crate::config::check_config(path) {
+        Ok(summary) => {
+            println!("{}: OK\n{summary}", path.display());
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(2)
+        }
     }
 }
 
