@@ -439,3 +439,85 @@ async fn port_pool_hands_out_even_free_ports_and_wraps() {
         std::io::ErrorKind::InvalidInput
     );
 }
+
+fn endpointed(path: std::path::PathBuf, no_speech_ms: u64) -> RecordSpec {
+    RecordSpec {
+        path,
+        max_duration: Duration::from_secs(30),
+        endpointer: Some(crate::media::vad::EndpointerConfig {
+            speech_threshold_dbfs: -35.0,
+            trailing_silence: Duration::from_millis(500),
+            no_speech_timeout: Duration::from_millis(no_speech_ms),
+        }),
+        stop_digit: Some('#'),
+    }
+}
+
+async fn recording_done(s: &mut MediaSession) -> (RecordEnd, Duration, bool, Arc<[i16]>) {
+    match event_within(s, Duration::from_secs(10)).await {
+        Some(MediaEvent::RecordingDone {
+            reason,
+            duration,
+            heard_speech,
+            pcm,
+            ..
+        }) => (reason, duration, heard_speech, pcm),
+        other => panic!("RecordingDone expected, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recording_ends_after_speech_and_trailing_silence() {
+    let (mut a, b) = pair().await;
+    let dir = tempfile::tempdir().unwrap();
+    a.start_recording(endpointed(dir.path().join("speech.wav"), 3000));
+    let mut talk = vec![0i16; 8 * 300];
+    talk.extend(tone(300.0, 800, 0.3));
+    b.play(vec![prompt(talk)], false);
+    let (reason, duration, heard_speech, pcm) = recording_done(&mut a).await;
+    assert_eq!(reason, RecordEnd::EndOfSpeech);
+    assert!(heard_speech);
+    // 300 ms silence + 800 ms speech + 500 ms trailing silence
+    assert!(
+        duration >= Duration::from_millis(1550) && duration <= Duration::from_millis(1700),
+        "{duration:?}"
+    );
+    let loud = pcm.iter().filter(|s| s.unsigned_abs() > 3000).count();
+    assert!(loud > 8 * 400, "the speech is in the recording");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recording_ends_with_no_speech_on_comfort_silence() {
+    let (mut a, b) = pair().await;
+    let dir = tempfile::tempdir().unwrap();
+    a.start_recording(endpointed(dir.path().join("silence.wav"), 1000));
+    let (reason, duration, heard_speech, pcm) = recording_done(&mut a).await;
+    assert_eq!(reason, RecordEnd::NoSpeech);
+    assert!(!heard_speech);
+    assert!(
+        duration >= Duration::from_millis(960) && duration <= Duration::from_millis(1040),
+        "{duration:?}"
+    );
+    assert!(pcm.iter().all(|&s| s == 0));
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recording_ends_with_no_speech_when_no_packets_arrive() {
+    let peer = udp().await; // never sends
+    let mut s = session().await;
+    s.start(peer.local_addr().unwrap(), Codec::Pcmu, None);
+    let dir = tempfile::tempdir().unwrap();
+    s.start_recording(endpointed(dir.path().join("none.wav"), 1000));
+    let t0 = Instant::now();
+    let (reason, duration, heard_speech, _) = recording_done(&mut s).await;
+    assert_eq!(reason, RecordEnd::NoSpeech);
+    assert!(!heard_speech);
+    assert_eq!(duration, Duration::ZERO);
+    let waited = Instant::now() - t0;
+    assert!(waited >= Duration::from_millis(1000) && waited <= Duration::from_millis(1600));
+    s.close().await;
+}
