@@ -138,8 +138,14 @@ pub enum MediaEvent {
 /// Counters a session keeps; returned by [`MediaSession::close`].
 #[derive(Clone, Debug, Default)]
 pub struct MediaStats {
+    /// Audio and DTMF packets that left the socket.
     pub packets_sent: u64,
+    /// Valid packets of the negotiated payload types (audio, telephone-event, CN) from
+    /// the latched source.
     pub packets_received: u64,
+    /// Malformed datagrams, unknown payload types, short telephone-event payloads, and
+    /// packets of the latched SSRC from another address. (Well-formed packets arriving
+    /// before `start()` are ignored without being counted.)
     pub packets_dropped: u64,
 }
 

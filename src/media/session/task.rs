@@ -142,8 +142,10 @@ impl Task {
             tokio::select! {
                 biased;
                 () = &mut timer, if armed.is_some() => {
+                    // never act before the deadline that fired, whatever the clock says
+                    let now = armed.map_or_else(Instant::now, |d| d.max(Instant::now()));
                     armed = None; // force a re-arm even if the deadline did not move
-                    self.on_timer(Instant::now());
+                    self.on_timer(now);
                 }
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Close) => break,
@@ -189,22 +191,27 @@ impl Task {
                 codec,
                 dtmf_pt,
             } => {
-                // A re-start (re-INVITE) keeps SSRC, sequence and timestamp: same stream,
-                // possibly a new target; the timestamp base moves to the new pacer's frame 0.
-                let sender = match self.stream.take() {
-                    Some(old) => RtpSender::with_state(
-                        old.sender.ssrc(),
-                        old.sender.next_sequence(),
-                        old.sender.timestamp(),
-                    ),
-                    None => RtpSender::new(),
+                // A re-start (re-INVITE) continues the same stream: SSRC, sequence numbers,
+                // the 20 ms cadence and the timestamp clock carry on, only the target, codec
+                // and latch are new.
+                let (sender, t0) = match self.stream.take() {
+                    Some(old) => {
+                        let next = old.pacer.next_index();
+                        let sender = RtpSender::with_state(
+                            old.sender.ssrc(),
+                            old.sender.next_sequence(),
+                            old.sender.timestamp_for_frame(next),
+                        );
+                        (sender, old.pacer.deadline_of(next))
+                    }
+                    None => (RtpSender::new(), now),
                 };
                 self.stream = Some(Stream {
                     codec,
                     dtmf_pt,
                     remote,
                     latched_ssrc: None,
-                    pacer: Pacer::new(now),
+                    pacer: Pacer::new(t0),
                     sender,
                     last_rx: now,
                     timeout_reported: false,
@@ -332,15 +339,21 @@ impl Task {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
+        if !can_send(stream.remote) {
+            return; // no destination: do not burn sequence numbers either
+        }
         let pt = stream.codec.payload_type();
         match stream
             .sender
             .build_audio(pt, &self.frame, &mut self.tx_buf[..])
         {
-            Ok(len) => {
-                let remote = stream.remote;
-                self.send(len, remote);
-            }
+            Ok(len) => transmit(
+                &self.socket,
+                self.send_socket.as_ref(),
+                &self.tx_buf[..len],
+                stream.remote,
+                &mut self.stats,
+            ),
             Err(e) => tracing::error!(error = %e, "RTP build"),
         }
     }
@@ -359,6 +372,9 @@ impl Task {
                 break;
             }
             tx.next += 1;
+            if !can_send(remote) {
+                continue;
+            }
             match stream.sender.build_at(
                 pt,
                 p.marker,
@@ -366,18 +382,13 @@ impl Task {
                 &p.payload,
                 &mut self.tx_buf[..],
             ) {
-                Ok(len) => {
-                    if can_send(remote) {
-                        let res = match &self.send_socket {
-                            Some(s) => s.send_to(&self.tx_buf[..len], remote),
-                            None => self.socket.try_send_to(&self.tx_buf[..len], remote),
-                        };
-                        match res {
-                            Ok(_) => self.stats.packets_sent += 1,
-                            Err(e) => tracing::debug!(error = %e, "RTP send"),
-                        }
-                    }
-                }
+                Ok(len) => transmit(
+                    &self.socket,
+                    self.send_socket.as_ref(),
+                    &self.tx_buf[..len],
+                    remote,
+                    &mut self.stats,
+                ),
                 Err(e) => tracing::error!(error = %e, "RTP build"),
             }
         }
@@ -387,29 +398,14 @@ impl Task {
         }
     }
 
-    fn send(&mut self, len: usize, remote: SocketAddr) {
-        if !can_send(remote) {
-            return;
-        }
-        // Never await a send on the media task: a full socket buffer drops the packet.
-        let res = match &self.send_socket {
-            Some(s) => s.send_to(&self.tx_buf[..len], remote),
-            None => self.socket.try_send_to(&self.tx_buf[..len], remote),
-        };
-        match res {
-            Ok(_) => self.stats.packets_sent += 1,
-            Err(e) => tracing::debug!(error = %e, "RTP send"),
-        }
-    }
-
     fn on_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
         let Ok(pkt) = rtp::parse(data) else {
             self.stats.packets_dropped += 1;
             return;
         };
         let Some(stream) = self.stream.as_mut() else {
-            // Nothing negotiated yet: we cannot tell audio from garbage.
-            self.stats.packets_dropped += 1;
+            // Well-formed but before start(): the caller's media may race our answer.
+            // Ignored, and not counted as dropped: nothing is wrong with it.
             return;
         };
         let kind = if pkt.payload_type == stream.codec.payload_type() {
@@ -514,6 +510,25 @@ impl Task {
                 pcm,
             });
         });
+    }
+}
+
+/// Send one datagram without ever awaiting: a full socket buffer drops the packet, which
+/// is what a late audio packet is worth anyway.
+fn transmit(
+    socket: &UdpSocket,
+    dup: Option<&std::net::UdpSocket>,
+    datagram: &[u8],
+    remote: SocketAddr,
+    stats: &mut MediaStats,
+) {
+    let res = match dup {
+        Some(s) => s.send_to(datagram, remote),
+        None => socket.try_send_to(datagram, remote),
+    };
+    match res {
+        Ok(_) => stats.packets_sent += 1,
+        Err(e) => tracing::debug!(error = %e, %remote, "RTP send"),
     }
 }
 

@@ -521,3 +521,32 @@ async fn recording_ends_with_no_speech_when_no_packets_arrive() {
     assert!(waited >= Duration::from_millis(1000) && waited <= Duration::from_millis(1600));
     s.close().await;
 }
+
+/// The same path on the real clock and a multi-threaded runtime, as in production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_time_prompt_and_dtmf_between_sessions() {
+    let (mut a, mut b) = pair().await;
+    let started = std::time::Instant::now();
+    a.play(vec![prompt(tone(500.0, 400, 0.3))], false);
+    assert!(matches!(
+        event_within(&mut a, Duration::from_secs(2)).await,
+        Some(MediaEvent::PlaybackDone { interrupted: false })
+    ));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(370) && took < Duration::from_millis(700),
+        "{took:?}"
+    );
+    a.send_dtmf('9', Duration::from_millis(60));
+    assert!(matches!(
+        event_within(&mut b, Duration::from_secs(1)).await,
+        Some(MediaEvent::Dtmf('9'))
+    ));
+    let sa = a.close().await;
+    let sb = b.close().await;
+    assert!(
+        sa.packets_sent >= 20 && sb.packets_received >= 20,
+        "{sa:?} {sb:?}"
+    );
+    assert_eq!(sb.packets_dropped, 0);
+}
