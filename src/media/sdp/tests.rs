@@ -16,7 +16,7 @@ fn lines(sdp: &str) -> Vec<&str> {
 
 const G711: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 
-/// sipp's built-in uac scenario.
+/// sipp's built-in uac scenario (`sipp -sd uac`), placeholders filled in.
 const SIPP: &str = "v=0
 o=user1 53655765 2353687637 IN IP4 127.0.0.1
 s=-
@@ -25,19 +25,24 @@ t=0 0
 m=audio 6000 RTP/AVP 0
 a=rtpmap:0 PCMU/8000";
 
+/// Captured from baresip 1.0.0 (g711 module) dialling 127.0.0.1.
 const BARESIP: &str = "v=0
-o=- 1917211376 1280461574 IN IP4 192.168.1.20
+o=- 1193231398 777667527 IN IP4 192.0.2.2
 s=-
-c=IN IP4 192.168.1.20
+c=IN IP4 192.0.2.2
 t=0 0
-m=audio 10370 RTP/AVP 0 8 101
+a=tool:baresip 1.0.0
+m=audio 15654 RTP/AVP 0 8 101
 a=rtpmap:0 PCMU/8000
 a=rtpmap:8 PCMA/8000
 a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
-a=ptime:20
 a=sendrecv
-a=rtcp-mux";
+a=label:1
+a=rtcp-rsize
+a=ssrc:2933372880 cname:sip:tester@127.0.0.1
+a=minptime:20
+a=ptime:20";
 
 const LINPHONE: &str = "v=0
 o=alice 2345 3456 IN IP4 10.0.0.5
@@ -89,7 +94,7 @@ fn answers_baresip_with_telephone_event() {
     let (n, text) = answer(&crlf(BARESIP), &G711, local(), 7).unwrap();
     assert_eq!(n.codec, Codec::Pcmu);
     assert_eq!(n.dtmf_pt, Some(101));
-    assert_eq!(n.remote_rtp, "192.168.1.20:10370".parse().unwrap());
+    assert_eq!(n.remote_rtp, "192.0.2.2:15654".parse().unwrap());
     let l = lines(&text);
     assert!(l.contains(&"m=audio 30000 RTP/AVP 0 101"));
     assert!(l.contains(&"a=rtpmap:101 telephone-event/8000"));
@@ -125,7 +130,7 @@ fn hold_reoffers_get_the_mirrored_direction() {
     assert!(lines(&text).contains(&"a=inactive"));
 
     // RFC 2543 hold: c=0.0.0.0
-    let old = crlf(BARESIP).replace("c=IN IP4 192.168.1.20", "c=IN IP4 0.0.0.0");
+    let old = crlf(BARESIP).replace("c=IN IP4 192.0.2.2", "c=IN IP4 0.0.0.0");
     let (n, text) = answer(&old, &G711, local(), 1).unwrap();
     assert!(n.remote_rtp.ip().is_unspecified());
     assert_eq!(n.remote_direction, Direction::SendOnly);
