@@ -214,8 +214,9 @@ impl MediaSession {
         });
     }
 
-    /// Drop the play queue now (comfort silence follows). Emits no `PlaybackDone`: the
-    /// caller of this method already knows.
+    /// Drop the play queue now (comfort silence follows). If something was playing, its
+    /// `PlaybackDone { interrupted: true }` follows, so every play ends with exactly one
+    /// `PlaybackDone` however it ends.
     pub fn stop_playback(&self) {
         self.command(Command::StopPlayback);
     }

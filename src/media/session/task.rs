@@ -226,7 +226,12 @@ impl Task {
             Command::StopPlayback => {
                 self.queue.clear();
                 self.offset = 0;
-                self.playing = false;
+                // Every play ends with exactly one PlaybackDone, so a waiter never confuses a
+                // natural end already in flight with the end of the next play.
+                if self.playing {
+                    self.playing = false;
+                    self.emit(MediaEvent::PlaybackDone { interrupted: true });
+                }
             }
             Command::StartRecording(spec) => {
                 if self.recorder.is_some() {
