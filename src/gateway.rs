@@ -42,7 +42,10 @@ pub struct Gateway {
 impl Gateway {
     /// Load prompts, bind the SIP socket, start answering. `on_record` receives every
     /// finished call's record.
-    pub async fn start(config: Config, on_record: Option<RecordSink>) -> Result<Gateway, GatewayError> {
+    pub async fn start(
+        config: Config,
+        on_record: Option<RecordSink>,
+    ) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
         let mut languages: Vec<String> = vec![config.prompts.language.clone()];
         languages.extend(config.numbers.iter().filter_map(|n| n.language.clone()));
@@ -58,12 +61,13 @@ impl Gateway {
             t2: Duration::from_millis(config.sip.t2_ms),
             t4: Duration::from_millis(config.sip.t4_ms),
         };
-        let (endpoint, events) = endpoint::start(config.sip.listen, timers)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                addr: config.sip.listen,
-                source,
-            })?;
+        let (endpoint, events) =
+            endpoint::start(config.sip.listen, timers)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.sip.listen,
+                    source,
+                })?;
         let instance = instance_id(endpoint.local_addr());
         let services = Arc::new(Services {
             ivr: Arc::new(IvrSettings {

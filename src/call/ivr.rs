@@ -7,7 +7,9 @@
 //! SIP INFO digits, re-negotiated media). It never touches SIP.
 
 use super::prompts::PromptLibrary;
-use super::record::{CallRecord, Hangup, MediaSummary, MenuSelection, RecordingInfo, CALL_RECORD_SCHEMA};
+use super::record::{
+    CallRecord, Hangup, MediaSummary, MenuSelection, RecordingInfo, CALL_RECORD_SCHEMA,
+};
 use crate::config::{MenuConfig, RecordingConfig};
 use crate::media::prompt::SharedPrompt;
 use crate::media::sdp::Negotiated;
@@ -79,11 +81,26 @@ enum Stop {
 impl Stop {
     fn hangup(self) -> Hangup {
         match self {
-            Stop::CallerHangup => Hangup { by: "caller", reason: "caller_bye" },
-            Stop::RtpTimeout => Hangup { by: "gateway", reason: "rtp_timeout" },
-            Stop::MaxDuration => Hangup { by: "gateway", reason: "max_duration" },
-            Stop::AckTimeout => Hangup { by: "gateway", reason: "ack_timeout" },
-            Stop::Shutdown => Hangup { by: "gateway", reason: "shutdown" },
+            Stop::CallerHangup => Hangup {
+                by: "caller",
+                reason: "caller_bye",
+            },
+            Stop::RtpTimeout => Hangup {
+                by: "gateway",
+                reason: "rtp_timeout",
+            },
+            Stop::MaxDuration => Hangup {
+                by: "gateway",
+                reason: "max_duration",
+            },
+            Stop::AckTimeout => Hangup {
+                by: "gateway",
+                reason: "ack_timeout",
+            },
+            Stop::Shutdown => Hangup {
+                by: "gateway",
+                reason: "shutdown",
+            },
         }
     }
 }
@@ -126,13 +143,26 @@ pub async fn run(
         recording: None,
     };
     let (hangup, send_bye) = match ivr.flow().await {
-        Ok(()) => (Hangup { by: "gateway", reason: "completed" }, true),
+        Ok(()) => (
+            Hangup {
+                by: "gateway",
+                reason: "completed",
+            },
+            true,
+        ),
         Err(stop) => {
             ivr.finish_recording_after(stop).await;
             (stop.hangup(), stop != Stop::CallerHangup)
         }
     };
-    let Ivr { info, media, menu, recording, settings, .. } = ivr;
+    let Ivr {
+        info,
+        media,
+        menu,
+        recording,
+        settings,
+        ..
+    } = ivr;
     let stats = media.close().await;
     let ended_at = Utc::now();
     let record = CallRecord {
@@ -186,10 +216,16 @@ impl Ivr {
         let menu = self.settings.menu.clone();
         let mut pressed = String::new();
         for attempt in 0..menu.max_attempts.max(1) {
-            let names: &[&str] = if attempt == 0 { &["greeting", "menu"] } else { &["menu"] };
+            let names: &[&str] = if attempt == 0 {
+                &["greeting", "menu"]
+            } else {
+                &["menu"]
+            };
             let prompts = self.prompts(names);
             self.play(prompts, true);
-            let digit = self.wait_digit(Duration::from_secs(menu.digit_timeout_secs)).await?;
+            let digit = self
+                .wait_digit(Duration::from_secs(menu.digit_timeout_secs))
+                .await?;
             match digit {
                 Some(d) => {
                     pressed.push(d);
@@ -245,7 +281,10 @@ impl Ivr {
             tracing::error!(error = %e, dir = %dir.display(), "cannot create recordings directory");
             return Ok(());
         }
-        let path = dir.join(format!("{}.wav", super::record::file_safe(&self.info.call_id)));
+        let path = dir.join(format!(
+            "{}.wav",
+            super::record::file_safe(&self.info.call_id)
+        ));
         self.media.start_recording(RecordSpec {
             path,
             max_duration: Duration::from_secs(rec.max_duration_secs),
@@ -258,7 +297,13 @@ impl Ivr {
         });
         loop {
             match self.next(None).await? {
-                Step::Media(MediaEvent::RecordingDone { path, reason, duration, heard_speech, .. }) => {
+                Step::Media(MediaEvent::RecordingDone {
+                    path,
+                    reason,
+                    duration,
+                    heard_speech,
+                    ..
+                }) => {
                     self.recording = Some(recording_info(path, reason, duration, heard_speech));
                     return Ok(());
                 }
@@ -308,7 +353,11 @@ impl Ivr {
     }
 
     /// Play and wait until the queue has run out (or a digit cut it short when `barge_in`).
-    async fn play_to_end(&mut self, prompts: Vec<SharedPrompt>, barge_in: bool) -> Result<(), Stop> {
+    async fn play_to_end(
+        &mut self,
+        prompts: Vec<SharedPrompt>,
+        barge_in: bool,
+    ) -> Result<(), Stop> {
         self.play(prompts, barge_in);
         while self.playing {
             if let Step::Digit(d) = self.next(None).await? {
@@ -388,7 +437,12 @@ impl Ivr {
     }
 }
 
-fn recording_info(path: PathBuf, reason: RecordEnd, duration: Duration, heard_speech: bool) -> RecordingInfo {
+fn recording_info(
+    path: PathBuf,
+    reason: RecordEnd,
+    duration: Duration,
+    heard_speech: bool,
+) -> RecordingInfo {
     RecordingInfo {
         path,
         format: "wav/pcm_s16le/8000/mono",

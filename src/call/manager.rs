@@ -143,7 +143,11 @@ impl CallManager {
 
     async fn handle_event(&mut self, ev: TransactionEvent) {
         match ev {
-            TransactionEvent::Request { key, request, source } => self.handle_request(key, request, source).await,
+            TransactionEvent::Request {
+                key,
+                request,
+                source,
+            } => self.handle_request(key, request, source).await,
             TransactionEvent::Cancelled { invite } => {
                 if let Some(ck) = self.by_invite.get(&invite) {
                     if let Some(call) = self.calls.get(ck) {
@@ -168,7 +172,12 @@ impl CallManager {
         }
     }
 
-    async fn handle_request(&mut self, key: TransactionKey, req: rsip::Request, source: SocketAddr) {
+    async fn handle_request(
+        &mut self,
+        key: TransactionKey,
+        req: rsip::Request,
+        source: SocketAddr,
+    ) {
         let in_dialog = to_tag(&req).is_some();
         match req.method {
             rsip::Method::Invite if !in_dialog => self.new_call(key, req, source).await,
@@ -221,14 +230,21 @@ impl CallManager {
     async fn new_call(&mut self, key: TransactionKey, req: rsip::Request, source: SocketAddr) {
         let cfg = self.services.config.clone();
         let reject = |this: &mut Self, code: u16, reason: &str| {
-            this.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            this.counters
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut resp = this.build(&req, code, reason, Some(&message::new_tag()));
             if code == 503 {
                 this.retry_after(&mut resp);
             }
             this.endpoint.respond(key.clone(), resp);
         };
-        if req.max_forwards_header().ok().and_then(|m| m.value().trim().parse::<u32>().ok()) == Some(0) {
+        if req
+            .max_forwards_header()
+            .ok()
+            .and_then(|m| m.value().trim().parse::<u32>().ok())
+            == Some(0)
+        {
             return reject(self, 483, "Too Many Hops");
         }
         if self.draining {
@@ -263,7 +279,12 @@ impl CallManager {
         );
         let local_rtp = SocketAddr::new(self.advertised_ip(), media.local_addr().port());
         let sdp_session: u64 = rand::random::<u32>() as u64;
-        let accepted: Vec<Codec> = cfg.media.codecs.iter().filter_map(|c| Codec::from_name(c)).collect();
+        let accepted: Vec<Codec> = cfg
+            .media
+            .codecs
+            .iter()
+            .filter_map(|c| Codec::from_name(c))
+            .collect();
         let (negotiated, answer) = match sdp::answer(&offer, &accepted, local_rtp, sdp_session) {
             Ok(x) => x,
             Err(e) => {
@@ -289,7 +310,13 @@ impl CallManager {
 
         // Ring (or early media), then answer straight away: callers to a hotline should not wait.
         if cfg.sip.early_media {
-            let r = self.build_dialog_response(&req, 183, "Session Progress", &local_tag, Some(&answer));
+            let r = self.build_dialog_response(
+                &req,
+                183,
+                "Session Progress",
+                &local_tag,
+                Some(&answer),
+            );
             self.endpoint.respond(key.clone(), r);
         } else {
             let r = self.build_dialog_response(&req, 180, "Ringing", &local_tag, None);
@@ -305,7 +332,10 @@ impl CallManager {
             caller_name: from_name,
             called: dialled.clone(),
             channel: number.channel.clone(),
-            language: number.language.clone().unwrap_or_else(|| cfg.prompts.language.clone()),
+            language: number
+                .language
+                .clone()
+                .unwrap_or_else(|| cfg.prompts.language.clone()),
             started_at: chrono::Utc::now(),
             answered_at: chrono::Utc::now(),
             codec: negotiated.codec.encoding_name().to_string(),
@@ -328,8 +358,12 @@ impl CallManager {
             },
         );
         self.by_invite.insert(key, ck.clone());
-        self.counters.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.counters.active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .answered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let services = self.services.clone();
         let finished = self.finished_tx.clone();
@@ -354,7 +388,10 @@ impl CallManager {
                     Ok((_, Err(e))) => tracing::error!(error = %e, "cannot write call record"),
                     Err(e) => tracing::error!(error = %e, "call record task failed"),
                 }
-                let _ = finished.send(Finished { key: ck, send_bye: outcome.send_bye });
+                let _ = finished.send(Finished {
+                    key: ck,
+                    send_bye: outcome.send_bye,
+                });
             },
             span,
         ));
@@ -373,7 +410,9 @@ impl CallManager {
             .iter()
             .filter_map(|c| Codec::from_name(c))
             .collect();
-        let Some(call) = self.calls.get_mut(&ck) else { return };
+        let Some(call) = self.calls.get_mut(&ck) else {
+            return;
+        };
         let local_tag = ck.local_tag.clone();
         if req.body.is_empty() {
             // A refresh without SDP: confirm, nothing changes.
@@ -398,17 +437,30 @@ impl CallManager {
     }
 
     fn call_finished(&mut self, done: Finished) {
-        let Some(mut call) = self.calls.remove(&done.key) else { return };
+        let Some(mut call) = self.calls.remove(&done.key) else {
+            return;
+        };
         self.by_invite.remove(&call.invite);
-        self.counters.active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.counters.completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .completed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if done.send_bye {
             let local = self.endpoint.local_addr();
             let host = self.advertised_ip().to_string();
-            let (bye, next_hop) = call.dialog.new_request(rsip::Method::Bye, &host, local.port(), rsip::Transport::Udp);
+            let (bye, next_hop) = call.dialog.new_request(
+                rsip::Method::Bye,
+                &host,
+                local.port(),
+                rsip::Transport::Udp,
+            );
             match uri_socket_addr(&next_hop) {
                 Some(dest) => self.endpoint.send(bye, dest),
-                None => tracing::warn!(uri = %next_hop, "cannot route BYE: next hop is not an IP address"),
+                None => {
+                    tracing::warn!(uri = %next_hop, "cannot route BYE: next hop is not an IP address")
+                }
             }
         }
     }
@@ -416,8 +468,14 @@ impl CallManager {
     fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
         let call_id = req.call_id_header().ok()?.value().to_string();
         let tag = to_tag(req)?;
-        let ck = CallKey { call_id, local_tag: tag };
-        self.calls.get(&ck).filter(|c| c.dialog.matches(req)).map(|_| ck)
+        let ck = CallKey {
+            call_id,
+            local_tag: tag,
+        };
+        self.calls
+            .get(&ck)
+            .filter(|c| c.dialog.matches(req))
+            .map(|_| ck)
     }
 
     fn advertised_ip(&self) -> IpAddr {
@@ -436,21 +494,40 @@ impl CallManager {
     }
 
     /// A response with our standard headers.
-    fn build(&self, req: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>) -> rsip::Response {
+    fn build(
+        &self,
+        req: &rsip::Request,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> rsip::Response {
         let mut resp = message::response(req, code, reason, to_tag);
         push(&mut resp, rsip::headers::Allow::new(ALLOW).into());
-        push(&mut resp, rsip::headers::Server::new(self.services.config.sip.user_agent.clone()).into());
+        push(
+            &mut resp,
+            rsip::headers::Server::new(self.services.config.sip.user_agent.clone()).into(),
+        );
         resp
     }
 
-    fn reply(&self, key: &TransactionKey, req: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>) {
+    fn reply(
+        &self,
+        key: &TransactionKey,
+        req: &rsip::Request,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) {
         let resp = self.build(req, code, reason, to_tag);
         self.endpoint.respond(key.clone(), resp);
     }
 
     fn retry_after(&self, resp: &mut rsip::Response) {
         let secs = self.services.config.limits.retry_after_secs;
-        push(resp, rsip::headers::RetryAfter::new(secs.to_string()).into());
+        push(
+            resp,
+            rsip::headers::RetryAfter::new(secs.to_string()).into(),
+        );
     }
 
     /// 18x/2xx that establish or live in a dialog: Contact, the request's Record-Route
@@ -469,12 +546,18 @@ impl CallManager {
                 push(&mut resp, rsip::Header::RecordRoute(rr.clone()));
             }
         }
-        push(&mut resp, rsip::headers::Contact::new(format!("<{}>", self.contact_uri())).into());
+        push(
+            &mut resp,
+            rsip::headers::Contact::new(format!("<{}>", self.contact_uri())).into(),
+        );
         if code == 200 {
             push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
         }
         if let Some(body) = sdp_body {
-            push(&mut resp, rsip::headers::ContentType::new("application/sdp").into());
+            push(
+                &mut resp,
+                rsip::headers::ContentType::new("application/sdp").into(),
+            );
             set_body(&mut resp, body.as_bytes().to_vec());
         }
         resp
@@ -487,13 +570,20 @@ fn push(resp: &mut rsip::Response, h: rsip::Header) {
 
 /// Replace the body and keep Content-Length true.
 fn set_body(resp: &mut rsip::Response, body: Vec<u8>) {
-    resp.headers.retain(|h| !matches!(h, rsip::Header::ContentLength(_)));
-    resp.headers.push(rsip::headers::ContentLength::new(body.len().to_string()).into());
+    resp.headers
+        .retain(|h| !matches!(h, rsip::Header::ContentLength(_)));
+    resp.headers
+        .push(rsip::headers::ContentLength::new(body.len().to_string()).into());
     resp.body = body;
 }
 
 fn to_tag(req: &rsip::Request) -> Option<String> {
-    req.to_header().ok()?.tag().ok().flatten().map(|t| t.value().to_string())
+    req.to_header()
+        .ok()?
+        .tag()
+        .ok()
+        .flatten()
+        .map(|t| t.value().to_string())
 }
 
 /// Caller number and display name from From (the trunk's P-Asserted-Identity would win
@@ -502,10 +592,32 @@ fn caller_identity(req: &rsip::Request) -> (String, Option<String>) {
     match req.from_header().ok().and_then(|f| f.typed().ok()) {
         Some(from) => (
             from.uri.user().unwrap_or("anonymous").to_string(),
-            from.display_name.filter(|d| !d.is_empty()),
+            from.display_name
+                .map(|d| unquote(&d))
+                .filter(|d| !d.is_empty()),
         ),
         None => ("anonymous".into(), None),
     }
+}
+
+/// `"Zhang San"` → `Zhang San`, with `\"` and `\\` unescaped (RFC 3261 quoted-string).
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return s.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A digit from SIP INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
@@ -553,6 +665,13 @@ mod tests {
         assert_eq!(info_digit(&info("7")), Some('7'));
         assert_eq!(info_digit(&info("Signal=55")), None);
         assert_eq!(info_digit(&info("hello")), None);
+    }
+
+    #[test]
+    fn display_names_are_unquoted() {
+        assert_eq!(unquote("\"sipp caller\""), "sipp caller");
+        assert_eq!(unquote("\"a \\\"b\\\" c\""), "a \"b\" c");
+        assert_eq!(unquote("Bob"), "Bob");
     }
 
     #[test]

@@ -22,7 +22,10 @@ impl PromptLibrary {
             if sets.contains_key(lang) {
                 continue;
             }
-            sets.insert(lang.clone(), PromptSet::load(&dir.join(lang), REQUIRED_PROMPTS)?);
+            sets.insert(
+                lang.clone(),
+                PromptSet::load(&dir.join(lang), REQUIRED_PROMPTS)?,
+            );
         }
         Ok(PromptLibrary {
             sets,

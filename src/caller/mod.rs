@@ -118,14 +118,19 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
         start: Instant::now(),
         verbose: opts.verbose,
     };
-    let target = rsip::Uri::try_from(opts.target.as_str()).map_err(|_| DialError::Target(opts.target.clone()))?;
-    let dest = crate::call::manager::uri_socket_addr(&target).ok_or_else(|| DialError::Target(opts.target.clone()))?;
+    let target = rsip::Uri::try_from(opts.target.as_str())
+        .map_err(|_| DialError::Target(opts.target.clone()))?;
+    let dest = crate::call::manager::uri_socket_addr(&target)
+        .ok_or_else(|| DialError::Target(opts.target.clone()))?;
     let caller_audio = match &opts.play {
-        Some(path) => Some(Arc::new(Prompt::from_wav_file(path).map_err(|e| DialError::Audio(e.to_string()))?)),
+        Some(path) => Some(Arc::new(
+            Prompt::from_wav_file(path).map_err(|e| DialError::Audio(e.to_string()))?,
+        )),
         None => None,
     };
 
-    let (ep, mut events) = endpoint::start(SocketAddr::new(opts.bind_ip, 0), TimerConfig::default()).await?;
+    let (ep, mut events) =
+        endpoint::start(SocketAddr::new(opts.bind_ip, 0), TimerConfig::default()).await?;
     let local = ep.local_addr();
     let pool = PortPool::new(opts.bind_ip, opts.rtp_ports.0, opts.rtp_ports.1);
     let mut media = MediaSession::spawn(
@@ -139,7 +144,10 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), opts.bind_ip);
     let offer = sdp::offer(&opts.codecs, 101, local_rtp, rand::random::<u32>() as u64);
     let invite = build_invite(&target, &opts.from_user, local, &call_id, &offer);
-    p.step(format!("INVITE {target} from {} (SIP {local}, RTP {local_rtp})", opts.from_user));
+    p.step(format!(
+        "INVITE {target} from {} (SIP {local}, RTP {local_rtp})",
+        opts.from_user
+    ));
     let sent_at = Instant::now();
     let Some(invite_key) = ep.send_request(invite.clone(), dest).await else {
         ep.shutdown();
@@ -174,9 +182,18 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
                     let _ = media.close().await;
                     return Ok(report);
                 }
-                let dialog = Dialog::uac(&invite, &response).map_err(|e| DialError::NoAnswer(e.to_string()))?;
-                let (ack, hop) = dialog.ack_for_2xx(1, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
-                ep.send(ack, crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest));
+                let dialog = Dialog::uac(&invite, &response)
+                    .map_err(|e| DialError::NoAnswer(e.to_string()))?;
+                let (ack, hop) = dialog.ack_for_2xx(
+                    1,
+                    &local.ip().to_string(),
+                    local.port(),
+                    rsip::Transport::Udp,
+                );
+                ep.send(
+                    ack,
+                    crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest),
+                );
                 p.step("-> ACK");
                 let answer = String::from_utf8_lossy(&response.body).into_owned();
                 match sdp::parse_answer(&answer) {
@@ -233,7 +250,11 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
 
     let mut gateway_hung_up = false;
     loop {
-        let next_at = script.last().map(|(t, _)| *t).unwrap_or(hard_stop).min(hard_stop);
+        let next_at = script
+            .last()
+            .map(|(t, _)| *t)
+            .unwrap_or(hard_stop)
+            .min(hard_stop);
         tokio::select! {
             _ = tokio::time::sleep_until(next_at) => {
                 if Instant::now() >= hard_stop {
@@ -289,9 +310,20 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
         }
     }
     if !gateway_hung_up {
-        let (bye, hop) = dialog.new_request(rsip::Method::Bye, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
+        let (bye, hop) = dialog.new_request(
+            rsip::Method::Bye,
+            &local.ip().to_string(),
+            local.port(),
+            rsip::Transport::Udp,
+        );
         p.step("-> BYE");
-        if let Some(key) = ep.send_request(bye, crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest)).await {
+        if let Some(key) = ep
+            .send_request(
+                bye,
+                crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest),
+            )
+            .await
+        {
             let until = Instant::now() + Duration::from_secs(5);
             while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.recv()).await {
                 if let TransactionEvent::Response { key: k, response } = ev {
@@ -310,7 +342,11 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
         let until = Instant::now() + Duration::from_secs(3);
         while let Ok(Some(ev)) = tokio::time::timeout_at(until, media.next_event()).await {
             if let MediaEvent::RecordingDone { path, duration, .. } = ev {
-                p.step(format!("heard audio saved to {} ({:.1} s)", path.display(), duration.as_secs_f32()));
+                p.step(format!(
+                    "heard audio saved to {} ({:.1} s)",
+                    path.display(),
+                    duration.as_secs_f32()
+                ));
                 report.recorded = Some(path);
                 break;
             }
@@ -334,21 +370,42 @@ enum Action {
     Speak(Arc<Prompt>),
 }
 
-fn build_invite(target: &rsip::Uri, from_user: &str, local: SocketAddr, call_id: &str, sdp: &str) -> rsip::Request {
+fn build_invite(
+    target: &rsip::Uri,
+    from_user: &str,
+    local: SocketAddr,
+    call_id: &str,
+    sdp: &str,
+) -> rsip::Request {
     let host = match local.ip() {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
     let port = local.port();
     let mut headers = rsip::Headers::default();
-    headers.push(rsip::headers::Via::new(format!("SIP/2.0/UDP {host}:{port};branch={};rport", message::new_branch())).into());
+    headers.push(
+        rsip::headers::Via::new(format!(
+            "SIP/2.0/UDP {host}:{port};branch={};rport",
+            message::new_branch()
+        ))
+        .into(),
+    );
     headers.push(rsip::headers::MaxForwards::new("70").into());
-    headers.push(rsip::headers::From::new(format!("<sip:{from_user}@{host}>;tag={}", message::new_tag())).into());
+    headers.push(
+        rsip::headers::From::new(format!(
+            "<sip:{from_user}@{host}>;tag={}",
+            message::new_tag()
+        ))
+        .into(),
+    );
     headers.push(rsip::headers::To::new(format!("<{target}>")).into());
     headers.push(rsip::headers::CallId::new(call_id).into());
     headers.push(rsip::headers::CSeq::new("1 INVITE").into());
     headers.push(rsip::headers::Contact::new(format!("<sip:{from_user}@{host}:{port}>")).into());
-    headers.push(rsip::headers::UserAgent::new(concat!("hotline-gateway-dial/", env!("CARGO_PKG_VERSION"))).into());
+    headers.push(
+        rsip::headers::UserAgent::new(concat!("hotline-gateway-dial/", env!("CARGO_PKG_VERSION")))
+            .into(),
+    );
     headers.push(rsip::headers::ContentType::new("application/sdp").into());
     headers.push(rsip::headers::ContentLength::new(sdp.len().to_string()).into());
     rsip::Request {

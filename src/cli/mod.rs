@@ -14,7 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "hotline-gateway", version, about = "SIP/RTP front door of a citizen-service hotline")]
+#[command(
+    name = "hotline-gateway",
+    version,
+    about = "SIP/RTP front door of a citizen-service hotline"
+)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -89,7 +93,10 @@ struct DialArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start runtime: {e}");
@@ -107,7 +114,9 @@ pub fn main() -> ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -220,7 +229,10 @@ async fn dial(args: DialArgs) -> ExitCode {
     match caller::dial(opts).await {
         Ok(report) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             }
             if report.status == 200 {
                 ExitCode::SUCCESS
@@ -243,9 +255,16 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
     };
     // The demo must not collide with a gateway already running on the configured port.
     cfg.sip.listen.set_port(0);
-    let number = cfg.numbers.first().map(|n| n.number.clone()).unwrap_or_else(|| "8890".into());
+    let number = cfg
+        .numbers
+        .first()
+        .map(|n| n.number.clone())
+        .unwrap_or_else(|| "8890".into());
     let record_prompt = crate::media::prompt::Prompt::from_wav_file(
-        &cfg.prompts.dir.join(&cfg.prompts.language).join("record.wav"),
+        &cfg.prompts
+            .dir
+            .join(&cfg.prompts.language)
+            .join("record.wav"),
     )
     .map(|p| p.duration())
     .unwrap_or(Duration::from_secs(5));
@@ -253,7 +272,9 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
     let sink = records.clone();
     let gw = match Gateway::start(
         cfg,
-        Some(Box::new(move |_, path| sink.lock().unwrap().push(path.to_path_buf()))),
+        Some(Box::new(move |_, path| {
+            sink.lock().unwrap().push(path.to_path_buf())
+        })),
     )
     .await
     {
@@ -264,7 +285,10 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
         }
     };
     let target = format!("sip:{number}@{}", gw.sip_addr());
-    println!("== gateway answering on udp:{}; calling {target}", gw.sip_addr());
+    println!(
+        "== gateway answering on udp:{}; calling {target}",
+        gw.sip_addr()
+    );
     let heard = std::env::temp_dir().join("hotline-demo-heard.wav");
     let opts = DialOptions {
         target,
@@ -296,7 +320,10 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
     };
     let records = records.lock().unwrap().clone();
     let Some(record_path) = records.first() else {
-        eprintln!("error: the demo call produced no call record (status {})", report.status);
+        eprintln!(
+            "error: the demo call produced no call record (status {})",
+            report.status
+        );
         return ExitCode::FAILURE;
     };
     let text = std::fs::read_to_string(record_path).unwrap_or_default();

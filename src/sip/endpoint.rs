@@ -10,7 +10,9 @@
 //! UDP only for now; a TCP transport would feed the same layer from per-connection framers.
 
 use super::message::{self, ParseError};
-use super::transaction::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit};
+use super::transaction::{
+    TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,7 +76,9 @@ impl EndpointHandle {
     /// Answer a server transaction. Fire-and-forget: a response to a transaction that has
     /// since ended is dropped by the layer.
     pub fn respond(&self, key: TransactionKey, response: rsip::Response) {
-        let _ = self.commands.send(EndpointCommand::Respond { key, response });
+        let _ = self
+            .commands
+            .send(EndpointCommand::Respond { key, response });
     }
 
     /// Send a request without waiting for the transaction key.

@@ -14,7 +14,9 @@ pub fn read_wav_8k(path: &Path) -> Vec<i16> {
 
 /// What a listener gets after one G.711 round trip.
 pub fn through_g711(pcm: &[i16], codec: Codec) -> Vec<i16> {
-    pcm.iter().map(|&s| codec.decode_sample(codec.encode_sample(s))).collect()
+    pcm.iter()
+        .map(|&s| codec.decode_sample(codec.encode_sample(s)))
+        .collect()
 }
 
 fn envelope(x: &[i16]) -> Vec<f64> {
@@ -23,26 +25,28 @@ fn envelope(x: &[i16]) -> Vec<f64> {
         .collect()
 }
 
-fn ncc(a: &[i16], b: &[i16]) -> f64 {
+/// Correlation of the overlap, normalised by the energy of the *whole* reference, so that a
+/// short overlap cannot score high by chance (a one-sample overlap always "correlates").
+fn ncc(a: &[i16], b: &[i16], ref_energy: f64) -> f64 {
     let n = a.len().min(b.len());
     if n == 0 {
         return 0.0;
     }
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    let (mut ab, mut aa) = (0f64, 0f64);
     for i in 0..n {
         let (x, y) = (a[i] as f64, b[i] as f64);
         ab += x * y;
         aa += x * x;
-        bb += y * y;
     }
-    if aa == 0.0 || bb == 0.0 {
+    if aa == 0.0 || ref_energy == 0.0 {
         return 0.0;
     }
-    ab / (aa.sqrt() * bb.sqrt())
+    ab / (aa.sqrt() * ref_energy.sqrt())
 }
 
-/// Best normalised correlation of `reference` found inside `recording`, and the fraction
-/// of `reference` that overlapped at that alignment. Searches all alignments where
+/// Best correlation of `reference` found inside `recording` (normalised by the whole
+/// reference's energy, so audio missing from the recording lowers it), and the fraction of
+/// `reference` that overlapped at that alignment. Searches all alignments where
 /// `reference` starts within `recording` (or up to half of it before).
 pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
     let er = envelope(recording);
@@ -51,13 +55,13 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     // Coarse: envelope correlation over frame lags (lag = where reference frame 0 sits).
+    let ef_energy: f64 = ef.iter().map(|f| f * f).sum();
     let mut best_lag = 0i64;
     let mut best = f64::MIN;
     let min_lag = -(ef.len() as i64 / 2);
     for lag in min_lag..er.len() as i64 {
         let mut s = 0.0;
         let mut a2 = 0.0;
-        let mut b2 = 0.0;
         for (j, &f) in ef.iter().enumerate() {
             let i = lag + j as i64;
             if i < 0 || i as usize >= er.len() {
@@ -66,10 +70,9 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
             let r = er[i as usize];
             s += r * f;
             a2 += r * r;
-            b2 += f * f;
         }
-        if a2 > 0.0 && b2 > 0.0 {
-            let c = s / (a2.sqrt() * b2.sqrt());
+        if a2 > 0.0 && ef_energy > 0.0 {
+            let c = s / (a2.sqrt() * ef_energy.sqrt());
             if c > best {
                 best = c;
                 best_lag = lag;
@@ -77,15 +80,24 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
         }
     }
     // Fine: sample lags within ±2 frames of the coarse one.
+    let ref_energy: f64 = reference.iter().map(|&s| (s as f64).powi(2)).sum();
     let mut best_fine = (0.0, 0.0);
     for d in -160i64..=160 {
         let lag = best_lag * 80 + d;
-        let (rec_start, ref_start) = if lag >= 0 { (lag as usize, 0usize) } else { (0usize, (-lag) as usize) };
+        let (rec_start, ref_start) = if lag >= 0 {
+            (lag as usize, 0usize)
+        } else {
+            (0usize, (-lag) as usize)
+        };
         if rec_start >= recording.len() || ref_start >= reference.len() {
             continue;
         }
         let n = (recording.len() - rec_start).min(reference.len() - ref_start);
-        let c = ncc(&recording[rec_start..rec_start + n], &reference[ref_start..ref_start + n]);
+        let c = ncc(
+            &recording[rec_start..rec_start + n],
+            &reference[ref_start..ref_start + n],
+            ref_energy,
+        );
         if c > best_fine.0 {
             best_fine = (c, n as f64 / reference.len() as f64);
         }
@@ -95,14 +107,18 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
 
 #[test]
 fn find_locates_a_delayed_copy_and_rejects_other_audio() {
-    let reference: Vec<i16> = (0..8000).map(|i| (((i * i) % 7919) as i16 - 3960) * 4).collect();
+    let reference: Vec<i16> = (0..8000)
+        .map(|i| (((i * i) % 7919) as i16 - 3960) * 4)
+        .collect();
     let mut recording = vec![0i16; 3000];
     recording.extend(through_g711(&reference, Codec::Pcmu));
     recording.extend(vec![0i16; 2000]);
     let (c, overlap) = find(&recording, &reference);
     assert!(c > 0.99, "correlation {c}");
     assert!(overlap > 0.99, "overlap {overlap}");
-    let other: Vec<i16> = (0..12000).map(|i| ((i * 37 % 1000) as i16 - 500) * 20).collect();
+    let other: Vec<i16> = (0..12000)
+        .map(|i| ((i * 37 % 1000) as i16 - 500) * 20)
+        .collect();
     let (c, _) = find(&other, &reference);
     assert!(c < 0.5, "unrelated audio correlated {c}");
 }

@@ -14,7 +14,7 @@ fn record_prompt_len() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_hears_the_greeting_chooses_complaint_and_leaves_a_message() {
-    let gw = GatewayProcess::start(&[]);
+    let mut gw = GatewayProcess::start(&[]);
     let heard = gw.data_dir.path().join("heard.wav");
     let message = repo().join("prompts/demo/caller_zh.wav");
     let report = dial(DialOptions {
@@ -35,8 +35,16 @@ async fn caller_hears_the_greeting_chooses_complaint_and_leaves_a_message() {
     .await
     .expect("dial");
     assert_eq!(report.status, 200);
-    assert_eq!(report.codec.as_deref(), Some("PCMA"), "first codec in the caller's order");
-    assert_eq!(report.hung_up_by, Some("gateway"), "the gateway ends the call with BYE");
+    assert_eq!(
+        report.codec.as_deref(),
+        Some("PCMA"),
+        "first codec in the caller's order"
+    );
+    assert_eq!(
+        report.hung_up_by,
+        Some("gateway"),
+        "the gateway ends the call with BYE"
+    );
 
     let records = gw.wait_records(1, Duration::from_secs(10));
     let log = gw.stop();
@@ -57,15 +65,24 @@ async fn caller_hears_the_greeting_chooses_complaint_and_leaves_a_message() {
     let recorded = read_wav_8k(&wav);
     let spoken = through_g711(&read_wav_8k(&message), Codec::Pcma);
     let (corr, overlap) = find(&recorded, &spoken);
-    assert!(corr > 0.9 && overlap > 0.8, "recording vs caller audio: corr {corr:.3}, overlap {overlap:.2}");
+    assert!(
+        corr > 0.9 && overlap > 0.8,
+        "recording vs caller audio: corr {corr:.3}, overlap {overlap:.2}"
+    );
 
     // What the caller heard starts with the greeting prompt, bit-exact after A-law.
     let heard_pcm = read_wav_8k(&heard);
-    let greeting = through_g711(&read_wav_8k(&repo().join("prompts/zh/greeting.wav")), Codec::Pcma);
+    let greeting = through_g711(
+        &read_wav_8k(&repo().join("prompts/zh/greeting.wav")),
+        Codec::Pcma,
+    );
     let first_second = &greeting[..8000.min(greeting.len())];
     let head = &heard_pcm[..heard_pcm.len().min(8000 * 3)];
     let (corr, overlap) = find(head, first_second);
-    assert!(corr > 0.95 && overlap > 0.95, "heard vs greeting: corr {corr:.3}, overlap {overlap:.2}");
+    assert!(
+        corr > 0.95 && overlap > 0.95,
+        "heard vs greeting: corr {corr:.3}, overlap {overlap:.2}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

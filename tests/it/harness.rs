@@ -19,7 +19,11 @@ pub fn rtp_range() -> (u16, u16) {
 }
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Whether an external peer is installed; fails the test when CI requires it.
@@ -82,7 +86,8 @@ impl GatewayProcess {
     /// Ready = answers OPTIONS.
     fn wait_ready(&mut self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
@@ -125,9 +130,12 @@ impl GatewayProcess {
         s
     }
 
-    /// Stop with SIGTERM and return what the daemon logged (for failure messages).
-    pub fn stop(mut self) -> String {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    /// Stop with SIGTERM and return what the daemon logged (for failure messages). The data
+    /// directory stays until the value is dropped.
+    pub fn stop(&mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

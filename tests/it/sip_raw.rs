@@ -11,7 +11,8 @@ struct Peer {
 impl Peer {
     fn new() -> Peer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
         Peer { sock }
     }
 
@@ -28,7 +29,9 @@ impl Peer {
         loop {
             let (n, _) = self.sock.recv_from(&mut buf).ok()?;
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.starts_with("SIP/2.0 1") && header(&text, "Call-ID").map(str::to_owned) == call_id {
+            if !text.starts_with("SIP/2.0 1")
+                && header(&text, "Call-ID").map(str::to_owned) == call_id
+            {
                 return Some(text);
             }
         }
@@ -63,36 +66,61 @@ fn each_request_kind_gets_the_right_answer() {
     let gw = GatewayProcess::start(&[]);
     let peer = Peer::new();
 
-    let r = peer.ask(&gw, &options_request(peer.local(), gw.sip)).expect("OPTIONS answered");
+    let r = peer
+        .ask(&gw, &options_request(peer.local(), gw.sip))
+        .expect("OPTIONS answered");
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     let allow = header(&r, "Allow").expect("Allow");
     for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE"] {
         assert!(allow.contains(m), "Allow lacks {m}: {allow}");
     }
-    assert!(header(&r, "Accept").is_some_and(|a| a.contains("application/sdp")), "{r}");
+    assert!(
+        header(&r, "Accept").is_some_and(|a| a.contains("application/sdp")),
+        "{r}"
+    );
     assert!(header(&r, "Supported").is_some(), "{r}");
 
-    let r = peer.ask(&gw, &request("REGISTER", &peer, &gw, "")).expect("REGISTER answered");
+    let r = peer
+        .ask(&gw, &request("REGISTER", &peer, &gw, ""))
+        .expect("REGISTER answered");
     assert!(r.starts_with("SIP/2.0 405"), "{r}");
-    assert!(header(&r, "Allow").is_some(), "405 must say what is allowed: {r}");
+    assert!(
+        header(&r, "Allow").is_some(),
+        "405 must say what is allowed: {r}"
+    );
 
-    let r = peer.ask(&gw, &request("BYE", &peer, &gw, ";tag=nosuchdialog")).expect("BYE answered");
+    let r = peer
+        .ask(&gw, &request("BYE", &peer, &gw, ";tag=nosuchdialog"))
+        .expect("BYE answered");
     assert!(r.starts_with("SIP/2.0 481"), "{r}");
 
     // Responses follow rport back to the source port (RFC 3581).
     assert!(r.contains(&format!("rport={}", peer.local().port())), "{r}");
 
     // Garbage gets no answer, and the daemon keeps serving.
-    peer.sock.send_to(b"\x00\x01hello world\r\n\r\n", gw.sip).unwrap();
+    peer.sock
+        .send_to(b"\x00\x01hello world\r\n\r\n", gw.sip)
+        .unwrap();
     let mut buf = [0u8; 512];
-    peer.sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    assert!(peer.sock.recv_from(&mut buf).is_err(), "garbage must be dropped silently");
-    peer.sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
-    let r = peer.ask(&gw, &options_request(peer.local(), gw.sip)).expect("still answering");
+    peer.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        peer.sock.recv_from(&mut buf).is_err(),
+        "garbage must be dropped silently"
+    );
+    peer.sock
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let r = peer
+        .ask(&gw, &options_request(peer.local(), gw.sip))
+        .expect("still answering");
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
 
     // An INVITE without SDP (late offer) is refused cleanly, not half-answered.
-    let r = peer.ask(&gw, &request("INVITE", &peer, &gw, "")).expect("INVITE answered");
+    let r = peer
+        .ask(&gw, &request("INVITE", &peer, &gw, ""))
+        .expect("INVITE answered");
     assert!(r.starts_with("SIP/2.0 488"), "{r}");
 
     // Max-Forwards 0 is a loop.

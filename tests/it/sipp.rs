@@ -44,14 +44,20 @@ fn caller_stream(menu: u8, dtmf_at_ms: u64, speak_at_ms: u64, message: &[i16]) -
         for i in 0..5u16 {
             let dur = (i + 1) * 160;
             let payload = [event, 10, (dur >> 8) as u8, dur as u8];
-            out.push(Packet { at_ms: *tick * 20, rtp: rtp(101, i == 0, *seq, ts, &payload) });
+            out.push(Packet {
+                at_ms: *tick * 20,
+                rtp: rtp(101, i == 0, *seq, ts, &payload),
+            });
             *seq = seq.wrapping_add(1);
             *tick += 1;
         }
         for _ in 0..3 {
             let dur: u16 = 800;
             let payload = [event, 0x80 | 10, (dur >> 8) as u8, dur as u8];
-            out.push(Packet { at_ms: *tick * 20, rtp: rtp(101, false, *seq, ts, &payload) });
+            out.push(Packet {
+                at_ms: *tick * 20,
+                rtp: rtp(101, false, *seq, ts, &payload),
+            });
             *seq = seq.wrapping_add(1);
         }
     };
@@ -94,7 +100,20 @@ fn write_pcap(path: &Path, packets: &[Packet]) {
         let ip_len = 20 + udp_len;
         let mut frame = Vec::with_capacity(14 + ip_len);
         frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00]);
-        let mut ip = vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        let mut ip = vec![
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
         ip.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
         let sum = ip_checksum(&ip);
         ip[10] = (sum >> 8) as u8;
@@ -131,7 +150,7 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
     if !peer_available("sipp") {
         return;
     }
-    let gw = GatewayProcess::start(&[]);
+    let mut gw = GatewayProcess::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let message = read_wav_8k(&repo().join("prompts/demo/caller_zh.wav"));
     let record_prompt = read_wav_8k(&repo().join("prompts/zh/record.wav")).len() as u64 / 8;
@@ -150,7 +169,16 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
     let out = Command::new("sipp")
         .current_dir(dir.path())
         .arg(gw.sip.to_string())
-        .args(["-sf", scen_path.to_str().unwrap(), "-s", "8890", "-m", "1", "-l", "1"])
+        .args([
+            "-sf",
+            scen_path.to_str().unwrap(),
+            "-s",
+            "8890",
+            "-m",
+            "1",
+            "-l",
+            "1",
+        ])
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
         .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
         .args(["-timeout", "60", "-timeout_error", "-nostdin", "-trace_err"])
@@ -163,7 +191,12 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
         out.status.success(),
         "sipp failed ({}):\n{}\n{}\ndaemon:\n{log}",
         out.status,
-        String::from_utf8_lossy(&out.stdout).lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(records.len(), 1, "daemon:\n{log}");
@@ -171,10 +204,16 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
     assert_eq!(rec["caller"], "13700000000");
     assert_eq!(rec["caller_name"], "sipp caller");
     assert_eq!(rec["menu"]["digit"], "1");
-    assert_eq!(rec["menu"]["digits"], "1", "one digit per RFC 4733 event, despite 3 end packets");
+    assert_eq!(
+        rec["menu"]["digits"], "1",
+        "one digit per RFC 4733 event, despite 3 end packets"
+    );
     assert_eq!(rec["recording"]["ended_by"], "stop_digit");
     assert_eq!(rec["media"]["codec"], "PCMU");
     let recorded = read_wav_8k(Path::new(rec["recording"]["path"].as_str().unwrap()));
     let (corr, overlap) = find(&recorded, &through_g711(&message, Codec::Pcmu));
-    assert!(corr > 0.9 && overlap > 0.8, "recording vs pcap audio: corr {corr:.3}, overlap {overlap:.2}");
+    assert!(
+        corr > 0.9 && overlap > 0.8,
+        "recording vs pcap audio: corr {corr:.3}, overlap {overlap:.2}"
+    );
 }
