@@ -183,16 +183,16 @@ impl CallManager {
             rsip::Method::Invite if !in_dialog => self.new_call(key, req, source).await,
             rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
             rsip::Method::Ack => {}
-            rsip::Method::Bye => match self.find_call(&req) {
+            rsip::Method::Bye => match self.dialog_for(&key, &req) {
                 Some(ck) => {
                     self.reply(&key, &req, 200, "OK", None);
                     if let Some(call) = self.calls.get(&ck) {
                         let _ = call.signals.send(CallSignal::CallerHangup);
                     }
                 }
-                None => self.reply(&key, &req, 481, "Call/Transaction Does Not Exist", None),
+                None => {}
             },
-            rsip::Method::Info => match self.find_call(&req) {
+            rsip::Method::Info => match self.dialog_for(&key, &req) {
                 Some(ck) => {
                     self.reply(&key, &req, 200, "OK", None);
                     if let Some(d) = info_digit(&req) {
@@ -201,7 +201,7 @@ impl CallManager {
                         }
                     }
                 }
-                None => self.reply(&key, &req, 481, "Call/Transaction Does Not Exist", None),
+                None => {}
             },
             rsip::Method::Options => {
                 if self.draining || self.at_limit() {
@@ -370,7 +370,21 @@ impl CallManager {
         let span = tracing::info_span!("call", call_id = %ck.call_id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let outcome = ivr::run(info, services.ivr.clone(), media, sig_rx).await;
+                // The IVR runs in its own task so that a bug in one call (a panic) ends that
+                // call only: the manager still hears of it and sends BYE.
+                let call_id = info.call_id.clone();
+                let ivr = tokio::spawn(ivr::run(info, services.ivr.clone(), media, sig_rx));
+                let outcome = match ivr.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::error!(%call_id, error = %e, "call task failed; hanging up");
+                        let _ = finished.send(Finished {
+                            key: ck,
+                            send_bye: true,
+                        });
+                        return;
+                    }
+                };
                 let record = outcome.record;
                 let dir = services.outbox_dir.clone();
                 let written = tokio::task::spawn_blocking(move || {
@@ -399,9 +413,14 @@ impl CallManager {
 
     /// re-INVITE / UPDATE in a dialog: session refresh, hold/resume, new address.
     fn renegotiate(&mut self, key: TransactionKey, req: rsip::Request) {
-        let Some(ck) = self.find_call(&req) else {
-            return self.reply(&key, &req, 481, "Call/Transaction Does Not Exist", None);
+        let Some(ck) = self.dialog_for(&key, &req) else {
+            return;
         };
+        if req.method == rsip::Method::Invite {
+            if let Some(call) = self.calls.get_mut(&ck) {
+                call.dialog.refresh_remote_target(&req);
+            }
+        }
         let accepted: Vec<Codec> = self
             .services
             .config
@@ -463,6 +482,23 @@ impl CallManager {
                 }
             }
         }
+    }
+
+    /// The call an in-dialog request belongs to, after the §12.2.2 CSeq check. Answers the
+    /// request itself (481 no such dialog, 500 CSeq out of order) and returns `None` when it
+    /// must go no further.
+    fn dialog_for(&mut self, key: &TransactionKey, req: &rsip::Request) -> Option<CallKey> {
+        let Some(ck) = self.find_call(req) else {
+            self.reply(key, req, 481, "Call/Transaction Does Not Exist", None);
+            return None;
+        };
+        let call = self.calls.get_mut(&ck)?;
+        if let Err(e) = call.dialog.check_remote_cseq(req) {
+            tracing::info!(error = %e, "in-dialog request out of order");
+            self.reply(key, req, 500, "Server Internal Error", None);
+            return None;
+        }
+        Some(ck)
     }
 
     fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
