@@ -78,7 +78,8 @@ pub struct Segment {
     pub start_ms: u64,
     pub end_ms: u64,
     pub text: String,
-    pub confidence: Option<f32>,
+    /// 0..=1, rounded to 3 decimals.
+    pub confidence: Option<f64>,
 }
 
 /// How the category was chosen.

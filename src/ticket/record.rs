@@ -130,7 +130,7 @@ pub fn assemble(
                         confidence: s
                             .confidence
                             .filter(|c| c.is_finite())
-                            .map(|c| c.clamp(0.0, 1.0)),
+                            .map(|c| (f64::from(c).clamp(0.0, 1.0) * 1000.0).round() / 1000.0),
                     })
                     .collect(),
                 model: Some(t.model.clone()),

@@ -111,7 +111,9 @@ impl TicketService {
         let inner = self.inner.clone();
         let (ticket, new) = blocking(move || {
             let recording = facts.recording.as_ref().map(record::describe_recording);
-            let created_at = Utc::now();
+            // Millisecond precision: what the store keeps and what receivers parse reliably.
+            let created_at = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap_or_else(Utc::now);
             let started_ms = facts.started_at.timestamp_millis();
             let window = i64::try_from(inner.cfg.duplicate.window_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX);
