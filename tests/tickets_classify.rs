@@ -7,6 +7,16 @@ use hotline_gateway::ticket::{Rules, TicketConfig, TicketService};
 use std::path::Path;
 use tickets_common::{assert_valid, facts, schema, t0};
 
+type Row = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    bool,
+    u32,
+    ClassificationSource,
+);
+
 #[test]
 fn classification_table_routes_chinese_and_english_reports() {
     let rules = Rules::load(Path::new(concat!(
@@ -15,7 +25,8 @@ fn classification_table_routes_chinese_and_english_reports() {
     )))
     .expect("shipped table loads");
     // (text, menu id, category id, department contains, urgent, deadline hours, source)
-    let table: &[(&str, Option<&str>, &str, &str, bool, u32, ClassificationSource)] = &[
+    #[rustfmt::skip]
+    let table: &[Row] = &[
         ("我家楼下的路灯坏了好几天了，晚上很黑", None, "street_lights_roads", "城乡建设", false, 72, ClassificationSource::Keywords),
         ("暖气一点都不热，室温只有十二度", Some("complaint"), "heating", "供热", false, 24, ClassificationSource::Keywords),
         ("小区停水两天了，什么时候来水", None, "utilities", "供水", false, 24, ClassificationSource::Keywords),
@@ -46,16 +57,34 @@ fn classification_table_routes_chinese_and_english_reports() {
     ];
     for (text, menu, cat, dept, urgent, hours, source) in table {
         let c = rules.classify(text, *menu, t0());
-        assert_eq!(c.category_id, *cat, "category of {text:?} (matched {:?})", c.matched_keywords);
-        assert!(c.department.contains(dept), "department of {text:?}: {}", c.department);
-        assert_eq!(c.urgent, *urgent, "urgent of {text:?} (urgent words {:?})", c.urgent_keywords);
+        assert_eq!(
+            c.category_id, *cat,
+            "category of {text:?} (matched {:?})",
+            c.matched_keywords
+        );
+        assert!(
+            c.department.contains(dept),
+            "department of {text:?}: {}",
+            c.department
+        );
+        assert_eq!(
+            c.urgent, *urgent,
+            "urgent of {text:?} (urgent words {:?})",
+            c.urgent_keywords
+        );
         assert_eq!(c.response_deadline_hours, *hours, "deadline of {text:?}");
         assert_eq!(c.source, *source, "source of {text:?}");
         assert_eq!(c.due_at, t0() + chrono::Duration::hours(i64::from(*hours)));
-        assert_eq!(c.source == ClassificationSource::Keywords, !c.matched_keywords.is_empty());
+        assert_eq!(
+            c.source == ClassificationSource::Keywords,
+            !c.matched_keywords.is_empty()
+        );
         for k in &c.matched_keywords {
             let hay = text.to_lowercase();
-            assert!(hay.contains(&k.to_lowercase()), "recorded keyword {k:?} not in {text:?}");
+            assert!(
+                hay.contains(&k.to_lowercase()),
+                "recorded keyword {k:?} not in {text:?}"
+            );
         }
         assert_eq!(c.rules_version, rules.version);
     }
@@ -66,7 +95,10 @@ fn urgent_keywords_are_recorded() {
     let rules = Rules::builtin();
     let c = rules.classify("邻居家燃气泄漏，有人晕倒了", None, t0());
     assert!(c.urgent);
-    assert_eq!(c.urgent_keywords, vec!["燃气泄漏".to_string(), "晕倒".to_string()]);
+    assert_eq!(
+        c.urgent_keywords,
+        vec!["燃气泄漏".to_string(), "晕倒".to_string()]
+    );
     assert!(c.matched_keywords.contains(&"燃气".to_string()));
 }
 
@@ -80,7 +112,10 @@ fn a_broken_rules_file_is_refused_with_its_path() {
     )
     .unwrap();
     let err = Rules::load(&p).unwrap_err().to_string();
-    assert!(err.contains("rules.toml") && err.contains("deadline_hours must be > 0"), "{err}");
+    assert!(
+        err.contains("rules.toml") && err.contains("deadline_hours must be > 0"),
+        "{err}"
+    );
     std::fs::write(&p, "version = \"x\"\n[default\n").unwrap();
     assert!(Rules::load(&p).is_err());
 }
@@ -101,7 +136,13 @@ async fn duplicate_hints_for_same_caller_and_similar_text_within_window() {
     let dir = tempfile::tempdir().unwrap();
     let svc = service(dir.path(), 3600);
     let first = svc
-        .create(facts("c1", "13800000001", "人民路和胜利路交叉口的路灯坏了，晚上一片漆黑", None, 0))
+        .create(facts(
+            "c1",
+            "13800000001",
+            "人民路和胜利路交叉口的路灯坏了，晚上一片漆黑",
+            None,
+            0,
+        ))
         .await
         .unwrap();
     assert!(first.duplicate.is_none());
@@ -113,6 +154,7 @@ async fn duplicate_hints_for_same_caller_and_similar_text_within_window() {
         offset: i64,
         expect: Option<(DuplicateReason, f64, f64)>,
     }
+    #[rustfmt::skip]
     let cases = [
         // Another caller, nearly the same words: similar text.
         Case { call: "c2", caller: "13900000002", text: "人民路胜利路交叉口路灯坏了，晚上漆黑一片", offset: 600, expect: Some((DuplicateReason::SimilarText, 0.5, 1.0)) },
@@ -137,14 +179,26 @@ async fn duplicate_hints_for_same_caller_and_similar_text_within_window() {
     // The caller's own earlier ticket, not the more similar one of another caller.
     expected_target.insert("c3", "c1");
     for case in &cases {
-        let t = svc.create(facts(case.call, case.caller, case.text, None, case.offset)).await.unwrap();
+        let t = svc
+            .create(facts(case.call, case.caller, case.text, None, case.offset))
+            .await
+            .unwrap();
         by_call.insert(case.call, t.ticket_id);
         match (&case.expect, &t.duplicate) {
             (None, None) => {}
             (Some((reason, lo, hi)), Some(d)) => {
                 assert_eq!(d.reason, *reason, "{}", case.call);
-                assert!(d.similarity >= *lo && d.similarity <= *hi, "{}: similarity {}", case.call, d.similarity);
-                assert_eq!(d.duplicate_of, by_call[expected_target[case.call]], "{}", case.call);
+                assert!(
+                    d.similarity >= *lo && d.similarity <= *hi,
+                    "{}: similarity {}",
+                    case.call,
+                    d.similarity
+                );
+                assert_eq!(
+                    d.duplicate_of, by_call[expected_target[case.call]],
+                    "{}",
+                    case.call
+                );
             }
             (e, got) => panic!("{}: expected {e:?}, got {got:?}", case.call),
         }
@@ -158,17 +212,29 @@ async fn every_emitted_ticket_validates_against_the_schema() {
     let validator = schema();
     let wav = dir.path().join("msg.wav");
     {
-        let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&wav, spec).unwrap();
         for i in 0..8000 {
-            w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16).unwrap();
+            w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16)
+                .unwrap();
         }
         w.finalize().unwrap();
     }
     let mut with_recording = facts("r1", "13800000001", "暖气不热", Some("complaint"), 0);
-    with_recording.recording = Some(hotline_gateway::ticket::RecordingFacts { path: wav.clone(), duration_ms: 1000 });
+    with_recording.recording = Some(hotline_gateway::ticket::RecordingFacts {
+        path: wav.clone(),
+        duration_ms: 1000,
+    });
     let mut missing_recording = facts("r2", "13800000002", "路灯坏了", None, 10);
-    missing_recording.recording = Some(hotline_gateway::ticket::RecordingFacts { path: dir.path().join("gone.wav"), duration_ms: 500 });
+    missing_recording.recording = Some(hotline_gateway::ticket::RecordingFacts {
+        path: dir.path().join("gone.wav"),
+        duration_ms: 500,
+    });
     let mut no_asr = facts("r3", "anonymous", "", None, 20);
     no_asr.transcript = None;
     no_asr.menu = None;
@@ -177,10 +243,23 @@ async fn every_emitted_ticket_validates_against_the_schema() {
     let mut asr_failed = facts("r5", "13800000005", "", None, 40);
     asr_failed.transcript.as_mut().unwrap().empty_reason = Some("asr_failed".into());
     asr_failed.hangup_by = hotline_gateway::ticket::HangupBy::Gateway;
-    let english = facts("r6", "13800000006", "Gas leak on the third floor!", Some("complaint"), 50);
+    let english = facts(
+        "r6",
+        "13800000006",
+        "Gas leak on the third floor!",
+        Some("complaint"),
+        50,
+    );
 
     let mut tickets = vec![];
-    for f in [with_recording, missing_recording, no_asr, silent, asr_failed, english] {
+    for f in [
+        with_recording,
+        missing_recording,
+        no_asr,
+        silent,
+        asr_failed,
+        english,
+    ] {
         let t = svc.create(f).await.unwrap();
         assert_valid(&validator, &serde_json::to_value(&t).unwrap());
         tickets.push(t);
@@ -189,16 +268,31 @@ async fn every_emitted_ticket_validates_against_the_schema() {
     let rec = tickets[0].recording.as_ref().unwrap();
     let bytes = std::fs::read(&wav).unwrap();
     use sha2::Digest;
-    let want: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let want: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(rec.sha256.as_deref(), Some(want.as_str()));
     assert_eq!(rec.size_bytes, Some(bytes.len() as u64));
-    assert_eq!((rec.format.as_str(), rec.sample_rate_hz, rec.channels), ("wav", Some(8000), Some(1)));
+    assert_eq!(
+        (rec.format.as_str(), rec.sample_rate_hz, rec.channels),
+        ("wav", Some(8000), Some(1))
+    );
     let gone = tickets[1].recording.as_ref().unwrap();
     assert!(gone.sha256.is_none() && gone.error.is_some());
-    assert_eq!(tickets[2].transcript.empty_reason.as_deref(), Some("no_asr"));
-    assert_eq!(tickets[3].transcript.empty_reason.as_deref(), Some("no_speech"));
+    assert_eq!(
+        tickets[2].transcript.empty_reason.as_deref(),
+        Some("no_asr")
+    );
+    assert_eq!(
+        tickets[3].transcript.empty_reason.as_deref(),
+        Some("no_speech")
+    );
     assert_eq!(tickets[3].classification.category_id, "policy");
-    assert_eq!(tickets[4].transcript.empty_reason.as_deref(), Some("asr_failed"));
+    assert_eq!(
+        tickets[4].transcript.empty_reason.as_deref(),
+        Some("asr_failed")
+    );
     assert!(tickets[5].classification.urgent);
     assert_eq!(tickets[0].call.duration_ms, 75_000);
     assert_eq!(tickets[0].call.talk_ms, 73_800);
@@ -206,9 +300,13 @@ async fn every_emitted_ticket_validates_against_the_schema() {
     assert_eq!(tickets[0].gateway_instance, "gw-test");
 
     // The same call handed over twice yields the same ticket, not a second one.
-    let again = svc.create(facts("r1", "13800000001", "暖气不热", Some("complaint"), 0)).await.unwrap();
+    let again = svc
+        .create(facts("r1", "13800000001", "暖气不热", Some("complaint"), 0))
+        .await
+        .unwrap();
     assert_eq!(again.ticket_id, tickets[0].ticket_id);
-    let export = hotline_gateway::ticket::admin::export(&dir.path().join("tickets.sqlite"), None).unwrap();
+    let export =
+        hotline_gateway::ticket::admin::export(&dir.path().join("tickets.sqlite"), None).unwrap();
     assert_eq!(export.lines().count(), 6);
     for line in export.lines() {
         assert_valid(&validator, &serde_json::from_str(line).unwrap());
@@ -223,7 +321,8 @@ fn shipped_examples_validate_against_the_schema() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
-            let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             assert_valid(&validator, &doc);
             // And the typed model reads them back unchanged.
             let t: hotline_gateway::ticket::Ticket = serde_json::from_value(doc.clone()).unwrap();
@@ -237,10 +336,16 @@ fn shipped_examples_validate_against_the_schema() {
 #[test]
 fn schema_rejects_malformed_tickets() {
     let validator = schema();
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/heating-zh.json"));
-    let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/examples/heating-zh.json"
+    ));
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(validator.is_valid(&good));
-    let mutations: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    #[rustfmt::skip]
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("wrong schema id", Box::new(|v| v["schema"] = "hotline.ticket/v2".into())),
         ("v4 ticket id", Box::new(|v| v["ticket_id"] = "0b6a1d9e-3c7f-4d2a-9e1b-2f8c6a4d5e7f".into())),
         ("empty text without reason", Box::new(|v| v["transcript"]["text"] = "".into())),

@@ -58,23 +58,56 @@ async fn outage_then_recovery_delivers_every_ticket_once() {
     .await;
     let svc = TicketService::open(config(dir.path(), Some(intake.url()))).unwrap();
     let (stop, task) = spawn_delivery(&svc);
-    let texts = ["路灯坏了", "暖气不热", "停水了", "噪音扰民", "The bus never came"];
+    let texts = [
+        "路灯坏了",
+        "暖气不热",
+        "停水了",
+        "噪音扰民",
+        "The bus never came",
+    ];
     let mut ids = Vec::new();
     for (i, text) in texts.iter().enumerate() {
-        let t = svc.create(facts(&format!("call-{i}"), &format!("1380000000{i}"), text, None, i as i64 * 60)).await.unwrap();
+        let t = svc
+            .create(facts(
+                &format!("call-{i}"),
+                &format!("1380000000{i}"),
+                text,
+                None,
+                i as i64 * 60,
+            ))
+            .await
+            .unwrap();
         ids.push(t.ticket_id.to_string());
     }
-    intake.wait_for(Duration::from_secs(5), "4 posts answered 503", |s| s.posts.len() >= 4).await;
+    intake
+        .wait_for(Duration::from_secs(5), "4 posts answered 503", |s| {
+            s.posts.len() >= 4
+        })
+        .await;
     intake.stop();
     let refused_from = Instant::now();
     tokio::time::sleep(Duration::from_millis(600)).await;
     // While the intake refuses connections, nothing is lost: tickets wait, with the error kept.
     let waiting = svc.store().list(Some(DeliveryState::Pending), 100).unwrap();
     assert!(!waiting.is_empty());
-    assert!(waiting.iter().any(|r| r.last_error.as_deref().is_some_and(|e| e.contains("connect"))), "{waiting:?}");
+    assert!(
+        waiting.iter().any(|r| r
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("connect"))),
+        "{waiting:?}"
+    );
     intake.resume().await;
-    let report = svc.flush(tokio::time::Instant::now() + Duration::from_secs(10)).await.unwrap();
-    assert_eq!(report.undelivered, 0, "all delivered after {:?}", refused_from.elapsed());
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.undelivered,
+        0,
+        "all delivered after {:?}",
+        refused_from.elapsed()
+    );
     stop.send(()).unwrap();
     task.await.unwrap();
 
@@ -89,21 +122,40 @@ async fn outage_then_recovery_delivers_every_ticket_once() {
         assert_eq!(p.authorization.as_deref(), Some("Bearer test-token"));
         assert_eq!(p.content_type.as_deref(), Some("application/json"));
         let doc: serde_json::Value = serde_json::from_str(&p.body).unwrap();
-        assert_eq!(doc["ticket_id"].as_str(), p.idempotency_key.as_deref(), "key = ticket id");
+        assert_eq!(
+            doc["ticket_id"].as_str(),
+            p.idempotency_key.as_deref(),
+            "key = ticket id"
+        );
         assert_valid(&validator, &doc);
     }
     // The ticket whose acknowledgement was lost was sent again and deduplicated by the intake.
     let lost = posts[4].idempotency_key.clone().unwrap();
-    assert!(posts.iter().filter(|p| p.idempotency_key.as_deref() == Some(&lost)).count() >= 2);
-    let calls: HashSet<String> = intake.documents().values().map(|d| d["call"]["call_id"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        posts
+            .iter()
+            .filter(|p| p.idempotency_key.as_deref() == Some(&lost))
+            .count()
+            >= 2
+    );
+    let calls: HashSet<String> = intake
+        .documents()
+        .values()
+        .map(|d| d["call"]["call_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(calls.len(), texts.len(), "one ticket per call");
     for id in &ids {
         let r = state_of(&svc, id);
         assert_eq!(r.state, DeliveryState::Delivered);
         assert!(matches!(r.last_status, Some(201)));
     }
-    let shown: serde_json::Value = serde_json::from_str(&admin::show(&dir.path().join("tickets.sqlite"), &lost).unwrap()).unwrap();
-    assert!(shown["attempts"].as_array().unwrap().len() >= 2, "{shown:#}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&admin::show(&dir.path().join("tickets.sqlite"), &lost).unwrap())
+            .unwrap();
+    assert!(
+        shown["attempts"].as_array().unwrap().len() >= 2,
+        "{shown:#}"
+    );
     assert_eq!(shown["delivery"]["state"], "delivered");
 }
 
@@ -111,15 +163,25 @@ async fn outage_then_recovery_delivers_every_ticket_once() {
 async fn client_error_dead_letters_with_body_and_admin_retry_resends() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start(|n, _| match n {
-        0 => Reply::Status { code: 400, headers: vec![], body: r#"{"error":"channel 8890 not enabled"}"#.into() },
+        0 => Reply::Status {
+            code: 400,
+            headers: vec![],
+            body: r#"{"error":"channel 8890 not enabled"}"#.into(),
+        },
         _ => Reply::Accept(200),
     })
     .await;
     let svc = TicketService::open(config(dir.path(), Some(intake.url()))).unwrap();
     let (stop, task) = spawn_delivery(&svc);
-    let t = svc.create(facts("call-400", "13800000000", "路灯坏了", None, 0)).await.unwrap();
+    let t = svc
+        .create(facts("call-400", "13800000000", "路灯坏了", None, 0))
+        .await
+        .unwrap();
     let id = t.ticket_id.to_string();
-    let report = svc.flush(tokio::time::Instant::now() + Duration::from_secs(5)).await.unwrap();
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!((report.undelivered, report.dead), (0, 1));
     // Dead means dead: no retry of a 400 even after many backoff periods.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -127,21 +189,37 @@ async fn client_error_dead_letters_with_body_and_admin_retry_resends() {
     let r = state_of(&svc, &id);
     assert_eq!(r.state, DeliveryState::Dead);
     assert_eq!(r.last_status, Some(400));
-    assert_eq!(r.last_body.as_deref(), Some(r#"{"error":"channel 8890 not enabled"}"#));
+    assert_eq!(
+        r.last_body.as_deref(),
+        Some(r#"{"error":"channel 8890 not enabled"}"#)
+    );
     let db = dir.path().join("tickets.sqlite");
     let listing = admin::list(&db, Some(admin::parse_state("dead").unwrap()), 10).unwrap();
-    assert!(listing.contains(&id) && listing.contains("dead=1"), "{listing}");
+    assert!(
+        listing.contains(&id) && listing.contains("dead=1"),
+        "{listing}"
+    );
 
     // The operator fixed the intake; `tickets retry <prefix>` sends it again.
     let msg = admin::retry(&db, &id[..13]).unwrap();
     assert!(msg.contains("was dead"), "{msg}");
-    intake.wait_for(Duration::from_secs(5), "second post", |s| s.applied.contains_key(&id)).await;
-    svc.flush(tokio::time::Instant::now() + Duration::from_secs(5)).await.unwrap();
+    intake
+        .wait_for(Duration::from_secs(5), "second post", |s| {
+            s.applied.contains_key(&id)
+        })
+        .await;
+    svc.flush(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(state_of(&svc, &id).state, DeliveryState::Delivered);
     let msg = admin::retry(&db, &id).unwrap();
     assert!(msg.contains("already delivered"), "{msg}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(intake.post_count(), 2, "a delivered ticket is not sent again");
+    assert_eq!(
+        intake.post_count(),
+        2,
+        "a delivered ticket is not sent again"
+    );
     stop.send(()).unwrap();
     task.await.unwrap();
 }
@@ -150,11 +228,19 @@ async fn client_error_dead_letters_with_body_and_admin_retry_resends() {
 async fn retry_after_seconds_and_http_date_are_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start(|n, _| match n {
-        0 => Reply::Status { code: 429, headers: vec![("Retry-After".into(), "1".into())], body: "slow down".into() },
+        0 => Reply::Status {
+            code: 429,
+            headers: vec![("Retry-After".into(), "1".into())],
+            body: "slow down".into(),
+        },
         1 => {
             let at = chrono::Utc::now() + chrono::Duration::seconds(2);
             let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-            Reply::Status { code: 503, headers: vec![("Retry-After".into(), date)], body: String::new() }
+            Reply::Status {
+                code: 503,
+                headers: vec![("Retry-After".into(), date)],
+                body: String::new(),
+            }
         }
         2 => Reply::status(408),
         _ => Reply::Accept(200),
@@ -162,8 +248,13 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
     .await;
     let svc = TicketService::open(config(dir.path(), Some(intake.url()))).unwrap();
     let (stop, task) = spawn_delivery(&svc);
-    svc.create(facts("call-429", "13800000000", "噪音", None, 0)).await.unwrap();
-    let report = svc.flush(tokio::time::Instant::now() + Duration::from_secs(8)).await.unwrap();
+    svc.create(facts("call-429", "13800000000", "噪音", None, 0))
+        .await
+        .unwrap();
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(8))
+        .await
+        .unwrap();
     assert_eq!(report.undelivered, 0);
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -172,29 +263,53 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
     let gap = |i: usize| posts[i + 1].at - posts[i].at;
     // Backoff alone would retry after <= 50 ms; the server asked for 1 s, then for a date
     // 2 s ahead (1-2 s after truncation to whole seconds).
-    assert!(gap(0) >= Duration::from_millis(980), "Retry-After: 1 gave {:?}", gap(0));
-    assert!(gap(1) >= Duration::from_millis(980), "Retry-After: <date> gave {:?}", gap(1));
-    assert!(gap(2) < Duration::from_millis(500), "408 retried by backoff: {:?}", gap(2));
+    assert!(
+        gap(0) >= Duration::from_millis(980),
+        "Retry-After: 1 gave {:?}",
+        gap(0)
+    );
+    assert!(
+        gap(1) >= Duration::from_millis(980),
+        "Retry-After: <date> gave {:?}",
+        gap(1)
+    );
+    assert!(
+        gap(2) < Duration::from_millis(500),
+        "408 retried by backoff: {:?}",
+        gap(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_intake_url_tickets_go_to_the_outbox_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let svc = TicketService::open(config(dir.path(), None)).unwrap();
-    let t = svc.create(facts("call-ob", "13800000000", "暖气不热", None, 0)).await.unwrap();
+    let t = svc
+        .create(facts("call-ob", "13800000000", "暖气不热", None, 0))
+        .await
+        .unwrap();
     let id = t.ticket_id.to_string();
     let file = dir.path().join("outbox").join(format!("{id}.json"));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_valid(&schema(), &doc);
     assert_eq!(doc["ticket_id"].as_str(), Some(id.as_str()));
-    assert_eq!(state_of(&svc, &id).state, DeliveryState::Pending, "kept in the store");
+    assert_eq!(
+        state_of(&svc, &id).state,
+        DeliveryState::Pending,
+        "kept in the store"
+    );
 
     // A crash between commit and file write: the delivery task writes the missing file.
     std::fs::remove_file(&file).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("tickets.sqlite")).unwrap();
-    conn.execute("UPDATE tickets SET outbox_written_at_ms = NULL", []).unwrap();
+    conn.execute("UPDATE tickets SET outbox_written_at_ms = NULL", [])
+        .unwrap();
     let (stop, task) = spawn_delivery(&svc);
-    let report = svc.flush(tokio::time::Instant::now() + Duration::from_secs(5)).await.unwrap();
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(report.undelivered, 0);
     assert!(file.exists());
     stop.send(()).unwrap();
@@ -220,7 +335,11 @@ async fn intake_url_and_token_come_from_the_environment() {
     assert_eq!(cfg.intake.token.as_deref(), Some("s3cret"));
     let mut cfg2 = config(Path::new("/nonexistent"), Some("http://a/".into()));
     cfg2.apply_env_from(|_| Some("  ".into()));
-    assert_eq!(cfg2.intake.url.as_deref(), Some("http://a/"), "blank env does not erase the file's value");
+    assert_eq!(
+        cfg2.intake.url.as_deref(),
+        Some("http://a/"),
+        "blank env does not erase the file's value"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +352,13 @@ async fn restart_resumes_pending_deliveries() {
         let (stop, task) = spawn_delivery(&svc);
         let mut ids = vec![];
         for i in 0..3 {
-            ids.push(svc.create(facts(&format!("r-{i}"), "13800000000", "路灯", None, i)).await.unwrap().ticket_id.to_string());
+            ids.push(
+                svc.create(facts(&format!("r-{i}"), "13800000000", "路灯", None, i))
+                    .await
+                    .unwrap()
+                    .ticket_id
+                    .to_string(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         stop.send(()).unwrap();
@@ -243,7 +368,10 @@ async fn restart_resumes_pending_deliveries() {
     intake.resume().await;
     let svc = TicketService::open(config(dir.path(), Some(intake.url()))).unwrap();
     let (stop, task) = spawn_delivery(&svc);
-    let report = svc.flush(tokio::time::Instant::now() + Duration::from_secs(5)).await.unwrap();
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(report.undelivered, 0);
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -251,6 +379,9 @@ async fn restart_resumes_pending_deliveries() {
     assert_eq!(applied.len(), 3);
     for id in &ids {
         assert!(applied.contains_key(id));
-        assert!(state_of(&svc, id).attempts >= 2, "first run tried and failed");
+        assert!(
+            state_of(&svc, id).attempts >= 2,
+            "first run tried and failed"
+        );
     }
 }

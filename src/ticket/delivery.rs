@@ -223,3 +223,65 @@ pub fn write_outbox_file(
         .map_err(io(dir))?;
     Ok(final_path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_all_three_http_date_forms() {
+        let now = Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 7).unwrap();
+        let cases = [
+            ("120", Some(120)),
+            (" 0 ", Some(0)),
+            ("Sun, 06 Nov 1994 08:49:37 GMT", Some(30)),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", Some(30)),
+            ("Sun Nov  6 08:49:37 1994", Some(30)),
+            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(0)), // in the past: now
+            ("soon", None),
+            ("-5", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                parse_retry_after(value, now),
+                want.map(Duration::from_secs),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1_000);
+        for attempts in 1..=8u32 {
+            let full = (100u64 << (attempts - 1)).min(1_000);
+            for _ in 0..50 {
+                let d = backoff_delay(attempts, base, max).as_millis() as u64;
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempts}: {d} ms not in [{}, {full}]",
+                    full / 2
+                );
+            }
+        }
+        // Huge attempt counts neither overflow nor exceed the cap.
+        assert!(backoff_delay(u32::MAX, base, max) <= max);
+    }
+
+    #[test]
+    fn outbox_file_is_complete_json_and_no_temp_file_remains() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_outbox_file(dir.path(), "abc", r#"{"a":"热"}"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(v["a"], "热");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("abc.json")]);
+    }
+}

@@ -1,9 +1,10 @@
 //! Duplicate hints: the same problem reported again (重复投诉).
 //!
 //! Chinese has no word boundaries, so similarity is measured on character n-grams of the
-//! normalised text (punctuation and spaces removed, lower-cased): Jaccard of the n-gram sets
-//! is robust to the small wording changes between two callers describing the same broken
-//! street light, and needs no segmenter or model.
+//! normalised text (punctuation and spaces removed, lower-cased). The cosine of the n-gram
+//! sets (Ochiai coefficient, |A∩B| / √(|A|·|B|)) is robust to the small wording changes between
+//! two callers describing the same broken street light, and needs no segmenter or model;
+//! unlike Jaccard it does not punish a repeat for adding a few words ("...好几天了").
 
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -57,7 +58,7 @@ fn ngrams(norm: &str, n: usize) -> HashSet<&str> {
     (0..=chars - n).map(|i| &norm[idx[i]..idx[i + n]]).collect()
 }
 
-/// Jaccard similarity of the character n-gram sets of two normalised texts (0 when either is
+/// Cosine similarity of the character n-gram sets of two normalised texts (0 when either is
 /// empty: silence is not a repeat of silence).
 pub fn similarity(a_norm: &str, b_norm: &str, n: usize) -> f64 {
     let a = ngrams(a_norm, n);
@@ -66,8 +67,7 @@ pub fn similarity(a_norm: &str, b_norm: &str, n: usize) -> f64 {
         return 0.0;
     }
     let inter = a.intersection(&b).count();
-    let union = a.len() + b.len() - inter;
-    inter as f64 / union as f64
+    inter as f64 / ((a.len() * b.len()) as f64).sqrt()
 }
 
 /// An earlier ticket inside the window, as the store returns it.
@@ -124,4 +124,48 @@ pub fn find_duplicate(
         similarity: (sim * 1000.0).round() / 1000.0,
         reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn similarity_of_chinese_and_english_texts() {
+        let s = |a: &str, b: &str| similarity(&normalise(a), &normalise(b), 2);
+        assert_eq!(
+            s("路灯坏了", "路灯坏了。"),
+            1.0,
+            "punctuation does not count"
+        );
+        assert_eq!(
+            s("Street Light", "street  light!"),
+            1.0,
+            "case and spaces do not count"
+        );
+        assert!(s("人民路的路灯坏了", "人民路路灯坏了好几天") > 0.6);
+        assert!(s("人民路的路灯坏了", "医院挂号太难") < 0.05);
+        assert_eq!(s("", ""), 0.0, "silence is not a repeat of silence");
+        assert_eq!(s("灯", "灯"), 1.0, "texts shorter than n still compare");
+    }
+
+    #[test]
+    fn anonymous_callers_are_not_the_same_caller() {
+        let c = Candidate {
+            ticket_id: Uuid::nil(),
+            caller: "anonymous".into(),
+            norm_text: normalise("出租车拒载"),
+            started_at_ms: 0,
+        };
+        let cfg = DuplicateConfig::default();
+        assert!(find_duplicate(
+            "anonymous",
+            &normalise("路灯坏了"),
+            std::slice::from_ref(&c),
+            &cfg
+        )
+        .is_none());
+        let hint = find_duplicate("anonymous", &normalise("出租车拒载了"), &[c], &cfg).unwrap();
+        assert_eq!(hint.reason, DuplicateReason::SimilarText);
+    }
 }

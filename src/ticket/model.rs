@@ -128,7 +128,7 @@ pub enum DuplicateReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DuplicateHint {
     pub duplicate_of: Uuid,
-    /// Character n-gram Jaccard similarity of the two transcripts, 0..=1.
+    /// Cosine similarity of the character n-gram sets of the two transcripts, 0..=1.
     pub similarity: f64,
     pub reason: DuplicateReason,
 }

@@ -493,3 +493,35 @@ fn migrate(conn: &mut Connection) -> Result<(), TicketError> {
         tx.commit()?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap() as usize, MIGRATIONS.len());
+        drop(s);
+        // Re-opening is a no-op, not a "table exists" error.
+        let s = Store::open(&path).unwrap();
+        let mode: String = s
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = s
+            .lock()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        s.lock().pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        assert!(matches!(
+            Store::open(&path),
+            Err(TicketError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

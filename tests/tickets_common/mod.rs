@@ -148,7 +148,12 @@ impl Intake {
     }
 
     /// Waits until `cond` holds on the state, or panics after `timeout`.
-    pub async fn wait_for(&self, timeout: Duration, what: &str, cond: impl Fn(&IntakeState) -> bool) {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&IntakeState) -> bool,
+    ) {
         let end = Instant::now() + timeout;
         loop {
             if cond(&self.state.lock().unwrap()) {
@@ -166,7 +171,12 @@ impl Drop for Intake {
     }
 }
 
-async fn handle(mut sock: TcpStream, state: Arc<Mutex<IntakeState>>, script: Arc<Script>, delay: Duration) {
+async fn handle(
+    mut sock: TcpStream,
+    state: Arc<Mutex<IntakeState>>,
+    script: Arc<Script>,
+    delay: Duration,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -182,10 +192,14 @@ async fn handle(mut sock: TcpStream, state: Arc<Mutex<IntakeState>>, script: Arc
     let header = |name: &str| {
         head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     };
-    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     while buf.len() < header_end + len {
         match sock.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
@@ -220,7 +234,11 @@ async fn handle(mut sock: TcpStream, state: Arc<Mutex<IntakeState>>, script: Arc
     let (code, headers, body) = match reply {
         Reply::AcceptThenDrop => return,
         Reply::Accept(code) => (code, vec![], r#"{"status":"accepted"}"#.to_owned()),
-        Reply::Status { code, headers, body } => (code, headers, body),
+        Reply::Status {
+            code,
+            headers,
+            body,
+        } => (code, headers, body),
     };
     let mut resp = format!(
         "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n",
@@ -244,7 +262,13 @@ pub fn t0() -> DateTime<Utc> {
 }
 
 /// Facts of an answered call starting `offset_secs` after [`t0`] with this transcript.
-pub fn facts(call_id: &str, caller: &str, text: &str, menu_id: Option<&str>, offset_secs: i64) -> CallFacts {
+pub fn facts(
+    call_id: &str,
+    caller: &str,
+    text: &str,
+    menu_id: Option<&str>,
+    offset_secs: i64,
+) -> CallFacts {
     let started = t0() + chrono::Duration::seconds(offset_secs);
     let menu = menu_id.map(|id| MenuChoice {
         digits: match id {
@@ -297,7 +321,11 @@ pub fn facts(call_id: &str, caller: &str, text: &str, menu_id: Option<&str>, off
 
 /// The JSON Schema of `hotline.ticket/v1`, compiled.
 pub fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ticket.schema.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/ticket.schema.json"
+    ))
+    .unwrap();
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
@@ -308,5 +336,8 @@ pub fn assert_valid(validator: &jsonschema::Validator, doc: &serde_json::Value) 
         .iter_errors(doc)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(errors.is_empty(), "ticket does not validate: {errors:#?}\n{doc:#}");
+    assert!(
+        errors.is_empty(),
+        "ticket does not validate: {errors:#?}\n{doc:#}"
+    );
 }
