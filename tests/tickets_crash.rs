@@ -17,8 +17,15 @@ const CALLS: usize = 40;
 const TEST_NAME: &str = "kill9_mid_creation_and_delivery_then_restart_delivers_each_ticket_once";
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
         println!("{TEST_NAME}: test");
+        return;
+    }
+    // Honour `cargo test <filter>` like libtest would.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
+        println!("running 0 tests (filtered out: {TEST_NAME})");
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

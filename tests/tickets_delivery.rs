@@ -281,6 +281,50 @@ async fn retry_after_seconds_and_http_date_are_honoured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_post_is_retried_and_the_intake_applies_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|n, _| match n {
+        0 => Reply::AcceptThenStall(Duration::from_secs(3)),
+        _ => Reply::Accept(200),
+    })
+    .await;
+    let mut cfg = config(dir.path(), Some(intake.url()));
+    cfg.intake.request_timeout_ms = 300;
+    let svc = TicketService::open(cfg).unwrap();
+    let (stop, task) = spawn_delivery(&svc);
+    let t = svc
+        .create(facts("call-slow", "13800000000", "路灯", None, 0))
+        .await
+        .unwrap();
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(report.undelivered, 0);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let posts = intake.posts();
+    assert_eq!(posts.len(), 2);
+    let gap = posts[1].at - posts[0].at;
+    assert!(
+        gap >= Duration::from_millis(300) && gap < Duration::from_secs(2),
+        "retried after the timeout: {gap:?}"
+    );
+    assert_eq!(intake.applied().len(), 1);
+    let id = t.ticket_id.to_string();
+    let attempts = svc.store().attempts(&id).unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("timeout")),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1].outcome, "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_intake_url_tickets_go_to_the_outbox_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let svc = TicketService::open(config(dir.path(), None)).unwrap();

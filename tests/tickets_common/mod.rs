@@ -28,6 +28,8 @@ pub enum Reply {
     Accept(u16),
     /// Apply, then drop the connection without answering: the client cannot know it landed.
     AcceptThenDrop,
+    /// Apply, then answer 200 only after this long (longer than the client's timeout).
+    AcceptThenStall(Duration),
     /// Answer without applying.
     Status {
         code: u16,
@@ -218,7 +220,10 @@ async fn handle(
         let n = st.posts.len();
         st.posts.push(post.clone());
         let reply = script(n, &post);
-        if matches!(reply, Reply::Accept(_) | Reply::AcceptThenDrop) {
+        if matches!(
+            reply,
+            Reply::Accept(_) | Reply::AcceptThenDrop | Reply::AcceptThenStall(_)
+        ) {
             let key = post.idempotency_key.clone().unwrap_or_default();
             if !st.applied.contains_key(&key) {
                 st.applied.insert(key.clone(), 1);
@@ -233,6 +238,10 @@ async fn handle(
     }
     let (code, headers, body) = match reply {
         Reply::AcceptThenDrop => return,
+        Reply::AcceptThenStall(d) => {
+            tokio::time::sleep(d).await;
+            (200, vec![], r#"{"status":"accepted"}"#.to_owned())
+        }
         Reply::Accept(code) => (code, vec![], r#"{"status":"accepted"}"#.to_owned()),
         Reply::Status {
             code,
