@@ -325,6 +325,38 @@ async fn a_timed_out_post_is_retried_and_the_intake_applies_it_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_are_bounded_by_the_configured_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake =
+        Intake::start_with_delay(|_, _| Reply::Accept(200), Duration::from_millis(150)).await;
+    let mut cfg = config(dir.path(), Some(intake.url()));
+    cfg.intake.concurrency = 3;
+    let svc = TicketService::open(cfg).unwrap();
+    for i in 0..9 {
+        svc.create(facts(&format!("cc-{i}"), "13800000000", "路灯", None, i))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    let (stop, task) = spawn_delivery(&svc);
+    let report = svc
+        .flush(tokio::time::Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(report.undelivered, 0);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let max = intake.state.lock().unwrap().max_in_progress;
+    assert_eq!(max, 3, "the limit is used, and not exceeded");
+    // 9 posts of 150 ms, 3 at a time: three rounds, not one and not nine.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(440) && took < Duration::from_millis(1300),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_intake_url_tickets_go_to_the_outbox_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let svc = TicketService::open(config(dir.path(), None)).unwrap();

@@ -57,6 +57,9 @@ pub struct IntakeState {
     pub applied: HashMap<String, usize>,
     /// Idempotency-Key → document as first applied.
     pub documents: HashMap<String, serde_json::Value>,
+    /// Requests being answered right now, and the most ever at once.
+    pub in_progress: usize,
+    pub max_in_progress: usize,
 }
 
 /// A tiny HTTP/1.1 intake: one request per connection (`Connection: close`), so stopping the
@@ -219,6 +222,8 @@ async fn handle(
         let mut st = state.lock().unwrap();
         let n = st.posts.len();
         st.posts.push(post.clone());
+        st.in_progress += 1;
+        st.max_in_progress = st.max_in_progress.max(st.in_progress);
         let reply = script(n, &post);
         if matches!(
             reply,
@@ -236,6 +241,7 @@ async fn handle(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    state.lock().unwrap().in_progress -= 1;
     let (code, headers, body) = match reply {
         Reply::AcceptThenDrop => return,
         Reply::AcceptThenStall(d) => {
