@@ -41,7 +41,7 @@ fn classification_table_routes_chinese_and_english_reports() {
         ("医院挂号太难了，排了三个小时", None, "healthcare", "卫生健康", false, 72, ClassificationSource::Keywords),
         ("幼儿园乱收学费", None, "education", "教育", false, 120, ClassificationSource::Keywords),
         ("商家卖假货还不给退款", None, "consumer_rights", "市场监督", false, 120, ClassificationSource::Keywords),
-        ("老人在小区门口摔倒了，头部受伤", None, "property_management", "物业", true, 2, ClassificationSource::Keywords),
+        ("老人在小区门口摔倒了，头部受伤", None, "healthcare", "卫生健康", true, 2, ClassificationSource::Keywords),
         // English: case-insensitive, whole words only.
         ("The STREET LIGHT outside number 5 is broken", None, "street_lights_roads", "城乡建设", false, 72, ClassificationSource::Keywords),
         ("There is a gas leak in the basement, I can smell gas", None, "utilities", "燃气", true, 2, ClassificationSource::Keywords),

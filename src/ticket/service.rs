@@ -182,17 +182,20 @@ impl TicketService {
         let permits = Arc::new(Semaphore::new(inner.cfg.intake.concurrency));
         let mut running: JoinSet<Result<(), TicketError>> = JoinSet::new();
         let result = loop {
-            let free = permits.available_permits();
-            if free > 0 {
+            // Take every free permit first, then claim that many tickets: a claimed ticket
+            // always has a slot, and unused permits go straight back.
+            let mut slots = Vec::new();
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                slots.push(p);
+            }
+            if !slots.is_empty() {
                 let store = inner.store.clone();
-                let claimed = match blocking(move || store.claim_due(now_ms(), free)).await {
+                let n = slots.len();
+                let claimed = match blocking(move || store.claim_due(now_ms(), n)).await {
                     Ok(c) => c,
                     Err(e) => break Err(e),
                 };
-                for c in claimed {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        break;
-                    };
+                for (c, permit) in claimed.into_iter().zip(slots.drain(..)) {
                     let (inner, client, url) = (inner.clone(), client.clone(), url.clone());
                     running.spawn(async move {
                         let r = attempt(&inner, &client, &url, c).await;
@@ -200,6 +203,7 @@ impl TicketService {
                         r
                     });
                 }
+                drop(slots);
             }
             let wait = if permits.available_permits() == 0 {
                 idle
