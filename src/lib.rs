@@ -11,3 +11,4 @@ pub mod config;
 pub mod gateway;
 pub mod media;
 pub mod sip;
+pub mod ticket;
