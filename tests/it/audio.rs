@@ -49,10 +49,15 @@ fn ncc(a: &[i16], b: &[i16], ref_energy: f64) -> f64 {
 /// `reference` that overlapped at that alignment. Searches all alignments where
 /// `reference` starts within `recording` (or up to half of it before).
 pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
+    let (corr, overlap, _) = find_with_lag(recording, reference);
+    (corr, overlap)
+}
+
+fn find_with_lag(recording: &[i16], reference: &[i16]) -> (f64, f64, i64) {
     let er = envelope(recording);
     let ef = envelope(reference);
     if er.is_empty() || ef.is_empty() {
-        return (0.0, 0.0);
+        return (0.0, 0.0, 0);
     }
     // Coarse: envelope correlation over frame lags (lag = where reference frame 0 sits).
     let ef_energy: f64 = ef.iter().map(|f| f * f).sum();
@@ -81,7 +86,7 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
     }
     // Fine: sample lags within ±2 frames of the coarse one.
     let ref_energy: f64 = reference.iter().map(|&s| (s as f64).powi(2)).sum();
-    let mut best_fine = (0.0, 0.0);
+    let mut best_fine = (0.0, 0.0, 0);
     for d in -160i64..=160 {
         let lag = best_lag * 80 + d;
         let (rec_start, ref_start) = if lag >= 0 {
@@ -99,7 +104,7 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
             ref_energy,
         );
         if c > best_fine.0 {
-            best_fine = (c, n as f64 / reference.len() as f64);
+            best_fine = (c, n as f64 / reference.len() as f64, lag);
         }
     }
     best_fine
@@ -121,4 +126,83 @@ fn find_locates_a_delayed_copy_and_rejects_other_audio() {
         .collect();
     let (c, _) = find(&other, &reference);
     assert!(c < 0.5, "unrelated audio correlated {c}");
+}
+
+/// Fraction of `reference`'s half-second chunks that are found, each with correlation above
+/// `threshold`, in `recording`, in order. Tolerates what real-time transport does to a stream
+/// (a sender that skips RTP timestamps after a scheduling stall makes the receiver insert
+/// silence) while still demanding that the caller's audio is all there.
+pub fn chunks_found(recording: &[i16], reference: &[i16], threshold: f64) -> f64 {
+    const CHUNK: usize = 4000;
+    let (_, _, lag) = find_with_lag(recording, reference);
+    let mut expected = lag; // where the next chunk should start in `recording`
+    let (mut found, mut total) = (0usize, 0usize);
+    for (k, chunk) in reference.chunks(CHUNK).enumerate() {
+        let chunk_lag = expected + (k * CHUNK) as i64;
+        if chunk.len() < CHUNK || !chunk.iter().any(|&s| s.unsigned_abs() > 500) {
+            continue;
+        }
+        total += 1;
+        // Up to 1 s inserted before this chunk, or 0.2 s lost.
+        if let Some((corr, at)) =
+            best_in_window(recording, chunk, chunk_lag - 1600, chunk_lag + 8000)
+        {
+            if corr > threshold {
+                found += 1;
+                expected += at - chunk_lag;
+            }
+        }
+    }
+    if total == 0 {
+        return 0.0;
+    }
+    found as f64 / total as f64
+}
+
+/// Best correlation of `chunk` placed at sample offsets `lo..=hi` of `recording` (decimated
+/// search, then a full-rate refinement).
+fn best_in_window(recording: &[i16], chunk: &[i16], lo: i64, hi: i64) -> Option<(f64, i64)> {
+    let energy: f64 = chunk.iter().map(|&s| (s as f64).powi(2)).sum();
+    let score = |at: i64, step: usize| -> f64 {
+        if at < 0 || at as usize + chunk.len() > recording.len() {
+            return f64::MIN;
+        }
+        let seg = &recording[at as usize..at as usize + chunk.len()];
+        let (mut ab, mut aa) = (0f64, 0f64);
+        for i in (0..chunk.len()).step_by(step) {
+            ab += seg[i] as f64 * chunk[i] as f64;
+            aa += (seg[i] as f64).powi(2);
+        }
+        if aa == 0.0 {
+            return 0.0;
+        }
+        ab / (aa.sqrt() * (energy / step as f64).sqrt())
+    };
+    let mut best: Option<(f64, i64)> = None;
+    for at in (lo..=hi).step_by(2) {
+        let c = score(at, 4);
+        if best.is_none_or(|(b, _)| c > b) {
+            best = Some((c, at));
+        }
+    }
+    let (_, coarse) = best?;
+    (coarse - 4..=coarse + 4)
+        .map(|at| (score(at, 1), at))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+#[test]
+fn chunks_are_found_across_an_inserted_gap_but_not_in_other_audio() {
+    let reference: Vec<i16> = (0..16000)
+        .map(|i| (((i * i) % 7919) as i16 - 3960) * 4)
+        .collect();
+    let mut recording = vec![0i16; 1000];
+    recording.extend_from_slice(&reference[..6000]);
+    recording.extend(vec![0i16; 640]); // what a receiver inserts after a sender's stall
+    recording.extend_from_slice(&reference[6000..]);
+    assert!(chunks_found(&recording, &reference, 0.9) >= 0.75);
+    let other: Vec<i16> = (0..20000)
+        .map(|i| ((i * 37 % 1000) as i16 - 500) * 20)
+        .collect();
+    assert_eq!(chunks_found(&other, &reference, 0.9), 0.0);
 }
