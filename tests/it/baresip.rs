@@ -47,6 +47,21 @@ fn write_source_wav(path: &Path, speak_at: Duration, message: &[i16], tail: Dura
     w.finalize().unwrap();
 }
 
+/// Where the distribution put baresip's modules (Debian: /usr/lib/baresip/modules).
+fn module_dir() -> PathBuf {
+    let candidates = [
+        "/usr/lib/baresip/modules",
+        "/usr/local/lib/baresip/modules",
+        "/usr/lib/x86_64-linux-gnu/baresip/modules",
+        "/usr/lib64/baresip/modules",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("aufile.so").exists())
+        .unwrap_or_else(|| PathBuf::from(candidates[0]))
+}
+
 /// A config directory for `baresip -f`: loopback only, no registration, no sound card.
 fn write_config(dir: &Path, sip_port: u16, cons_port: u16, rtp: (u16, u16), source: &Path) {
     let config = format!(
@@ -58,7 +73,7 @@ fn write_config(dir: &Path, sip_port: u16, cons_port: u16, rtp: (u16, u16), sour
          audio_srate\t8000\n\
          audio_channels\t1\n\
          rtp_ports\t{rtp_min}-{rtp_max}\n\
-         module_path\t/usr/lib/baresip/modules\n\
+         module_path\t{modules}\n\
          module\tg711.so\n\
          module\taufile.so\n\
          module\tsndfile.so\n\
@@ -68,6 +83,7 @@ fn write_config(dir: &Path, sip_port: u16, cons_port: u16, rtp: (u16, u16), sour
          cons_listen\t127.0.0.1:{cons_port}\n\
          snd_path\t{snd}\n",
         source = source.display(),
+        modules = module_dir().display(),
         rtp_min = rtp.0,
         rtp_max = rtp.1,
         snd = dir.join("snd").display(),
