@@ -5,6 +5,7 @@
 //! is a failure: CI must never silently skip them.
 
 mod audio;
+mod baresip;
 mod call_flow;
 mod harness;
 mod sip_raw;
