@@ -183,26 +183,22 @@ impl CallManager {
             rsip::Method::Invite if !in_dialog => self.new_call(key, req, source).await,
             rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
             rsip::Method::Ack => {}
-            rsip::Method::Bye => match self.dialog_for(&key, &req) {
-                Some(ck) => {
+            rsip::Method::Bye => {
+                if let Some(ck) = self.dialog_for(&key, &req) {
                     self.reply(&key, &req, 200, "OK", None);
                     if let Some(call) = self.calls.get(&ck) {
                         let _ = call.signals.send(CallSignal::CallerHangup);
                     }
                 }
-                None => {}
-            },
-            rsip::Method::Info => match self.dialog_for(&key, &req) {
-                Some(ck) => {
+            }
+            rsip::Method::Info => {
+                if let Some(ck) = self.dialog_for(&key, &req) {
                     self.reply(&key, &req, 200, "OK", None);
-                    if let Some(d) = info_digit(&req) {
-                        if let Some(call) = self.calls.get(&ck) {
-                            let _ = call.signals.send(CallSignal::Digit(d));
-                        }
+                    if let (Some(d), Some(call)) = (info_digit(&req), self.calls.get(&ck)) {
+                        let _ = call.signals.send(CallSignal::Digit(d));
                     }
                 }
-                None => {}
-            },
+            }
             rsip::Method::Options => {
                 if self.draining || self.at_limit() {
                     let mut resp = self.build(&req, 503, "Service Unavailable", None);
