@@ -81,26 +81,11 @@ enum Stop {
 impl Stop {
     fn hangup(self) -> Hangup {
         match self {
-            Stop::CallerHangup => Hangup {
-                by: "caller",
-                reason: "caller_bye",
-            },
-            Stop::RtpTimeout => Hangup {
-                by: "gateway",
-                reason: "rtp_timeout",
-            },
-            Stop::MaxDuration => Hangup {
-                by: "gateway",
-                reason: "max_duration",
-            },
-            Stop::AckTimeout => Hangup {
-                by: "gateway",
-                reason: "ack_timeout",
-            },
-            Stop::Shutdown => Hangup {
-                by: "gateway",
-                reason: "shutdown",
-            },
+            Stop::CallerHangup => Hangup::new("caller", "caller_bye"),
+            Stop::RtpTimeout => Hangup::new("gateway", "rtp_timeout"),
+            Stop::MaxDuration => Hangup::new("gateway", "max_duration"),
+            Stop::AckTimeout => Hangup::new("gateway", "ack_timeout"),
+            Stop::Shutdown => Hangup::new("gateway", "shutdown"),
         }
     }
 }
@@ -123,6 +108,31 @@ struct Ivr {
     recording: Option<RecordingInfo>,
 }
 
+/// The record of a call that has only just been answered, as it stands if nothing more is
+/// ever learned (the daemon dies): hung up by the gateway, reason `interrupted`.
+pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
+    CallRecord {
+        schema: CALL_RECORD_SCHEMA.into(),
+        call_id: info.call_id.clone(),
+        instance: instance.to_string(),
+        caller: info.caller.clone(),
+        caller_name: info.caller_name.clone(),
+        called: info.called.clone(),
+        channel: info.channel.clone(),
+        started_at: info.started_at,
+        answered_at: Some(info.answered_at),
+        ended_at: info.answered_at,
+        duration_ms: 0,
+        menu: None,
+        recording: None,
+        hangup: Hangup::new("gateway", "interrupted"),
+        media: MediaSummary {
+            codec: info.codec.clone(),
+            ..MediaSummary::default()
+        },
+    }
+}
+
 /// Run the IVR to its end and produce the call record.
 pub async fn run(
     info: CallInfo,
@@ -143,13 +153,7 @@ pub async fn run(
         recording: None,
     };
     let (hangup, send_bye) = match ivr.flow().await {
-        Ok(()) => (
-            Hangup {
-                by: "gateway",
-                reason: "completed",
-            },
-            true,
-        ),
+        Ok(()) => (Hangup::new("gateway", "completed"), true),
         Err(stop) => {
             ivr.finish_recording_after(stop).await;
             (stop.hangup(), stop != Stop::CallerHangup)
@@ -166,7 +170,7 @@ pub async fn run(
     let stats = media.close().await;
     let ended_at = Utc::now();
     let record = CallRecord {
-        schema: CALL_RECORD_SCHEMA,
+        schema: CALL_RECORD_SCHEMA.into(),
         call_id: info.call_id,
         instance: settings.instance.clone(),
         caller: info.caller,
@@ -445,7 +449,7 @@ fn recording_info(
 ) -> RecordingInfo {
     RecordingInfo {
         path,
-        format: "wav/pcm_s16le/8000/mono",
+        format: "wav/pcm_s16le/8000/mono".into(),
         duration_ms: duration.as_millis() as u64,
         ended_by: match reason {
             RecordEnd::StopDigit => "stop_digit",
@@ -453,7 +457,8 @@ fn recording_info(
             RecordEnd::NoSpeech => "no_speech",
             RecordEnd::MaxDuration => "max_duration",
             RecordEnd::Stopped => "hangup",
-        },
+        }
+        .into(),
         heard_speech,
     }
 }

@@ -38,7 +38,8 @@ pub struct Services {
     pub config: Arc<Config>,
     pub ivr: Arc<IvrSettings>,
     pub ports: Arc<PortPool>,
-    pub outbox_dir: PathBuf,
+    /// Where call records are written (the after-call pipeline picks them up from there).
+    pub records_dir: PathBuf,
     /// Called with each finished call's record after it is on disk (ticket hand-off).
     pub on_record: Option<RecordSink>,
 }
@@ -369,6 +370,17 @@ impl CallManager {
                 // The IVR runs in its own task so that a bug in one call (a panic) ends that
                 // call only: the manager still hears of it and sends BYE.
                 let call_id = info.call_id.clone();
+                // A provisional record first: if the daemon dies mid-call, the next start
+                // finds it pending and the citizen still gets a ticket ("interrupted").
+                let provisional = ivr::provisional_record(&info, &services.ivr.instance);
+                let dir = services.records_dir.clone();
+                match tokio::task::spawn_blocking(move || provisional.write_to(&dir)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot write provisional call record")
+                    }
+                    Err(e) => tracing::error!(error = %e, "provisional record task failed"),
+                }
                 let ivr = tokio::spawn(ivr::run(info, services.ivr.clone(), media, sig_rx));
                 let outcome = match ivr.await {
                     Ok(outcome) => outcome,
@@ -382,7 +394,7 @@ impl CallManager {
                     }
                 };
                 let record = outcome.record;
-                let dir = services.outbox_dir.clone();
+                let dir = services.records_dir.clone();
                 let written = tokio::task::spawn_blocking(move || {
                     let r = record.write_to(&dir);
                     (record, r)

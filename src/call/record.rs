@@ -3,16 +3,16 @@
 //! (the ticket pipeline, an operator tool); it carries no SIP or RTP types.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version tag of the document, bumped on incompatible changes.
 pub const CALL_RECORD_SCHEMA: &str = "hotline.call/v1";
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CallRecord {
-    pub schema: &'static str,
+    pub schema: String,
     /// SIP Call-ID.
     pub call_id: String,
     /// Gateway instance that took the call.
@@ -33,7 +33,7 @@ pub struct CallRecord {
     pub media: MediaSummary,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MenuSelection {
     /// Every digit the caller pressed at the menu, invalid ones included.
     pub digits: String,
@@ -45,30 +45,39 @@ pub struct MenuSelection {
     pub defaulted: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecordingInfo {
     pub path: PathBuf,
-    pub format: &'static str,
+    pub format: String,
     pub duration_ms: u64,
     /// Why the message ended: `stop_digit`, `end_of_speech`, `no_speech`, `max_duration`, `hangup`.
-    pub ended_by: &'static str,
+    pub ended_by: String,
     pub heard_speech: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Hangup {
     /// `caller` or `gateway`.
-    pub by: &'static str,
+    pub by: String,
     /// Why: `completed`, `caller_bye`, `rtp_timeout`, `max_duration`, `no_input`, `ack_timeout`, `shutdown`.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MediaSummary {
     pub codec: String,
     pub packets_sent: u64,
     pub packets_received: u64,
     pub packets_dropped: u64,
+}
+
+impl Hangup {
+    pub fn new(by: &str, reason: &str) -> Hangup {
+        Hangup {
+            by: by.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl CallRecord {

@@ -38,6 +38,13 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Place a test call: press digits, speak a WAV, record what the gateway plays.
     Dial(DialArgs),
+    /// Inspect the ticket store: list, show, retry a dead letter, export as JSON Lines.
+    Tickets {
+        #[arg(long, short, default_value = "config/hotline.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: TicketAction,
+    },
     /// Start the gateway in-process and place one demo call to it, then show the result.
     Demo {
         #[arg(long, short, default_value = "config/hotline.toml")]
@@ -48,6 +55,27 @@ enum Command {
         /// Menu digit to press.
         #[arg(long, default_value = "1")]
         dtmf: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TicketAction {
+    /// Tickets with their delivery state, newest first.
+    List {
+        /// Only this state: pending, in_flight, delivered, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One ticket with its delivery attempts (id or a unique prefix of 8+ characters).
+    Show { id: String },
+    /// Queue a ticket (e.g. a dead letter) for delivery again.
+    Retry { id: String },
+    /// All tickets (or one state) as JSON Lines, oldest first.
+    Export {
+        #[arg(long)]
+        state: Option<String>,
     },
 }
 
@@ -108,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Dial(args) => rt.block_on(dial(args)),
         Command::Demo { config, play, dtmf } => rt.block_on(demo(&config, &play, &dtmf)),
+        Command::Tickets { config, action } => tickets(&config, action),
     }
 }
 
@@ -156,6 +185,42 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
+fn tickets(config: &Path, action: TicketAction) -> ExitCode {
+    use crate::ticket::admin;
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let db = cfg.storage.ticket_db();
+    let state = |s: Option<String>| s.map(|s| admin::parse_state(&s)).transpose();
+    let result = match action {
+        TicketAction::List { state: st, limit } => {
+            state(st).and_then(|st| admin::list(&db, st, limit))
+        }
+        TicketAction::Show { id } => admin::show(&db, &id),
+        TicketAction::Retry { id } => admin::retry(&db, &id),
+        TicketAction::Export { state: st } => state(st).and_then(|st| admin::export(&db, st)),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn serve(path: &Path) -> ExitCode {
     let cfg = match load_config(path) {
         Ok(c) => c,
@@ -195,6 +260,18 @@ async fn wait_for_stop_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The ticket JSON in `outbox` for `call_id`.
+fn find_ticket(outbox: &Path, call_id: &str) -> Option<(PathBuf, serde_json::Value)> {
+    std::fs::read_dir(outbox)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+            (v["call"]["call_id"] == call_id).then(|| (e.path(), v))
+        })
 }
 
 fn secs(s: f64) -> Duration {
@@ -268,6 +345,8 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
     )
     .map(|p| p.duration())
     .unwrap_or(Duration::from_secs(5));
+    let calls_dir = cfg.storage.calls_dir();
+    let outbox_dir = cfg.storage.outbox_dir();
     let records: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
     let sink = records.clone();
     let gw = match Gateway::start(
@@ -310,6 +389,7 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Shutdown drains the after-call pipeline, so the ticket is committed when it returns.
     gw.shutdown().await;
     let report = match report {
         Ok(r) => r,
@@ -318,22 +398,43 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let records = records.lock().unwrap().clone();
-    let Some(record_path) = records.first() else {
+    if records.lock().unwrap().is_empty() {
         eprintln!(
             "error: the demo call produced no call record (status {})",
             report.status
         );
         return ExitCode::FAILURE;
-    };
-    let text = std::fs::read_to_string(record_path).unwrap_or_default();
+    }
+    let record_path = calls_dir.join(format!(
+        "{}.json",
+        crate::call::record::file_safe(&report.call_id)
+    ));
+    let record: serde_json::Value = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     println!("== call record: {}", record_path.display());
-    println!("{text}");
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-        if let Some(rec) = v["recording"]["path"].as_str() {
-            println!("== caller's message: {rec}");
-        }
+    if let Some(rec) = record["recording"]["path"].as_str() {
+        println!("== caller's message: {rec}");
     }
     println!("== what the caller heard: {}", heard.display());
+    let ticket = find_ticket(&outbox_dir, &report.call_id);
+    match ticket {
+        Some((path, ticket)) => {
+            println!("== ticket: {}", path.display());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ticket).unwrap_or_default()
+            );
+        }
+        None => {
+            eprintln!(
+                "error: no ticket for call {} in {}",
+                report.call_id,
+                outbox_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -19,8 +19,8 @@
 
 use super::ConfigError;
 
-/// `HOTLINE_` variables read elsewhere (logging, the intake API), never configuration keys.
-pub const RESERVED: &[&str] = &["HOTLINE_LOG", "HOTLINE_INTAKE_URL", "HOTLINE_INTAKE_TOKEN"];
+/// `HOTLINE_` variables read elsewhere (logging), never configuration keys.
+pub const RESERVED: &[&str] = &["HOTLINE_LOG"];
 
 /// Short names: variable → dotted key.
 pub const ALIASES: &[(&str, &str)] = &[("HOTLINE_DATA_DIR", "storage.data_dir")];
@@ -36,6 +36,8 @@ pub const SECTIONS: &[&str] = &[
     "recording",
     "limits",
     "storage",
+    "intake",
+    "tickets",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -79,6 +81,16 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "max_call_duration_secs", Kind::Int),
     ("limits", "retry_after_secs", Kind::Int),
     ("storage", "data_dir", Kind::Str),
+    ("intake", "url", Kind::Str),
+    ("intake", "token", Kind::Str),
+    ("intake", "concurrency", Kind::Int),
+    ("intake", "connect_timeout_ms", Kind::Int),
+    ("intake", "request_timeout_ms", Kind::Int),
+    ("intake", "backoff_base_ms", Kind::Int),
+    ("intake", "backoff_max_ms", Kind::Int),
+    ("tickets", "classification", Kind::Str),
+    ("tickets", "duplicate_window_secs", Kind::Int),
+    ("tickets", "duplicate_threshold", Kind::Float),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.
@@ -251,8 +263,6 @@ mod tests {
     fn reserved_and_foreign_variables_are_left_alone() {
         let (o, e) = overrides(&env(&[
             ("HOTLINE_LOG", "debug"),
-            ("HOTLINE_INTAKE_URL", "http://127.0.0.1:1/"),
-            ("HOTLINE_INTAKE_TOKEN", "x"),
             ("HOTLINE_WHISPER_MODEL", "/models/x.bin"),
             ("PATH", "/bin"),
         ]));

@@ -55,6 +55,10 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
+    /// Where tickets are delivered (the city's intake API).
+    pub intake: IntakeConfig,
+    /// How tickets are classified and checked for duplicates.
+    pub tickets: TicketsConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -289,11 +293,75 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
+    /// The callers' messages, `recordings/<date>/<call>.wav`.
     pub fn recordings_dir(&self) -> PathBuf {
         self.data_dir.join("recordings")
     }
+    /// Call records (`hotline.call/v1`), one JSON per answered call.
+    pub fn calls_dir(&self) -> PathBuf {
+        self.data_dir.join("calls")
+    }
+    /// Tickets as JSON files (`hotline.ticket/v1`), for operators without an intake API.
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")
+    }
+    /// The durable ticket store (SQLite, WAL).
+    pub fn ticket_db(&self) -> PathBuf {
+        self.data_dir.join("tickets.sqlite")
+    }
+}
+
+/// `[intake]`: the city's ticket intake API. With no `url`, tickets stay in the store and
+/// the outbox folder.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// POST target, e.g. `https://intake.example.gov/api/tickets`. Env: `HOTLINE_INTAKE_URL`.
+    pub url: String,
+    /// Bearer token. Prefer the environment (`HOTLINE_INTAKE_TOKEN`) to the file; never logged.
+    pub token: String,
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// First retry delay; doubles per attempt (with jitter) up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            url: String::new(),
+            token: String::new(),
+            concurrency: 4,
+            connect_timeout_ms: 3000,
+            request_timeout_ms: 15000,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// `[tickets]`: classification rules and duplicate detection.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketsConfig {
+    /// Rules table (keywords → category, department, urgency, deadline); empty = built-in.
+    pub classification: String,
+    /// Look back this far for an earlier ticket from the same caller or with similar text.
+    pub duplicate_window_secs: u64,
+    /// Character-bigram cosine similarity at or above which texts count as the same complaint.
+    pub duplicate_threshold: f64,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            classification: "config/classification.toml".into(),
+            duplicate_window_secs: 72 * 3600,
+            duplicate_threshold: 0.5,
+        }
     }
 }
 

@@ -47,8 +47,20 @@ async fn caller_hears_the_greeting_chooses_complaint_and_leaves_a_message() {
     );
 
     let records = gw.wait_records(1, Duration::from_secs(10));
+    let tickets = gw.wait_tickets(1, Duration::from_secs(10));
     let log = gw.stop();
     assert_eq!(records.len(), 1, "one call record; daemon log:\n{log}");
+    assert_eq!(tickets.len(), 1, "one ticket; daemon log:\n{log}");
+    let ticket = &tickets[0];
+    assert_eq!(ticket["schema"], "hotline.ticket/v1");
+    assert_eq!(ticket["call"]["call_id"], report.call_id.as_str());
+    assert_eq!(ticket["call"]["caller"], "13912345678");
+    assert_eq!(ticket["menu"]["id"], "complaint");
+    // No transcript yet, so the category comes from the menu choice.
+    assert_eq!(ticket["classification"]["source"], "menu", "{ticket:#}");
+    assert!(ticket["classification"]["department"]
+        .as_str()
+        .is_some_and(|d| !d.is_empty()));
     let rec = &records[0];
     assert_eq!(rec["call_id"], report.call_id.as_str());
     assert_eq!(rec["caller"], "13912345678");

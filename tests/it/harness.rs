@@ -105,20 +105,24 @@ impl GatewayProcess {
         panic!("gateway did not answer OPTIONS within 20 s");
     }
 
+    /// Ticketed call records.
+    pub fn calls(&self) -> PathBuf {
+        self.data_dir.path().join("calls")
+    }
+
+    /// Tickets as JSON files (no intake URL configured).
     pub fn outbox(&self) -> PathBuf {
         self.data_dir.path().join("outbox")
     }
 
-    /// Wait for `n` call records and return them parsed.
+    /// Wait for `n` call records (ticketed) and return them parsed.
     pub fn wait_records(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let recs = read_json_dir(&self.outbox());
-            if recs.len() >= n || Instant::now() > deadline {
-                return recs;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_json(&self.calls(), n, timeout)
+    }
+
+    /// Wait for `n` tickets in the outbox and return them parsed.
+    pub fn wait_tickets(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_json(&self.outbox(), n, timeout)
     }
 
     fn stderr(&mut self) -> String {
@@ -153,6 +157,17 @@ impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn wait_json(dir: &Path, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = read_json_dir(dir);
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

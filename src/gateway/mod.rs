@@ -1,0 +1,228 @@
+//! Assembles the daemon from its parts: config → prompts → ticket store → SIP endpoint →
+//! call manager, plus the after-call pipeline that turns call records into tickets.
+//! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
+
+pub mod aftercall;
+
+use crate::call::ivr::IvrSettings;
+use crate::call::manager::{CallCounters, CallManager, RecordSink, Services};
+use crate::call::prompts::PromptLibrary;
+use crate::config::Config;
+use crate::media::session::PortPool;
+use crate::sip::endpoint::{self, EndpointCounters, EndpointHandle};
+use crate::sip::transaction::TimerConfig;
+use crate::ticket::{TicketConfig, TicketService};
+use aftercall::RecordDirs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot load prompts: {0}")]
+    Prompts(#[from] crate::media::prompt::PromptError),
+    #[error("cannot bind SIP socket {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ticket store: {0}")]
+    Tickets(#[from] crate::ticket::TicketError),
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    endpoint: EndpointHandle,
+    shutdown: watch::Sender<bool>,
+    manager: tokio::task::JoinHandle<()>,
+    calls: Arc<CallCounters>,
+    aftercall: tokio::task::JoinHandle<()>,
+    tickets: TicketService,
+    delivery: tokio::task::JoinHandle<()>,
+    stop_delivery: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Gateway {
+    /// Load prompts, bind the SIP socket, start answering. `on_record` receives every
+    /// finished call's record.
+    pub async fn start(
+        config: Config,
+        on_record: Option<RecordSink>,
+    ) -> Result<Gateway, GatewayError> {
+        let config = Arc::new(config);
+        let mut languages: Vec<String> = vec![config.prompts.language.clone()];
+        languages.extend(config.numbers.iter().filter_map(|n| n.language.clone()));
+        let prompts = Arc::new(PromptLibrary::load(&config.prompts.dir, &languages)?);
+        let record_dirs = RecordDirs::new(&config.storage.calls_dir());
+        for dir in [
+            config.storage.recordings_dir(),
+            config.storage.outbox_dir(),
+            record_dirs.pending.clone(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| GatewayError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let timers = TimerConfig {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            t2: Duration::from_millis(config.sip.t2_ms),
+            t4: Duration::from_millis(config.sip.t4_ms),
+        };
+        let (endpoint, events) =
+            endpoint::start(config.sip.listen, timers)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.sip.listen,
+                    source,
+                })?;
+        let instance = instance_id(endpoint.local_addr());
+
+        // Tickets: open the store (a blocking open: SQLite migrations), start delivery, and
+        // list records an earlier run left pending before the first call can add to them.
+        let ticket_cfg = ticket_config(&config, &instance);
+        let tickets = tokio::task::spawn_blocking(move || TicketService::open(ticket_cfg))
+            .await
+            .map_err(|e| crate::ticket::TicketError::Task(e.to_string()))??;
+        let leftovers = aftercall::pending_records(&record_dirs.pending);
+        let (stop_delivery, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let delivery = {
+            let tickets = tickets.clone();
+            tokio::spawn(async move {
+                if let Err(e) = tickets
+                    .run_delivery(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                {
+                    tracing::error!(error = %e, "ticket delivery stopped");
+                }
+            })
+        };
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel::<PathBuf>();
+        let aftercall = tokio::spawn(aftercall::run(
+            tickets.clone(),
+            record_dirs.clone(),
+            leftovers,
+            finished_rx,
+        ));
+        let on_record: RecordSink = Box::new(move |record, path| {
+            if let Some(hook) = &on_record {
+                hook(record, path);
+            }
+            let _ = finished_tx.send(path.to_path_buf());
+        });
+        let services = Arc::new(Services {
+            ivr: Arc::new(IvrSettings {
+                menu: config.menu.clone(),
+                recording: config.recording.clone(),
+                max_call_duration: Duration::from_secs(config.limits.max_call_duration_secs),
+                prompts,
+                recordings_dir: config.storage.recordings_dir(),
+                instance,
+            }),
+            ports: Arc::new(PortPool::new(
+                config.media.rtp_ip,
+                config.media.rtp_port_min,
+                config.media.rtp_port_max,
+            )),
+            records_dir: record_dirs.pending.clone(),
+            on_record: Some(on_record),
+            config: config.clone(),
+        });
+        let manager = CallManager::new(endpoint.clone(), services);
+        let calls = manager.counters();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let drain = Duration::from_secs(10);
+        let manager = tokio::spawn(manager.run(events, shutdown_rx, drain));
+        tracing::info!(sip = %endpoint.local_addr(), "gateway answering");
+        Ok(Gateway {
+            endpoint,
+            shutdown,
+            manager,
+            calls,
+            aftercall,
+            tickets,
+            delivery,
+            stop_delivery,
+        })
+    }
+
+    /// Where SIP is answered.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr()
+    }
+
+    pub fn sip_counters(&self) -> &Arc<EndpointCounters> {
+        self.endpoint.counters()
+    }
+
+    pub fn call_counters(&self) -> &Arc<CallCounters> {
+        &self.calls
+    }
+
+    /// End every call (BYE), ticket their records, give delivery a few seconds to empty its
+    /// queue, then stop. Undelivered tickets stay in the store for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.manager.await;
+        self.endpoint.shutdown();
+        // The manager (and with it the record sink) is gone: the after-call task drains.
+        let _ = self.aftercall.await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        match self.tickets.flush(deadline).await {
+            Ok(r) if r.undelivered > 0 => {
+                tracing::warn!(
+                    undelivered = r.undelivered,
+                    "tickets left for the next start"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "ticket flush failed"),
+        }
+        let _ = self.stop_delivery.send(());
+        let _ = self.delivery.await;
+    }
+}
+
+/// The ticket layer's settings, from the gateway's configuration.
+fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
+    let mut t = TicketConfig {
+        db_path: config.storage.ticket_db(),
+        outbox_dir: config.storage.outbox_dir(),
+        gateway_instance: instance.to_string(),
+        classification_path: (!config.tickets.classification.is_empty())
+            .then(|| PathBuf::from(&config.tickets.classification)),
+        ..TicketConfig::default()
+    };
+    let i = &config.intake;
+    t.intake.url = (!i.url.is_empty()).then(|| i.url.clone());
+    t.intake.token = (!i.token.is_empty()).then(|| i.token.clone());
+    t.intake.concurrency = i.concurrency;
+    t.intake.connect_timeout_ms = i.connect_timeout_ms;
+    t.intake.request_timeout_ms = i.request_timeout_ms;
+    t.intake.backoff_base_ms = i.backoff_base_ms;
+    t.intake.backoff_max_ms = i.backoff_max_ms;
+    t.duplicate.window_secs = config.tickets.duplicate_window_secs;
+    t.duplicate.similarity_threshold = config.tickets.duplicate_threshold;
+    t
+}
+
+/// Names this gateway in call records: host name plus SIP port, unique on one machine.
+fn instance_id(sip: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into());
+    format!("{host}:{}", sip.port())
+}
