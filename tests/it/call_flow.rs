@@ -145,3 +145,30 @@ async fn over_the_call_limit_is_503_with_retry_after() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["hangup"]["by"], "caller");
 }
+
+/// A ticket, once a call is answered, is never lost: kill -9 the daemon in the middle of a
+/// call and the next start tickets it as interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_short_by_a_crash_is_still_ticketed_after_restart() {
+    let mut gw = GatewayProcess::start(&[]);
+    let call = tokio::spawn(dial(DialOptions {
+        target: format!("sip:12345@{}", gw.sip),
+        from_user: "13811112222".into(),
+        rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
+        max_duration: Duration::from_secs(4),
+        verbose: false,
+        ..DialOptions::default()
+    }));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gw.kill9_and_restart();
+    let report = call.await.unwrap().expect("dial");
+    assert_eq!(report.status, 200);
+    let tickets = gw.wait_tickets(1, Duration::from_secs(10));
+    let log = gw.stop();
+    assert_eq!(tickets.len(), 1, "daemon log after restart:\n{log}");
+    let t = &tickets[0];
+    assert_eq!(t["call"]["call_id"], report.call_id.as_str());
+    assert_eq!(t["call"]["caller"], "13811112222");
+    assert_eq!(t["call"]["channel"], "12345", "the legacy number's channel");
+    assert_eq!(t["call"]["hangup"]["reason"], "interrupted");
+}

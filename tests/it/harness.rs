@@ -49,6 +49,25 @@ pub struct GatewayProcess {
     pub sip: SocketAddr,
     pub data_dir: tempfile::TempDir,
     pub rtp: (u16, u16),
+    env: Vec<(String, String)>,
+}
+
+fn spawn(sip: SocketAddr, data_dir: &Path, rtp: (u16, u16), env: &[(String, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"));
+    cmd.current_dir(repo())
+        .args(["serve", "--config", "config/hotline.toml"])
+        .env("HOTLINE_SIP_LISTEN", sip.to_string())
+        .env("HOTLINE_DATA_DIR", data_dir)
+        .env("HOTLINE_MEDIA_RTP_PORT_MIN", rtp.0.to_string())
+        .env("HOTLINE_MEDIA_RTP_PORT_MAX", rtp.1.to_string())
+        .env("HOTLINE_LOG", "info,hotline_gateway=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start hotline-gateway")
 }
 
 impl GatewayProcess {
@@ -58,29 +77,29 @@ impl GatewayProcess {
         let port = free_udp_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let rtp = rtp_range();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"));
-        cmd.current_dir(repo())
-            .args(["serve", "--config", "config/hotline.toml"])
-            .env("HOTLINE_SIP_LISTEN", sip.to_string())
-            .env("HOTLINE_DATA_DIR", data_dir.path())
-            .env("HOTLINE_MEDIA_RTP_PORT_MIN", rtp.0.to_string())
-            .env("HOTLINE_MEDIA_RTP_PORT_MAX", rtp.1.to_string())
-            .env("HOTLINE_LOG", "info,hotline_gateway=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start hotline-gateway");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn(sip, data_dir.path(), rtp, &env);
         let mut gw = GatewayProcess {
             child,
             sip,
             data_dir,
             rtp,
+            env,
         };
         gw.wait_ready();
         gw
+    }
+
+    /// `kill -9` the daemon (no chance to clean up), then start it again on the same
+    /// address, ports and data directory.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.sip, self.data_dir.path(), self.rtp, &self.env);
+        self.wait_ready();
     }
 
     /// Ready = answers OPTIONS.

@@ -10,3 +10,6 @@ mod call_flow;
 mod harness;
 mod sip_raw;
 mod sipp;
+#[path = "../tickets_common/mod.rs"]
+#[allow(dead_code)]
+mod tickets_common;

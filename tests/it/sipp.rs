@@ -3,6 +3,7 @@
 
 use super::audio::{chunks_found, read_wav_8k, through_g711};
 use super::harness::{free_udp_port, peer_available, repo, GatewayProcess};
+use super::tickets_common::{assert_valid, schema, Intake, Reply};
 use hotline_gateway::media::Codec;
 use std::io::Write;
 use std::path::Path;
@@ -145,12 +146,19 @@ fn ip_checksum(h: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-#[test]
-fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
+/// Issue 4's end-to-end check: a sipp call ends with a schema-valid ticket at a real HTTP
+/// intake, categorised from the menu choice, delivered once with the bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_call_with_pcap_audio_and_rfc4733_digits_ends_in_a_ticket_at_the_intake() {
     if !peer_available("sipp") {
         return;
     }
-    let mut gw = GatewayProcess::start(&[]);
+    let intake = Intake::start(|_, _| Reply::Accept(201)).await;
+    let url = intake.url();
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_INTAKE_URL", url.as_str()),
+        ("HOTLINE_INTAKE_TOKEN", "s3cret-token"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let message = read_wav_8k(&repo().join("prompts/demo/caller_zh.wav"));
     let record_prompt = read_wav_8k(&repo().join("prompts/zh/record.wav")).len() as u64 / 8;
@@ -166,8 +174,8 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
 
     let sip_port = free_udp_port();
     let media_port = gw.rtp.0 + 60;
-    let out = Command::new("sipp")
-        .current_dir(dir.path())
+    let mut sipp = Command::new("sipp");
+    sipp.current_dir(dir.path())
         .arg(gw.sip.to_string())
         .args([
             "-sf",
@@ -182,11 +190,21 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
         .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
         .args(["-timeout", "60", "-timeout_error", "-nostdin", "-trace_err"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sipp");
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || sipp.output().expect("run sipp"))
+        .await
+        .unwrap();
     let records = gw.wait_records(1, Duration::from_secs(10));
+    intake
+        .wait_for(Duration::from_secs(15), "the ticket at the intake", |s| {
+            !s.documents.is_empty()
+        })
+        .await;
     let log = gw.stop();
+    assert!(
+        !log.contains("s3cret-token"),
+        "the intake token must never be logged"
+    );
     assert!(
         out.status.success(),
         "sipp failed ({}):\n{}\n{}\ndaemon:\n{log}",
@@ -210,6 +228,35 @@ fn sipp_call_with_pcap_audio_and_rfc4733_digits() {
     );
     assert_eq!(rec["recording"]["ended_by"], "stop_digit");
     assert_eq!(rec["media"]["codec"], "PCMU");
+    let posts = intake.posts();
+    assert_eq!(
+        posts[0].authorization.as_deref(),
+        Some("Bearer s3cret-token")
+    );
+    let docs = intake.documents();
+    assert_eq!(docs.len(), 1);
+    assert!(
+        intake.applied().values().all(|&n| n == 1),
+        "each ticket applied once"
+    );
+    let (key, ticket) = docs.iter().next().unwrap();
+    assert_valid(&schema(), ticket);
+    assert_eq!(
+        ticket["ticket_id"],
+        key.as_str(),
+        "Idempotency-Key is the ticket id"
+    );
+    assert_eq!(ticket["call"]["call_id"], rec["call_id"]);
+    assert_eq!(ticket["call"]["caller"], "13700000000");
+    assert_eq!(ticket["menu"]["id"], "complaint");
+    assert_eq!(ticket["classification"]["source"], "menu");
+    assert!(ticket["classification"]["department"]
+        .as_str()
+        .is_some_and(|d| !d.is_empty()));
+    assert_eq!(ticket["recording"]["format"], "wav", "{ticket:#}");
+    assert_eq!(ticket["recording"]["sample_rate_hz"], 8000);
+    assert_eq!(ticket["recording"]["location"], rec["recording"]["path"]);
+
     let recorded = read_wav_8k(Path::new(rec["recording"]["path"].as_str().unwrap()));
     let found = chunks_found(&recorded, &through_g711(&message, Codec::Pcmu), 0.9);
     assert!(
