@@ -11,5 +11,4 @@ mod harness;
 mod sip_raw;
 mod sipp;
 #[path = "../tickets_common/mod.rs"]
-#[allow(dead_code)]
 mod tickets_common;
