@@ -360,7 +360,8 @@ fn audio_media(
     if let Some(pt) = dtmf_pt {
         formats.push(pt.to_string());
         attributes.push(attr("rtpmap", Some(format!("{pt} telephone-event/8000"))));
-        attributes.push(attr("fmtp", Some(format!("{pt} 0-16"))));
+        // The events we act on (digits, *, #, A-D): what callers offer (0-15 or 0-16) covers it.
+        attributes.push(attr("fmtp", Some(format!("{pt} 0-15"))));
     }
     attributes.push(attr("ptime", Some("20".into())));
     attributes.push(attr(dir.attribute(), None));

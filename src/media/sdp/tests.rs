@@ -98,7 +98,7 @@ fn answers_baresip_with_telephone_event() {
     let l = lines(&text);
     assert!(l.contains(&"m=audio 30000 RTP/AVP 0 101"));
     assert!(l.contains(&"a=rtpmap:101 telephone-event/8000"));
-    assert!(l.contains(&"a=fmtp:101 0-16"));
+    assert!(l.contains(&"a=fmtp:101 0-15"));
     // we only accept A-law: the caller's second choice
     let (n, text) = answer(&crlf(BARESIP), &[Codec::Pcma], local(), 7).unwrap();
     assert_eq!(n.codec, Codec::Pcma);
@@ -251,7 +251,7 @@ fn offer_and_answer_round_trip() {
             "a=rtpmap:8 PCMA/8000",
             "a=rtpmap:0 PCMU/8000",
             "a=rtpmap:101 telephone-event/8000",
-            "a=fmtp:101 0-16",
+            "a=fmtp:101 0-15",
             "a=ptime:20",
             "a=sendrecv",
         ]
