@@ -26,6 +26,10 @@ fn main() {
             "--margin" => cfg.audio_ctx_margin = Some(args.next().expect("n").parse().expect("n")),
             "--lang" => lang = args.next().expect("lang"),
             "--no-prompt" => cfg.initial_prompts.clear(),
+            "--prompt" => {
+                cfg.initial_prompts
+                    .insert("zh".into(), args.next().expect("prompt"));
+            }
             _ => files.push(PathBuf::from(a)),
         }
     }

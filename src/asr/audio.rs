@@ -119,7 +119,9 @@ pub fn downsample_16k_to_8k(x: &[f32]) -> Vec<f32> {
                 .enumerate()
                 .filter_map(|(k, &h)| {
                     let j = c + k as isize - half;
-                    (j >= 0).then(|| x.get(j as usize).map(|&s| h * s)).flatten()
+                    (j >= 0)
+                        .then(|| x.get(j as usize).map(|&s| h * s))
+                        .flatten()
                 })
                 .sum()
         })

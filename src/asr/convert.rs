@@ -72,7 +72,9 @@ impl Hparams {
         let dims2 = |name: &str| -> Result<(usize, usize), ConvertError> {
             match m.get(name)?.dims.as_slice() {
                 &[a, b] => Ok((a, b)),
-                d => Err(ConvertError::Format(format!("{name}: dims {d:?}, 2-D expected"))),
+                d => Err(ConvertError::Format(format!(
+                    "{name}: dims {d:?}, 2-D expected"
+                ))),
             }
         };
         let heads = |name: &str| -> Result<usize, ConvertError> {

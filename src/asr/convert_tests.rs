@@ -74,8 +74,18 @@ impl Ct2Writer {
 }
 
 fn linear(w: &mut Ct2Writer, name: &str, rows: usize, cols: usize, base: f32) {
-    w.var(&format!("{name}/weight"), &[rows, cols], Ct2Dtype::F16, base);
-    w.var(&format!("{name}/bias"), &[rows], Ct2Dtype::F16, base + 500.0);
+    w.var(
+        &format!("{name}/weight"),
+        &[rows, cols],
+        Ct2Dtype::F16,
+        base,
+    );
+    w.var(
+        &format!("{name}/bias"),
+        &[rows],
+        Ct2Dtype::F16,
+        base + 500.0,
+    );
 }
 
 fn norm(w: &mut Ct2Writer, name: &str, base: f32) {
@@ -86,15 +96,41 @@ fn norm(w: &mut Ct2Writer, name: &str, base: f32) {
 /// One encoder and one decoder layer, n_state 4, 2 heads, 2 mels, 6 vocab rows.
 fn synthetic_model() -> Vec<u8> {
     let mut w = Ct2Writer::new();
-    w.raw("decoder/num_heads", &[], Ct2Dtype::I16, 2i16.to_le_bytes().to_vec());
-    w.raw("encoder/num_heads", &[], Ct2Dtype::I32, 2i32.to_le_bytes().to_vec());
+    w.raw(
+        "decoder/num_heads",
+        &[],
+        Ct2Dtype::I16,
+        2i16.to_le_bytes().to_vec(),
+    );
+    w.raw(
+        "encoder/num_heads",
+        &[],
+        Ct2Dtype::I32,
+        2i32.to_le_bytes().to_vec(),
+    );
     w.raw("decoder/pre_norm", &[], Ct2Dtype::I8, vec![1]);
-    w.var("decoder/embeddings/weight", &[VOCAB_ROWS, S], Ct2Dtype::F16, 1.0);
-    w.var("decoder/position_encodings/encodings", &[2, S], Ct2Dtype::F16, 2.0);
+    w.var(
+        "decoder/embeddings/weight",
+        &[VOCAB_ROWS, S],
+        Ct2Dtype::F16,
+        1.0,
+    );
+    w.var(
+        "decoder/position_encodings/encodings",
+        &[2, S],
+        Ct2Dtype::F16,
+        2.0,
+    );
     norm(&mut w, "decoder/layer_norm", 3.0);
     let d = "decoder/layer_0";
     norm(&mut w, &format!("{d}/self_attention/layer_norm"), 20.0);
-    linear(&mut w, &format!("{d}/self_attention/linear_0"), 3 * S, S, 100.0);
+    linear(
+        &mut w,
+        &format!("{d}/self_attention/linear_0"),
+        3 * S,
+        S,
+        100.0,
+    );
     linear(&mut w, &format!("{d}/self_attention/linear_1"), S, S, 200.0);
     norm(&mut w, &format!("{d}/attention/layer_norm"), 30.0);
     linear(&mut w, &format!("{d}/attention/linear_0"), S, S, 300.0);
@@ -108,12 +144,29 @@ fn synthetic_model() -> Vec<u8> {
     w.var("encoder/conv2/weight", &[S, S, 3], Ct2Dtype::F16, 7.0);
     // bf16 must be widened, not copied as if it were f16.
     w.var("encoder/conv2/bias", &[S], Ct2Dtype::Bf16, 8.0);
-    w.var("encoder/position_encodings/encodings", &[3, S], Ct2Dtype::F32, 9.0);
+    w.var(
+        "encoder/position_encodings/encodings",
+        &[3, S],
+        Ct2Dtype::F32,
+        9.0,
+    );
     norm(&mut w, "encoder/layer_norm", 11.0);
     let e = "encoder/layer_0";
     norm(&mut w, &format!("{e}/self_attention/layer_norm"), 50.0);
-    linear(&mut w, &format!("{e}/self_attention/linear_0"), 3 * S, S, 1000.0);
-    linear(&mut w, &format!("{e}/self_attention/linear_1"), S, S, 1100.0);
+    linear(
+        &mut w,
+        &format!("{e}/self_attention/linear_0"),
+        3 * S,
+        S,
+        1000.0,
+    );
+    linear(
+        &mut w,
+        &format!("{e}/self_attention/linear_1"),
+        S,
+        S,
+        1100.0,
+    );
     norm(&mut w, &format!("{e}/ffn/layer_norm"), 60.0);
     linear(&mut w, &format!("{e}/ffn/linear_0"), 4 * S, S, 1200.0);
     linear(&mut w, &format!("{e}/ffn/linear_1"), S, 4 * S, 1300.0);
@@ -221,7 +274,12 @@ fn header_carries_hparams_in_whisper_cpp_order() {
 #[test]
 fn vocab_is_raw_bytes_below_endoftext() {
     let g = convert_synthetic();
-    let want: Vec<Vec<u8>> = vec![b"!".to_vec(), b" a".to_vec(), "场".as_bytes().to_vec(), vec![]];
+    let want: Vec<Vec<u8>> = vec![
+        b"!".to_vec(),
+        b" a".to_vec(),
+        "场".as_bytes().to_vec(),
+        vec![],
+    ];
     assert_eq!(g.vocab, want);
 }
 
@@ -259,8 +317,15 @@ fn tensor_set_is_exactly_what_whisper_cpp_allocates() {
         .map(|s| format!("{p}{s}"))
     };
     let mlp = |b: &str| {
-        ["mlp_ln.weight", "mlp_ln.bias", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"]
-            .map(|s| format!("{b}.{s}"))
+        [
+            "mlp_ln.weight",
+            "mlp_ln.bias",
+            "mlp.0.weight",
+            "mlp.0.bias",
+            "mlp.2.weight",
+            "mlp.2.bias",
+        ]
+        .map(|s| format!("{b}.{s}"))
     };
     let fix = |v: [String; 9]| v.map(|s| s.replace("attnln", "attn_ln"));
     want.extend(fix(attn("encoder.blocks.0.attn")));
@@ -304,13 +369,25 @@ fn storage_types_and_dims_follow_whisper_cpp() {
     let g = convert_synthetic();
     let t = |n: &str| &g.tensors[n];
     // Weights f16, dims innermost-first.
-    assert_eq!((t("encoder.conv1.weight").ttype, &t("encoder.conv1.weight").ne[..]), (1, &[3, MELS, S][..]));
+    assert_eq!(
+        (
+            t("encoder.conv1.weight").ttype,
+            &t("encoder.conv1.weight").ne[..]
+        ),
+        (1, &[3, MELS, S][..])
+    );
     assert_eq!(t("encoder.blocks.0.mlp.0.weight").ne, vec![S, 4 * S]);
     assert_eq!(t("encoder.blocks.0.mlp.0.weight").ttype, 1);
     assert_eq!(t("decoder.token_embedding.weight").ttype, 1);
     assert_eq!(t("decoder.token_embedding.weight").ne, vec![S, VOCAB_ROWS]);
     // Conv biases are [n_state, 1] in f32: ne = [1, n_state].
-    assert_eq!((t("encoder.conv1.bias").ttype, &t("encoder.conv1.bias").ne[..]), (0, &[1, S][..]));
+    assert_eq!(
+        (
+            t("encoder.conv1.bias").ttype,
+            &t("encoder.conv1.bias").ne[..]
+        ),
+        (0, &[1, S][..])
+    );
     assert_eq!(t("encoder.conv2.bias").ttype, 0);
     // bf16 source widened exactly (small integers are exact in bf16).
     assert_eq!(t("encoder.conv2.bias").data, seq(8.0, 0, S));
@@ -319,7 +396,11 @@ fn storage_types_and_dims_follow_whisper_cpp() {
     assert_eq!(t("encoder.positional_embedding").ne, vec![S, 3]);
     assert_eq!(t("decoder.positional_embedding").ttype, 0);
     // 1-D tensors f32.
-    for n in ["encoder.ln_post.weight", "decoder.blocks.0.attn.query.bias", "decoder.ln.bias"] {
+    for n in [
+        "encoder.ln_post.weight",
+        "decoder.blocks.0.attn.query.bias",
+        "decoder.ln.bias",
+    ] {
         assert_eq!((t(n).ttype, t(n).ne.len()), (0, 1), "{n}");
     }
     assert_eq!(t("decoder.ln.bias").data, seq(13.0, 0, S));
@@ -333,5 +414,8 @@ fn malformed_ct2_input_is_an_error_not_a_panic() {
     }
     let mut bad_version = good.clone();
     bad_version[0] = 99;
-    assert!(matches!(ct2::parse(&bad_version), Err(ConvertError::Unsupported(_))));
+    assert!(matches!(
+        ct2::parse(&bad_version),
+        Err(ConvertError::Unsupported(_))
+    ));
 }

@@ -146,9 +146,15 @@ mod tests {
     #[test]
     fn a_plain_confident_sentence_passes() {
         let cfg = GuardConfig::default();
-        assert_eq!(check(&seg("我家楼下的路灯坏了三天了。", 0.01, -0.3), &cfg), Ok(()));
         assert_eq!(
-            check(&seg("There is a big pothole on Main Street.", 0.02, -0.2), &cfg),
+            check(&seg("我家楼下的路灯坏了三天了。", 0.01, -0.3), &cfg),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &seg("There is a big pothole on Main Street.", 0.02, -0.2),
+                &cfg
+            ),
             Ok(())
         );
     }
@@ -165,9 +171,15 @@ mod tests {
             Err(Rejection::LowConfidence)
         );
         let looped = "请尽快修理。".repeat(20);
-        assert_eq!(check(&seg(&looped, 0.0, -0.1), &cfg), Err(Rejection::Repetitive));
         assert_eq!(
-            check(&seg("请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", 0.1, -0.3), &cfg),
+            check(&seg(&looped, 0.0, -0.1), &cfg),
+            Err(Rejection::Repetitive)
+        );
+        assert_eq!(
+            check(
+                &seg("请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", 0.1, -0.3),
+                &cfg
+            ),
             Err(Rejection::KnownHallucination)
         );
         assert_eq!(check(&seg(" 。", 0.0, -0.1), &cfg), Err(Rejection::Empty));
@@ -186,7 +198,9 @@ mod tests {
 
     #[test]
     fn compression_ratio_separates_loops_from_speech() {
-        assert!(compression_ratio("幸福路和建设路的路口有一个大坑，已经有好几辆电动车摔倒了。") < 2.0);
+        assert!(
+            compression_ratio("幸福路和建设路的路口有一个大坑，已经有好几辆电动车摔倒了。") < 2.0
+        );
         assert!(compression_ratio(&"好的，".repeat(30)) > 2.4);
     }
 }

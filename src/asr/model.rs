@@ -198,7 +198,14 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), ModelError> {
 fn download(url: &str, to: &Path) -> Result<(), ModelError> {
     run(
         Command::new("curl")
-            .args(["-fsSL", "--connect-timeout", "5", "--max-time", "3600", "-o"])
+            .args([
+                "-fsSL",
+                "--connect-timeout",
+                "5",
+                "--max-time",
+                "3600",
+                "-o",
+            ])
             .arg(to)
             .arg(url),
         "curl",

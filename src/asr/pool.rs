@@ -63,11 +63,9 @@ impl AsrPool {
             path: path.clone(),
             source,
         };
-        let ctx = WhisperContext::new_with_params(
-            &cfg.model_path,
-            WhisperContextParameters::default(),
-        )
-        .map_err(model_err)?;
+        let ctx =
+            WhisperContext::new_with_params(&cfg.model_path, WhisperContextParameters::default())
+                .map_err(model_err)?;
         let ctx = Arc::new(ctx);
         let model_name = cfg
             .model_path
@@ -79,8 +77,8 @@ impl AsrPool {
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::with_capacity(cfg.workers);
         for i in 0..cfg.workers {
-            let engine = Engine::new(ctx.clone(), cfg.clone(), model_name.clone())
-                .map_err(model_err)?;
+            let engine =
+                Engine::new(ctx.clone(), cfg.clone(), model_name.clone()).map_err(model_err)?;
             let rx = rx.clone();
             workers.push(
                 std::thread::Builder::new()
