@@ -6,7 +6,10 @@
 
 pub mod asr;
 pub mod call;
+pub mod caller;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod media;
 pub mod sip;
+pub mod ticket;

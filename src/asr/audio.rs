@@ -55,77 +55,17 @@ impl Span {
     }
 }
 
-/// 8 kHz telephone PCM → 16 kHz f32 in [-1, 1].
+/// 8 kHz telephone PCM → 16 kHz f32 in [-1, 1], through the media layer's windowed-sinc
+/// resampler (its low-pass removes the 4–8 kHz image that naive interpolation would hand
+/// Whisper as fake high-frequency "speech").
 pub fn upsample_8k(pcm_8k: &[i16]) -> Vec<f32> {
     let x: Vec<f32> = pcm_8k.iter().map(|&s| s as f32 / 32768.0).collect();
-    resample_2x(&x)
+    crate::media::resample::resample(&x, 8_000, WHISPER_RATE)
 }
 
-/// Windowed-sinc low-pass at 0.45 × 8 kHz = 3.6 kHz for a 16 kHz signal, Blackman window,
-/// 65 taps (> 60 dB stop-band), DC gain `gain`.
-fn lowpass_taps(gain: f64) -> Vec<f32> {
-    const HALF: isize = 32;
-    let cutoff = 0.45 * 8_000.0 / WHISPER_RATE as f64; // cycles per 16 kHz sample
-    (-HALF..=HALF)
-        .map(|n| {
-            let t = n as f64;
-            let sinc = if n == 0 {
-                2.0 * cutoff
-            } else {
-                (2.0 * std::f64::consts::PI * cutoff * t).sin() / (std::f64::consts::PI * t)
-            };
-            let w = 0.42
-                + 0.5 * (std::f64::consts::PI * t / HALF as f64).cos()
-                + 0.08 * (2.0 * std::f64::consts::PI * t / HALF as f64).cos();
-            (gain * sinc * w) as f32
-        })
-        .collect()
-}
-
-/// 2× interpolation (zero-stuffing + the low-pass), so the spectral image of the 0–4 kHz band
-/// (4–8 kHz) is removed rather than handed to Whisper as fake high-frequency "speech". Private
-/// stand-in for `crate::media::resample::resample`, which is being written on another branch;
-/// swap when it lands.
-fn resample_2x(x: &[f32]) -> Vec<f32> {
-    // ×2: zero-stuffing halves the passband gain.
-    let taps = lowpass_taps(2.0);
-    let half = (taps.len() / 2) as isize;
-    let mut out = vec![0.0f32; x.len() * 2];
-    for (i, o) in out.iter_mut().enumerate() {
-        // Only even positions of the zero-stuffed signal are non-zero.
-        let mut acc = 0.0f32;
-        for (k, &h) in taps.iter().enumerate() {
-            let j = i as isize + k as isize - half;
-            if j >= 0 && j % 2 == 0 {
-                if let Some(&s) = x.get((j / 2) as usize) {
-                    acc += h * s;
-                }
-            }
-        }
-        *o = acc;
-    }
-    out
-}
-
-/// 16 kHz → 8 kHz (low-pass, keep every other sample): turns wide-band test recordings into
-/// what a phone line carries.
+/// 16 kHz → 8 kHz: turns wide-band test recordings into what a phone line carries.
 pub fn downsample_16k_to_8k(x: &[f32]) -> Vec<f32> {
-    let taps = lowpass_taps(1.0);
-    let half = (taps.len() / 2) as isize;
-    (0..x.len() / 2)
-        .map(|i| {
-            let c = (2 * i) as isize;
-            taps.iter()
-                .enumerate()
-                .filter_map(|(k, &h)| {
-                    let j = c + k as isize - half;
-                    (j >= 0)
-                        .then(|| x.get(j as usize).map(|&s| h * s))
-                        .flatten()
-                })
-                .sum()
-        })
-        .collect()
+    crate::media::resample::resample(x, WHISPER_RATE, 8_000)
 }
 
 /// Speech spans of a 16 kHz signal, merged and padded, in order.

@@ -89,7 +89,7 @@ pub struct Transcript {
     /// Segment texts joined (no separator for zh/ja, a space otherwise). Simplified Chinese.
     pub text: String,
     pub segments: Vec<Segment>,
-    /// Model file stem, e.g. `ggml-base`.
+    /// Model file name, e.g. `ggml-base.bin`.
     pub model: String,
     /// Set exactly when `text` is empty.
     pub empty_reason: Option<EmptyReason>,

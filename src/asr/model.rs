@@ -95,11 +95,11 @@ pub fn digest_file(path: &Path) -> Result<(u64, String, String), ModelError> {
         s1.update(&buf[..n]);
         s256.update(&buf[..n]);
     }
-    Ok((
-        size,
-        format!("{:x}", s1.finalize()),
-        format!("{:x}", s256.finalize()),
-    ))
+    Ok((size, hex(&s1.finalize()), hex(&s256.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Accept `path` if it is byte-for-byte the upstream file or our recorded conversion.
@@ -325,4 +325,78 @@ pub fn main_model_fetch(args: &[String]) -> Result<Vec<PathBuf>, ModelError> {
         out.push(p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_records_a_checked_base_with_a_pypi_fallback() {
+        let cat = catalogue().expect("models.toml parses");
+        let base = &cat.models["base"];
+        assert_eq!(base.file, "ggml-base.bin");
+        assert_eq!(base.upstream_sha1.len(), 40);
+        let ct2 = base.ct2.as_ref().expect("base has a CT2 fallback");
+        assert_eq!(ct2.sha256.len(), 64);
+        assert!(ct2.sha256.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(ct2.size > 100_000_000);
+        assert!(!ct2.packages.is_empty() && ct2.packages.iter().all(|s| !s.is_empty()));
+        for (name, m) in &cat.models {
+            assert!(
+                m.file.starts_with("ggml-") && m.file.ends_with(".bin"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn verify_accepts_only_the_recorded_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        std::fs::write(&path, b"abc").unwrap();
+        // SHA-1 and SHA-256 of "abc" (FIPS 180-2 test vectors).
+        let sha1 = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(digest_file(&path).unwrap(), (3, sha1.into(), sha256.into()));
+        let upstream = ModelEntry {
+            file: "m.bin".into(),
+            upstream_size: 3,
+            upstream_sha1: sha1.into(),
+            ct2: None,
+        };
+        assert_eq!(verify(&path, &upstream).unwrap(), Provenance::Upstream);
+        let converted = ModelEntry {
+            upstream_sha1: "0".repeat(40),
+            ct2: Some(Ct2Source {
+                packages: vec![],
+                size: 3,
+                sha256: sha256.into(),
+            }),
+            ..upstream.clone()
+        };
+        assert_eq!(verify(&path, &converted).unwrap(), Provenance::ConvertedCt2);
+        // One byte different: rejected whichever way it claims to come.
+        std::fs::write(&path, b"abd").unwrap();
+        assert!(matches!(
+            verify(&path, &upstream),
+            Err(ModelError::Verify(..))
+        ));
+        assert!(matches!(
+            verify(&path, &converted),
+            Err(ModelError::Verify(..))
+        ));
+    }
+
+    #[test]
+    fn unknown_model_names_are_refused_before_any_download() {
+        let dir = tempfile::tempdir().unwrap();
+        match fetch("huge-v9", dir.path()) {
+            Err(ModelError::Unknown(n, known)) => {
+                assert_eq!(n, "huge-v9");
+                assert!(known.contains("base"));
+            }
+            other => panic!("expected Unknown, got {other:?}"),
+        }
+    }
 }

@@ -69,7 +69,7 @@ impl AsrPool {
         let ctx = Arc::new(ctx);
         let model_name = cfg
             .model_path
-            .file_stem()
+            .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let cfg = Arc::new(cfg);
@@ -125,7 +125,7 @@ impl AsrPool {
         }
     }
 
-    /// Model file stem, as reported in transcripts.
+    /// Model file name (e.g. `ggml-base.bin`), as reported in transcripts.
     pub fn model_name(&self) -> &str {
         &self.model_name
     }

@@ -1,2 +1,10 @@
-//! The transaction user: decides what to do with each request, and runs the IVR per call.
-//! OWNER: integrator.
+//! The transaction user: what the gateway does with each SIP request ([`manager`]) and
+//! the IVR that runs for each answered call ([`ivr`]), ending in a [`record::CallRecord`].
+//!
+//! **Architecture invariant:** `call` is the only module that knows both SIP and media; it
+//! translates between them. The IVR itself sees media events and call signals, not SIP.
+
+pub mod ivr;
+pub mod manager;
+pub mod prompts;
+pub mod record;

@@ -5,16 +5,45 @@
 //! overrides are applied to that document, then it is deserialised into [`Config`] and
 //! validated. A validation error carries the dotted key; its line is found from the spans.
 //!
+//! Every section and almost every key has a default, so a file holding only `[[number]]`
+//! entries is a working configuration. Files on disk (the prompts) are checked separately by
+//! [`Config::check_files`] so that parsing stays pure.
+//!
+//! Environment overrides (see [`env`]): `HOTLINE_<SECTION>_<KEY>` in upper case sets
+//! `<section>.<key>`, e.g. `HOTLINE_SIP_LISTEN`, `HOTLINE_MEDIA_RTP_PORT_MIN`; `HOTLINE_DATA_DIR`
+//! is an alias of `HOTLINE_STORAGE_DATA_DIR`. A variable that starts with a section name but
+//! names no key is an error, so typos do not pass silently.
+//!
+//! Relative paths (`prompts.dir`, `storage.data_dir`) are relative to the process's working
+//! directory; the example `config/hotline.toml` assumes the daemon runs from the repository root.
+//!
 //! OWNER: config helper. The struct shapes below are the contract other modules code against;
 //! add fields freely, rename only with the integrator.
 
-use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr};
+pub mod env;
+mod load;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use load::ConfigSource;
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+/// Prompt files every language directory must hold, as `<name>.wav`.
+///
+/// `digit_0`..`digit_9` read numbers back (a ticket number, the number called from).
+pub const REQUIRED_PROMPTS: &[&str] = &[
+    "greeting", "menu", "record", "thanks", "goodbye", "invalid", "no_input", "busy", "digit_0",
+    "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7", "digit_8",
+    "digit_9",
+];
+
 /// The whole daemon configuration.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
@@ -26,14 +55,20 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
+    /// Where each key came from (file line or environment variable), for error messages
+    /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
+    #[serde(skip)]
+    pub source: ConfigSource,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
-    /// UDP listen address, e.g. `127.0.0.1:5060`. Env: `HOTLINE_SIP_LISTEN`.
+    /// UDP listen address, e.g. `127.0.0.1:5060`. Default `127.0.0.1:5060`.
+    /// Env: `HOTLINE_SIP_LISTEN`.
     pub listen: SocketAddr,
     /// Address written into Contact/Via/SDP when the listen address is a wildcard or NATed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub advertised_addr: Option<IpAddr>,
     /// RFC 3261 T1 (RTT estimate), milliseconds. Default 500.
     pub t1_ms: u64,
@@ -41,63 +76,130 @@ pub struct SipConfig {
     pub t2_ms: u64,
     /// RFC 3261 T4 (max message lifetime in the network), milliseconds. Default 5000.
     pub t4_ms: u64,
-    /// Answer with 183 + early media before 200 instead of 180 Ringing.
+    /// Answer with 183 + early media before 200 instead of 180 Ringing. Default false.
     pub early_media: bool,
-    /// Value of the User-Agent/Server header.
+    /// Value of the User-Agent/Server header. Default `hotline-gateway/<version>`.
     pub user_agent: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060),
+            advertised_addr: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            early_media: false,
+            user_agent: concat!("hotline-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Address RTP sockets bind to (and advertise unless `sip.advertised_addr` is set).
+    /// Default `127.0.0.1`.
     pub rtp_ip: IpAddr,
-    /// First port of the RTP range (inclusive, even).
+    /// First port of the RTP range (inclusive, even: RTP takes even ports, RTCP the odd one
+    /// above). Default 20000.
     pub rtp_port_min: u16,
-    /// Last port of the RTP range (inclusive).
+    /// Last port of the RTP range (inclusive). Default 20999.
     pub rtp_port_max: u16,
     /// Codecs we accept, e.g. `["PCMU", "PCMA"]`; the caller's order decides which is used.
+    /// Env: comma-separated, `HOTLINE_MEDIA_CODECS=PCMA,PCMU`.
     pub codecs: Vec<String>,
-    /// Seconds without any RTP from the caller before the call is ended.
+    /// Seconds without any RTP from the caller before the call is ended. Default 30.
     pub rtp_timeout_secs: u64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtp_port_min: 20000,
+            rtp_port_max: 20999,
+            codecs: vec!["PCMU".to_owned(), "PCMA".to_owned()],
+            rtp_timeout_secs: 30,
+        }
+    }
+}
+
+/// One `[[number]]` entry. `number` and `channel` are required (checked by validation, so
+/// that a missing one is reported together with every other error).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NumberConfig {
     /// The dialled number (user part of the Request-URI), e.g. `8890`.
     pub number: String,
     /// Channel the number stands for, e.g. `8890` or `12345-legacy`; goes into the call record.
     pub channel: String,
     /// Prompt language for this number (`zh`, `en`); defaults to `prompts.language`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PromptsConfig {
     /// Directory holding one sub-directory per language (`prompts/zh/greeting.wav`...).
+    /// Relative to the process's working directory. Default `prompts`.
     pub dir: PathBuf,
-    /// Default language.
+    /// Default language. Default `zh`.
     pub language: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        PromptsConfig {
+            dir: PathBuf::from("prompts"),
+            language: "zh".to_owned(),
+        }
+    }
+}
+
+impl PromptsConfig {
+    /// Directory of one language's prompts, e.g. `prompts/zh`.
+    pub fn language_dir(&self, language: &str) -> PathBuf {
+        self.dir.join(language)
+    }
+
+    /// Path of one prompt, e.g. `prompt_path("zh", "greeting")` → `prompts/zh/greeting.wav`.
+    pub fn prompt_path(&self, language: &str, name: &str) -> PathBuf {
+        self.language_dir(language).join(format!("{name}.wav"))
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MenuConfig {
-    /// `[[menu.option]]`: digit → choice.
+    /// `[[menu.option]]`: digit → choice. At least one is required.
     #[serde(rename = "option")]
     pub options: Vec<MenuOption>,
-    /// Seconds to wait for a digit after the menu prompt finished.
+    /// Seconds to wait for a digit after the menu prompt finished. Default 6.
     pub digit_timeout_secs: u64,
-    /// How many times the menu is played in total before `on_no_input` applies.
+    /// How many times the menu is played in total before `on_no_input` applies. Default 3.
     pub max_attempts: u32,
-    /// What to do when no valid digit came: `"hangup"` or a digit to assume (e.g. `"0"`).
+    /// What to do when no valid digit came: `"hangup"` or a configured digit to assume.
+    /// Default `"0"`.
     pub on_no_input: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for MenuConfig {
+    fn default() -> Self {
+        MenuConfig {
+            options: Vec::new(),
+            digit_timeout_secs: 6,
+            max_attempts: 3,
+            on_no_input: "0".to_owned(),
+        }
+    }
+}
+
+/// One `[[menu.option]]`. `digit`, `id` and `label` are required (checked by validation).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MenuOption {
     /// The DTMF digit, `0`-`9`, `*` or `#`.
     pub digit: String,
@@ -106,40 +208,84 @@ pub struct MenuOption {
     /// Label for humans, e.g. `投诉举报`.
     pub label: String,
     /// Whether the caller is asked to leave a message after choosing this option.
+    /// Default true: taking messages is what the hotline is for.
     pub record: bool,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for MenuOption {
+    fn default() -> Self {
+        MenuOption {
+            digit: String::new(),
+            id: String::new(),
+            label: String::new(),
+            record: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
-    /// Hard cap on a message, seconds.
+    /// Hard cap on a message, seconds. Default 120.
     pub max_duration_secs: u64,
-    /// Silence after speech that ends the message, milliseconds.
+    /// Silence after speech that ends the message, milliseconds. Default 1500.
     pub trailing_silence_ms: u64,
     /// If the caller says nothing for this long after the beep, the message ends empty.
+    /// Default 8.
     pub no_speech_timeout_secs: u64,
-    /// Frame energy above this (dBFS) counts as speech for the end-pointer.
+    /// Frame energy above this (dBFS) counts as speech for the end-pointer. Default -40.
     pub speech_threshold_dbfs: f32,
-    /// DTMF digit that ends the message.
+    /// DTMF digit that ends the message. Default `"#"`.
     pub end_digit: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            max_duration_secs: 120,
+            trailing_silence_ms: 1500,
+            no_speech_timeout_secs: 8,
+            speech_threshold_dbfs: -40.0,
+            end_digit: "#".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Concurrent calls; INVITEs beyond get 503 with Retry-After.
+    /// Concurrent calls; INVITEs beyond get 503 with Retry-After. Default 100.
     pub max_calls: usize,
-    /// Hard cap on a call, seconds; the gateway hangs up after it.
+    /// Hard cap on a call, seconds; the gateway hangs up after it. Default 600.
     pub max_call_duration_secs: u64,
-    /// Retry-After value sent with 503, seconds.
+    /// Retry-After value sent with 503, seconds. Default 30.
     pub retry_after_secs: u32,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_calls: 100,
+            max_call_duration_secs: 600,
+            retry_after_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Root for `recordings/` and `outbox/`. Env: `HOTLINE_DATA_DIR`.
+    /// Root for `recordings/` and `outbox/`, relative to the process's working directory.
+    /// Default `var`. Env: `HOTLINE_DATA_DIR` (or `HOTLINE_STORAGE_DATA_DIR`).
     pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("var"),
+        }
+    }
 }
 
 impl StorageConfig {
@@ -152,20 +298,35 @@ impl StorageConfig {
 }
 
 /// A configuration error that names the key and, when known, the line.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct ConfigError {
-    /// Dotted key, e.g. `menu.option[2].digit`; empty for syntax errors.
+    /// Dotted key, e.g. `menu.option[2].digit` (indices 0-based, in file order); empty for
+    /// syntax errors and for environment variables that name no key.
     pub key: String,
-    /// 1-based line in the file, when the key exists there.
+    /// 1-based line in the file, when the key exists there (or, for a key left to its
+    /// default, the line of the nearest enclosing table that does).
     pub line: Option<usize>,
     /// What is wrong.
     pub message: String,
     /// The file, when loaded from one.
     pub file: Option<PathBuf>,
+    /// The environment variable the value came from, when it came from one.
+    pub env_var: Option<String>,
 }
 
 impl ConfigError {
+    /// An error about the file as a whole or its syntax (no key).
+    pub(crate) fn syntax(line: Option<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: String::new(),
+            line,
+            message: message.into(),
+            file: None,
+            env_var: None,
+        }
+    }
+
     fn render(&self) -> String {
         let mut s = String::new();
         if let Some(f) = &self.file {
@@ -179,7 +340,13 @@ impl ConfigError {
             s.push(' ');
         }
         if !self.key.is_empty() {
-            s.push_str(&format!("key `{}`: ", self.key));
+            s.push_str(&format!("key `{}`", self.key));
+            if let Some(var) = &self.env_var {
+                s.push_str(&format!(" (from environment variable {var})"));
+            }
+            s.push_str(": ");
+        } else if let Some(var) = &self.env_var {
+            s.push_str(&format!("environment variable {var}: "));
         }
         s.push_str(&self.message);
         s
@@ -188,44 +355,170 @@ impl ConfigError {
 
 impl Config {
     /// Read, apply `HOTLINE_*` overrides from the process environment, validate.
+    ///
+    /// Does not look at files the configuration names; call [`Config::check_files`] for that.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![ConfigError {
-                key: String::new(),
-                line: None,
-                message: format!("cannot read: {e}"),
                 file: Some(path.to_owned()),
+                ..ConfigError::syntax(None, format!("cannot read: {e}"))
             }]
         })?;
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        Config::from_str_with_env(&text, &env).map_err(|errs| {
-            errs.into_iter()
-                .map(|mut e| {
-                    e.file = Some(path.to_owned());
-                    e
-                })
-                .collect()
-        })
+        // `vars()` would panic on a non-UTF-8 variable anywhere in the environment; such a
+        // variable cannot be one of ours unless its name is, and then it is reported.
+        let mut env = Vec::new();
+        let mut bad = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            match (name.into_string(), value.into_string()) {
+                (Ok(n), Ok(v)) => env.push((n, v)),
+                (Ok(n), Err(_)) if n.starts_with("HOTLINE_") => bad.push(ConfigError {
+                    env_var: Some(n),
+                    file: Some(path.to_owned()),
+                    ..ConfigError::syntax(None, "value is not valid UTF-8")
+                }),
+                _ => {}
+            }
+        }
+        if !bad.is_empty() {
+            return Err(bad);
+        }
+        Config::from_str_with_env(&text, &env)
+            .map(|mut c| {
+                c.source.file = Some(path.to_owned());
+                c
+            })
+            .map_err(|errs| {
+                errs.into_iter()
+                    .map(|mut e| {
+                        e.file = Some(path.to_owned());
+                        e
+                    })
+                    .collect()
+            })
     }
 
     /// Parse `text`, apply overrides from `env` (only `HOTLINE_*` entries are looked at), validate.
+    ///
+    /// Every problem found is returned, not just the first: syntax errors stop everything, but
+    /// bad environment variables, unknown keys, mistyped values and failed validations are
+    /// collected together.
     pub fn from_str_with_env(
         text: &str,
         env: &[(String, String)],
     ) -> Result<Config, Vec<ConfigError>> {
-        let _ = env;
-        toml::from_str(text).map_err(|e| {
-            vec![ConfigError {
-                key: String::new(),
-                line: None,
-                message: e.to_string(),
-                file: None,
-            }]
-        })
+        let mut errors = match load::parse(text, env) {
+            Ok(config) => {
+                let errors = validate::validate(&config);
+                if errors.is_empty() {
+                    return Ok(config);
+                }
+                errors
+            }
+            Err(errors) => errors,
+        };
+        // Environment problems (no line) first, then in file order.
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        Err(errors)
+    }
+
+    /// Check the files the configuration names: every language in use (`prompts.language` and
+    /// each number's `language`) has a directory under `prompts.dir` holding every one of
+    /// [`REQUIRED_PROMPTS`] as a readable WAV, and `storage.data_dir` is a directory if it
+    /// exists. Relative paths are resolved against `base` (the daemon passes its working
+    /// directory).
+    pub fn check_files(&self, base: &Path) -> Vec<ConfigError> {
+        validate::check_files(self, base)
     }
 
     /// The numbers entry for a dialled number, if we answer it.
     pub fn number(&self, dialled: &str) -> Option<&NumberConfig> {
         self.numbers.iter().find(|n| n.number == dialled)
+    }
+
+    /// Prompt language for a number entry: its own, else `prompts.language`.
+    pub fn language_for<'a>(&'a self, number: &'a NumberConfig) -> &'a str {
+        number.language.as_deref().unwrap_or(&self.prompts.language)
+    }
+
+    /// The menu option for a DTMF digit.
+    pub fn menu_option(&self, digit: char) -> Option<&MenuOption> {
+        let mut buf = [0u8; 4];
+        let digit: &str = digit.encode_utf8(&mut buf);
+        self.menu.options.iter().find(|o| o.digit == digit)
+    }
+}
+
+/// What `hotline-gateway check-config` runs: load `path` with the process environment, check the
+/// files it names relative to the working directory, and summarise what the daemon would do.
+pub fn check_config(path: &Path) -> Result<String, Vec<ConfigError>> {
+    let config = Config::load(path)?;
+    let base = std::env::current_dir().map_err(|e| {
+        vec![ConfigError::syntax(
+            None,
+            format!("cannot determine working directory: {e}"),
+        )]
+    })?;
+    let errors = config.check_files(&base);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(config.summary())
+}
+
+impl Config {
+    /// A short human summary: listen address, numbers, menu.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "SIP listen: udp {}", self.sip.listen);
+        if let Some(a) = self.sip.advertised_addr {
+            let _ = writeln!(s, "advertised address: {a}");
+        }
+        let _ = writeln!(
+            s,
+            "RTP: {} ports {}-{}, codecs {}",
+            self.media.rtp_ip,
+            self.media.rtp_port_min,
+            self.media.rtp_port_max,
+            self.media.codecs.join(",")
+        );
+        let _ = writeln!(s, "numbers:");
+        for n in &self.numbers {
+            let _ = writeln!(
+                s,
+                "  {} -> channel {} (prompts {})",
+                n.number,
+                n.channel,
+                self.prompts.language_dir(self.language_for(n)).display()
+            );
+        }
+        let _ = writeln!(s, "menu:");
+        for o in &self.menu.options {
+            let _ = writeln!(
+                s,
+                "  {} {} ({}){}",
+                o.digit,
+                o.label,
+                o.id,
+                if o.record { ", records a message" } else { "" }
+            );
+        }
+        let fallback = match self.menu.on_no_input.as_str() {
+            "hangup" => "hang up".to_owned(),
+            d => format!("take option {d}"),
+        };
+        let _ = writeln!(
+            s,
+            "  no valid key after {} attempts: {fallback}",
+            self.menu.max_attempts
+        );
+        let _ = writeln!(
+            s,
+            "limits: {} calls, {} s per call; data in {}",
+            self.limits.max_calls,
+            self.limits.max_call_duration_secs,
+            self.storage.data_dir.display()
+        );
+        s
     }
 }

@@ -6,12 +6,19 @@
 //!
 //! OWNER: media-rtp helper. Contract below; the bodies are the helper's.
 
+mod recorder;
+mod task;
+#[cfg(test)]
+mod tests;
+
 use super::prompt::SharedPrompt;
 use super::vad::EndpointerConfig;
 use super::Codec;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+use task::{Command, Task};
+use tokio::sync::mpsc;
 
 /// RTP port range shared by all sessions; hands out even ports (RTCP would take the odd one).
 #[derive(Debug)]
@@ -33,9 +40,46 @@ impl PortPool {
     }
 
     /// Bind a UDP socket on the next free even port in the range.
+    ///
+    /// Ports are handed out round-robin (wrapping around at the end of the range) so a port
+    /// just released is not reused at once, where late packets of the old call would still
+    /// arrive. Busy ports are skipped; when every even port is busy the error is `AddrInUse`.
     pub async fn bind(&self) -> std::io::Result<tokio::net::UdpSocket> {
-        let _ = (&self.ip, self.min, self.max, &self.next);
-        todo!("media-rtp helper")
+        use std::io::{Error, ErrorKind};
+        use std::sync::atomic::Ordering;
+        let first = u32::from(self.min) + u32::from(self.min) % 2;
+        let last = u32::from(self.max);
+        if first > last {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("no even port in {}-{}", self.min, self.max),
+            ));
+        }
+        let count = (last - first) / 2 + 1;
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = ticket % count;
+        for i in 0..count {
+            let slot = (start + i) % count;
+            let port = (first + 2 * slot) as u16;
+            match tokio::net::UdpSocket::bind(SocketAddr::new(self.ip, port)).await {
+                Ok(sock) => {
+                    // continue after this port next time
+                    let _ = self.next.compare_exchange(
+                        ticket.wrapping_add(1),
+                        slot + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    return Ok(sock);
+                }
+                Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::AddrInUse,
+            format!("RTP port range {}-{} exhausted", self.min, self.max),
+        ))
     }
 }
 
@@ -94,66 +138,120 @@ pub enum MediaEvent {
 /// Counters a session keeps; returned by [`MediaSession::close`].
 #[derive(Clone, Debug, Default)]
 pub struct MediaStats {
+    /// Audio and DTMF packets that left the socket.
     pub packets_sent: u64,
+    /// Valid packets of the negotiated payload types (audio, telephone-event, CN) from
+    /// the latched source.
     pub packets_received: u64,
+    /// Malformed datagrams, unknown payload types, short telephone-event payloads, and
+    /// packets of the latched SSRC from another address. (Well-formed packets arriving
+    /// before `start()` are ignored without being counted.)
     pub packets_dropped: u64,
 }
 
 /// Handle to a running media task.
-pub struct MediaSession {}
+///
+/// Methods other than [`next_event`](Self::next_event) and [`close`](Self::close) only queue
+/// a command and return at once; the task applies them in order.
+pub struct MediaSession {
+    local: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
+    task: tokio::task::JoinHandle<MediaStats>,
+}
 
 impl MediaSession {
     /// Start the task on an already bound socket. It sends nothing until [`start`](Self::start).
+    /// Must be called from within a tokio runtime.
     pub fn spawn(socket: tokio::net::UdpSocket, cfg: SessionConfig) -> MediaSession {
-        let _ = (socket, cfg);
-        todo!("media-rtp helper")
+        let local = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(Task::new(socket, cfg, ev_tx).run(cmd_rx));
+        MediaSession {
+            local,
+            commands: cmd_tx,
+            events: ev_rx,
+            task,
+        }
+    }
+
+    fn command(&self, cmd: Command) {
+        // Fails only once the task has ended; next_event() then reports None.
+        let _ = self.commands.send(cmd);
     }
 
     /// Local RTP address (for the SDP).
     pub fn local_addr(&self) -> SocketAddr {
-        todo!("media-rtp helper")
+        self.local
     }
 
     /// Begin sending/receiving: `remote` from SDP until the caller's first packet arrives
     /// (symmetric RTP latches to the packet source).
+    ///
+    /// Comfort silence flows from now on, paced from this instant. An unspecified `remote`
+    /// (`0.0.0.0`, hold) sends nothing until the caller's first packet. Calling it again
+    /// (re-INVITE) keeps SSRC and sequence numbers and forgets the latch.
     pub fn start(&self, remote: SocketAddr, codec: Codec, dtmf_pt: Option<u8>) {
-        let _ = (remote, codec, dtmf_pt);
-        todo!("media-rtp helper")
+        self.command(Command::Start {
+            remote,
+            codec,
+            dtmf_pt,
+        });
     }
 
     /// Queue prompts; a DTMF digit stops the queue when `dtmf_barge_in`.
+    ///
+    /// Prompts are appended to what is already playing and play back to back; when the
+    /// queue runs out, `PlaybackDone { interrupted: false }` follows (at once for an empty
+    /// list). The latest call's `dtmf_barge_in` applies to the whole queue.
     pub fn play(&self, prompts: Vec<SharedPrompt>, dtmf_barge_in: bool) {
-        let _ = (prompts, dtmf_barge_in);
-        todo!("media-rtp helper")
+        self.command(Command::Play {
+            prompts,
+            barge_in: dtmf_barge_in,
+        });
     }
 
-    /// Drop the play queue now (comfort silence follows).
+    /// Drop the play queue now (comfort silence follows). If something was playing, its
+    /// `PlaybackDone { interrupted: true }` follows, so every play ends with exactly one
+    /// `PlaybackDone` however it ends.
     pub fn stop_playback(&self) {
-        todo!("media-rtp helper")
+        self.command(Command::StopPlayback);
     }
 
+    /// Start recording the caller (a recording already running ends as `Stopped`).
+    /// Ends with exactly one `RecordingDone`, emitted after the WAV is written.
     pub fn start_recording(&self, spec: RecordSpec) {
-        let _ = spec;
-        todo!("media-rtp helper")
+        self.command(Command::StartRecording(spec));
     }
 
+    /// End the recording now (`RecordEnd::Stopped`); nothing happens if none is running.
     pub fn stop_recording(&self) {
-        todo!("media-rtp helper")
+        self.command(Command::StopRecording);
     }
 
-    /// Send one RFC 4733 digit (test caller).
+    /// Send one RFC 4733 digit (test caller). Digits queue up and go out one after the
+    /// other; audio is suppressed while an event is sent. Ignored (with a warning) when
+    /// `start()` got no telephone-event payload type or `digit` is not a DTMF key.
     pub fn send_dtmf(&self, digit: char, duration: Duration) {
-        let _ = (digit, duration);
-        todo!("media-rtp helper")
+        self.command(Command::SendDtmf { digit, duration });
     }
 
     /// Next event; `None` once the task has ended.
+    ///
+    /// Every received digit is reported as `Dtmf`, also the stop digit of a recording
+    /// (followed by its `RecordingDone`) and a barge-in digit (followed by
+    /// `PlaybackDone { interrupted: true }`).
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
-        todo!("media-rtp helper")
+        self.events.recv().await
     }
 
-    /// Stop the task and collect its counters.
+    /// Stop the task and collect its counters. A recording still running is discarded
+    /// (call `stop_recording()` and wait for `RecordingDone` first to keep it).
     pub async fn close(self) -> MediaStats {
-        todo!("media-rtp helper")
+        self.command(Command::Close);
+        self.task.await.unwrap_or_default()
     }
 }

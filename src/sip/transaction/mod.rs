@@ -1,21 +1,61 @@
-//! Sans-IO SIP transaction layer (RFC 3261 §17, §13.3.1.4, §9.2; RFC 6026).
+//! Sans-IO SIP transaction layer (RFC 3261 §17, §13.3.1.4, §9.2, §8.2.2.2; RFC 6026).
 //!
-//! Time is an input: every method that depends on it takes `now`. After every call into the
-//! layer, the driver drains [`TransactionLayer::poll_transmit`] and
-//! [`TransactionLayer::poll_event`] until both return `None`, then sleeps until
-//! [`TransactionLayer::poll_timeout`] and calls [`TransactionLayer::handle_timeout`].
+//! The layer does no I/O and reads no clock: every method that depends on time takes `now`,
+//! and what it wants done comes out of `poll_*` methods (quinn-proto / str0m style).
+//!
+//! # Run loop
+//!
+//! 1. Feed one input: [`TransactionLayer::handle_request`] / [`TransactionLayer::handle_response`]
+//!    (a parsed datagram, Via already stamped with `received`/`rport`),
+//!    [`TransactionLayer::handle_timeout`], or a TU command ([`TransactionLayer::respond`],
+//!    [`TransactionLayer::send_request`]).
+//! 2. Drain [`TransactionLayer::poll_transmit`] (send each datagram) and
+//!    [`TransactionLayer::poll_event`] (hand each to the TU) until both return `None`.
+//! 3. Sleep until [`TransactionLayer::poll_timeout`] (or the next datagram/command), then
+//!    call `handle_timeout(now)`. Early or spurious calls are harmless. `now` must not go
+//!    backwards.
+//!
+//! # Layout
+//!
+//! One state machine per RFC 3261 machine, each with its own timer table
+//! (`timer::TimerTable`): `server_invite`, `server_non_invite`, `client_invite`,
+//! `client_non_invite`. `key` reads the header fields transactions match on; `wire`
+//! builds the few messages the layer writes itself. Terminated transactions are removed at
+//! once, so memory is bounded by the traffic of the last 64·T1.
 //!
 //! OWNER: sip-transaction helper. The public surface below is the contract the endpoint
 //! driver and the call layer code against.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+mod client_invite;
+mod client_non_invite;
+mod key;
+mod server;
+mod server_invite;
+mod server_non_invite;
+mod timer;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use client_invite::ClientInvite;
+use client_non_invite::ClientNonInvite;
+use key::{MessageIds, RequestId};
+use server::{ServerEntry, ServerMachine};
 
 /// RFC 3261 timer base values.
 #[derive(Clone, Copy, Debug)]
 pub struct TimerConfig {
+    /// RTT estimate: first retransmission interval (default 500 ms).
     pub t1: Duration,
+    /// Maximum retransmission interval for non-INVITE requests and INVITE responses (4 s).
     pub t2: Duration,
+    /// Maximum time a message stays in the network (5 s): how long retransmissions are
+    /// absorbed after a transaction is done (Timers I and K).
     pub t4: Duration,
 }
 
@@ -34,6 +74,7 @@ impl Default for TimerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TransactionKey {
     pub branch: String,
+    /// Canonical `host:port` of the top Via (port 5060 filled in when absent).
     pub sent_by: String,
     /// Method token as on the wire (ACK of a non-2xx maps to INVITE). `rsip::Method` is not `Hash`.
     pub method: String,
@@ -51,7 +92,8 @@ pub struct Transmit {
 #[derive(Debug)]
 pub enum TransactionEvent {
     /// A new request (not a retransmission) for the TU. For INVITE the layer has already
-    /// sent 100 Trying. ACKs for 2xx come here too (they are not part of any transaction).
+    /// sent 100 Trying. ACKs for 2xx come here too (they are not part of any transaction),
+    /// once each: the layer stops retransmitting the 2xx when the first one arrives.
     Request {
         key: TransactionKey,
         request: rsip::Request,
@@ -60,7 +102,8 @@ pub enum TransactionEvent {
     /// A CANCEL matched a pending INVITE server transaction: the layer answered the CANCEL
     /// with 200 and the INVITE with 487. The TU drops the call.
     Cancelled { invite: TransactionKey },
-    /// A response on one of our client transactions (retransmissions absorbed).
+    /// A response on one of our client transactions (retransmissions absorbed), or a 2xx to
+    /// an INVITE whose transaction is gone (the TU must ACK it again).
     Response {
         key: TransactionKey,
         response: rsip::Response,
@@ -72,86 +115,289 @@ pub enum TransactionEvent {
     AckTimeout { key: TransactionKey },
 }
 
-/// Why the TU's command was refused.
+/// Why the TU's command was refused. All are permanent for that command: retrying the
+/// same call gives the same answer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TransactionError {
+    /// No live server transaction with that key (it terminated, or was never ours).
     #[error("no such transaction")]
     NoSuchTransaction,
+    /// The transaction already sent a final response (a CANCEL may have answered it 487).
     #[error("transaction already has a final response")]
     AlreadyFinal,
+    /// `send_request` without a readable top Via carrying a branch.
     #[error("request has no usable top Via")]
     NoVia,
+    /// `send_request` without Call-ID, CSeq, From or To: its responses could not be matched.
+    #[error("request lacks {0}")]
+    MissingHeader(&'static str),
+    /// `respond` with a status code outside 100–699.
+    #[error("status code is not a valid SIP response code")]
+    InvalidResponse,
 }
 
-/// All transactions of one SIP endpoint.
-pub struct TransactionLayer {}
+/// Datagrams and events waiting to be polled; the machines write into it.
+#[derive(Debug, Default)]
+struct Outputs {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TransactionEvent>,
+}
+
+impl Outputs {
+    fn transmit(&mut self, destination: SocketAddr, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit { destination, bytes });
+    }
+
+    fn event(&mut self, event: TransactionEvent) {
+        self.events.push_back(event);
+    }
+}
+
+enum ClientMachine {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+impl ClientMachine {
+    fn next_timeout(&self) -> Option<Instant> {
+        match self {
+            ClientMachine::Invite(tx) => tx.next_timeout(),
+            ClientMachine::NonInvite(tx) => tx.next_timeout(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            ClientMachine::Invite(tx) => tx.is_terminated(),
+            ClientMachine::NonInvite(tx) => tx.is_terminated(),
+        }
+    }
+}
+
+/// All transactions of one SIP endpoint (UDP).
+///
+/// Server and client transactions live in separate tables, so a request and a response
+/// with equal keys can never be confused. Lookups are hash-map hits; `handle_timeout` and
+/// `poll_timeout` scan all live transactions, which is cheap at a hotline's scale (a few
+/// hundred transactions).
+///
+/// Every transaction ends on its own timers except where RFC 3261 leaves the end to the
+/// TU: a server transaction the TU never answers, and a client INVITE that got a
+/// provisional but no final (§17.1.1.2 stops Timer B there). The TU must answer every
+/// `Request` event and bound its own ringing calls (CANCEL), or those entries stay.
+pub struct TransactionLayer {
+    config: TimerConfig,
+    servers: HashMap<TransactionKey, ServerEntry>,
+    clients: HashMap<TransactionKey, ClientMachine>,
+    /// §8.2.2.2 request identity → the server transaction that owns it.
+    by_request_id: HashMap<RequestId, TransactionKey>,
+    out: Outputs,
+}
 
 impl TransactionLayer {
     pub fn new(timers: TimerConfig) -> Self {
-        let _ = timers;
-        todo!("sip-transaction helper")
+        TransactionLayer {
+            config: timers,
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            by_request_id: HashMap::new(),
+            out: Outputs::default(),
+        }
     }
 
     /// A request arrived from the network (already parsed, Via already stamped).
+    /// Requests without a readable top Via, Call-ID, CSeq, From or To are dropped.
     pub fn handle_request(&mut self, now: Instant, request: rsip::Request, source: SocketAddr) {
-        let _ = (now, request, source);
-        todo!()
+        let Some(ids) = MessageIds::read(&request.headers) else {
+            tracing::debug!(%source, "request without Via/Call-ID/CSeq/From/To dropped");
+            return;
+        };
+        // §18.2.2 / RFC 3581; a Via naming a host we cannot resolve without I/O falls back
+        // to where the request came from.
+        let destination = ids.via.response_destination().unwrap_or(source);
+        match request.method {
+            rsip::Method::Ack => self.handle_ack(now, request, &ids, source),
+            rsip::Method::Cancel => self.handle_cancel(now, &request, &ids, destination),
+            _ => self.handle_new_or_retransmitted(now, request, &ids, source, destination),
+        }
     }
 
-    /// A response arrived from the network.
+    /// A response arrived from the network. Matched to a client transaction by top-Via
+    /// branch + sent-by + CSeq method (§17.1.3). Unmatched 2xx to INVITE go up (the TU must
+    /// ACK them again); other strays are dropped.
     pub fn handle_response(&mut self, now: Instant, response: rsip::Response, source: SocketAddr) {
-        let _ = (now, response, source);
-        todo!()
+        let Some(ids) = MessageIds::read(&response.headers) else {
+            tracing::debug!(%source, "response without Via/Call-ID/CSeq/From/To dropped");
+            return;
+        };
+        let key = ids.key(&ids.cseq_method);
+        match self.clients.get_mut(&key) {
+            Some(ClientMachine::Invite(tx)) => {
+                tx.on_response(now, &key, response, &ids, &mut self.out)
+            }
+            Some(ClientMachine::NonInvite(tx)) => {
+                tx.on_response(now, &key, response, &ids, &mut self.out)
+            }
+            None => {
+                let code = response.status_code.code();
+                if (200..300).contains(&code) && ids.cseq_method == "INVITE" {
+                    self.out.event(TransactionEvent::Response { key, response });
+                } else {
+                    tracing::debug!(%source, code, "stray response dropped");
+                }
+            }
+        }
     }
 
     /// Fire expired timers. Spurious early calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        // Transactions due now, earliest first, so events come out in deadline order.
+        let mut due_servers: Vec<(Instant, TransactionKey)> = self
+            .servers
+            .iter()
+            .filter_map(|(k, e)| {
+                e.next_timeout()
+                    .filter(|t| *t <= now)
+                    .map(|t| (t, k.clone()))
+            })
+            .collect();
+        due_servers.sort_by_key(|(t, _)| *t);
+        for (_, key) in due_servers {
+            if let Some(entry) = self.servers.get_mut(&key) {
+                match &mut entry.machine {
+                    ServerMachine::Invite(tx) => tx.on_timeout(now, &key, &mut self.out),
+                    ServerMachine::NonInvite(tx) => tx.on_timeout(now),
+                }
+                if entry.is_terminated() {
+                    self.remove_server(&key);
+                }
+            }
+        }
+        let mut due_clients: Vec<(Instant, TransactionKey)> = self
+            .clients
+            .iter()
+            .filter_map(|(k, c)| {
+                c.next_timeout()
+                    .filter(|t| *t <= now)
+                    .map(|t| (t, k.clone()))
+            })
+            .collect();
+        due_clients.sort_by_key(|(t, _)| *t);
+        for (_, key) in due_clients {
+            if let Some(machine) = self.clients.get_mut(&key) {
+                match machine {
+                    ClientMachine::Invite(tx) => tx.on_timeout(now, &key, &mut self.out),
+                    ClientMachine::NonInvite(tx) => tx.on_timeout(now, &key, &mut self.out),
+                }
+                if machine.is_terminated() {
+                    self.clients.remove(&key);
+                }
+            }
+        }
     }
 
-    /// The TU answers a server transaction.
+    /// The TU answers a server transaction. INVITE: 1xx while pending, one final (a 2xx
+    /// is then retransmitted by the layer until its ACK), further 2xx allowed. Non-INVITE:
+    /// 1xx while pending, then one final.
     pub fn respond(
         &mut self,
         now: Instant,
         key: &TransactionKey,
         response: rsip::Response,
     ) -> Result<(), TransactionError> {
-        let _ = (now, key, response);
-        todo!()
+        let entry = self
+            .servers
+            .get_mut(key)
+            .ok_or(TransactionError::NoSuchTransaction)?;
+        match &mut entry.machine {
+            ServerMachine::Invite(tx) => tx.respond(now, response, &mut self.out),
+            ServerMachine::NonInvite(tx) => tx.respond(now, response, &mut self.out),
+        }
     }
 
     /// The TU sends a request (BYE, or INVITE from the test caller) to `destination`.
     /// The request must carry a top Via with a fresh branch. ACK is sent statelessly.
+    /// A request reusing the key of a live client transaction replaces it.
     pub fn send_request(
         &mut self,
         now: Instant,
         request: rsip::Request,
         destination: SocketAddr,
     ) -> Result<TransactionKey, TransactionError> {
-        let _ = (now, request, destination);
-        todo!()
+        let via = key::top_via(&request.headers).ok_or(TransactionError::NoVia)?;
+        if via.branch.is_none() {
+            return Err(TransactionError::NoVia);
+        }
+        let ids = MessageIds::read(&request.headers).ok_or_else(|| missing_header(&request))?;
+        let method = request.method.to_string();
+        let key = ids.key(&method);
+        let machine = match request.method {
+            rsip::Method::Ack => {
+                self.out.transmit(destination, wire::bytes_of(&request));
+                return Ok(key);
+            }
+            rsip::Method::Invite => ClientMachine::Invite(ClientInvite::new(
+                now,
+                request,
+                ids.cseq,
+                destination,
+                self.config,
+                &mut self.out,
+            )),
+            _ => ClientMachine::NonInvite(ClientNonInvite::new(
+                now,
+                wire::bytes_of(&request),
+                destination,
+                self.config,
+                &mut self.out,
+            )),
+        };
+        self.clients.insert(key.clone(), machine);
+        Ok(key)
     }
 
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
+        self.out.transmits.pop_front()
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        todo!()
+        self.out.events.pop_front()
     }
 
     /// Earliest pending timer.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        let servers = self.servers.values().filter_map(ServerEntry::next_timeout);
+        let clients = self
+            .clients
+            .values()
+            .filter_map(ClientMachine::next_timeout);
+        servers.chain(clients).min()
     }
 
     /// Live transactions (for metrics and tests).
     pub fn len(&self) -> usize {
-        todo!()
+        self.servers.len() + self.clients.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Which header made [`MessageIds::read`] fail, for the TU's error message.
+fn missing_header(request: &rsip::Request) -> TransactionError {
+    use rsip::Header;
+    let has = |f: fn(&Header) -> bool| request.headers.iter().any(f);
+    if !has(|h| matches!(h, Header::CallId(_))) {
+        TransactionError::MissingHeader("Call-ID")
+    } else if !has(|h| matches!(h, Header::From(_))) {
+        TransactionError::MissingHeader("From")
+    } else if !has(|h| matches!(h, Header::To(_))) {
+        TransactionError::MissingHeader("To")
+    } else {
+        TransactionError::MissingHeader("CSeq")
     }
 }

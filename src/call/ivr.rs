@@ -1,0 +1,459 @@
+//! The IVR for one answered call: greeting and menu, a DTMF choice, a recorded message,
+//! thanks, goodbye. Driven entirely by configuration; this file holds the order of steps
+//! and what happens when the caller does something unexpected.
+//!
+//! The flow sees two inputs, merged by [`Ivr::next`]: media events (DTMF, playback done,
+//! recording done, RTP timeout) and [`CallSignal`]s from the manager (the caller's BYE,
+//! SIP INFO digits, re-negotiated media). It never touches SIP.
+
+use super::prompts::PromptLibrary;
+use super::record::{
+    CallRecord, Hangup, MediaSummary, MenuSelection, RecordingInfo, CALL_RECORD_SCHEMA,
+};
+use crate::config::{MenuConfig, RecordingConfig};
+use crate::media::prompt::SharedPrompt;
+use crate::media::sdp::Negotiated;
+use crate::media::session::{MediaEvent, MediaSession, RecordEnd, RecordSpec};
+use crate::media::vad::EndpointerConfig;
+use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What the manager tells a running call.
+#[derive(Debug)]
+pub enum CallSignal {
+    /// The caller sent BYE (already answered 200 by the manager).
+    CallerHangup,
+    /// No ACK came for our 200: the dialog never got confirmed.
+    AckTimeout,
+    /// A digit that came as SIP INFO instead of RFC 4733.
+    Digit(char),
+    /// A re-INVITE/UPDATE changed where or how to send media.
+    MediaUpdate(Negotiated),
+    /// The daemon is stopping.
+    Shutdown,
+}
+
+/// Everything the IVR needs that does not change during the call.
+pub struct IvrSettings {
+    pub menu: MenuConfig,
+    pub recording: RecordingConfig,
+    pub max_call_duration: Duration,
+    pub prompts: Arc<PromptLibrary>,
+    pub recordings_dir: PathBuf,
+    pub instance: String,
+}
+
+/// Facts about the call known when it is answered.
+#[derive(Clone, Debug)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub caller: String,
+    pub caller_name: Option<String>,
+    pub called: String,
+    pub channel: String,
+    pub language: String,
+    pub started_at: DateTime<Utc>,
+    pub answered_at: DateTime<Utc>,
+    pub codec: String,
+}
+
+/// How the IVR ended: the record to write, and whether the gateway must send BYE.
+pub struct IvrOutcome {
+    pub record: CallRecord,
+    pub send_bye: bool,
+}
+
+/// Why the flow stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    CallerHangup,
+    RtpTimeout,
+    MaxDuration,
+    AckTimeout,
+    Shutdown,
+}
+
+impl Stop {
+    fn hangup(self) -> Hangup {
+        match self {
+            Stop::CallerHangup => Hangup {
+                by: "caller",
+                reason: "caller_bye",
+            },
+            Stop::RtpTimeout => Hangup {
+                by: "gateway",
+                reason: "rtp_timeout",
+            },
+            Stop::MaxDuration => Hangup {
+                by: "gateway",
+                reason: "max_duration",
+            },
+            Stop::AckTimeout => Hangup {
+                by: "gateway",
+                reason: "ack_timeout",
+            },
+            Stop::Shutdown => Hangup {
+                by: "gateway",
+                reason: "shutdown",
+            },
+        }
+    }
+}
+
+enum Step {
+    Media(MediaEvent),
+    Digit(char),
+    Timeout,
+}
+
+struct Ivr {
+    info: CallInfo,
+    settings: Arc<IvrSettings>,
+    media: MediaSession,
+    signals: mpsc::UnboundedReceiver<CallSignal>,
+    call_deadline: Instant,
+    digits: VecDeque<char>,
+    playing: bool,
+    menu: Option<MenuSelection>,
+    recording: Option<RecordingInfo>,
+}
+
+/// Run the IVR to its end and produce the call record.
+pub async fn run(
+    info: CallInfo,
+    settings: Arc<IvrSettings>,
+    media: MediaSession,
+    signals: mpsc::UnboundedReceiver<CallSignal>,
+) -> IvrOutcome {
+    let call_deadline = Instant::now() + settings.max_call_duration;
+    let mut ivr = Ivr {
+        info,
+        settings,
+        media,
+        signals,
+        call_deadline,
+        digits: VecDeque::new(),
+        playing: false,
+        menu: None,
+        recording: None,
+    };
+    let (hangup, send_bye) = match ivr.flow().await {
+        Ok(()) => (
+            Hangup {
+                by: "gateway",
+                reason: "completed",
+            },
+            true,
+        ),
+        Err(stop) => {
+            ivr.finish_recording_after(stop).await;
+            (stop.hangup(), stop != Stop::CallerHangup)
+        }
+    };
+    let Ivr {
+        info,
+        media,
+        menu,
+        recording,
+        settings,
+        ..
+    } = ivr;
+    let stats = media.close().await;
+    let ended_at = Utc::now();
+    let record = CallRecord {
+        schema: CALL_RECORD_SCHEMA,
+        call_id: info.call_id,
+        instance: settings.instance.clone(),
+        caller: info.caller,
+        caller_name: info.caller_name,
+        called: info.called,
+        channel: info.channel,
+        started_at: info.started_at,
+        answered_at: Some(info.answered_at),
+        ended_at,
+        duration_ms: (ended_at - info.started_at).num_milliseconds().max(0) as u64,
+        menu,
+        recording,
+        hangup,
+        media: MediaSummary {
+            codec: info.codec,
+            packets_sent: stats.packets_sent,
+            packets_received: stats.packets_received,
+            packets_dropped: stats.packets_dropped,
+        },
+    };
+    IvrOutcome { record, send_bye }
+}
+
+impl Ivr {
+    async fn flow(&mut self) -> Result<(), Stop> {
+        let option = self.menu().await?;
+        if let Some(option) = option {
+            let wants_message = self
+                .settings
+                .menu
+                .options
+                .iter()
+                .any(|o| o.digit == option.digit && o.record);
+            self.menu = Some(option);
+            if wants_message {
+                self.take_message().await?;
+            }
+        }
+        let thanks = self.prompts(&["thanks", "goodbye"]);
+        self.play_to_end(thanks, false).await?;
+        Ok(())
+    }
+
+    /// Greeting + menu, repeated up to `max_attempts`, until a valid digit.
+    /// `Ok(None)` means nobody chose and `on_no_input` says hang up.
+    async fn menu(&mut self) -> Result<Option<MenuSelection>, Stop> {
+        let menu = self.settings.menu.clone();
+        let mut pressed = String::new();
+        for attempt in 0..menu.max_attempts.max(1) {
+            let names: &[&str] = if attempt == 0 {
+                &["greeting", "menu"]
+            } else {
+                &["menu"]
+            };
+            let prompts = self.prompts(names);
+            self.play(prompts, true);
+            let digit = self
+                .wait_digit(Duration::from_secs(menu.digit_timeout_secs))
+                .await?;
+            match digit {
+                Some(d) => {
+                    pressed.push(d);
+                    if let Some(o) = menu.options.iter().find(|o| o.digit.starts_with(d)) {
+                        self.stop_playing().await?;
+                        return Ok(Some(MenuSelection {
+                            digits: pressed,
+                            digit: o.digit.clone(),
+                            id: o.id.clone(),
+                            label: o.label.clone(),
+                            defaulted: false,
+                        }));
+                    }
+                    self.stop_playing().await?;
+                    let invalid = self.prompts(&["invalid"]);
+                    self.play_to_end(invalid, true).await?;
+                }
+                None => {
+                    let no_input = self.prompts(&["no_input"]);
+                    self.play_to_end(no_input, true).await?;
+                }
+            }
+        }
+        if menu.on_no_input == "hangup" {
+            return Ok(None);
+        }
+        Ok(menu
+            .options
+            .iter()
+            .find(|o| o.digit == menu.on_no_input)
+            .map(|o| MenuSelection {
+                digits: pressed,
+                digit: o.digit.clone(),
+                id: o.id.clone(),
+                label: o.label.clone(),
+                defaulted: true,
+            }))
+    }
+
+    /// "Please speak after the tone", beep, record until `#`, end of speech, max duration.
+    async fn take_message(&mut self) -> Result<(), Stop> {
+        let prompt = self.prompts(&["record"]);
+        self.play_to_end(prompt, true).await?;
+        // A digit pressed during the instructions must not end the message before it starts.
+        self.digits.clear();
+        let beep = self.settings.prompts.beep();
+        self.play_to_end(vec![beep], false).await?;
+
+        let rec = &self.settings.recording;
+        let day = self.info.started_at.format("%Y-%m-%d").to_string();
+        let dir = self.settings.recordings_dir.join(day);
+        if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot create recordings directory");
+            return Ok(());
+        }
+        let path = dir.join(format!(
+            "{}.wav",
+            super::record::file_safe(&self.info.call_id)
+        ));
+        self.media.start_recording(RecordSpec {
+            path,
+            max_duration: Duration::from_secs(rec.max_duration_secs),
+            endpointer: Some(EndpointerConfig {
+                speech_threshold_dbfs: rec.speech_threshold_dbfs,
+                trailing_silence: Duration::from_millis(rec.trailing_silence_ms),
+                no_speech_timeout: Duration::from_secs(rec.no_speech_timeout_secs),
+            }),
+            stop_digit: rec.end_digit.chars().next(),
+        });
+        loop {
+            match self.next(None).await? {
+                Step::Media(MediaEvent::RecordingDone {
+                    path,
+                    reason,
+                    duration,
+                    heard_speech,
+                    ..
+                }) => {
+                    self.recording = Some(recording_info(path, reason, duration, heard_speech));
+                    return Ok(());
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// On an early stop, make sure an open recording is closed and described in the record.
+    async fn finish_recording_after(&mut self, stop: Stop) {
+        if self.recording.is_some() || stop == Stop::AckTimeout {
+            return;
+        }
+        self.media.stop_recording();
+        let give_up = Instant::now() + Duration::from_secs(3);
+        loop {
+            tokio::select! {
+                ev = self.media.next_event() => match ev {
+                    Some(MediaEvent::RecordingDone { path, reason, duration, heard_speech, .. }) => {
+                        self.recording = Some(recording_info(path, reason, duration, heard_speech));
+                        return;
+                    }
+                    Some(_) => continue,
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(give_up) => return,
+            }
+        }
+    }
+
+    fn prompts(&self, names: &[&str]) -> Vec<SharedPrompt> {
+        names
+            .iter()
+            .filter_map(|n| {
+                let p = self.settings.prompts.get(&self.info.language, n);
+                if p.is_none() {
+                    tracing::warn!(prompt = n, language = %self.info.language, "prompt missing");
+                }
+                p
+            })
+            .collect()
+    }
+
+    fn play(&mut self, prompts: Vec<SharedPrompt>, barge_in: bool) {
+        self.playing = true;
+        self.media.play(prompts, barge_in);
+    }
+
+    /// Play and wait until the queue has run out (or a digit cut it short when `barge_in`).
+    async fn play_to_end(
+        &mut self,
+        prompts: Vec<SharedPrompt>,
+        barge_in: bool,
+    ) -> Result<(), Stop> {
+        self.play(prompts, barge_in);
+        while self.playing {
+            if let Step::Digit(d) = self.next(None).await? {
+                self.digits.push_back(d);
+                if barge_in {
+                    self.media.stop_playback();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_playing(&mut self) -> Result<(), Stop> {
+        if self.playing {
+            self.media.stop_playback();
+            while self.playing {
+                if let Step::Digit(d) = self.next(None).await? {
+                    self.digits.push_back(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A digit pressed while the prompt plays or within `timeout` after it ended.
+    async fn wait_digit(&mut self, timeout: Duration) -> Result<Option<char>, Stop> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if let Some(d) = self.digits.pop_front() {
+                return Ok(Some(d));
+            }
+            if !self.playing && deadline.is_none() {
+                deadline = Some(Instant::now() + timeout);
+            }
+            match self.next(deadline).await? {
+                Step::Digit(d) => return Ok(Some(d)),
+                Step::Timeout => return Ok(None),
+                Step::Media(_) => {}
+            }
+        }
+    }
+
+    /// The next thing that happens on the call. Bookkeeping for playback is done here so every
+    /// waiter sees the same state.
+    async fn next(&mut self, deadline: Option<Instant>) -> Result<Step, Stop> {
+        loop {
+            let until = deadline.map_or(self.call_deadline, |d| d.min(self.call_deadline));
+            tokio::select! {
+                ev = self.media.next_event() => match ev {
+                    None => return Err(Stop::RtpTimeout),
+                    Some(MediaEvent::RtpTimeout) => return Err(Stop::RtpTimeout),
+                    Some(MediaEvent::Dtmf(d)) => return Ok(Step::Digit(d)),
+                    Some(MediaEvent::PlaybackDone { .. }) => {
+                        self.playing = false;
+                        return Ok(Step::Media(MediaEvent::PlaybackDone { interrupted: false }));
+                    }
+                    Some(other) => return Ok(Step::Media(other)),
+                },
+                sig = self.signals.recv() => match sig {
+                    None | Some(CallSignal::Shutdown) => return Err(Stop::Shutdown),
+                    Some(CallSignal::CallerHangup) => return Err(Stop::CallerHangup),
+                    Some(CallSignal::AckTimeout) => return Err(Stop::AckTimeout),
+                    Some(CallSignal::Digit(d)) => return Ok(Step::Digit(d)),
+                    Some(CallSignal::MediaUpdate(n)) => {
+                        self.media.start(n.remote_rtp, n.codec, n.dtmf_pt);
+                        continue;
+                    }
+                },
+                _ = tokio::time::sleep_until(until) => {
+                    if Instant::now() >= self.call_deadline {
+                        return Err(Stop::MaxDuration);
+                    }
+                    return Ok(Step::Timeout);
+                }
+            }
+        }
+    }
+}
+
+fn recording_info(
+    path: PathBuf,
+    reason: RecordEnd,
+    duration: Duration,
+    heard_speech: bool,
+) -> RecordingInfo {
+    RecordingInfo {
+        path,
+        format: "wav/pcm_s16le/8000/mono",
+        duration_ms: duration.as_millis() as u64,
+        ended_by: match reason {
+            RecordEnd::StopDigit => "stop_digit",
+            RecordEnd::EndOfSpeech => "end_of_speech",
+            RecordEnd::NoSpeech => "no_speech",
+            RecordEnd::MaxDuration => "max_duration",
+            RecordEnd::Stopped => "hangup",
+        },
+        heard_speech,
+    }
+}

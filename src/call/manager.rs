@@ -1,0 +1,722 @@
+//! The transaction user (TU): decides what to answer to every request the SIP endpoint
+//! hands up, owns the dialogs, starts a media session and an IVR task per answered call,
+//! and sends our BYE when the IVR ends the call.
+//!
+//! One task owns all of this state, so no locks: calls report back over a channel.
+
+use super::ivr::{self, CallInfo, CallSignal, IvrSettings};
+use super::record::CallRecord;
+use crate::config::Config;
+use crate::media::sdp::{self, SdpError};
+use crate::media::session::{MediaSession, PortPool, SessionConfig};
+use crate::media::Codec;
+use crate::sip::dialog::Dialog;
+use crate::sip::endpoint::EndpointHandle;
+use crate::sip::message;
+use crate::sip::transaction::{TransactionEvent, TransactionKey};
+use rsip::headers::UntypedHeader;
+use rsip::prelude::{HeadersExt, ToTypedHeader};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Methods we serve; sent in Allow (RFC 3261 §20.5) so peers know what to try.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+/// Bodies we understand.
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
+/// Extensions we support (none yet needed by callers: no 100rel, no timers).
+pub const SUPPORTED: &str = "replaces";
+
+/// Receives each finished call's record and where it was written.
+pub type RecordSink = Box<dyn Fn(&CallRecord, &std::path::Path) + Send + Sync>;
+
+/// Everything a call needs from the daemon, shared read-only.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub ivr: Arc<IvrSettings>,
+    pub ports: Arc<PortPool>,
+    pub outbox_dir: PathBuf,
+    /// Called with each finished call's record after it is on disk (ticket hand-off).
+    pub on_record: Option<RecordSink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CallKey {
+    call_id: String,
+    local_tag: String,
+}
+
+struct ActiveCall {
+    dialog: Dialog,
+    invite: TransactionKey,
+    signals: mpsc::UnboundedSender<CallSignal>,
+    local_rtp: SocketAddr,
+    sdp_session: u64,
+    sdp_version: u64,
+}
+
+/// A finished IVR, reported back to the manager task.
+struct Finished {
+    key: CallKey,
+    send_bye: bool,
+}
+
+/// Counters about calls, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    pub answered: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
+    pub completed: std::sync::atomic::AtomicU64,
+    pub active: std::sync::atomic::AtomicU64,
+}
+
+pub struct CallManager {
+    endpoint: EndpointHandle,
+    services: Arc<Services>,
+    calls: HashMap<CallKey, ActiveCall>,
+    by_invite: HashMap<TransactionKey, CallKey>,
+    finished_tx: mpsc::UnboundedSender<Finished>,
+    finished_rx: mpsc::UnboundedReceiver<Finished>,
+    counters: Arc<CallCounters>,
+    draining: bool,
+}
+
+impl CallManager {
+    pub fn new(endpoint: EndpointHandle, services: Arc<Services>) -> Self {
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        CallManager {
+            endpoint,
+            services,
+            calls: HashMap::new(),
+            by_invite: HashMap::new(),
+            finished_tx,
+            finished_rx,
+            counters: Arc::new(CallCounters::default()),
+            draining: false,
+        }
+    }
+
+    pub fn counters(&self) -> Arc<CallCounters> {
+        self.counters.clone()
+    }
+
+    /// Run until `shutdown` flips to true, then end every call (BYE) and wait up to
+    /// `drain` for their records to be written.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<TransactionEvent>,
+        mut shutdown: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.handle_event(ev).await,
+                    None => break,
+                },
+                Some(done) = self.finished_rx.recv() => self.call_finished(done),
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.draining = true;
+        for call in self.calls.values() {
+            let _ = call.signals.send(CallSignal::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        while !self.calls.is_empty() {
+            tokio::select! {
+                Some(done) = self.finished_rx.recv() => self.call_finished(done),
+                Some(ev) = events.recv() => self.handle_event(ev).await,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        // Give the endpoint a moment to put the last BYEs on the wire.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    async fn handle_event(&mut self, ev: TransactionEvent) {
+        match ev {
+            TransactionEvent::Request {
+                key,
+                request,
+                source,
+            } => self.handle_request(key, request, source).await,
+            TransactionEvent::Cancelled { invite } => {
+                if let Some(ck) = self.by_invite.get(&invite) {
+                    if let Some(call) = self.calls.get(ck) {
+                        let _ = call.signals.send(CallSignal::CallerHangup);
+                    }
+                }
+            }
+            TransactionEvent::AckTimeout { key } => {
+                if let Some(ck) = self.by_invite.get(&key) {
+                    if let Some(call) = self.calls.get(ck) {
+                        tracing::warn!(call_id = %ck.call_id, "no ACK for our 200 OK; ending the call");
+                        let _ = call.signals.send(CallSignal::AckTimeout);
+                    }
+                }
+            }
+            TransactionEvent::Response { response, .. } => {
+                tracing::debug!(status = %response.status_code, "response to our request");
+            }
+            TransactionEvent::Timeout { key } => {
+                tracing::debug!(method = %key.method, "our request timed out");
+            }
+        }
+    }
+
+    async fn handle_request(
+        &mut self,
+        key: TransactionKey,
+        req: rsip::Request,
+        source: SocketAddr,
+    ) {
+        let in_dialog = to_tag(&req).is_some();
+        match req.method {
+            rsip::Method::Invite if !in_dialog => self.new_call(key, req, source).await,
+            rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
+            rsip::Method::Ack => {}
+            rsip::Method::Bye => match self.dialog_for(&key, &req) {
+                Some(ck) => {
+                    self.reply(&key, &req, 200, "OK", None);
+                    if let Some(call) = self.calls.get(&ck) {
+                        let _ = call.signals.send(CallSignal::CallerHangup);
+                    }
+                }
+                None => {}
+            },
+            rsip::Method::Info => match self.dialog_for(&key, &req) {
+                Some(ck) => {
+                    self.reply(&key, &req, 200, "OK", None);
+                    if let Some(d) = info_digit(&req) {
+                        if let Some(call) = self.calls.get(&ck) {
+                            let _ = call.signals.send(CallSignal::Digit(d));
+                        }
+                    }
+                }
+                None => {}
+            },
+            rsip::Method::Options => {
+                if self.draining || self.at_limit() {
+                    let mut resp = self.build(&req, 503, "Service Unavailable", None);
+                    self.retry_after(&mut resp);
+                    self.endpoint.respond(key, resp);
+                } else {
+                    let mut resp = self.build(&req, 200, "OK", None);
+                    push(&mut resp, rsip::headers::Accept::new(ACCEPT).into());
+                    push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
+                    self.endpoint.respond(key, resp);
+                }
+            }
+            rsip::Method::Cancel => {} // The transaction layer answers CANCEL.
+            _ => {
+                let resp = self.build(&req, 405, "Method Not Allowed", None);
+                self.endpoint.respond(key, resp);
+            }
+        }
+    }
+
+    fn at_limit(&self) -> bool {
+        self.calls.len() >= self.services.config.limits.max_calls
+    }
+
+    async fn new_call(&mut self, key: TransactionKey, req: rsip::Request, source: SocketAddr) {
+        let cfg = self.services.config.clone();
+        let reject = |this: &mut Self, code: u16, reason: &str| {
+            this.counters
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut resp = this.build(&req, code, reason, Some(&message::new_tag()));
+            if code == 503 {
+                this.retry_after(&mut resp);
+            }
+            this.endpoint.respond(key.clone(), resp);
+        };
+        if req
+            .max_forwards_header()
+            .ok()
+            .and_then(|m| m.value().trim().parse::<u32>().ok())
+            == Some(0)
+        {
+            return reject(self, 483, "Too Many Hops");
+        }
+        if self.draining {
+            return reject(self, 503, "Service Unavailable");
+        }
+        let dialled = req.uri.user().unwrap_or_default().to_string();
+        let Some(number) = cfg.number(&dialled).cloned() else {
+            tracing::info!(%dialled, %source, "INVITE for a number we do not serve");
+            return reject(self, 404, "Not Found");
+        };
+        if self.at_limit() {
+            tracing::warn!(limit = cfg.limits.max_calls, "call limit reached");
+            return reject(self, 503, "Service Unavailable");
+        }
+        if req.body.is_empty() {
+            // Late offer (SDP in the ACK) is not supported yet; say so rather than fail later.
+            return reject(self, 488, "Not Acceptable Here");
+        }
+        let offer = String::from_utf8_lossy(&req.body).into_owned();
+        let socket = match self.services.ports.bind().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port available");
+                return reject(self, 503, "Service Unavailable");
+            }
+        };
+        let media = MediaSession::spawn(
+            socket,
+            SessionConfig {
+                inactivity_timeout: Duration::from_secs(cfg.media.rtp_timeout_secs),
+            },
+        );
+        let local_rtp = SocketAddr::new(self.advertised_ip(), media.local_addr().port());
+        let sdp_session: u64 = rand::random::<u32>() as u64;
+        let accepted: Vec<Codec> = cfg
+            .media
+            .codecs
+            .iter()
+            .filter_map(|c| Codec::from_name(c))
+            .collect();
+        let (negotiated, answer) = match sdp::answer(&offer, &accepted, local_rtp, sdp_session) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::info!(error = %e, "SDP offer rejected");
+                let _ = media.close().await;
+                let (code, reason) = match e {
+                    SdpError::Malformed(_) => (400, "Bad Request"),
+                    SdpError::NoAudio | SdpError::NoCommonCodec => (488, "Not Acceptable Here"),
+                };
+                return reject(self, code, reason);
+            }
+        };
+        let local_tag = message::new_tag();
+        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri()) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = media.close().await;
+                tracing::info!(error = %e, "cannot build dialog");
+                return reject(self, 400, "Bad Request");
+            }
+        };
+        media.start(negotiated.remote_rtp, negotiated.codec, negotiated.dtmf_pt);
+
+        // Ring (or early media), then answer straight away: callers to a hotline should not wait.
+        if cfg.sip.early_media {
+            let r = self.build_dialog_response(
+                &req,
+                183,
+                "Session Progress",
+                &local_tag,
+                Some(&answer),
+            );
+            self.endpoint.respond(key.clone(), r);
+        } else {
+            let r = self.build_dialog_response(&req, 180, "Ringing", &local_tag, None);
+            self.endpoint.respond(key.clone(), r);
+        }
+        let ok = self.build_dialog_response(&req, 200, "OK", &local_tag, Some(&answer));
+        self.endpoint.respond(key.clone(), ok);
+
+        let (from_user, from_name) = caller_identity(&req);
+        let info = CallInfo {
+            call_id: dialog.id().call_id.clone(),
+            caller: from_user,
+            caller_name: from_name,
+            called: dialled.clone(),
+            channel: number.channel.clone(),
+            language: number
+                .language
+                .clone()
+                .unwrap_or_else(|| cfg.prompts.language.clone()),
+            started_at: chrono::Utc::now(),
+            answered_at: chrono::Utc::now(),
+            codec: negotiated.codec.encoding_name().to_string(),
+        };
+        let ck = CallKey {
+            call_id: info.call_id.clone(),
+            local_tag: local_tag.clone(),
+        };
+        tracing::info!(call_id = %info.call_id, caller = %info.caller, called = %dialled, codec = %info.codec, "call answered");
+        let (sig_tx, sig_rx) = mpsc::unbounded_channel();
+        self.calls.insert(
+            ck.clone(),
+            ActiveCall {
+                dialog,
+                invite: key.clone(),
+                signals: sig_tx,
+                local_rtp,
+                sdp_session,
+                sdp_version: 0,
+            },
+        );
+        self.by_invite.insert(key, ck.clone());
+        self.counters
+            .answered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+        let services = self.services.clone();
+        let finished = self.finished_tx.clone();
+        let span = tracing::info_span!("call", call_id = %ck.call_id);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                // The IVR runs in its own task so that a bug in one call (a panic) ends that
+                // call only: the manager still hears of it and sends BYE.
+                let call_id = info.call_id.clone();
+                let ivr = tokio::spawn(ivr::run(info, services.ivr.clone(), media, sig_rx));
+                let outcome = match ivr.await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::error!(%call_id, error = %e, "call task failed; hanging up");
+                        let _ = finished.send(Finished {
+                            key: ck,
+                            send_bye: true,
+                        });
+                        return;
+                    }
+                };
+                let record = outcome.record;
+                let dir = services.outbox_dir.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    let r = record.write_to(&dir);
+                    (record, r)
+                })
+                .await;
+                match written {
+                    Ok((record, Ok(path))) => {
+                        tracing::info!(record = %path.display(), "call record written");
+                        if let Some(cb) = &services.on_record {
+                            cb(&record, &path);
+                        }
+                    }
+                    Ok((_, Err(e))) => tracing::error!(error = %e, "cannot write call record"),
+                    Err(e) => tracing::error!(error = %e, "call record task failed"),
+                }
+                let _ = finished.send(Finished {
+                    key: ck,
+                    send_bye: outcome.send_bye,
+                });
+            },
+            span,
+        ));
+    }
+
+    /// re-INVITE / UPDATE in a dialog: session refresh, hold/resume, new address.
+    fn renegotiate(&mut self, key: TransactionKey, req: rsip::Request) {
+        let Some(ck) = self.dialog_for(&key, &req) else {
+            return;
+        };
+        if req.method == rsip::Method::Invite {
+            if let Some(call) = self.calls.get_mut(&ck) {
+                call.dialog.refresh_remote_target(&req);
+            }
+        }
+        let accepted: Vec<Codec> = self
+            .services
+            .config
+            .media
+            .codecs
+            .iter()
+            .filter_map(|c| Codec::from_name(c))
+            .collect();
+        let Some(call) = self.calls.get_mut(&ck) else {
+            return;
+        };
+        let local_tag = ck.local_tag.clone();
+        if req.body.is_empty() {
+            // A refresh without SDP: confirm, nothing changes.
+            let r = self.build_dialog_response(&req, 200, "OK", &local_tag, None);
+            return self.endpoint.respond(key, r);
+        }
+        let offer = String::from_utf8_lossy(&req.body).into_owned();
+        call.sdp_version += 1;
+        let session = call.sdp_session;
+        let local_rtp = call.local_rtp;
+        match sdp::answer(&offer, &accepted, local_rtp, session) {
+            Ok((negotiated, answer)) => {
+                let _ = call.signals.send(CallSignal::MediaUpdate(negotiated));
+                let r = self.build_dialog_response(&req, 200, "OK", &local_tag, Some(&answer));
+                self.endpoint.respond(key, r);
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "re-offer rejected; the call continues as it was");
+                self.reply(&key, &req, 488, "Not Acceptable Here", None);
+            }
+        }
+    }
+
+    fn call_finished(&mut self, done: Finished) {
+        let Some(mut call) = self.calls.remove(&done.key) else {
+            return;
+        };
+        self.by_invite.remove(&call.invite);
+        self.counters
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .completed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if done.send_bye {
+            let local = self.endpoint.local_addr();
+            let host = self.advertised_ip().to_string();
+            let (bye, next_hop) = call.dialog.new_request(
+                rsip::Method::Bye,
+                &host,
+                local.port(),
+                rsip::Transport::Udp,
+            );
+            match uri_socket_addr(&next_hop) {
+                Some(dest) => self.endpoint.send(bye, dest),
+                None => {
+                    tracing::warn!(uri = %next_hop, "cannot route BYE: next hop is not an IP address")
+                }
+            }
+        }
+    }
+
+    /// The call an in-dialog request belongs to, after the §12.2.2 CSeq check. Answers the
+    /// request itself (481 no such dialog, 500 CSeq out of order) and returns `None` when it
+    /// must go no further.
+    fn dialog_for(&mut self, key: &TransactionKey, req: &rsip::Request) -> Option<CallKey> {
+        let Some(ck) = self.find_call(req) else {
+            self.reply(key, req, 481, "Call/Transaction Does Not Exist", None);
+            return None;
+        };
+        let call = self.calls.get_mut(&ck)?;
+        if let Err(e) = call.dialog.check_remote_cseq(req) {
+            tracing::info!(error = %e, "in-dialog request out of order");
+            self.reply(key, req, 500, "Server Internal Error", None);
+            return None;
+        }
+        Some(ck)
+    }
+
+    fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
+        let call_id = req.call_id_header().ok()?.value().to_string();
+        let tag = to_tag(req)?;
+        let ck = CallKey {
+            call_id,
+            local_tag: tag,
+        };
+        self.calls
+            .get(&ck)
+            .filter(|c| c.dialog.matches(req))
+            .map(|_| ck)
+    }
+
+    fn advertised_ip(&self) -> IpAddr {
+        let cfg = &self.services.config;
+        cfg.sip.advertised_addr.unwrap_or(cfg.media.rtp_ip)
+    }
+
+    fn contact_uri(&self) -> rsip::Uri {
+        let port = self.endpoint.local_addr().port();
+        let ip = self.advertised_ip();
+        let text = match ip {
+            IpAddr::V4(v4) => format!("sip:hotline@{v4}:{port}"),
+            IpAddr::V6(v6) => format!("sip:hotline@[{v6}]:{port}"),
+        };
+        rsip::Uri::try_from(text.as_str()).unwrap_or_default()
+    }
+
+    /// A response with our standard headers.
+    fn build(
+        &self,
+        req: &rsip::Request,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> rsip::Response {
+        let mut resp = message::response(req, code, reason, to_tag);
+        push(&mut resp, rsip::headers::Allow::new(ALLOW).into());
+        push(
+            &mut resp,
+            rsip::headers::Server::new(self.services.config.sip.user_agent.clone()).into(),
+        );
+        resp
+    }
+
+    fn reply(
+        &self,
+        key: &TransactionKey,
+        req: &rsip::Request,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) {
+        let resp = self.build(req, code, reason, to_tag);
+        self.endpoint.respond(key.clone(), resp);
+    }
+
+    fn retry_after(&self, resp: &mut rsip::Response) {
+        let secs = self.services.config.limits.retry_after_secs;
+        push(
+            resp,
+            rsip::headers::RetryAfter::new(secs.to_string()).into(),
+        );
+    }
+
+    /// 18x/2xx that establish or live in a dialog: Contact, the request's Record-Route
+    /// copied (RFC 3261 §12.1.1, so proxies stay in the path), and an optional SDP body.
+    fn build_dialog_response(
+        &self,
+        req: &rsip::Request,
+        code: u16,
+        reason: &str,
+        local_tag: &str,
+        sdp_body: Option<&str>,
+    ) -> rsip::Response {
+        let mut resp = self.build(req, code, reason, Some(local_tag));
+        for h in req.headers.iter() {
+            if let rsip::Header::RecordRoute(rr) = h {
+                push(&mut resp, rsip::Header::RecordRoute(rr.clone()));
+            }
+        }
+        push(
+            &mut resp,
+            rsip::headers::Contact::new(format!("<{}>", self.contact_uri())).into(),
+        );
+        if code == 200 {
+            push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
+        }
+        if let Some(body) = sdp_body {
+            push(
+                &mut resp,
+                rsip::headers::ContentType::new("application/sdp").into(),
+            );
+            set_body(&mut resp, body.as_bytes().to_vec());
+        }
+        resp
+    }
+}
+
+fn push(resp: &mut rsip::Response, h: rsip::Header) {
+    resp.headers.push(h);
+}
+
+/// Replace the body and keep Content-Length true.
+fn set_body(resp: &mut rsip::Response, body: Vec<u8>) {
+    resp.headers
+        .retain(|h| !matches!(h, rsip::Header::ContentLength(_)));
+    resp.headers
+        .push(rsip::headers::ContentLength::new(body.len().to_string()).into());
+    resp.body = body;
+}
+
+fn to_tag(req: &rsip::Request) -> Option<String> {
+    req.to_header()
+        .ok()?
+        .tag()
+        .ok()
+        .flatten()
+        .map(|t| t.value().to_string())
+}
+
+/// Caller number and display name from From (the trunk's P-Asserted-Identity would win
+/// once trunks are configured).
+fn caller_identity(req: &rsip::Request) -> (String, Option<String>) {
+    match req.from_header().ok().and_then(|f| f.typed().ok()) {
+        Some(from) => (
+            from.uri.user().unwrap_or("anonymous").to_string(),
+            from.display_name
+                .map(|d| unquote(&d))
+                .filter(|d| !d.is_empty()),
+        ),
+        None => ("anonymous".into(), None),
+    }
+}
+
+/// `"Zhang San"` → `Zhang San`, with `\"` and `\\` unescaped (RFC 3261 quoted-string).
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    let Some(inner) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return s.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A digit from SIP INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
+fn info_digit(req: &rsip::Request) -> Option<char> {
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let value = body
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then_some(v.trim())
+        })
+        .unwrap_or(body.trim());
+    let c = value.chars().next()?;
+    (value.chars().count() == 1 && matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')).then_some(c)
+}
+
+/// Our in-dialog requests go to IP addresses only (Contact/Record-Route of a trunk or proxy);
+/// resolving names would block the manager and is a trunk-configuration matter.
+pub fn uri_socket_addr(uri: &rsip::Uri) -> Option<SocketAddr> {
+    let host = uri.host().to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host.parse().ok()?;
+    let port = uri.port().map(|p| *p.value()).unwrap_or(5060);
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(body: &str) -> rsip::Request {
+        rsip::Request {
+            method: rsip::Method::Info,
+            uri: rsip::Uri::try_from("sip:8890@127.0.0.1").unwrap(),
+            version: rsip::Version::V2,
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn sip_info_digits_in_both_body_formats() {
+        assert_eq!(info_digit(&info("Signal=5\r\nDuration=160\r\n")), Some('5'));
+        assert_eq!(info_digit(&info("Signal= #\r\n")), Some('#'));
+        assert_eq!(info_digit(&info("7")), Some('7'));
+        assert_eq!(info_digit(&info("Signal=55")), None);
+        assert_eq!(info_digit(&info("hello")), None);
+    }
+
+    #[test]
+    fn display_names_are_unquoted() {
+        assert_eq!(unquote("\"sipp caller\""), "sipp caller");
+        assert_eq!(unquote("\"a \\\"b\\\" c\""), "a \"b\" c");
+        assert_eq!(unquote("Bob"), "Bob");
+    }
+
+    #[test]
+    fn next_hop_must_be_an_ip() {
+        let u = rsip::Uri::try_from("sip:alice@127.0.0.1:5070;transport=udp").unwrap();
+        assert_eq!(uri_socket_addr(&u), Some("127.0.0.1:5070".parse().unwrap()));
+        let u = rsip::Uri::try_from("sip:alice@10.1.2.3").unwrap();
+        assert_eq!(uri_socket_addr(&u), Some("10.1.2.3:5060".parse().unwrap()));
+        let u = rsip::Uri::try_from("sip:alice@example.com").unwrap();
+        assert_eq!(uri_socket_addr(&u), None);
+    }
+}

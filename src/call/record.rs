@@ -1,0 +1,126 @@
+//! The call record: what happened on one answered call, written as JSON into the outbox
+//! when the call ends. It is the hand-off from the call layer to whatever consumes calls
+//! (the ticket pipeline, an operator tool); it carries no SIP or RTP types.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Version tag of the document, bumped on incompatible changes.
+pub const CALL_RECORD_SCHEMA: &str = "hotline.call/v1";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CallRecord {
+    pub schema: &'static str,
+    /// SIP Call-ID.
+    pub call_id: String,
+    /// Gateway instance that took the call.
+    pub instance: String,
+    /// Caller number (From user part) and display name if any.
+    pub caller: String,
+    pub caller_name: Option<String>,
+    /// Dialled number (Request-URI user part) and the channel it stands for.
+    pub called: String,
+    pub channel: String,
+    pub started_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub menu: Option<MenuSelection>,
+    pub recording: Option<RecordingInfo>,
+    pub hangup: Hangup,
+    pub media: MediaSummary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MenuSelection {
+    /// Every digit the caller pressed at the menu, invalid ones included.
+    pub digits: String,
+    /// The option taken.
+    pub digit: String,
+    pub id: String,
+    pub label: String,
+    /// True when no valid digit came and `menu.on_no_input` chose for the caller.
+    pub defaulted: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordingInfo {
+    pub path: PathBuf,
+    pub format: &'static str,
+    pub duration_ms: u64,
+    /// Why the message ended: `stop_digit`, `end_of_speech`, `no_speech`, `max_duration`, `hangup`.
+    pub ended_by: &'static str,
+    pub heard_speech: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Hangup {
+    /// `caller` or `gateway`.
+    pub by: &'static str,
+    /// Why: `completed`, `caller_bye`, `rtp_timeout`, `max_duration`, `no_input`, `ack_timeout`, `shutdown`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MediaSummary {
+    pub codec: String,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub packets_dropped: u64,
+}
+
+impl CallRecord {
+    /// Write to `<dir>/<name>.json` atomically (temp file, fsync, rename), so a reader never
+    /// sees half a record and a crash leaves either the old state or the whole file.
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let name = format!("{}.json", file_safe(&self.call_id));
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, self)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(path)
+    }
+}
+
+/// Call-IDs are chosen by callers: keep file names to a safe alphabet and bounded length.
+pub fn file_safe(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    if out.is_empty() || out.starts_with('.') {
+        out.insert(0, 'c');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_call_ids_make_safe_file_names() {
+        assert_eq!(file_safe("abc@127.0.0.1"), "abc_127.0.0.1");
+        assert_eq!(file_safe("../../etc/passwd"), "c.._.._etc_passwd");
+        assert_eq!(file_safe(""), "c");
+        assert_eq!(file_safe(&"x".repeat(500)).len(), 120);
+    }
+}

@@ -1,0 +1,372 @@
+//! The runtime face of the ticket layer: create tickets, deliver them, flush on shutdown.
+
+use chrono::Utc;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::classify::Rules;
+use super::delivery::{self, Outcome};
+use super::record::{self, Draft};
+use super::store::{Claimed, Created, DeliveryState, Store};
+use super::{CallFacts, Ticket, TicketConfig, TicketError};
+
+/// Tickets still waiting after [`TicketService::flush`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Pending or in flight when flush returned (0 = everything delivered or dead-lettered).
+    pub undelivered: u64,
+    pub dead: u64,
+}
+
+/// Creates, stores and delivers tickets. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct TicketService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: TicketConfig,
+    rules: Rules,
+    store: Arc<Store>,
+    client: Option<reqwest::Client>,
+    /// Wakes the delivery loop when a ticket was committed.
+    wake: Notify,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TicketError> + Send + 'static,
+) -> Result<T, TicketError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TicketError::Task(e.to_string()))?
+}
+
+impl TicketService {
+    /// Opens the store (migrating it), loads the rules, applies the `HOTLINE_INTAKE_*`
+    /// environment, and puts tickets left in flight by a crash back in the queue.
+    /// Blocking (file I/O); call it at start-up.
+    pub fn open(mut cfg: TicketConfig) -> Result<TicketService, TicketError> {
+        cfg.apply_env();
+        let rules = match &cfg.classification_path {
+            Some(p) => Rules::load(p)?,
+            None => Rules::builtin(),
+        };
+        if cfg.intake.concurrency == 0 {
+            return Err(TicketError::Config("intake.concurrency must be > 0".into()));
+        }
+        let client = match &cfg.intake.url {
+            Some(url) => {
+                let parsed = reqwest::Url::parse(url)
+                    .map_err(|e| TicketError::Config(format!("intake.url {url:?}: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(TicketError::Config(format!(
+                        "intake.url {url:?}: not http(s)"
+                    )));
+                }
+                Some(delivery::build_client(&cfg.intake)?)
+            }
+            None => None,
+        };
+        let store = Arc::new(Store::open(&cfg.db_path)?);
+        let recovered = store.recover_in_flight(now_ms())?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "tickets left in flight by the last run are queued again"
+            );
+        }
+        Ok(TicketService {
+            inner: Arc::new(Inner {
+                cfg,
+                rules,
+                store,
+                client,
+                wake: Notify::new(),
+            }),
+        })
+    }
+
+    /// The configuration in effect (after environment overrides).
+    pub fn config(&self) -> &TicketConfig {
+        &self.inner.cfg
+    }
+
+    /// The store, for read-only inspection (admin views, tests).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// Classifies the call, looks for a duplicate, commits the ticket and queues it for
+    /// delivery. Returns once the ticket is durable (fsynced); delivery happens later.
+    /// A second call with the same `call_id` returns the first ticket unchanged.
+    pub async fn create(&self, facts: CallFacts) -> Result<Ticket, TicketError> {
+        let inner = self.inner.clone();
+        let (ticket, new) = blocking(move || {
+            let recording = facts.recording.as_ref().map(record::describe_recording);
+            // Millisecond precision: what the store keeps and what receivers parse reliably.
+            let created_at = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap_or_else(Utc::now);
+            let started_ms = facts.started_at.timestamp_millis();
+            let window = i64::try_from(inner.cfg.duplicate.window_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+            let draft = Draft {
+                facts: &facts,
+                ticket_id: Uuid::now_v7(),
+                created_at,
+                gateway_instance: &inner.cfg.gateway_instance,
+                recording,
+            };
+            let created = inner.store.create(
+                &facts.call_id,
+                started_ms.saturating_sub(window),
+                started_ms,
+                created_at.timestamp_millis(),
+                |candidates| {
+                    record::assemble(draft, &inner.rules, &inner.cfg.duplicate, candidates)
+                },
+            )?;
+            let (ticket, new) = match created {
+                Created::New(t) => (t, true),
+                Created::Existing(t) => (t, false),
+            };
+            if new && inner.client.is_none() {
+                write_outbox(&inner, &ticket.ticket_id.to_string(), &ticket)?;
+            }
+            Ok((ticket, new))
+        })
+        .await?;
+        if new {
+            tracing::info!(
+                ticket = %ticket.ticket_id,
+                call_id = %ticket.call.call_id,
+                category = %ticket.classification.category_id,
+                urgent = ticket.classification.urgent,
+                "ticket committed"
+            );
+            self.inner.wake.notify_one();
+        }
+        Ok(ticket)
+    }
+
+    /// Delivers committed tickets until `shutdown` completes (tokio task; run exactly one per
+    /// store). Without an intake URL it only keeps the outbox folder complete. On shutdown,
+    /// attempts still running are abandoned and queued again: the next run re-sends them
+    /// with the same `Idempotency-Key`.
+    pub async fn run_delivery(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), TicketError> {
+        tokio::pin!(shutdown);
+        let inner = &self.inner;
+        let idle = Duration::from_millis(inner.cfg.intake.idle_poll_ms.max(10));
+        let Some(client) = inner.client.clone() else {
+            loop {
+                let i = inner.clone();
+                blocking(move || sweep_outbox(&i)).await?;
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = inner.wake.notified() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                }
+            }
+        };
+        let url: Arc<str> = inner.cfg.intake.url.clone().unwrap_or_default().into();
+        let permits = Arc::new(Semaphore::new(inner.cfg.intake.concurrency));
+        let mut running: JoinSet<Result<(), TicketError>> = JoinSet::new();
+        let result = loop {
+            // Take every free permit first, then claim that many tickets: a claimed ticket
+            // always has a slot, and unused permits go straight back.
+            let mut slots = Vec::new();
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                slots.push(p);
+            }
+            if !slots.is_empty() {
+                let store = inner.store.clone();
+                let n = slots.len();
+                let claimed = match blocking(move || store.claim_due(now_ms(), n)).await {
+                    Ok(c) => c,
+                    Err(e) => break Err(e),
+                };
+                for (c, permit) in claimed.into_iter().zip(slots.drain(..)) {
+                    let (inner, client, url) = (inner.clone(), client.clone(), url.clone());
+                    running.spawn(async move {
+                        let r = attempt(&inner, &client, &url, c).await;
+                        drop(permit);
+                        r
+                    });
+                }
+                drop(slots);
+            }
+            let wait = if permits.available_permits() == 0 {
+                idle
+            } else {
+                let store = inner.store.clone();
+                match blocking(move || store.next_due_ms()).await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).max(1))
+                            .min(idle)
+                    }
+                    Ok(None) => idle,
+                    Err(e) => break Err(e),
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                _ = inner.wake.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "recording a delivery outcome failed"),
+                        Err(e) => tracing::error!(error = %e, "delivery task failed"),
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        };
+        running.shutdown().await;
+        let store = inner.store.clone();
+        blocking(move || store.recover_in_flight(now_ms())).await?;
+        result
+    }
+
+    /// Waits until no ticket is pending or in flight, or `deadline` passes. Needs
+    /// [`Self::run_delivery`] running (with no intake URL, pending tickets are never "done":
+    /// flush then only waits for the outbox files).
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> Result<FlushReport, TicketError> {
+        loop {
+            let store = self.inner.store.clone();
+            let no_intake = self.inner.client.is_none();
+            let report = blocking(move || {
+                let counts = store.counts()?;
+                let get = |s| {
+                    counts
+                        .iter()
+                        .find(|(st, _)| *st == s)
+                        .map_or(0, |(_, n)| *n)
+                };
+                let undelivered = if no_intake {
+                    store.outbox_backlog(usize::MAX >> 1)?.len() as u64
+                } else {
+                    get(DeliveryState::Pending) + get(DeliveryState::InFlight)
+                };
+                Ok(FlushReport {
+                    undelivered,
+                    dead: get(DeliveryState::Dead),
+                })
+            })
+            .await?;
+            if report.undelivered == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(report);
+            }
+            self.inner.wake.notify_one();
+            tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(20)),
+            )
+            .await;
+        }
+    }
+}
+
+/// One delivery attempt and its bookkeeping.
+async fn attempt(
+    inner: &Arc<Inner>,
+    client: &reqwest::Client,
+    url: &str,
+    claimed: Claimed,
+) -> Result<(), TicketError> {
+    let cfg = &inner.cfg.intake;
+    let outcome = delivery::post_once(
+        client,
+        url,
+        cfg.token.as_deref(),
+        &claimed.ticket_id,
+        &claimed.document,
+    )
+    .await;
+    let now = now_ms();
+    let (state, next, status, error, body) = match outcome {
+        Outcome::Delivered { status } => (DeliveryState::Delivered, now, Some(status), None, None),
+        Outcome::Dead { status, body } => (
+            DeliveryState::Dead,
+            now,
+            Some(status),
+            Some(format!("HTTP {status}: refused by intake")),
+            Some(body),
+        ),
+        Outcome::Retry {
+            status,
+            retry_after,
+            error,
+        } => {
+            if cfg.max_attempts.is_some_and(|max| claimed.attempts >= max) {
+                (
+                    DeliveryState::Dead,
+                    now,
+                    status,
+                    Some(format!("gave up: {error}")),
+                    None,
+                )
+            } else {
+                let delay = match retry_after {
+                    Some(ra) => ra.min(Duration::from_secs(cfg.max_retry_after_secs)),
+                    None => delivery::backoff_delay(
+                        claimed.attempts,
+                        Duration::from_millis(cfg.backoff_base_ms),
+                        Duration::from_millis(cfg.backoff_max_ms),
+                    ),
+                };
+                let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                (DeliveryState::Pending, next, status, Some(error), None)
+            }
+        }
+    };
+    match state {
+        DeliveryState::Delivered => {
+            tracing::info!(ticket = %claimed.ticket_id, attempt = claimed.attempts, "ticket delivered")
+        }
+        DeliveryState::Dead => {
+            tracing::warn!(ticket = %claimed.ticket_id, ?status, "ticket dead-lettered")
+        }
+        _ => {
+            tracing::debug!(ticket = %claimed.ticket_id, ?error, next_in_ms = next - now, "delivery will be retried")
+        }
+    }
+    let store = inner.store.clone();
+    let id = claimed.ticket_id.clone();
+    blocking(move || {
+        store.finish_attempt(
+            &id,
+            claimed.attempts,
+            now,
+            state,
+            next,
+            status,
+            error.as_deref(),
+            body.as_deref(),
+        )
+    })
+    .await
+}
+
+fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketError> {
+    let doc = serde_json::to_string(ticket).map_err(|e| TicketError::Encode(e.to_string()))?;
+    delivery::write_outbox_file(&inner.cfg.outbox_dir, id, &doc)?;
+    inner.store.mark_outbox_written(id, now_ms())
+}
+
+/// Writes outbox files missing after a crash between commit and file write.
+fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
+    for c in inner.store.outbox_backlog(256)? {
+        delivery::write_outbox_file(&inner.cfg.outbox_dir, &c.ticket_id, &c.document)?;
+        inner.store.mark_outbox_written(&c.ticket_id, now_ms())?;
+    }
+    Ok(())
+}

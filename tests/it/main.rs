@@ -1,0 +1,11 @@
+//! Process-level tests: the real binary on loopback, called by real SIP clients.
+//!
+//! Heavy peers (sipp, baresip) run when installed. When they are missing the test says so
+//! and passes, unless `HOTLINE_REQUIRE_PEERS=1` (set by `.ci/run`), where a missing peer
+//! is a failure: CI must never silently skip them.
+
+mod audio;
+mod call_flow;
+mod harness;
+mod sip_raw;
+mod sipp;
