@@ -245,7 +245,7 @@ fn test_utterances_transcribe_with_key_words_and_bounded_error() {
             assert!(
                 !t.text
                     .chars()
-                    .any(|c| "燈壞暖氣從開們區裡請險諮詢繳納員靈業".contains(c)),
+                    .any(|c| "燈壞氣從開們區裡請險諮詢繳納員靈業".contains(c)),
                 "{file}: Traditional characters in {:?}",
                 t.text
             );
