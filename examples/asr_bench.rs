@@ -17,6 +17,7 @@ fn main() {
     };
     let mut lang = "zh".to_string();
     let mut files = Vec::new();
+    let mut concat = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -25,6 +26,7 @@ fn main() {
             "--full-ctx" => cfg.audio_ctx_margin = None,
             "--margin" => cfg.audio_ctx_margin = Some(args.next().expect("n").parse().expect("n")),
             "--lang" => lang = args.next().expect("lang"),
+            "--concat" => concat = true,
             "--no-prompt" => cfg.initial_prompts.clear(),
             "--prompt" => {
                 cfg.initial_prompts
@@ -34,6 +36,7 @@ fn main() {
         }
     }
     let pool = AsrPool::start(cfg).expect("pool");
+    let mut jobs: Vec<(String, Vec<i16>, String)> = Vec::new();
     for f in files {
         let mut r = hound::WavReader::open(&f).expect("wav");
         let x: Vec<f32> = r
@@ -48,19 +51,36 @@ fn main() {
         Codec::Pcmu.encode(&pcm, &mut ulaw);
         let mut back = vec![0i16; pcm.len()];
         Codec::Pcmu.decode(&ulaw, &mut back);
-        let l = if f.to_string_lossy().contains("_en_") {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let l = if name.contains("_en_") {
             "en"
         } else {
             lang.as_str()
         };
+        if concat && !jobs.is_empty() {
+            // One longer message: the pieces with half a second of pause between them.
+            let (n, pcm, _) = jobs.last_mut().expect("non-empty");
+            n.push('+');
+            n.push_str(&name);
+            pcm.extend(std::iter::repeat_n(0, 4000));
+            pcm.extend_from_slice(&back);
+        } else {
+            jobs.push((name, back, l.to_string()));
+        }
+    }
+    for (name, pcm, l) in jobs {
         let t = pool
-            .submit(Arc::from(back), l)
+            .submit(Arc::from(pcm), &l)
             .expect("queue")
             .blocking_recv()
             .expect("reply");
         println!(
             "{}\t{}\taudio_ms={}\telapsed_ms={}\trtf={:.2}\t{}\t{:?}",
-            f.file_name().unwrap_or_default().to_string_lossy(),
+            name,
             t.language,
             t.audio_ms,
             t.elapsed_ms,

