@@ -42,12 +42,23 @@ fn speech_dir() -> Option<PathBuf> {
     found
 }
 
+/// Model tests take turns: each runs Whisper on two threads, and libtest would otherwise run
+/// them all at once on a 2-core box, timing each other out.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn pool(model: PathBuf, workers: usize, threads: usize, queue: usize) -> AsrPool {
     AsrPool::start(AsrConfig {
         model_path: model,
         workers,
         threads_per_worker: threads,
         queue_depth: queue,
+        // Tests check text, not speed; a CI box busy with other builds must not turn a slow
+        // pass into an empty transcript (the budget itself has its own test).
+        time_budget: std::time::Duration::from_secs(600),
         ..AsrConfig::default()
     })
     .expect("pool starts")
@@ -201,6 +212,7 @@ fn test_utterances_transcribe_with_key_words_and_bounded_error() {
     let (Some(model), Some(dir)) = (model_path(), speech_dir()) else {
         return;
     };
+    let _turn = turn();
     // One worker with two threads: the latency of one message on this 2-core box.
     let pool = pool(model, 1, 2, 4);
     let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).expect("manifest");
@@ -274,6 +286,7 @@ fn test_utterances_transcribe_with_key_words_and_bounded_error() {
 #[test]
 fn silence_and_noise_give_an_empty_transcript_with_a_reason() {
     let Some(model) = model_path() else { return };
+    let _turn = turn();
     let pool = pool(model, 1, 2, 4);
     let silence: Arc<[i16]> = vec![0i16; 8000 * 8].into();
     let mut state = 0x9e37_79b9u32;
@@ -309,6 +322,7 @@ fn a_full_queue_hands_the_audio_back() {
     let (Some(model), Some(dir)) = (model_path(), speech_dir()) else {
         return;
     };
+    let _turn = turn();
     let pool = pool(model, 1, 2, 1);
     let pcm = telephone(&dir.join("dev_en_03_pothole.wav"));
     // One job running, one queued; the queue then has no room.
@@ -330,4 +344,47 @@ fn a_full_queue_hands_the_audio_back() {
         let t = rx.blocking_recv().expect("accepted jobs complete");
         assert!(t.text.to_lowercase().contains("pothole"), "{:?}", t.text);
     }
+}
+
+#[test]
+fn the_time_budget_stops_whisper_and_says_so() {
+    let (Some(model), Some(dir)) = (model_path(), speech_dir()) else {
+        return;
+    };
+    let _turn = turn();
+    let pool = AsrPool::start(AsrConfig {
+        model_path: model,
+        workers: 1,
+        threads_per_worker: 2,
+        // Far less than one encoder pass takes.
+        time_budget: std::time::Duration::from_millis(1),
+        ..AsrConfig::default()
+    })
+    .expect("pool starts");
+    let t = transcribe(&pool, telephone(&dir.join("dev_zh_02_heating.wav")), "zh");
+    assert_eq!(t.text, "");
+    assert_eq!(t.empty_reason, Some(EmptyReason::TimeBudget(1)));
+    assert_eq!(
+        t.empty_reason.map(|r| r.to_string()).as_deref(),
+        Some("time_budget:1ms")
+    );
+}
+
+#[test]
+fn auto_language_detects_english_when_configured() {
+    let (Some(model), Some(dir)) = (model_path(), speech_dir()) else {
+        return;
+    };
+    let _turn = turn();
+    let pool = pool(model, 1, 2, 4);
+    let t = transcribe(&pool, telephone(&dir.join("dev_en_03_pothole.wav")), "auto");
+    assert_eq!(t.language, "en");
+    assert!(t.text.to_lowercase().contains("pothole"), "{:?}", t.text);
+    let json = serde_json::to_value(&t).expect("serialises");
+    assert_eq!(json["language"], "en");
+    assert!(json["empty_reason"].is_null());
+    assert_eq!(
+        json["segments"][0]["text"].as_str().map(|s| !s.is_empty()),
+        Some(true)
+    );
 }

@@ -83,6 +83,8 @@ impl Engine {
             }
         }
         // A person says at most a few tokens per second; more means the decoder is looping.
+        // whisper.cpp applies the cap per segment, and a clip under 30 s is one window, so it
+        // bounds the whole message.
         let max_tokens = (cfg.max_tokens_per_second * clip_secs).ceil().max(16.0) as i32;
         p.set_max_tokens(max_tokens);
         if let Some(ctx) = cfg.audio_ctx_for(clip_secs) {

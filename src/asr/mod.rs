@@ -6,6 +6,22 @@
 //!
 //! Never invents text: audio without speech (by VAD) never reaches the model, and doubtful
 //! segments are dropped (see [`guards`]); an empty transcript always carries a reason.
+//!
+//! Path of a message: 8 kHz PCM → `media::resample` to 16 kHz → earshot VAD (speech spans,
+//! merged and padded, joined with 200 ms gaps) → whisper.cpp (greedy, temperature fallback
+//! off, language forced unless `auto`, Simplified-Chinese prompt for zh, encoder window sized
+//! to the clip, token cap, time budget) → guards → Traditional → Simplified (`fast2s`) →
+//! segment times mapped back to the message.
+//!
+//! Measured on the 2-vCPU dev box (AMD EPYC, AVX2, debug build of the Rust side, whisper.cpp
+//! at -O2, other builds running alongside, so ± a lot), base model, 2 threads, 8 shared test
+//! utterances after an 8 kHz µ-law round trip:
+//! - clip-sized encoder window (`audio_ctx_margin = Some(64)`): 1.0–2.8 s per 2.7–7 s
+//!   utterance (RTF 0.34–0.48 when the box was quiet); a 10.9 s two-sentence message took
+//!   4.4–4.7 s (RTF ≈ 0.42), 6.8 s on one thread; the full 30 s window took 10.6 s for it
+//!   (RTF 0.98) with the same text, so the clip-sized window stays on by default;
+//! - zh CER 0.07–0.23 (mean 0.15), en WER 0–0.08 (mean 0.03); the synthetic Mandarin voice,
+//!   not the conversion, limits zh (路灯 → 路都 at 16 kHz and with the full window too).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -118,7 +134,8 @@ pub struct AsrConfig {
     pub initial_prompts: BTreeMap<String, String>,
     /// Give up on a message after this long (whisper.cpp abort callback).
     pub time_budget: Duration,
-    /// Decoder token cap per second of speech (a loop shows up as a flood of tokens).
+    /// Decoder token cap per second of speech (a loop shows up as a flood of tokens);
+    /// passed to whisper.cpp as its per-segment `max_tokens`.
     pub max_tokens_per_second: f32,
     /// Run the encoder on a window sized to the clip instead of Whisper's fixed 30 s
     /// (`set_audio_ctx`): `Some(margin_frames)` enables it. Much faster on short messages.
