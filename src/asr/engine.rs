@@ -1,5 +1,6 @@
 //! One transcription on one Whisper state: audio front end → whisper.cpp → guards.
 
+use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,7 +93,16 @@ impl Engine {
         }
         let budget = cfg.time_budget;
         let deadline = started + budget;
-        p.set_abort_callback_safe(move || Instant::now() >= deadline);
+        // whisper-rs 0.16's `set_abort_callback_safe` hands C a pointer to a boxed trait object
+        // but reads it back as the closure type (undefined behaviour; in practice the budget
+        // never fired), so the raw callback is used with a pointer to `deadline`, which lives on
+        // this stack frame until `full` has returned.
+        // SAFETY: `past_deadline` only reads the `Instant` behind the pointer; `deadline`
+        // outlives the `full` call below, the only place whisper.cpp invokes the callback.
+        unsafe {
+            p.set_abort_callback(Some(past_deadline));
+            p.set_abort_callback_user_data(&deadline as *const Instant as *mut c_void);
+        }
 
         if let Err(e) = self.state.full(p, &clip.samples) {
             t.empty_reason = Some(if Instant::now() >= deadline {
@@ -176,6 +186,14 @@ impl Engine {
             });
         }
     }
+}
+
+/// whisper.cpp abort callback: stop once the message's deadline has passed. Called from a ggml
+/// compute thread between graph nodes and after each encoder/decoder pass.
+unsafe extern "C" fn past_deadline(user_data: *mut c_void) -> bool {
+    // SAFETY: `user_data` is the `&Instant` set in `Engine::run`, alive for the whole call.
+    let deadline = unsafe { &*(user_data as *const Instant) };
+    Instant::now() >= *deadline
 }
 
 fn budget_ms(d: Duration) -> u64 {
