@@ -76,15 +76,18 @@ pub fn compression_ratio(text: &str) -> f32 {
     text.len() as f32 / compressed.max(1) as f32
 }
 
-/// Collapse a phrase repeated back-to-back (≥ 3 times) to one occurrence: the greedy decoder's
-/// loop ("请尽快修理。请尽快修理。请尽快修理。…").
+/// Collapse a phrase repeated back-to-back to one occurrence: the greedy decoder's loop
+/// ("请尽快修理。请尽快修理。请尽快修理。…"). A long phrase (8+ characters) counts from two
+/// repeats, a short one from three, a single character from four (so "看看", "谢谢", "..."
+/// stay). A trailing fragment of the looped phrase (where the token cap cut the loop off) is
+/// dropped too.
 pub fn collapse_loops(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out: Vec<char> = Vec::with_capacity(chars.len());
     let mut i = 0;
     'outer: while i < chars.len() {
         // Try the shortest period first so "哈哈哈哈" collapses to "哈".
-        for period in 1..=((chars.len() - i) / 3) {
+        for period in 1..=((chars.len() - i) / 2) {
             let unit = &chars[i..i + period];
             let mut reps = 1;
             while i + (reps + 1) * period <= chars.len()
@@ -92,19 +95,28 @@ pub fn collapse_loops(text: &str) -> String {
             {
                 reps += 1;
             }
-            // Single characters legitimately double ("看看", "谢谢"); only loops of 3+ count,
-            // and for one-character units only 4+ (e.g. "...", "！！！" stay).
-            let needed = if period == 1 { 4 } else { 3 };
+            let needed = match period {
+                1 => 4,
+                2..=7 => 3,
+                _ => 2,
+            };
             if reps >= needed && unit.iter().any(|c| c.is_alphanumeric()) {
                 out.extend_from_slice(unit);
                 i += reps * period;
+                let rest = &chars[i..];
+                if rest.len() < period
+                    && unit.starts_with(rest)
+                    && rest.iter().any(|c| c.is_alphanumeric())
+                {
+                    i = chars.len();
+                }
                 continue 'outer;
             }
         }
         out.push(chars[i]);
         i += 1;
     }
-    out.into_iter().collect()
+    out.into_iter().collect::<String>().trim().to_string()
 }
 
 /// Decide on one segment.
@@ -194,6 +206,14 @@ mod tests {
         assert_eq!(collapse_loops("请派人来看看。谢谢"), "请派人来看看。谢谢");
         assert_eq!(collapse_loops("the the the the road"), "the road");
         assert_eq!(collapse_loops("wait..."), "wait...");
+        // tiny.en on dev_en_03 (the token cap cut the third copy short).
+        assert_eq!(
+            collapse_loops(
+                "There is a big pothole on Main Street near the school. There is a big pothole \
+                 on Main Street near the school. There is a big p"
+            ),
+            "There is a big pothole on Main Street near the school."
+        );
     }
 
     #[test]
