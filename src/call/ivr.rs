@@ -123,8 +123,10 @@ pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
         answered_at: Some(info.answered_at),
         ended_at: info.answered_at,
         duration_ms: 0,
+        language: info.language.clone(),
         menu: None,
         recording: None,
+        transcript: None,
         hangup: Hangup::new("gateway", "interrupted"),
         media: MediaSummary {
             codec: info.codec.clone(),
@@ -181,8 +183,10 @@ pub async fn run(
         answered_at: Some(info.answered_at),
         ended_at,
         duration_ms: (ended_at - info.started_at).num_milliseconds().max(0) as u64,
+        language: info.language,
         menu,
         recording,
+        transcript: None,
         hangup,
         media: MediaSummary {
             codec: info.codec,

@@ -27,8 +27,14 @@ pub struct CallRecord {
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,
     pub duration_ms: u64,
+    /// Prompt (and transcription) language of the number called.
+    #[serde(default)]
+    pub language: String,
     pub menu: Option<MenuSelection>,
     pub recording: Option<RecordingInfo>,
+    /// What the caller said, added by the after-call pipeline once transcribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<Transcript>,
     pub hangup: Hangup,
     pub media: MediaSummary,
 }
@@ -53,6 +59,26 @@ pub struct RecordingInfo {
     /// Why the message ended: `stop_digit`, `end_of_speech`, `no_speech`, `max_duration`, `hangup`.
     pub ended_by: String,
     pub heard_speech: bool,
+}
+
+/// A transcript as the call record carries it (plain data; the ASR module's own type stays
+/// behind its wall).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Transcript {
+    pub language: String,
+    pub text: String,
+    pub segments: Vec<TranscriptSegment>,
+    pub model: String,
+    /// Set exactly when `text` is empty: `no_speech`, `no_asr`, `rejected:…`, `error:…`.
+    pub empty_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TranscriptSegment {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    pub confidence: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -38,6 +38,7 @@ pub const SECTIONS: &[&str] = &[
     "storage",
     "intake",
     "tickets",
+    "asr",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -91,6 +92,13 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("tickets", "classification", Kind::Str),
     ("tickets", "duplicate_window_secs", Kind::Int),
     ("tickets", "duplicate_threshold", Kind::Float),
+    ("asr", "enabled", Kind::Bool),
+    ("asr", "model", Kind::Str),
+    ("asr", "required", Kind::Bool),
+    ("asr", "workers", Kind::Int),
+    ("asr", "threads_per_worker", Kind::Int),
+    ("asr", "queue_depth", Kind::Int),
+    ("asr", "time_budget_secs", Kind::Int),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.

@@ -59,6 +59,8 @@ pub struct Config {
     pub intake: IntakeConfig,
     /// How tickets are classified and checked for duplicates.
     pub tickets: TicketsConfig,
+    /// Transcription of callers' messages (Whisper).
+    pub asr: AsrSection,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -339,6 +341,43 @@ impl Default for IntakeConfig {
             request_timeout_ms: 15000,
             backoff_base_ms: 1000,
             backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// `[asr]`: transcribing callers' messages with a local Whisper model. The language of each
+/// message is its number's prompt language (`zh`, `en`, or `auto` to detect).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsrSection {
+    /// Transcribe at all. Default true.
+    pub enabled: bool,
+    /// A whisper.cpp ggml model; `models/fetch.sh base` (or `hotline-gateway model fetch base`)
+    /// puts one there.
+    pub model: PathBuf,
+    /// Refuse to start when the model is missing (true), or run without transcripts and say
+    /// so in every ticket (false, the default: a hotline must answer even without ASR).
+    pub required: bool,
+    /// Whisper worker threads; 0 = one per core.
+    pub workers: usize,
+    /// ggml threads per message.
+    pub threads_per_worker: usize,
+    /// Messages waiting for a worker beyond those in progress.
+    pub queue_depth: usize,
+    /// Give up on one message after this long, seconds.
+    pub time_budget_secs: u64,
+}
+
+impl Default for AsrSection {
+    fn default() -> Self {
+        AsrSection {
+            enabled: true,
+            model: PathBuf::from("models/ggml-base.bin"),
+            required: false,
+            workers: 0,
+            threads_per_worker: 1,
+            queue_depth: 16,
+            time_budget_secs: 60,
         }
     }
 }
