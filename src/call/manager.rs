@@ -271,7 +271,10 @@ impl CallManager {
             return reject(self, 503, "Service Unavailable");
         }
         // Trunk admission first: a stranger learns nothing about our numbers or load.
-        let trunk = match self.trunks.identify(std::time::Instant::now(), source.ip(), &req) {
+        let trunk = match self
+            .trunks
+            .identify(std::time::Instant::now(), source.ip(), &req)
+        {
             Ok(t) => t,
             Err(Refusal::Challenge(challenges)) => {
                 tracing::debug!(%source, "INVITE challenged (digest)");
@@ -302,7 +305,10 @@ impl CallManager {
             return reject(self, 503, "Service Unavailable");
         }
         if self.trunks.at_limit(trunk) {
-            tracing::warn!(trunk = trunk.map(|t| self.trunks.name(t)), "trunk call limit reached");
+            tracing::warn!(
+                trunk = trunk.map(|t| self.trunks.name(t)),
+                "trunk call limit reached"
+            );
             return reject(self, 503, "Service Unavailable");
         }
         if req.body.is_empty() {

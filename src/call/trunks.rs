@@ -271,7 +271,9 @@ impl Trunk {
 /// proxies sometimes rewrite).
 fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
     digest_uri.eq_ignore_ascii_case(request_uri)
-        || digest_uri.trim_start_matches("sip:").eq_ignore_ascii_case(request_uri.trim_start_matches("sip:"))
+        || digest_uri
+            .trim_start_matches("sip:")
+            .eq_ignore_ascii_case(request_uri.trim_start_matches("sip:"))
 }
 
 #[cfg(test)]
@@ -305,7 +307,15 @@ mod tests {
 
     fn answer(challenge: &str, password: &str, nc: u32) -> String {
         let ch = Challenge::parse(challenge).unwrap();
-        digest::authorization(&ch, "gw", password, "INVITE", "sip:8890@127.0.0.1:5060", nc, "cn1")
+        digest::authorization(
+            &ch,
+            "gw",
+            password,
+            "INVITE",
+            "sip:8890@127.0.0.1:5060",
+            nc,
+            "cn1",
+        )
     }
 
     fn challenges(r: Result<Option<TrunkId>, Refusal>) -> Vec<String> {
@@ -319,7 +329,14 @@ mod tests {
     fn no_trunks_means_anyone() {
         let mut t = Trunks::new(&config(""));
         assert!(t.open());
-        assert_eq!(t.identify(Instant::now(), "198.51.100.1".parse().unwrap(), &invite(None)), Ok(None));
+        assert_eq!(
+            t.identify(
+                Instant::now(),
+                "198.51.100.1".parse().unwrap(),
+                &invite(None)
+            ),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -328,8 +345,17 @@ mod tests {
             "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\", \"2001:db8::/32\", \"198.51.100.7\"]\n",
         ));
         let now = Instant::now();
-        for ok in ["192.0.2.200", "2001:db8:5::1", "198.51.100.7", "::ffff:192.0.2.9"] {
-            assert_eq!(t.identify(now, ok.parse().unwrap(), &invite(None)), Ok(Some(0)), "{ok}");
+        for ok in [
+            "192.0.2.200",
+            "2001:db8:5::1",
+            "198.51.100.7",
+            "::ffff:192.0.2.9",
+        ] {
+            assert_eq!(
+                t.identify(now, ok.parse().unwrap(), &invite(None)),
+                Ok(Some(0)),
+                "{ok}"
+            );
         }
         for bad in ["192.0.3.1", "2001:db9::1", "198.51.100.8"] {
             assert_eq!(
@@ -349,12 +375,20 @@ mod tests {
             let ch = challenges(t.identify(now, src, &invite(None)));
             assert_eq!(ch.len(), 2);
             assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
-            assert!(ch.iter().all(|c| c.contains("qop=\"auth\"") && !c.contains("stale")));
+            assert!(ch
+                .iter()
+                .all(|c| c.contains("qop=\"auth\"") && !c.contains("stale")));
             let auth = answer(&ch[pick], "pw", 1);
-            assert_eq!(t.identify(now, src, &invite(Some(auth.clone()))), Ok(Some(0)));
+            assert_eq!(
+                t.identify(now, src, &invite(Some(auth.clone()))),
+                Ok(Some(0))
+            );
             // The same nc again is a replay; a higher one is fine; a lower one is not.
             challenges(t.identify(now, src, &invite(Some(auth))));
-            assert_eq!(t.identify(now, src, &invite(Some(answer(&ch[pick], "pw", 5)))), Ok(Some(0)));
+            assert_eq!(
+                t.identify(now, src, &invite(Some(answer(&ch[pick], "pw", 5)))),
+                Ok(Some(0))
+            );
             challenges(t.identify(now, src, &invite(Some(answer(&ch[pick], "pw", 3)))));
         }
     }
@@ -375,7 +409,10 @@ mod tests {
         let stale = challenges(t.identify(now, src, &invite(Some(answer(&forged, "pw", 1)))));
         assert!(stale[0].contains("stale=true"));
         // Right credentials on a fresh nonce pass.
-        assert_eq!(t.identify(now, src, &invite(Some(answer(&stale[0], "pw", 1)))), Ok(Some(0)));
+        assert_eq!(
+            t.identify(now, src, &invite(Some(answer(&stale[0], "pw", 1)))),
+            Ok(Some(0))
+        );
     }
 
     #[test]

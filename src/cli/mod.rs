@@ -120,7 +120,12 @@ struct DialArgs {
     #[arg(long, requires = "password")]
     user: Option<String>,
     /// Digest password (or HOTLINE_DIAL_PASSWORD, which keeps it out of `ps`).
-    #[arg(long, env = "HOTLINE_DIAL_PASSWORD", hide_env_values = true, requires = "user")]
+    #[arg(
+        long,
+        env = "HOTLINE_DIAL_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
     password: Option<String>,
 }
 

@@ -204,7 +204,10 @@ fn override_for(name: &str, value: &str) -> Result<Option<Override>, ConfigError
 }
 
 fn unknown_key(name: &str, section: &str, key: &str) -> ConfigError {
-    let message = if section == "number" || section == "trunk" || (section == "menu" && key == "option") {
+    let message = if section == "number"
+        || section == "trunk"
+        || (section == "menu" && key == "option")
+    {
         format!("`{section}` entries are a list of tables and cannot be set from the environment; edit the file")
     } else {
         let known: Vec<String> = KEYS

@@ -696,7 +696,10 @@ impl Config {
             );
         }
         if self.trunks.is_empty() {
-            let _ = writeln!(s, "trunks: none configured, calls accepted from any address");
+            let _ = writeln!(
+                s,
+                "trunks: none configured, calls accepted from any address"
+            );
         } else {
             let _ = writeln!(s, "trunks (others: {}):", self.security.unknown_source);
             for t in &self.trunks {
@@ -705,8 +708,14 @@ impl Config {
                     "  {} from {}{}{}",
                     t.name,
                     t.sources.join(", "),
-                    if t.username.is_some() { ", digest auth" } else { "" },
-                    t.max_calls.map(|m| format!(", max {m} calls")).unwrap_or_default()
+                    if t.username.is_some() {
+                        ", digest auth"
+                    } else {
+                        ""
+                    },
+                    t.max_calls
+                        .map(|m| format!(", max {m} calls"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -85,13 +85,12 @@ impl Gateway {
             max_message_bytes: config.sip.max_message_bytes,
             guard: Some(GuardConfig::from_config(&config)),
         };
-        let (endpoint, events) =
-            endpoint::start_with(config.sip.listen, endpoint_config)
-                .await
-                .map_err(|source| GatewayError::Bind {
-                    addr: config.sip.listen,
-                    source,
-                })?;
+        let (endpoint, events) = endpoint::start_with(config.sip.listen, endpoint_config)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: config.sip.listen,
+                source,
+            })?;
         let instance = instance_id(endpoint.local_addr());
 
         // Tickets: open the store (a blocking open: SQLite migrations), start delivery, and

@@ -155,7 +155,10 @@ impl Credentials {
             None => Algorithm::Md5,
         };
         let qop = get("qop");
-        if qop.as_deref().is_some_and(|q| !q.eq_ignore_ascii_case("auth")) {
+        if qop
+            .as_deref()
+            .is_some_and(|q| !q.eq_ignore_ascii_case("auth"))
+        {
             return None;
         }
         let nc = match get("nc") {
@@ -274,7 +277,10 @@ fn params(value: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut chars = rest.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_ascii_whitespace() || *c == ',') {
+        while chars
+            .peek()
+            .is_some_and(|c| c.is_ascii_whitespace() || *c == ',')
+        {
             chars.next();
         }
         if chars.peek().is_none() {
@@ -402,7 +408,15 @@ mod tests {
             };
             let parsed = Challenge::parse(&ch.header_value()).unwrap();
             assert_eq!(parsed, ch);
-            let auth = authorization(&ch, "carrier", "pw", "INVITE", "sip:8890@127.0.0.1", 1, "cn");
+            let auth = authorization(
+                &ch,
+                "carrier",
+                "pw",
+                "INVITE",
+                "sip:8890@127.0.0.1",
+                1,
+                "cn",
+            );
             let cred = Credentials::parse(&auth).unwrap();
             assert_eq!(cred.algorithm, alg);
             assert!(cred.verify("pw", "INVITE"));
@@ -415,7 +429,9 @@ mod tests {
     fn stale_and_unknown_algorithms() {
         let c = Challenge::parse(r#"Digest realm="r", nonce="n", qop="auth", stale=TRUE"#).unwrap();
         assert!(c.stale && c.qop_auth && c.algorithm == Algorithm::Md5);
-        assert!(Challenge::parse(r#"Digest realm="r", nonce="n", algorithm=SHA-512-256"#).is_none());
+        assert!(
+            Challenge::parse(r#"Digest realm="r", nonce="n", algorithm=SHA-512-256"#).is_none()
+        );
         assert!(Challenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int""#).is_none());
     }
 }

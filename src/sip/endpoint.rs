@@ -472,9 +472,7 @@ impl Driver {
                     self.connections.insert(peer, (id, writer));
                 }
             }
-            Inbound::Message { peer, bytes } => {
-                self.handle_message(&bytes, peer, Transport::Tcp)
-            }
+            Inbound::Message { peer, bytes } => self.handle_message(&bytes, peer, Transport::Tcp),
             Inbound::Closed { peer, id } => {
                 if self.connections.get(&peer).is_some_and(|(i, _)| *i == id) {
                     self.connections.remove(&peer);

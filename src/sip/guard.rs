@@ -326,8 +326,18 @@ mod tests {
     #[test]
     fn scanner_user_agents_match_case_insensitively_as_substrings() {
         let mut g = guard(10.0, 10.0);
-        for ua in ["friendly-scanner", "SIPVicious 0.3.4", "sipcli/v1.8", "VaxSIPUserAgent/3.1", "PPLSIP"] {
-            assert_eq!(g.check_request(Some(ua)), Verdict::Drop(DropReason::Scanner), "{ua}");
+        for ua in [
+            "friendly-scanner",
+            "SIPVicious 0.3.4",
+            "sipcli/v1.8",
+            "VaxSIPUserAgent/3.1",
+            "PPLSIP",
+        ] {
+            assert_eq!(
+                g.check_request(Some(ua)),
+                Verdict::Drop(DropReason::Scanner),
+                "{ua}"
+            );
         }
         assert_eq!(g.check_request(Some("Asterisk PBX 18.0")), Verdict::Pass);
         assert_eq!(g.check_request(None), Verdict::Pass);
