@@ -6,7 +6,7 @@
 
 use super::ivr::{self, CallInfo, CallSignal, IvrSettings};
 use super::record::CallRecord;
-use super::trunks::{Refusal, TrunkId, Trunks};
+use super::trunks::{Refusal, Trunks};
 use crate::config::Config;
 use crate::media::sdp::{self, SdpError};
 use crate::media::session::{MediaSession, PortPool, SessionConfig};
@@ -58,7 +58,8 @@ struct ActiveCall {
     local_rtp: SocketAddr,
     sdp_session: u64,
     sdp_version: u64,
-    trunk: Option<TrunkId>,
+    /// The trunk's name (not its id, which a reload may change).
+    trunk: Option<String>,
     /// Where the INVITE came from and over what: our BYE to a TCP caller goes back on its
     /// connection when the caller's Contact is that same host.
     source: SocketAddr,
@@ -350,7 +351,7 @@ impl CallManager {
             }
         };
         let local_tag = message::new_tag();
-        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri()) {
+        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri(via_transport(&req))) {
             Ok(d) => d,
             Err(e) => {
                 let _ = media.close().await;
@@ -409,7 +410,7 @@ impl CallManager {
                 local_rtp,
                 sdp_session,
                 sdp_version: 0,
-                trunk,
+                trunk: info.trunk.clone(),
                 source,
                 transport: via_transport(&req),
             },
@@ -529,7 +530,7 @@ impl CallManager {
             return;
         };
         self.by_invite.remove(&call.invite);
-        self.trunks.call_ended(call.trunk);
+        self.trunks.call_ended(call.trunk.as_deref());
         self.counters
             .active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -595,12 +596,19 @@ impl CallManager {
         cfg.sip.advertised_addr.unwrap_or(cfg.media.rtp_ip)
     }
 
-    fn contact_uri(&self) -> rsip::Uri {
+    /// Our Contact; for a TCP caller with `;transport=tcp`, so its in-dialog requests (BYE)
+    /// come over TCP too.
+    fn contact_uri(&self, transport: rsip::Transport) -> rsip::Uri {
         let port = self.endpoint.local_addr().port();
         let ip = self.advertised_ip();
+        let param = if transport == rsip::Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         let text = match ip {
-            IpAddr::V4(v4) => format!("sip:hotline@{v4}:{port}"),
-            IpAddr::V6(v6) => format!("sip:hotline@[{v6}]:{port}"),
+            IpAddr::V4(v4) => format!("sip:hotline@{v4}:{port}{param}"),
+            IpAddr::V6(v6) => format!("sip:hotline@[{v6}]:{port}{param}"),
         };
         rsip::Uri::try_from(text.as_str()).unwrap_or_default()
     }
@@ -660,7 +668,8 @@ impl CallManager {
         }
         push(
             &mut resp,
-            rsip::headers::Contact::new(format!("<{}>", self.contact_uri())).into(),
+            rsip::headers::Contact::new(format!("<{}>", self.contact_uri(via_transport(req))))
+                .into(),
         );
         if code == 200 {
             push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());

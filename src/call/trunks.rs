@@ -76,6 +76,19 @@ impl Trunks {
         }
     }
 
+    /// New trunk definitions (configuration reload). Calls in progress keep counting against
+    /// the trunk of the same name; nonces already issued stay valid.
+    pub fn reload(&mut self, config: &Config) {
+        let mut next = Trunks::new(config);
+        for t in &mut next.trunks {
+            if let Some(old) = self.trunks.iter().find(|o| o.config.name == t.config.name) {
+                t.active = old.active;
+            }
+        }
+        next.nonces = std::mem::take(&mut self.nonces);
+        *self = next;
+    }
+
     /// No trunks configured: anyone may call (the demo and test set-up).
     pub fn open(&self) -> bool {
         self.trunks.is_empty()
@@ -249,8 +262,13 @@ impl Trunks {
         }
     }
 
-    pub fn call_ended(&mut self, id: Option<TrunkId>) {
-        if let Some(t) = id.and_then(|id| self.trunks.get_mut(id)) {
+    /// By name, not id: ids change when the configuration is reloaded mid-call.
+    pub fn call_ended(&mut self, name: Option<&str>) {
+        if let Some(t) = self
+            .trunks
+            .iter_mut()
+            .find(|t| Some(t.config.name.as_str()) == name)
+        {
             t.active = t.active.saturating_sub(1);
         }
     }
@@ -426,8 +444,19 @@ mod tests {
         assert!(!t.at_limit(Some(0)));
         t.call_started(Some(0));
         assert!(t.at_limit(Some(0)));
-        t.call_ended(Some(0));
+        t.call_ended(Some("a"));
         assert!(!t.at_limit(Some(0)));
         assert_eq!(t.name(0), "a");
+        // A reload keeps the calls in progress counted against the trunk of that name.
+        t.call_started(Some(0));
+        let mut c = config(
+            "[[trunk]]\nname = \"b\"\nsources = [\"198.51.100.0/24\"]\n[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\nmax_calls = 1\n",
+        );
+        c.security.nonce_ttl_secs = 300;
+        t.reload(&c);
+        assert_eq!(t.name(1), "a");
+        assert!(t.at_limit(Some(1)));
+        t.call_ended(Some("a"));
+        assert!(!t.at_limit(Some(1)));
     }
 }

@@ -82,6 +82,8 @@ pub enum EndpointCommand {
         destination: SocketAddr,
         reply: Option<oneshot::Sender<Option<TransactionKey>>>,
     },
+    /// Replace the guard's rules (configuration reload); bans in force are kept.
+    SetGuard(GuardConfig),
     /// Stop the task.
     Shutdown,
 }
@@ -148,6 +150,11 @@ impl EndpointHandle {
             })
             .ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// New guard rules (SIGHUP reload). Ignored by an endpoint started without a guard.
+    pub fn set_guard(&self, config: GuardConfig) {
+        let _ = self.commands.send(EndpointCommand::SetGuard(config));
     }
 
     pub fn shutdown(&self) {
@@ -456,6 +463,11 @@ impl Driver {
                     let _ = reply.send(key.ok());
                 }
             }
+            EndpointCommand::SetGuard(config) => {
+                if let Some(guard) = &mut self.guard {
+                    guard.set_config(config);
+                }
+            }
             EndpointCommand::Shutdown => {}
         }
     }
@@ -602,6 +614,14 @@ impl Driver {
             }
             return;
         }
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.is_banned(now(), destination.ip()))
+        {
+            // Its connection was closed by the ban: do not open another to it.
+            return;
+        }
         self.next_conn += 1;
         let id = self.next_conn;
         let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
@@ -646,3 +666,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;
