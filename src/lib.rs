@@ -10,6 +10,7 @@ pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod logmask;
 pub mod media;
 pub mod sip;
 pub mod ticket;

@@ -6,6 +6,7 @@
 
 use super::ivr::{self, CallInfo, CallSignal, IvrSettings};
 use super::record::CallRecord;
+use super::trunks::{Refusal, Trunks};
 use crate::config::Config;
 use crate::media::sdp::{self, SdpError};
 use crate::media::session::{MediaSession, PortPool, SessionConfig};
@@ -57,6 +58,12 @@ struct ActiveCall {
     local_rtp: SocketAddr,
     sdp_session: u64,
     sdp_version: u64,
+    /// The trunk's name (not its id, which a reload may change).
+    trunk: Option<String>,
+    /// Where the INVITE came from and over what: our BYE to a TCP caller goes back on its
+    /// connection when the caller's Contact is that same host.
+    source: SocketAddr,
+    transport: rsip::Transport,
 }
 
 /// A finished IVR, reported back to the manager task.
@@ -83,6 +90,8 @@ pub struct CallManager {
     finished_rx: mpsc::UnboundedReceiver<Finished>,
     counters: Arc<CallCounters>,
     draining: bool,
+    /// Who may call, and how many calls each trunk holds.
+    trunks: Trunks,
 }
 
 impl CallManager {
@@ -90,13 +99,14 @@ impl CallManager {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         CallManager {
             endpoint,
-            services,
             calls: HashMap::new(),
             by_invite: HashMap::new(),
             finished_tx,
             finished_rx,
             counters: Arc::new(CallCounters::default()),
             draining: false,
+            trunks: Trunks::new(&services.config),
+            services,
         }
     }
 
@@ -180,6 +190,20 @@ impl CallManager {
         source: SocketAddr,
     ) {
         let in_dialog = to_tag(&req).is_some();
+        if !in_dialog
+            && !matches!(req.method, rsip::Method::Ack | rsip::Method::Cancel)
+            && !self.trunks.source_allowed(source.ip())
+        {
+            // Only reached with `unknown_source = "reject"`: with "drop" the SIP guard
+            // never lets such a source through.
+            tracing::info!(%source, method = %req.method, "request from an address no trunk allows: 403");
+            self.counters
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let resp = self.build(&req, 403, "Forbidden", Some(&message::new_tag()));
+            self.endpoint.respond(key, resp);
+            return;
+        }
         match req.method {
             rsip::Method::Invite if !in_dialog => self.new_call(key, req, source).await,
             rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
@@ -259,14 +283,49 @@ impl CallManager {
         if self.draining {
             return reject(self, 503, "Service Unavailable", "draining");
         }
+        // Trunk admission first: a stranger learns nothing about our numbers or load.
+        let trunk = match self
+            .trunks
+            .identify(std::time::Instant::now(), source.ip(), &req)
+        {
+            Ok(t) => t,
+            Err(Refusal::Challenge(challenges)) => {
+                tracing::debug!(%source, "INVITE challenged (digest)");
+                let mut resp = self.build(&req, 401, "Unauthorized", Some(&message::new_tag()));
+                for c in challenges {
+                    push(&mut resp, rsip::headers::WwwAuthenticate::new(c).into());
+                }
+                self.endpoint.respond(key, resp);
+                return;
+            }
+            Err(Refusal::Forbidden(why)) => {
+                tracing::info!(%source, why, "INVITE refused: 403");
+                // No detail: a refused source learns nothing about the policy.
+                return reject(self, 403, "Forbidden", "");
+            }
+            Err(Refusal::TrunkFull) => {
+                return reject(self, 503, "Service Unavailable", "trunk call limit reached")
+            }
+        };
         let dialled = req.uri.user().unwrap_or_default().to_string();
         let Some(number) = cfg.number(&dialled).cloned() else {
             tracing::info!(%dialled, %source, "INVITE for a number we do not serve");
             return reject(self, 404, "Not Found", "number not served here");
         };
+        if !self.trunks.may_reach(trunk, &dialled) {
+            tracing::info!(%dialled, trunk = trunk.map(|t| self.trunks.name(t)), "number not allowed for this trunk: 403");
+            return reject(self, 403, "Forbidden", "number not allowed for this trunk");
+        }
         if self.at_limit() {
             tracing::warn!(limit = cfg.limits.max_calls, "call limit reached");
             return reject(self, 503, "Service Unavailable", "call limit reached");
+        }
+        if self.trunks.at_limit(trunk) {
+            tracing::warn!(
+                trunk = trunk.map(|t| self.trunks.name(t)),
+                "trunk call limit reached"
+            );
+            return reject(self, 503, "Service Unavailable", "trunk call limit reached");
         }
         if req.body.is_empty() {
             // Late offer (SDP in the ACK) is not supported yet; say so rather than fail later.
@@ -312,7 +371,7 @@ impl CallManager {
             }
         };
         let local_tag = message::new_tag();
-        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri()) {
+        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri(via_transport(&req))) {
             Ok(d) => d,
             Err(e) => {
                 let _ = media.close().await;
@@ -346,6 +405,7 @@ impl CallManager {
             caller_name: from_name,
             called: dialled.clone(),
             channel: number.channel.clone(),
+            trunk: trunk.map(|t| self.trunks.name(t).to_string()),
             language: number
                 .language
                 .clone()
@@ -358,7 +418,8 @@ impl CallManager {
             call_id: info.call_id.clone(),
             local_tag: local_tag.clone(),
         };
-        tracing::info!(call_id = %info.call_id, caller = %info.caller, called = %dialled, codec = %info.codec, "call answered");
+        let caller = crate::logmask::caller_for_log(&info.caller, cfg.log.mask_caller_numbers);
+        tracing::info!(call_id = %info.call_id, %caller, called = %dialled, trunk = info.trunk.as_deref(), codec = %info.codec, "call answered");
         let (sig_tx, sig_rx) = mpsc::unbounded_channel();
         self.calls.insert(
             ck.clone(),
@@ -369,8 +430,12 @@ impl CallManager {
                 local_rtp,
                 sdp_session,
                 sdp_version: 0,
+                trunk: info.trunk.clone(),
+                source,
+                transport: via_transport(&req),
             },
         );
+        self.trunks.call_started(trunk);
         self.by_invite.insert(key, ck.clone());
         self.counters
             .answered
@@ -485,6 +550,7 @@ impl CallManager {
             return;
         };
         self.by_invite.remove(&call.invite);
+        self.trunks.call_ended(call.trunk.as_deref());
         self.counters
             .active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -494,13 +560,19 @@ impl CallManager {
         if done.send_bye {
             let local = self.endpoint.local_addr();
             let host = self.advertised_ip().to_string();
-            let (bye, next_hop) = call.dialog.new_request(
-                rsip::Method::Bye,
-                &host,
-                local.port(),
-                rsip::Transport::Udp,
-            );
-            match uri_socket_addr(&next_hop) {
+            let (bye, next_hop) =
+                call.dialog
+                    .new_request(rsip::Method::Bye, &host, local.port(), call.transport);
+            let dest = uri_socket_addr(&next_hop).map(|hop| {
+                // RFC 5923-style reuse: a TCP caller's own host is reached on the connection
+                // it called on (its Contact port usually accepts no connections).
+                if call.transport == rsip::Transport::Tcp && hop.ip() == call.source.ip() {
+                    call.source
+                } else {
+                    hop
+                }
+            });
+            match dest {
                 Some(dest) => self.endpoint.send(bye, dest),
                 None => {
                     tracing::warn!(uri = %next_hop, "cannot route BYE: next hop is not an IP address")
@@ -544,12 +616,19 @@ impl CallManager {
         cfg.sip.advertised_addr.unwrap_or(cfg.media.rtp_ip)
     }
 
-    fn contact_uri(&self) -> rsip::Uri {
+    /// Our Contact; for a TCP caller with `;transport=tcp`, so its in-dialog requests (BYE)
+    /// come over TCP too.
+    fn contact_uri(&self, transport: rsip::Transport) -> rsip::Uri {
         let port = self.endpoint.local_addr().port();
         let ip = self.advertised_ip();
+        let param = if transport == rsip::Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         let text = match ip {
-            IpAddr::V4(v4) => format!("sip:hotline@{v4}:{port}"),
-            IpAddr::V6(v6) => format!("sip:hotline@[{v6}]:{port}"),
+            IpAddr::V4(v4) => format!("sip:hotline@{v4}:{port}{param}"),
+            IpAddr::V6(v6) => format!("sip:hotline@[{v6}]:{port}{param}"),
         };
         rsip::Uri::try_from(text.as_str()).unwrap_or_default()
     }
@@ -609,7 +688,8 @@ impl CallManager {
         }
         push(
             &mut resp,
-            rsip::headers::Contact::new(format!("<{}>", self.contact_uri())).into(),
+            rsip::headers::Contact::new(format!("<{}>", self.contact_uri(via_transport(req))))
+                .into(),
         );
         if code == 200 {
             push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
@@ -636,6 +716,24 @@ fn set_body(resp: &mut rsip::Response, body: Vec<u8>) {
     resp.headers
         .push(rsip::headers::ContentLength::new(body.len().to_string()).into());
     resp.body = body;
+}
+
+/// The transport of the request's top Via (`SIP/2.0/TCP` → TCP); UDP otherwise.
+fn via_transport(req: &rsip::Request) -> rsip::Transport {
+    let top = req.headers.iter().find_map(|h| match h {
+        rsip::Header::Via(v) => Some(v.value().to_string()),
+        _ => None,
+    });
+    let proto = top
+        .as_deref()
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or("");
+    if proto.eq_ignore_ascii_case("TCP") {
+        rsip::Transport::Tcp
+    } else {
+        rsip::Transport::Udp
+    }
 }
 
 fn to_tag(req: &rsip::Request) -> Option<String> {

@@ -23,6 +23,9 @@ pub struct CallRecord {
     /// Dialled number (Request-URI user part) and the channel it stands for.
     pub called: String,
     pub channel: String,
+    /// The `[[trunk]]` the call came in on; absent when no trunks are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
     pub started_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,

@@ -48,6 +48,9 @@ pub struct DialOptions {
     pub max_duration: Duration,
     /// Print steps to stdout.
     pub verbose: bool,
+    /// Digest credentials (user, password) to answer a 401/407 with, for a trunk that
+    /// requires authentication.
+    pub auth: Option<(String, String)>,
 }
 
 impl Default for DialOptions {
@@ -66,6 +69,7 @@ impl Default for DialOptions {
             record: None,
             max_duration: Duration::from_secs(60),
             verbose: true,
+            auth: None,
         }
     }
 }
@@ -143,13 +147,13 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
 
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), opts.bind_ip);
     let offer = sdp::offer(&opts.codecs, 101, local_rtp, rand::random::<u32>() as u64);
-    let invite = build_invite(&target, &opts.from_user, local, &call_id, &offer);
+    let mut invite = build_invite(&target, &opts.from_user, local, &call_id, &offer);
     p.step(format!(
         "INVITE {target} from {} (SIP {local}, RTP {local_rtp})",
         opts.from_user
     ));
     let sent_at = Instant::now();
-    let Some(invite_key) = ep.send_request(invite.clone(), dest).await else {
+    let Some(mut invite_key) = ep.send_request(invite.clone(), dest).await else {
         ep.shutdown();
         return Err(DialError::NoAnswer("could not send INVITE".into()));
     };
@@ -164,6 +168,9 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
         packets_sent: 0,
         recorded: None,
     };
+    let mut invite_cseq: u32 = 1;
+    // Authenticated attempts without a stale nonce; a second refusal means wrong credentials.
+    let mut auth_failures = 0;
 
     // Wait for the final answer.
     let mut dialog = loop {
@@ -177,6 +184,54 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
                 }
                 report.status = code;
                 report.setup_ms = sent_at.elapsed().as_millis() as u64;
+                if code == 401 || code == 407 {
+                    let challenge = response.headers.iter().find_map(|h| match h {
+                        rsip::Header::WwwAuthenticate(v) => {
+                            crate::sip::digest::Challenge::parse(v.value())
+                        }
+                        rsip::Header::ProxyAuthenticate(v) => {
+                            crate::sip::digest::Challenge::parse(v.value())
+                        }
+                        _ => None,
+                    });
+                    let retry = match (&opts.auth, challenge) {
+                        (Some((user, pass)), Some(ch)) if ch.stale || auth_failures == 0 => {
+                            if !ch.stale {
+                                auth_failures += 1;
+                            }
+                            Some((user, pass, ch))
+                        }
+                        _ => None,
+                    };
+                    if let Some((user, pass, ch)) = retry {
+                        invite_cseq += 1;
+                        let header = crate::sip::digest::authorization(
+                            &ch,
+                            user,
+                            pass,
+                            "INVITE",
+                            &target.to_string(),
+                            1,
+                            &uuid::Uuid::new_v4().simple().to_string(),
+                        );
+                        invite = with_authorization(&invite, invite_cseq, code, header);
+                        p.step(format!(
+                            "-> INVITE with {} credentials for {}{}",
+                            ch.algorithm.name(),
+                            user,
+                            if ch.stale { " (stale nonce)" } else { "" }
+                        ));
+                        match ep.send_request(invite.clone(), dest).await {
+                            Some(k) => invite_key = k,
+                            None => {
+                                ep.shutdown();
+                                let _ = media.close().await;
+                                return Err(DialError::NoAnswer("could not send INVITE".into()));
+                            }
+                        }
+                        continue;
+                    }
+                }
                 if code >= 300 {
                     ep.shutdown();
                     let _ = media.close().await;
@@ -185,7 +240,7 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
                 let dialog = Dialog::uac(&invite, &response)
                     .map_err(|e| DialError::NoAnswer(e.to_string()))?;
                 let (ack, hop) = dialog.ack_for_2xx(
-                    1,
+                    invite_cseq,
                     &local.ip().to_string(),
                     local.port(),
                     rsip::Transport::Udp,
@@ -301,7 +356,7 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
                 }
                 Some(TransactionEvent::Response { response, .. }) if u16::from(response.status_code.clone()) == 200 => {
                     // A retransmitted 2xx: our ACK was lost; ACK again.
-                    let (ack, hop) = dialog.ack_for_2xx(1, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
+                    let (ack, hop) = dialog.ack_for_2xx(invite_cseq, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
                     ep.send(ack, crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest));
                 }
                 Some(_) => {}
@@ -368,6 +423,44 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
 enum Action {
     Digit(char),
     Speak(Arc<Prompt>),
+}
+
+/// The INVITE again with credentials: a new branch (a new transaction), the next CSeq,
+/// `Authorization` (or `Proxy-Authorization` after a 407) replacing any earlier one.
+fn with_authorization(
+    invite: &rsip::Request,
+    cseq: u32,
+    status: u16,
+    authorization: String,
+) -> rsip::Request {
+    let mut next = invite.clone();
+    next.headers = rsip::Headers::default();
+    for h in invite.headers.iter() {
+        match h {
+            rsip::Header::Via(v) => {
+                let value = v.value();
+                let head = value.split(";branch=").next().unwrap_or(value);
+                next.headers.push(
+                    rsip::headers::Via::new(format!(
+                        "{head};branch={};rport",
+                        message::new_branch()
+                    ))
+                    .into(),
+                );
+            }
+            rsip::Header::CSeq(_) => next
+                .headers
+                .push(rsip::headers::CSeq::new(format!("{cseq} INVITE")).into()),
+            rsip::Header::Authorization(_) | rsip::Header::ProxyAuthorization(_) => {}
+            other => next.headers.push(other.clone()),
+        }
+    }
+    next.headers.push(if status == 407 {
+        rsip::headers::ProxyAuthorization::new(authorization).into()
+    } else {
+        rsip::headers::Authorization::new(authorization).into()
+    });
+    next
 }
 
 fn build_invite(

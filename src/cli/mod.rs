@@ -116,6 +116,17 @@ struct DialArgs {
     /// Print the report as JSON at the end.
     #[arg(long)]
     json: bool,
+    /// Digest user name, for a trunk that requires authentication.
+    #[arg(long, requires = "password")]
+    user: Option<String>,
+    /// Digest password (or HOTLINE_DIAL_PASSWORD, which keeps it out of `ps`).
+    #[arg(
+        long,
+        env = "HOTLINE_DIAL_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    password: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -301,6 +312,7 @@ async fn dial(args: DialArgs) -> ExitCode {
         end_digit: args.end_digit,
         record: args.record,
         max_duration: secs(args.max_duration),
+        auth: args.user.zip(args.password),
         ..DialOptions::default()
     };
     match caller::dial(opts).await {

@@ -39,6 +39,9 @@ pub const SECTIONS: &[&str] = &[
     "intake",
     "tickets",
     "asr",
+    "trunk",
+    "security",
+    "log",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -63,6 +66,8 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("sip", "t4_ms", Kind::Int),
     ("sip", "early_media", Kind::Bool),
     ("sip", "user_agent", Kind::Str),
+    ("sip", "tcp", Kind::Bool),
+    ("sip", "max_message_bytes", Kind::Int),
     ("media", "rtp_ip", Kind::Str),
     ("media", "rtp_port_min", Kind::Int),
     ("media", "rtp_port_max", Kind::Int),
@@ -99,6 +104,13 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("asr", "threads_per_worker", Kind::Int),
     ("asr", "queue_depth", Kind::Int),
     ("asr", "time_budget_secs", Kind::Int),
+    ("security", "unknown_source", Kind::Str),
+    ("security", "rate_limit", Kind::Int),
+    ("security", "rate_burst", Kind::Int),
+    ("security", "ban_secs", Kind::Int),
+    ("security", "scanner_user_agents", Kind::StrList),
+    ("security", "nonce_ttl_secs", Kind::Int),
+    ("log", "mask_caller_numbers", Kind::Bool),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.
@@ -200,7 +212,10 @@ fn override_for(name: &str, value: &str) -> Result<Option<Override>, ConfigError
 }
 
 fn unknown_key(name: &str, section: &str, key: &str) -> ConfigError {
-    let message = if section == "number" || (section == "menu" && key == "option") {
+    let message = if section == "number"
+        || section == "trunk"
+        || (section == "menu" && key == "option")
+    {
         format!("`{section}` entries are a list of tables and cannot be set from the environment; edit the file")
     } else {
         let known: Vec<String> = KEYS

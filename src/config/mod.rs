@@ -61,6 +61,13 @@ pub struct Config {
     pub tickets: TicketsConfig,
     /// Transcription of callers' messages (Whisper).
     pub asr: AsrSection,
+    /// `[[trunk]]`: who may call. None configured = anyone may (the demo set-up).
+    #[serde(rename = "trunk")]
+    pub trunks: Vec<TrunkConfig>,
+    /// Scanner and flood defence.
+    pub security: SecurityConfig,
+    /// Logging policy.
+    pub log: LogConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -86,6 +93,11 @@ pub struct SipConfig {
     pub early_media: bool,
     /// Value of the User-Agent/Server header. Default `hotline-gateway/<version>`.
     pub user_agent: String,
+    /// Also accept SIP over TCP on the `listen` address. Default true.
+    pub tcp: bool,
+    /// Largest SIP message accepted over TCP, bytes (a bigger one closes the connection).
+    /// Default 65535.
+    pub max_message_bytes: usize,
 }
 
 impl Default for SipConfig {
@@ -98,6 +110,8 @@ impl Default for SipConfig {
             t4_ms: 5000,
             early_media: false,
             user_agent: concat!("hotline-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
+            tcp: true,
+            max_message_bytes: 65_535,
         }
     }
 }
@@ -404,6 +418,122 @@ impl Default for TicketsConfig {
     }
 }
 
+/// One `[[trunk]]`: a carrier or PBX allowed to send us calls. `name` and `sources` are
+/// required (checked by validation).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrunkConfig {
+    /// Goes into the call record and the ticket, e.g. `carrier-a`.
+    pub name: String,
+    /// Source addresses the trunk sends from, as CIDR (`203.0.113.0/28`, `2001:db8::/48`) or
+    /// single addresses (`198.51.100.7`).
+    pub sources: Vec<String>,
+    /// Digest user name (RFC 8760); with `password`, INVITEs must authenticate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Digest password. Prefer a file readable only by the daemon; never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Digest realm. Default `hotline`.
+    pub realm: String,
+    /// Digest algorithms offered, in order of preference: `SHA-256`, `MD5`.
+    /// Default both, SHA-256 first (RFC 8760 §2.4).
+    pub algorithms: Vec<String>,
+    /// Concurrent calls from this trunk; more get 503 + Retry-After. Default: no own limit
+    /// (only `limits.max_calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<usize>,
+    /// The dialled numbers (`[[number]]` entries) this trunk may reach; empty = all.
+    pub numbers: Vec<String>,
+}
+
+impl Default for TrunkConfig {
+    fn default() -> Self {
+        TrunkConfig {
+            name: String::new(),
+            sources: Vec::new(),
+            username: None,
+            password: None,
+            realm: "hotline".to_owned(),
+            algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            max_calls: None,
+            numbers: Vec::new(),
+        }
+    }
+}
+
+impl TrunkConfig {
+    /// Parsed `sources`; invalid entries are skipped (validation reports them).
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.sources.iter().filter_map(|s| parse_net(s)).collect()
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a single address (a /32 or /128).
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// `[security]`: what happens to traffic that is not a call from a trunk.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Requests from an address no `[[trunk]]` allows: `"reject"` (403) or `"drop"` (no
+    /// answer at all, so scanners learn nothing). Only applies when trunks are configured.
+    /// Default `"reject"`.
+    pub unknown_source: String,
+    /// Sustained SIP messages per second allowed from one source address. Default 50.
+    pub rate_limit: u32,
+    /// Messages a source may send in a burst above `rate_limit`. Default 200.
+    pub rate_burst: u32,
+    /// A source that exceeds its rate is ignored for this long, seconds. Default 600.
+    pub ban_secs: u64,
+    /// Requests whose User-Agent contains one of these (case-insensitive) are dropped
+    /// silently. Default: the well-known SIP scanners.
+    pub scanner_user_agents: Vec<String>,
+    /// Lifetime of a digest nonce, seconds; an older one gets `stale=true`. Default 300.
+    pub nonce_ttl_secs: u64,
+}
+
+/// User-Agent substrings of SIP scanners seen on the Internet.
+pub const SCANNER_USER_AGENTS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sundayddr",
+    "iwar",
+    "vaxsipuseragent",
+    "pplsip",
+    "sip-scan",
+    "sipsak",
+    "smap",
+];
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            unknown_source: "reject".to_owned(),
+            rate_limit: 50,
+            rate_burst: 200,
+            ban_secs: 600,
+            scanner_user_agents: SCANNER_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
+            nonce_ttl_secs: 300,
+        }
+    }
+}
+
+/// `[log]`: what may appear in logs.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Mask caller numbers in logs (`13812345678` → `138****5678`). Call records and tickets
+    /// keep the full number. Default false.
+    pub mask_caller_numbers: bool,
+}
+
 /// A configuration error that names the key and, when known, the line.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{}", self.render())]
@@ -577,7 +707,12 @@ impl Config {
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "SIP listen: udp {}", self.sip.listen);
+        let _ = writeln!(
+            s,
+            "SIP listen: udp{} {}",
+            if self.sip.tcp { "+tcp" } else { "" },
+            self.sip.listen
+        );
         if let Some(a) = self.sip.advertised_addr {
             let _ = writeln!(s, "advertised address: {a}");
         }
@@ -598,6 +733,30 @@ impl Config {
                 n.channel,
                 self.prompts.language_dir(self.language_for(n)).display()
             );
+        }
+        if self.trunks.is_empty() {
+            let _ = writeln!(
+                s,
+                "trunks: none configured, calls accepted from any address"
+            );
+        } else {
+            let _ = writeln!(s, "trunks (others: {}):", self.security.unknown_source);
+            for t in &self.trunks {
+                let _ = writeln!(
+                    s,
+                    "  {} from {}{}{}",
+                    t.name,
+                    t.sources.join(", "),
+                    if t.username.is_some() {
+                        ", digest auth"
+                    } else {
+                        ""
+                    },
+                    t.max_calls
+                        .map(|m| format!(", max {m} calls"))
+                        .unwrap_or_default()
+                );
+            }
         }
         let _ = writeln!(s, "menu:");
         for o in &self.menu.options {

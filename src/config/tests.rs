@@ -267,7 +267,7 @@ fn every_env_key_exists_in_the_config_and_every_scalar_has_one() {
     for (section, item) in doc.iter() {
         let Some(t) = item.as_table() else { continue };
         for (key, v) in t.iter() {
-            if (v.is_value() && !v.is_array()) || key == "codecs" {
+            if (v.is_value() && !v.is_array()) || matches!(key, "codecs" | "scanner_user_agents") {
                 from_defaults.push((section.to_owned(), key.to_owned()));
             }
         }
@@ -302,4 +302,61 @@ fn check_files_reports_a_missing_language_directory() {
     let e = find(&errs, "prompts.language");
     assert_eq!(e.line, line(&text, "language"));
     assert!(e.message.contains("xx"), "{e}");
+}
+
+#[test]
+fn trunk_errors_name_key_and_line_and_never_echo_a_password() {
+    let text = format!(
+        "{MINIMAL}\n[[trunk]]\nname = \"carrier\"\nsources = [\"10.0.0.0/8\", \"10.0.0.300/24\"]\nusername = \"gw\"\npassword = \"\"\nalgorithms = [\"SHA-512\"]\nmax_calls = 0\nnumbers = [\"9999\"]\n\n[[trunk]]\nname = \"carrier\"\nsources = []\npassword = \"hunter2\"\n\n[security]\nunknown_source = \"ignore\"\n"
+    );
+    let errs = errors(parse(&text));
+    for (key, needle) in [
+        ("trunk[0].sources", "sources"),
+        ("trunk[0].password", "password = \"\""),
+        ("trunk[0].algorithms", "algorithms"),
+        ("trunk[0].max_calls", "max_calls"),
+        ("trunk[0].numbers", "numbers"),
+        ("security.unknown_source", "unknown_source"),
+    ] {
+        let e = find(&errs, key);
+        assert_eq!(e.line, line(&text, needle), "{e}");
+    }
+    assert!(find(&errs, "trunk[0].sources")
+        .message
+        .contains("10.0.0.300/24"));
+    assert!(find(&errs, "trunk[1].name").message.contains("twice"));
+    assert!(find(&errs, "trunk[1].sources").message.contains("missing"));
+    assert!(find(&errs, "trunk[1].username")
+        .message
+        .contains("password"));
+    assert!(errs.iter().all(|e| !e.to_string().contains("hunter2")));
+}
+
+#[test]
+fn trunks_parse_with_defaults_and_cannot_come_from_the_environment() {
+    let text = format!(
+        "{MINIMAL}\n[[trunk]]\nname = \"a\"\nsources = [\"2001:db8::/32\", \"192.0.2.7\"]\n"
+    );
+    let c = parse(&text).unwrap();
+    let t = &c.trunks[0];
+    assert_eq!(t.realm, "hotline");
+    assert_eq!(t.algorithms, ["SHA-256", "MD5"]);
+    assert_eq!(t.networks().len(), 2);
+    assert!(t.networks()[1].contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
+    assert!(c.sip.tcp);
+    assert_eq!(c.security.unknown_source, "reject");
+    assert!(!c.log.mask_caller_numbers);
+    let errs = errors(parse_env(MINIMAL, &[("HOTLINE_TRUNK_NAME", "x")]));
+    assert!(errs[0].message.contains("list of tables"), "{}", errs[0]);
+    let c = parse_env(
+        MINIMAL,
+        &[
+            ("HOTLINE_SECURITY_UNKNOWN_SOURCE", "drop"),
+            ("HOTLINE_LOG_MASK_CALLER_NUMBERS", "yes"),
+            ("HOTLINE_SIP_TCP", "false"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.security.unknown_source, "drop");
+    assert!(c.log.mask_caller_numbers && !c.sip.tcp);
 }

@@ -98,7 +98,7 @@ async fn ticket_record(tickets: &TicketService, dirs: &RecordDirs, path: &Path) 
 pub fn facts_from(record: &CallRecord) -> CallFacts {
     CallFacts {
         call_id: record.call_id.clone(),
-        trunk: None,
+        trunk: record.trunk.clone(),
         caller: record.caller.clone(),
         called: record.called.clone(),
         channel: record.channel.clone(),

@@ -10,6 +10,7 @@ use crate::call::prompts::PromptLibrary;
 use crate::config::Config;
 use crate::media::session::PortPool;
 use crate::sip::endpoint::{self, EndpointCounters, EndpointHandle};
+use crate::sip::guard::{GuardConfig, GuardCounters};
 use crate::sip::transaction::TimerConfig;
 use crate::ticket::{TicketConfig, TicketService};
 use aftercall::RecordDirs;
@@ -78,13 +79,18 @@ impl Gateway {
             t2: Duration::from_millis(config.sip.t2_ms),
             t4: Duration::from_millis(config.sip.t4_ms),
         };
-        let (endpoint, events) =
-            endpoint::start(config.sip.listen, timers)
-                .await
-                .map_err(|source| GatewayError::Bind {
-                    addr: config.sip.listen,
-                    source,
-                })?;
+        let endpoint_config = endpoint::EndpointConfig {
+            timers,
+            tcp: config.sip.tcp,
+            max_message_bytes: config.sip.max_message_bytes,
+            guard: Some(GuardConfig::from_config(&config)),
+        };
+        let (endpoint, events) = endpoint::start_with(config.sip.listen, endpoint_config)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: config.sip.listen,
+                source,
+            })?;
         let instance = instance_id(endpoint.local_addr());
 
         // Tickets: open the store (a blocking open: SQLite migrations), start delivery, and
@@ -144,7 +150,7 @@ impl Gateway {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let drain = Duration::from_secs(10);
         let manager = tokio::spawn(manager.run(events, shutdown_rx, drain));
-        tracing::info!(sip = %endpoint.local_addr(), "gateway answering");
+        tracing::info!(sip = %endpoint.local_addr(), tcp = endpoint.serves_tcp(), trunks = config.trunks.len(), "gateway answering");
         Ok(Gateway {
             endpoint,
             shutdown,
@@ -164,6 +170,11 @@ impl Gateway {
 
     pub fn sip_counters(&self) -> &Arc<EndpointCounters> {
         self.endpoint.counters()
+    }
+
+    /// The scanner/flood guard's decisions (drops, bans), for metrics.
+    pub fn guard_counters(&self) -> &Arc<GuardCounters> {
+        self.endpoint.guard_counters()
     }
 
     pub fn call_counters(&self) -> &Arc<CallCounters> {

@@ -1,5 +1,6 @@
-//! The socket driver around the sans-IO [`TransactionLayer`]: one tokio task per listening
-//! socket that reads datagrams, feeds the layer, fires its timers and writes what it polls.
+//! The socket driver around the sans-IO [`TransactionLayer`]: one tokio task that reads UDP
+//! datagrams and framed TCP messages, passes them through the [`Guard`], feeds the layer,
+//! fires its timers and writes what it polls.
 //!
 //! It is the only place in `sip` that does I/O or reads the clock. The transaction user
 //! (TU) talks to it through an [`EndpointHandle`] (commands) and a stream of
@@ -7,23 +8,50 @@
 //! the endpoint while the endpoint waits on the TU's event queue (no deadlock); events go
 //! over a bounded one so a stalled TU slows reading instead of growing memory.
 //!
-//! UDP only for now; a TCP transport would feed the same layer from per-connection framers.
+//! TCP (RFC 3261 §18): the same port as UDP. Each connection has a small task that frames
+//! the byte stream ([`super::framing`]) and writes what the driver gives it; responses go
+//! back on the connection their request came on, and a request to a TCP peer without a
+//! connection opens one. A connection that cannot be framed is closed.
 
+use super::guard::{Guard, GuardConfig, GuardCounters, Verdict};
 use super::message::{self, ParseError};
 use super::transaction::{
-    TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit,
+    TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit, Transport,
 };
+use rsip::headers::UntypedHeader;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+mod tcp;
+use tcp::{accept_loop, connection, Inbound};
 
 /// Largest datagram we accept; bigger ones are truncated by the kernel and then fail to parse.
 pub const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams handled per loop turn before timers and commands get a look-in.
 const RECV_BATCH: usize = 64;
+
+/// Messages queued for one TCP connection before further ones are dropped (a peer that
+/// does not read).
+const TCP_WRITE_QUEUE: usize = 256;
+/// Idle TCP connections are closed after this long (RFC 5626 keep-alives keep them open).
+const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How to run an endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointConfig {
+    pub timers: TimerConfig,
+    /// Also listen on TCP, same address and port.
+    pub tcp: bool,
+    /// Largest TCP message; bigger ones close the connection. 0 = [`MAX_DATAGRAM`].
+    pub max_message_bytes: usize,
+    /// The scanner/flood guard; `None` lets everything through (the test caller).
+    pub guard: Option<GuardConfig>,
+}
 
 /// Counters the endpoint keeps; shared with the admin/metrics side.
 #[derive(Debug, Default)]
@@ -35,6 +63,10 @@ pub struct EndpointCounters {
     /// Broken requests answered with 400 (or 501 for unknown methods).
     pub rejected: AtomicU64,
     pub send_errors: AtomicU64,
+    /// TCP connections accepted or opened.
+    pub tcp_connections: AtomicU64,
+    /// TCP connections closed because their stream could not be framed.
+    pub tcp_framing_errors: AtomicU64,
 }
 
 /// What the TU asks of the endpoint.
@@ -51,6 +83,8 @@ pub enum EndpointCommand {
         destination: SocketAddr,
         reply: Option<oneshot::Sender<Option<TransactionKey>>>,
     },
+    /// Replace the guard's rules (configuration reload); bans in force are kept.
+    SetGuard(GuardConfig),
     /// Stop the task.
     Shutdown,
 }
@@ -61,6 +95,8 @@ pub struct EndpointHandle {
     commands: mpsc::UnboundedSender<EndpointCommand>,
     local_addr: SocketAddr,
     counters: Arc<EndpointCounters>,
+    guard: Arc<GuardCounters>,
+    tcp: bool,
 }
 
 impl EndpointHandle {
@@ -71,6 +107,16 @@ impl EndpointHandle {
 
     pub fn counters(&self) -> &Arc<EndpointCounters> {
         &self.counters
+    }
+
+    /// The guard's decisions (all zero when the endpoint runs without a guard).
+    pub fn guard_counters(&self) -> &Arc<GuardCounters> {
+        &self.guard
+    }
+
+    /// Whether TCP is served on [`EndpointHandle::local_addr`] too.
+    pub fn serves_tcp(&self) -> bool {
+        self.tcp
     }
 
     /// Answer a server transaction. Fire-and-forget: a response to a transaction that has
@@ -107,41 +153,110 @@ impl EndpointHandle {
         rx.await.ok().flatten()
     }
 
+    /// New guard rules (SIGHUP reload). Ignored by an endpoint started without a guard.
+    pub fn set_guard(&self, config: GuardConfig) {
+        let _ = self.commands.send(EndpointCommand::SetGuard(config));
+    }
+
     pub fn shutdown(&self) {
         let _ = self.commands.send(EndpointCommand::Shutdown);
     }
 }
 
-/// Bind `addr` and start the endpoint task. Returns the handle and the event stream.
+/// Bind `addr` (UDP only, no guard) and start the endpoint task. Returns the handle and the
+/// event stream.
 pub async fn start(
     addr: SocketAddr,
     timers: TimerConfig,
 ) -> std::io::Result<(EndpointHandle, mpsc::Receiver<TransactionEvent>)> {
-    let socket = UdpSocket::bind(addr).await?;
-    Ok(start_with_socket(socket, timers))
+    start_with(
+        addr,
+        EndpointConfig {
+            timers,
+            ..EndpointConfig::default()
+        },
+    )
+    .await
 }
 
-/// Start the endpoint task on an already bound socket.
+/// Bind UDP (and TCP on the same port when `config.tcp`) and start the endpoint task.
+pub async fn start_with(
+    addr: SocketAddr,
+    config: EndpointConfig,
+) -> std::io::Result<(EndpointHandle, mpsc::Receiver<TransactionEvent>)> {
+    let socket = UdpSocket::bind(addr).await?;
+    let listener = if config.tcp {
+        // Port 0: take the port the UDP socket got, so both share one address.
+        let port = socket.local_addr()?.port();
+        Some(TcpListener::bind(SocketAddr::new(addr.ip(), port)).await?)
+    } else {
+        None
+    };
+    Ok(start_inner(socket, listener, config))
+}
+
+/// Start the endpoint task on an already bound socket (UDP only, no guard).
 pub fn start_with_socket(
     socket: UdpSocket,
     timers: TimerConfig,
 ) -> (EndpointHandle, mpsc::Receiver<TransactionEvent>) {
+    start_inner(
+        socket,
+        None,
+        EndpointConfig {
+            timers,
+            ..EndpointConfig::default()
+        },
+    )
+}
+
+fn start_inner(
+    socket: UdpSocket,
+    listener: Option<TcpListener>,
+    config: EndpointConfig,
+) -> (EndpointHandle, mpsc::Receiver<TransactionEvent>) {
     let local_addr = socket.local_addr().expect("bound socket has an address");
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let (in_tx, in_rx) = mpsc::channel(1024);
     let counters = Arc::new(EndpointCounters::default());
+    let guard = config.guard.map(Guard::new);
+    let guard_counters = guard
+        .as_ref()
+        .map(|g| g.counters().clone())
+        .unwrap_or_default();
+    let max_message = match config.max_message_bytes {
+        0 => MAX_DATAGRAM,
+        n => n,
+    };
+    let tcp = listener.is_some();
+    if let Some(listener) = listener {
+        tokio::spawn(accept_loop(
+            listener,
+            in_tx.clone(),
+            max_message,
+            counters.clone(),
+        ));
+    }
     let driver = Driver {
         socket,
-        layer: TransactionLayer::new(timers),
+        layer: TransactionLayer::new(config.timers),
         events: ev_tx,
         counters: counters.clone(),
+        guard,
+        connections: HashMap::new(),
+        next_conn: 0,
+        inbound_tx: in_tx,
+        max_message,
     };
-    tokio::spawn(driver.run(cmd_rx));
+    tokio::spawn(driver.run(cmd_rx, in_rx));
     (
         EndpointHandle {
             commands: cmd_tx,
             local_addr,
             counters,
+            guard: guard_counters,
+            tcp,
         },
         ev_rx,
     )
@@ -152,10 +267,20 @@ struct Driver {
     layer: TransactionLayer,
     events: mpsc::Sender<TransactionEvent>,
     counters: Arc<EndpointCounters>,
+    guard: Option<Guard>,
+    /// Live TCP connections by peer address: connection id and its write queue.
+    connections: HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)>,
+    next_conn: u64,
+    inbound_tx: mpsc::Sender<Inbound>,
+    max_message: usize,
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<EndpointCommand>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<EndpointCommand>,
+        mut inbound: mpsc::Receiver<Inbound>,
+    ) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let deadline = self.layer.poll_timeout().map(Instant::from_std);
@@ -170,14 +295,15 @@ impl Driver {
                 _ = sleep_until_opt(deadline) => {
                     self.layer.handle_timeout(now());
                 }
+                Some(msg) = inbound.recv() => self.handle_inbound(msg),
                 r = self.socket.recv_from(&mut buf) => {
                     match r {
                         Ok((n, src)) => {
-                            self.handle_datagram(&buf[..n], src);
+                            self.handle_message(&buf[..n], src, Transport::Udp);
                             // Drain what else is queued without yielding, bounded.
                             for _ in 1..RECV_BATCH {
                                 match self.socket.try_recv_from(&mut buf) {
-                                    Ok((n, src)) => self.handle_datagram(&buf[..n], src),
+                                    Ok((n, src)) => self.handle_message(&buf[..n], src, Transport::Udp),
                                     Err(_) => break,
                                 }
                             }
@@ -217,18 +343,64 @@ impl Driver {
                     let _ = reply.send(key.ok());
                 }
             }
+            EndpointCommand::SetGuard(config) => {
+                if let Some(guard) = &mut self.guard {
+                    guard.set_config(config);
+                }
+            }
             EndpointCommand::Shutdown => {}
         }
     }
 
-    fn handle_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
+    fn handle_inbound(&mut self, msg: Inbound) {
+        match msg {
+            Inbound::Opened { peer, id, writer } => {
+                let banned = self
+                    .guard
+                    .as_ref()
+                    .is_some_and(|g| g.is_banned(now(), peer.ip()));
+                // A banned peer's writer is dropped at once, which closes the connection.
+                if !banned {
+                    self.connections.insert(peer, (id, writer));
+                }
+            }
+            Inbound::Message { peer, bytes } => self.handle_message(&bytes, peer, Transport::Tcp),
+            Inbound::Closed { peer, id } => {
+                if self.connections.get(&peer).is_some_and(|(i, _)| *i == id) {
+                    self.connections.remove(&peer);
+                }
+            }
+        }
+    }
+
+    fn handle_message(&mut self, bytes: &[u8], source: SocketAddr, transport: Transport) {
         self.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        // Cheapest first: a banned or flooding source costs a hash lookup, no parsing.
+        if let Some(guard) = &mut self.guard {
+            if let Verdict::Drop(why) = guard.check_source(now(), source.ip()) {
+                tracing::trace!(%source, ?why, "dropped by guard");
+                if transport == Transport::Tcp {
+                    self.connections.remove(&source);
+                }
+                return;
+            }
+        }
         // Keep-alives (RFC 5626 CRLF pings) are not messages.
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
         match message::parse(bytes) {
             Ok(rsip::SipMessage::Request(mut req)) => {
+                if let Some(guard) = &mut self.guard {
+                    let ua = req.headers.iter().find_map(|h| match h {
+                        rsip::Header::UserAgent(ua) => Some(ua.value().to_string()),
+                        _ => None,
+                    });
+                    if let Verdict::Drop(why) = guard.check_request(ua.as_deref()) {
+                        tracing::debug!(%source, ?why, "dropped by guard");
+                        return;
+                    }
+                }
                 message::stamp_via(&mut req, source);
                 self.layer.handle_request(now(), req, source);
             }
@@ -236,12 +408,12 @@ impl Driver {
             Err(ParseError::BadRequest { reason, response }) => {
                 tracing::info!(%source, %reason, "bad request answered with 400");
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                self.send_stateless(*response, source);
+                self.send_stateless(*response, source, transport);
             }
             Err(ParseError::UnknownMethod { method, response }) => {
                 tracing::info!(%source, %method, "unknown method answered with 501");
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                self.send_stateless(*response, source);
+                self.send_stateless(*response, source, transport);
             }
             Err(e) => {
                 tracing::debug!(%source, error = %e, "datagram dropped");
@@ -253,8 +425,16 @@ impl Driver {
     /// Error responses to unparseable requests bypass the layer: there is no transaction.
     /// They go back to the datagram's source, as RFC 3581 would route them: the Via of a
     /// message we could not parse is not trustworthy enough to aim at another host.
-    fn send_stateless(&mut self, response: rsip::Response, destination: SocketAddr) {
+    fn send_stateless(
+        &mut self,
+        response: rsip::Response,
+        destination: SocketAddr,
+        transport: Transport,
+    ) {
         let bytes = message::to_bytes(&rsip::SipMessage::Response(response));
+        if transport == Transport::Tcp {
+            return self.send_tcp(destination, bytes);
+        }
         match self.socket.try_send_to(&bytes, destination) {
             Ok(_) => {
                 self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
@@ -269,7 +449,16 @@ impl Driver {
     /// Write every pending transmit and hand every pending event to the TU.
     /// Returns false when the TU has gone away.
     async fn flush(&mut self) -> bool {
-        while let Some(Transmit { destination, bytes }) = self.layer.poll_transmit() {
+        while let Some(Transmit {
+            destination,
+            transport,
+            bytes,
+        }) = self.layer.poll_transmit()
+        {
+            if transport == Transport::Tcp {
+                self.send_tcp(destination, bytes);
+                continue;
+            }
             match self.socket.send_to(&bytes, destination).await {
                 Ok(_) => {
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
@@ -289,6 +478,64 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// Queue `bytes` on the connection to `destination`, opening one if there is none
+    /// (our BYE to a TCP caller whose connection is gone). Never waits: a full queue drops.
+    fn send_tcp(&mut self, destination: SocketAddr, bytes: Vec<u8>) {
+        if let Some((_, writer)) = self.connections.get(&destination) {
+            match writer.try_send(bytes) {
+                Ok(()) => {
+                    self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%destination, "sip tcp write queue full or closed");
+                }
+            }
+            return;
+        }
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.is_banned(now(), destination.ip()))
+        {
+            // Its connection was closed by the ban: do not open another to it.
+            return;
+        }
+        self.next_conn += 1;
+        let id = self.next_conn;
+        let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
+        let _ = tx.try_send(bytes);
+        self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        self.connections.insert(destination, (id, tx));
+        let inbound = self.inbound_tx.clone();
+        let max = self.max_message;
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            let connect = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                TcpStream::connect(destination),
+            );
+            match connect.await {
+                Ok(Ok(stream)) => {
+                    counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
+                    connection(stream, destination, id, rx, inbound, max, counters).await
+                }
+                _ => {
+                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%destination, "cannot open sip tcp connection");
+                    let _ = inbound
+                        .send(Inbound::Closed {
+                            peer: destination,
+                            id,
+                        })
+                        .await;
+                }
+            }
+        });
+    }
+}
+
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
@@ -299,3 +546,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -50,12 +50,21 @@ pub struct GatewayProcess {
     pub data_dir: tempfile::TempDir,
     pub rtp: (u16, u16),
     env: Vec<(String, String)>,
+    config: PathBuf,
 }
 
-fn spawn(sip: SocketAddr, data_dir: &Path, rtp: (u16, u16), env: &[(String, String)]) -> Child {
+fn spawn(
+    config: &Path,
+    sip: SocketAddr,
+    data_dir: &Path,
+    rtp: (u16, u16),
+    env: &[(String, String)],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"));
     cmd.current_dir(repo())
-        .args(["serve", "--config", "config/hotline.toml"])
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
         .env("HOTLINE_SIP_LISTEN", sip.to_string())
         .env("HOTLINE_DATA_DIR", data_dir)
         .env("HOTLINE_MEDIA_RTP_PORT_MIN", rtp.0.to_string())
@@ -73,7 +82,22 @@ fn spawn(sip: SocketAddr, data_dir: &Path, rtp: (u16, u16), env: &[(String, Stri
 impl GatewayProcess {
     /// Start `serve` with the example config and `env` overrides on top.
     pub fn start(env: &[(&str, &str)]) -> GatewayProcess {
+        Self::start_with(None, env)
+    }
+
+    /// Start `serve` with the example config plus `extra` TOML appended (for what the
+    /// environment cannot set, such as `[[trunk]]` entries), and `env` overrides on top.
+    pub fn start_with(extra: Option<&str>, env: &[(&str, &str)]) -> GatewayProcess {
         let data_dir = tempfile::tempdir().unwrap();
+        let config = match extra {
+            None => repo().join("config/hotline.toml"),
+            Some(extra) => {
+                let base = std::fs::read_to_string(repo().join("config/hotline.toml")).unwrap();
+                let path = data_dir.path().join("hotline.toml");
+                std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
+                path
+            }
+        };
         let port = free_udp_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let rtp = rtp_range();
@@ -81,13 +105,14 @@ impl GatewayProcess {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = spawn(sip, data_dir.path(), rtp, &env);
+        let child = spawn(&config, sip, data_dir.path(), rtp, &env);
         let mut gw = GatewayProcess {
             child,
             sip,
             data_dir,
             rtp,
             env,
+            config,
         };
         gw.wait_ready();
         gw
@@ -98,7 +123,13 @@ impl GatewayProcess {
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.sip, self.data_dir.path(), self.rtp, &self.env);
+        self.child = spawn(
+            &self.config,
+            self.sip,
+            self.data_dir.path(),
+            self.rtp,
+            &self.env,
+        );
         self.wait_ready();
     }
 

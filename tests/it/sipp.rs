@@ -265,3 +265,60 @@ async fn sipp_call_with_pcap_audio_and_rfc4733_digits_ends_in_a_ticket_at_the_in
         found * 100.0
     );
 }
+
+/// The same caller over TCP (`-t t1`: one connection): responses come back on sipp's
+/// connection, and the gateway's BYE reaches sipp on it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_call_over_tcp_completes_with_its_record() {
+    if !peer_available("sipp") {
+        return;
+    }
+    let mut gw = GatewayProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let message = read_wav_8k(&repo().join("prompts/demo/caller_zh.wav"));
+    let record_prompt = read_wav_8k(&repo().join("prompts/zh/record.wav")).len() as u64 / 8;
+    let dtmf_at = 2500;
+    let speak_at = dtmf_at + 300 + record_prompt + 900;
+    let pcap = dir.path().join("caller.pcap");
+    write_pcap(&pcap, &caller_stream(2, dtmf_at, speak_at, &message));
+    let scenario = std::fs::read_to_string(repo().join("tests/sipp/uac_hotline.xml"))
+        .unwrap()
+        .replace("@PCAP@", pcap.to_str().unwrap());
+    let scen_path = dir.path().join("uac.xml");
+    std::fs::write(&scen_path, scenario).unwrap();
+
+    let sip_port = free_udp_port();
+    let media_port = gw.rtp.0 + 60;
+    let mut sipp = Command::new("sipp");
+    sipp.current_dir(dir.path())
+        .arg(gw.sip.to_string())
+        .args(["-sf", scen_path.to_str().unwrap(), "-s", "8890"])
+        .args(["-m", "1", "-l", "1", "-t", "t1"])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
+        .args(["-timeout", "60", "-timeout_error", "-nostdin", "-trace_err"])
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || sipp.output().expect("run sipp"))
+        .await
+        .unwrap();
+    let records = gw.wait_records(1, Duration::from_secs(10));
+    let log = gw.stop();
+    assert!(
+        out.status.success(),
+        "sipp over TCP failed ({}):\n{}\n{}\ndaemon:\n{log}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(records.len(), 1, "daemon:\n{log}");
+    let rec = &records[0];
+    assert_eq!(rec["caller"], "13700000000");
+    assert_eq!(rec["menu"]["digit"], "2");
+    assert_eq!(rec["recording"]["ended_by"], "stop_digit");
+    assert_eq!(rec["hangup"]["by"], "gateway", "our BYE went over TCP");
+}

@@ -12,14 +12,13 @@
 //!   Timer B (64·T1) while Calling: Timeout to the TU, Terminated.
 //! ```
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::client_non_invite::SeenProvisionals;
 use super::key::MessageIds;
 use super::timer::{sixty_four_t1, Backoff, Timer, TimerTable};
 use super::wire::{ack_for, bytes_of};
-use super::{Outputs, TimerConfig, TransactionEvent, TransactionKey};
+use super::{Outputs, Peer, TimerConfig, TransactionEvent, TransactionKey};
 
 /// §17.1.1.2: Timer D is at least 32 s on unreliable transports.
 const TIMER_D: Duration = Duration::from_secs(32);
@@ -35,7 +34,7 @@ enum State {
 
 pub(super) struct ClientInvite {
     state: State,
-    destination: SocketAddr,
+    destination: Peer,
     /// The INVITE, kept to build the ACK of a non-2xx.
     invite: Box<rsip::Request>,
     invite_bytes: Vec<u8>,
@@ -53,7 +52,7 @@ impl ClientInvite {
         now: Instant,
         invite: rsip::Request,
         cseq: u32,
-        destination: SocketAddr,
+        destination: Peer,
         config: TimerConfig,
         out: &mut Outputs,
     ) -> ClientInvite {
@@ -61,7 +60,9 @@ impl ClientInvite {
         out.transmit(destination, invite_bytes.clone());
         let mut backoff = Backoff::uncapped(&config);
         let mut timers = TimerTable::default();
-        timers.set_after(Timer::A, now, backoff.next_interval());
+        if !destination.reliable() {
+            timers.set_after(Timer::A, now, backoff.next_interval());
+        }
         timers.set_after(Timer::B, now, sixty_four_t1(&config));
         ClientInvite {
             state: State::Calling,
@@ -125,7 +126,12 @@ impl ClientInvite {
                 self.ack = bytes_of(&ack_for(&self.invite, &response, self.cseq));
                 out.transmit(self.destination, self.ack.clone());
                 self.timers.stop_all();
-                self.timers.set_after(Timer::D, now, TIMER_D);
+                let d = if self.destination.reliable() {
+                    Duration::ZERO
+                } else {
+                    TIMER_D
+                };
+                self.timers.set_after(Timer::D, now, d);
                 self.state = State::Completed;
                 up(out, response);
             }

@@ -7,12 +7,11 @@
 //!   Timer F (64·T1) in Trying/Proceeding: Timeout to the TU, Terminated.
 //! ```
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::key::MessageIds;
 use super::timer::{sixty_four_t1, Backoff, Timer, TimerTable};
-use super::{Outputs, TimerConfig, TransactionEvent, TransactionKey};
+use super::{Outputs, Peer, TimerConfig, TransactionEvent, TransactionKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -24,7 +23,7 @@ enum State {
 
 pub(super) struct ClientNonInvite {
     state: State,
-    destination: SocketAddr,
+    destination: Peer,
     request: Vec<u8>,
     timers: TimerTable,
     backoff: Backoff,
@@ -36,14 +35,16 @@ impl ClientNonInvite {
     pub fn new(
         now: Instant,
         request: Vec<u8>,
-        destination: SocketAddr,
+        destination: Peer,
         config: TimerConfig,
         out: &mut Outputs,
     ) -> ClientNonInvite {
         out.transmit(destination, request.clone());
         let mut backoff = Backoff::capped(&config);
         let mut timers = TimerTable::default();
-        timers.set_after(Timer::E, now, backoff.next_interval());
+        if !destination.reliable() {
+            timers.set_after(Timer::E, now, backoff.next_interval());
+        }
         timers.set_after(Timer::F, now, sixty_four_t1(&config));
         ClientNonInvite {
             state: State::Trying,
@@ -87,7 +88,12 @@ impl ClientNonInvite {
             }
             (State::Trying | State::Proceeding, 200..=699) => {
                 self.timers.stop_all();
-                self.timers.set_after(Timer::K, now, self.config.t4);
+                let k = if self.destination.reliable() {
+                    std::time::Duration::ZERO
+                } else {
+                    self.config.t4
+                };
+                self.timers.set_after(Timer::K, now, k);
                 self.state = State::Completed;
                 out.event(TransactionEvent::Response {
                     key: key.clone(),

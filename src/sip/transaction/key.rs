@@ -29,6 +29,8 @@ pub(super) struct TopVia {
     pub received: Option<String>,
     /// `rport` (RFC 3581): `Some(None)` when present without a value.
     pub rport: Option<Option<u16>>,
+    /// From the sent-protocol (`SIP/2.0/TCP`); anything not reliable counts as UDP.
+    pub transport: super::Transport,
 }
 
 impl TopVia {
@@ -97,12 +99,22 @@ fn parse_via_value(value: &str) -> Option<TopVia> {
         return None;
     }
     let (host, port) = split_host_port(sent_by.trim())?;
+    let proto = protocol.rsplit('/').next().unwrap_or("").trim();
+    let transport = if ["TCP", "TLS", "SCTP", "WS", "WSS"]
+        .iter()
+        .any(|t| proto.eq_ignore_ascii_case(t))
+    {
+        super::Transport::Tcp
+    } else {
+        super::Transport::Udp
+    };
     let mut via = TopVia {
         branch: None,
         host,
         port,
         received: None,
         rport: None,
+        transport,
     };
     for param in parts {
         let (name, val) = match param.split_once('=') {

@@ -80,11 +80,42 @@ pub struct TransactionKey {
     pub method: String,
 }
 
-/// Bytes to put on the wire.
+/// How a message travels. On a reliable transport (TCP) the layer never retransmits
+/// (Timers A, E, G and the 2xx resend are not used) and keeps no absorbing state
+/// (Timers D, I, J, K are zero), RFC 3261 §17.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn is_reliable(self) -> bool {
+        self == Transport::Tcp
+    }
+}
+
+/// Where a transaction's messages go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+impl Peer {
+    fn reliable(&self) -> bool {
+        self.transport.is_reliable()
+    }
+}
+
+/// Bytes to put on the wire. For TCP the endpoint sends them on the connection to
+/// `destination` (the one the request came on, §18.2.2), connecting if there is none.
 #[derive(Debug)]
 #[must_use]
 pub struct Transmit {
     pub destination: SocketAddr,
+    pub transport: Transport,
     pub bytes: Vec<u8>,
 }
 
@@ -144,8 +175,12 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn transmit(&mut self, destination: SocketAddr, bytes: Vec<u8>) {
-        self.transmits.push_back(Transmit { destination, bytes });
+    fn transmit(&mut self, destination: Peer, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            destination: destination.addr,
+            transport: destination.transport,
+            bytes,
+        });
     }
 
     fn event(&mut self, event: TransactionEvent) {
@@ -213,8 +248,17 @@ impl TransactionLayer {
             return;
         };
         // §18.2.2 / RFC 3581; a Via naming a host we cannot resolve without I/O falls back
-        // to where the request came from.
-        let destination = ids.via.response_destination().unwrap_or(source);
+        // to where the request came from. Over TCP the response goes back on the
+        // connection the request came on, i.e. to its source.
+        let transport = ids.via.transport;
+        let destination = Peer {
+            addr: if transport.is_reliable() {
+                source
+            } else {
+                ids.via.response_destination().unwrap_or(source)
+            },
+            transport,
+        };
         match request.method {
             rsip::Method::Ack => self.handle_ack(now, request, &ids, source),
             rsip::Method::Cancel => self.handle_cancel(now, &request, &ids, destination),
@@ -331,6 +375,10 @@ impl TransactionLayer {
         let ids = MessageIds::read(&request.headers).ok_or_else(|| missing_header(&request))?;
         let method = request.method.to_string();
         let key = ids.key(&method);
+        let destination = Peer {
+            addr: destination,
+            transport: via.transport,
+        };
         let machine = match request.method {
             rsip::Method::Ack => {
                 self.out.transmit(destination, wire::bytes_of(&request));

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::key::{MessageIds, RequestId};
 use super::server_invite::{self, AckDisposition, ServerInvite};
 use super::server_non_invite::ServerNonInvite;
-use super::{wire, TransactionEvent, TransactionKey, TransactionLayer};
+use super::{wire, Peer, TransactionEvent, TransactionKey, TransactionLayer};
 
 pub(super) enum ServerMachine {
     Invite(ServerInvite),
@@ -88,7 +88,7 @@ impl TransactionLayer {
         now: Instant,
         cancel: &rsip::Request,
         ids: &MessageIds,
-        destination: SocketAddr,
+        destination: Peer,
     ) {
         let key = ids.key("CANCEL");
         if let Some(entry) = self.servers.get_mut(&key) {
@@ -133,7 +133,7 @@ impl TransactionLayer {
         request: rsip::Request,
         ids: &MessageIds,
         source: SocketAddr,
-        destination: SocketAddr,
+        destination: Peer,
     ) {
         let method = request.method.to_string();
         let key = ids.key(&method);

@@ -24,13 +24,12 @@
 //! The Accepted state also does the TU's §13.3.1.4 duty of retransmitting the 2xx until its
 //! ACK, so the TU only learns "ACK arrived" or "AckTimeout".
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::key::tag_of;
 use super::timer::{sixty_four_t1, Backoff, Timer, TimerTable};
 use super::wire::{bytes_of, response_to};
-use super::{Outputs, TimerConfig, TransactionError, TransactionEvent, TransactionKey};
+use super::{Outputs, Peer, TimerConfig, TransactionError, TransactionEvent, TransactionKey};
 use rsip::headers::UntypedHeader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +57,7 @@ pub(super) struct ServerInvite {
     state: State,
     /// The INVITE, kept to build the 487 a CANCEL calls for.
     request: Box<rsip::Request>,
-    destination: SocketAddr,
+    destination: Peer,
     /// Our To tag, learnt from the TU's responses (or made up for a 487), so the 487 and
     /// the CANCEL's 200 carry the same tag (§9.2).
     to_tag: Option<String>,
@@ -73,7 +72,7 @@ impl ServerInvite {
     /// A new INVITE: answer 100 Trying at once (§17.2.1) so the client stops Timer A.
     pub fn new(
         request: rsip::Request,
-        destination: SocketAddr,
+        destination: Peer,
         config: TimerConfig,
         out: &mut Outputs,
     ) -> ServerInvite {
@@ -96,7 +95,7 @@ impl ServerInvite {
     pub fn rejected(
         now: Instant,
         request: rsip::Request,
-        destination: SocketAddr,
+        destination: Peer,
         code: u16,
         reason: &str,
         config: TimerConfig,
@@ -145,7 +144,12 @@ impl ServerInvite {
         match self.state {
             State::Completed => {
                 self.timers.stop_all();
-                self.timers.set_after(Timer::I, now, self.config.t4);
+                let i = if self.destination.reliable() {
+                    Duration::ZERO
+                } else {
+                    self.config.t4
+                };
+                self.timers.set_after(Timer::I, now, i);
                 self.state = State::Confirmed;
                 AckDisposition::Absorb
             }
@@ -191,8 +195,10 @@ impl ServerInvite {
                 out.transmit(self.destination, self.last_response.clone());
                 self.state = State::Accepted { acked: false };
                 self.backoff = Backoff::capped(&self.config);
-                self.timers
-                    .set_after(Timer::Retransmit2xx, now, self.backoff.next_interval());
+                if !self.destination.reliable() {
+                    self.timers
+                        .set_after(Timer::Retransmit2xx, now, self.backoff.next_interval());
+                }
                 self.timers
                     .set_after(Timer::L, now, sixty_four_t1(&self.config));
                 Ok(())
@@ -264,8 +270,10 @@ impl ServerInvite {
         self.last_response = response;
         self.state = State::Completed;
         self.backoff = Backoff::capped(&self.config);
-        self.timers
-            .set_after(Timer::G, now, self.backoff.next_interval());
+        if !self.destination.reliable() {
+            self.timers
+                .set_after(Timer::G, now, self.backoff.next_interval());
+        }
         self.timers
             .set_after(Timer::H, now, sixty_four_t1(&self.config));
     }

@@ -9,12 +9,11 @@
 //! Proceeding and Completed. Timer J (64·T1 on UDP) keeps the entry long enough to absorb
 //! every retransmission the client can still send.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::timer::{sixty_four_t1, Timer, TimerTable};
 use super::wire::bytes_of;
-use super::{Outputs, TimerConfig, TransactionError};
+use super::{Outputs, Peer, TimerConfig, TransactionError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -26,14 +25,14 @@ enum State {
 
 pub(super) struct ServerNonInvite {
     state: State,
-    destination: SocketAddr,
+    destination: Peer,
     last_response: Vec<u8>,
     timers: TimerTable,
     config: TimerConfig,
 }
 
 impl ServerNonInvite {
-    pub fn new(destination: SocketAddr, config: TimerConfig) -> ServerNonInvite {
+    pub fn new(destination: Peer, config: TimerConfig) -> ServerNonInvite {
         ServerNonInvite {
             state: State::Trying,
             destination,
@@ -46,7 +45,7 @@ impl ServerNonInvite {
     /// A request the layer answers itself (CANCEL, or a merged request's 482).
     pub fn answered(
         now: Instant,
-        destination: SocketAddr,
+        destination: Peer,
         response: &rsip::Response,
         config: TimerConfig,
         out: &mut Outputs,
@@ -110,7 +109,11 @@ impl ServerNonInvite {
         out.transmit(self.destination, response.clone());
         self.last_response = response;
         self.state = State::Completed;
-        self.timers
-            .set_after(Timer::J, now, sixty_four_t1(&self.config));
+        let j = if self.destination.reliable() {
+            std::time::Duration::ZERO
+        } else {
+            sixty_four_t1(&self.config)
+        };
+        self.timers.set_after(Timer::J, now, j);
     }
 }

@@ -11,6 +11,7 @@
 
 mod client;
 mod pair;
+mod reliable;
 mod server_invite;
 mod server_other;
 
