@@ -8,3 +8,4 @@ pub mod ivr;
 pub mod manager;
 pub mod prompts;
 pub mod record;
+pub mod stats;

@@ -135,9 +135,7 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
     let pool = PortPool::new(opts.bind_ip, opts.rtp_ports.0, opts.rtp_ports.1);
     let mut media = MediaSession::spawn(
         pool.bind().await?,
-        SessionConfig {
-            inactivity_timeout: opts.max_duration,
-        },
+        SessionConfig::new(opts.max_duration),
     );
     let local_rtp = media.local_addr();
 

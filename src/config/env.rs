@@ -38,6 +38,7 @@ pub const SECTIONS: &[&str] = &[
     "storage",
     "intake",
     "tickets",
+    "admin",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -80,6 +81,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "max_calls", Kind::Int),
     ("limits", "max_call_duration_secs", Kind::Int),
     ("limits", "retry_after_secs", Kind::Int),
+    ("limits", "drain_timeout_secs", Kind::Int),
     ("storage", "data_dir", Kind::Str),
     ("intake", "url", Kind::Str),
     ("intake", "token", Kind::Str),
@@ -91,6 +93,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("tickets", "classification", Kind::Str),
     ("tickets", "duplicate_window_secs", Kind::Int),
     ("tickets", "duplicate_threshold", Kind::Float),
+    ("admin", "listen", Kind::Str),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.

@@ -59,6 +59,8 @@ pub struct Config {
     pub intake: IntakeConfig,
     /// How tickets are classified and checked for duplicates.
     pub tickets: TicketsConfig,
+    /// The admin HTTP listener (metrics, health).
+    pub admin: AdminConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -264,6 +266,9 @@ pub struct LimitsConfig {
     pub max_call_duration_secs: u64,
     /// Retry-After value sent with 503, seconds. Default 30.
     pub retry_after_secs: u32,
+    /// On SIGTERM, how long calls in progress may go on before the gateway hangs up on
+    /// them (new calls get 503 meanwhile), seconds. Default 60.
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -272,6 +277,7 @@ impl Default for LimitsConfig {
             max_calls: 100,
             max_call_duration_secs: 600,
             retry_after_secs: 30,
+            drain_timeout_secs: 60,
         }
     }
 }
@@ -362,6 +368,35 @@ impl Default for TicketsConfig {
             duplicate_window_secs: 72 * 3600,
             duplicate_threshold: 0.5,
         }
+    }
+}
+
+/// `[admin]`: the HTTP listener for `/metrics`, `/healthz` and `/readyz`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `address:port`, empty = no listener. Default `127.0.0.1:9090`: loopback, because the
+    /// endpoints are unauthenticated. Env: `HOTLINE_ADMIN_LISTEN`.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".to_owned(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The address to listen on; `None` when the listener is off (or the value is invalid,
+    /// which validation reports).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        let l = self.listen.trim();
+        if l.is_empty() {
+            return None;
+        }
+        l.parse().ok()
     }
 }
 

@@ -10,6 +10,7 @@
 //! UDP only for now; a TCP transport would feed the same layer from per-connection framers.
 
 use super::message::{self, ParseError};
+use super::stats::{Direction, SipCounters};
 use super::transaction::{
     TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit,
 };
@@ -35,6 +36,9 @@ pub struct EndpointCounters {
     /// Broken requests answered with 400 (or 501 for unknown methods).
     pub rejected: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Requests and responses by method and code, both directions (parsed ones in, sent
+    /// ones out).
+    pub messages: SipCounters,
 }
 
 /// What the TU asks of the endpoint.
@@ -229,10 +233,14 @@ impl Driver {
         }
         match message::parse(bytes) {
             Ok(rsip::SipMessage::Request(mut req)) => {
+                self.counters.messages.count(Direction::In, bytes);
                 message::stamp_via(&mut req, source);
                 self.layer.handle_request(now(), req, source);
             }
-            Ok(rsip::SipMessage::Response(resp)) => self.layer.handle_response(now(), resp, source),
+            Ok(rsip::SipMessage::Response(resp)) => {
+                self.counters.messages.count(Direction::In, bytes);
+                self.layer.handle_response(now(), resp, source)
+            }
             Err(ParseError::BadRequest { reason, response }) => {
                 tracing::info!(%source, %reason, "bad request answered with 400");
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +266,7 @@ impl Driver {
         match self.socket.try_send_to(&bytes, destination) {
             Ok(_) => {
                 self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                self.counters.messages.count(Direction::Out, &bytes);
             }
             Err(e) => {
                 self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -273,6 +282,7 @@ impl Driver {
             match self.socket.send_to(&bytes, destination).await {
                 Ok(_) => {
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                    self.counters.messages.count(Direction::Out, &bytes);
                 }
                 Err(e) => {
                     self.counters.send_errors.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ mod audio;
 mod baresip;
 mod call_flow;
 mod harness;
+mod ops;
 mod sip_raw;
 mod sipp;
 #[path = "../tickets_common/mod.rs"]

@@ -1,0 +1,291 @@
+//! Running it as a service: the admin listener (metrics, health, readiness), SIGHUP reload
+//! under a running call, a bad file rejected on reload, and the SIGTERM drain.
+
+use super::harness::{repo, GatewayProcess};
+use hotline_gateway::caller::{dial, DialOptions, DialReport};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway with the admin listener on a free loopback port.
+fn start_with_admin(config: &Path) -> (GatewayProcess, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let gw =
+        GatewayProcess::start_with_config(config, &[("HOTLINE_ADMIN_LISTEN", &admin.to_string())]);
+    (gw, admin)
+}
+
+/// `GET path` over a plain TCP connection: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample, `series` being the name with its labels as exported.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn must(text: &str, series: &str) -> f64 {
+    metric(text, series).unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+/// A whole call without a spoken message: 1 at the menu, # after the tone, thanks, BYE.
+fn complete_call(gw: &GatewayProcess, ports: (u16, u16)) -> DialOptions {
+    let record = super::audio::read_wav_8k(&repo().join("prompts/zh/record.wav"));
+    DialOptions {
+        target: format!("sip:8890@{}", gw.sip),
+        dtmf: "1".into(),
+        dtmf_delay: Duration::from_millis(1500),
+        speak_delay: Duration::from_millis(record.len() as u64 / 8 + 900),
+        end_digit: Some('#'),
+        max_duration: Duration::from_secs(60),
+        rtp_ports: ports,
+        verbose: false,
+        ..DialOptions::default()
+    }
+}
+
+/// A call that presses 1 and hangs up a little later.
+fn short_call(gw: &GatewayProcess, ports: (u16, u16)) -> DialOptions {
+    DialOptions {
+        target: format!("sip:8890@{}", gw.sip),
+        dtmf: "1".into(),
+        dtmf_delay: Duration::from_millis(800),
+        max_duration: Duration::from_millis(2500),
+        rtp_ports: ports,
+        verbose: false,
+        ..DialOptions::default()
+    }
+}
+
+fn record_of<'a>(records: &'a [serde_json::Value], r: &DialReport) -> &'a serde_json::Value {
+    records
+        .iter()
+        .find(|rec| rec["call_id"] == r.call_id.as_str())
+        .unwrap_or_else(|| panic!("no record for {}", r.call_id))
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_call_from_sip_to_ticket() {
+    let (mut gw, admin) = start_with_admin(Path::new("config/hotline.toml"));
+    assert_eq!(http_get(admin, "/healthz").0, 200);
+    assert_eq!(http_get(admin, "/readyz").0, 200);
+    let report = dial(DialOptions {
+        play: Some(repo().join("prompts/demo/caller_zh.wav")),
+        ..complete_call(&gw, (gw.rtp.0 + 50, gw.rtp.1))
+    })
+    .await
+    .expect("dial");
+    assert_eq!(report.status, 200);
+    assert_eq!(gw.wait_tickets(1, Duration::from_secs(10)).len(), 1);
+
+    let (status, m) = http_get(admin, "/metrics");
+    let log = gw.stop();
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(must(&m, "hotline_calls_answered_total"), 1.0);
+    assert_eq!(must(&m, "hotline_calls_ended_total{reason=\"completed\"}"), 1.0);
+    assert_eq!(must(&m, "hotline_calls_active"), 0.0);
+    assert!(
+        must(
+            &m,
+            "hotline_sip_requests_total{direction=\"in\",method=\"INVITE\"}"
+        ) >= 1.0
+    );
+    assert!(
+        must(
+            &m,
+            "hotline_sip_responses_total{direction=\"out\",method=\"INVITE\",code=\"200\"}"
+        ) >= 1.0
+    );
+    // The gateway hung up: its BYE went out and the caller's 200 came back.
+    assert!(must(&m, "hotline_sip_requests_total{direction=\"out\",method=\"BYE\"}") >= 1.0);
+    assert!(
+        must(
+            &m,
+            "hotline_sip_responses_total{direction=\"in\",method=\"BYE\",code=\"200\"}"
+        ) >= 1.0
+    );
+    // ~15 s of audio each way at 50 packets per second.
+    assert!(must(&m, "hotline_rtp_packets_total{direction=\"in\"}") > 300.0);
+    assert!(must(&m, "hotline_rtp_packets_total{direction=\"out\"}") > 300.0);
+    let ticks = must(&m, "hotline_rtp_pacing_lateness_seconds_count");
+    assert!(ticks > 300.0);
+    assert_eq!(
+        must(
+            &m,
+            "hotline_rtp_pacing_lateness_seconds_bucket{le=\"+Inf\"}"
+        ),
+        ticks
+    );
+    assert_eq!(must(&m, "hotline_recordings_written_total"), 1.0);
+    assert_eq!(must(&m, "hotline_tickets_created_total"), 1.0);
+    let stored: f64 = ["pending", "in_flight", "delivered", "dead"]
+        .iter()
+        .map(|s| must(&m, &format!("hotline_tickets{{state=\"{s}\"}}")))
+        .sum();
+    assert_eq!(stored, 1.0, "one ticket in the store");
+    assert_eq!(must(&m, "hotline_ready"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_refuses_new_calls_and_lets_the_call_in_progress_finish() {
+    let (mut gw, admin) = start_with_admin(Path::new("config/hotline.toml"));
+    let in_progress = tokio::spawn(dial(complete_call(&gw, (gw.rtp.0 + 50, gw.rtp.0 + 69))));
+    assert!(
+        wait_until(Duration::from_secs(5), || gw.log().contains("call answered")),
+        "{}",
+        gw.log()
+    );
+    gw.signal("TERM");
+    assert!(
+        wait_until(Duration::from_secs(3), || http_get(admin, "/readyz").0 == 503),
+        "/readyz must say 503 while draining"
+    );
+    assert_eq!(http_get(admin, "/healthz").0, 200, "alive while draining");
+    let refused = dial(DialOptions {
+        target: format!("sip:8890@{}", gw.sip),
+        rtp_ports: (gw.rtp.0 + 70, gw.rtp.1),
+        max_duration: Duration::from_secs(3),
+        ..DialOptions::default()
+    })
+    .await
+    .expect("dial while draining");
+    assert_eq!(refused.status, 503, "new calls are refused while draining");
+
+    let report = in_progress.await.unwrap().expect("call in progress");
+    assert_eq!(report.status, 200);
+    assert_eq!(report.hung_up_by, Some("gateway"));
+    let status = gw.wait_exit(Duration::from_secs(30));
+    let log = gw.log();
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "exit 0 after the drain; log:\n{log}"
+    );
+    let records = gw.wait_records(1, Duration::from_secs(1));
+    assert_eq!(records.len(), 1, "{log}");
+    let rec = record_of(&records, &report);
+    assert_eq!(
+        rec["hangup"]["reason"], "completed",
+        "the call ran to its end, not cut by the shutdown: {rec:#}"
+    );
+    assert_eq!(gw.wait_tickets(1, Duration::from_secs(1)).len(), 1, "ticket flushed");
+}
+
+/// The example config with another label for digit 1 (and, if given, a broken line).
+fn write_config(path: &Path, label: &str, broken: Option<&str>) {
+    let base = std::fs::read_to_string(repo().join("config/hotline.toml")).unwrap();
+    assert!(base.contains("label = \"投诉举报\""));
+    let mut text = base.replace("label = \"投诉举报\"", &format!("label = \"{label}\""));
+    if let Some(b) = broken {
+        text = text.replace("max_attempts = 3", b);
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_menu_for_new_calls_and_rejects_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotline.toml");
+    write_config(&config, "Complaints v1", None);
+    let mut gw = GatewayProcess::start_with_config(&config, &[]);
+    let r = gw.rtp;
+
+    // A call in progress across the reload keeps the menu it started with.
+    let across = tokio::spawn(dial(complete_call(&gw, (r.0 + 50, r.0 + 59))));
+    assert!(wait_until(Duration::from_secs(5), || gw
+        .log()
+        .contains("call answered")));
+    write_config(&config, "Complaints v2", None);
+    gw.signal("HUP");
+    assert!(
+        gw.wait_log("configuration reloaded", Duration::from_secs(10)),
+        "{}",
+        gw.log()
+    );
+    let after = dial(short_call(&gw, (r.0 + 60, r.0 + 69)))
+        .await
+        .expect("call after reload");
+    assert_eq!(after.status, 200);
+
+    // A broken file: rejected, with key and line, and the running config stays.
+    write_config(&config, "Complaints v3", Some("max_attempts = \"three\""));
+    let bad_line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("max_attempts = \"three\""))
+        .unwrap()
+        + 1;
+    gw.signal("HUP");
+    assert!(
+        gw.wait_log("configuration NOT reloaded", Duration::from_secs(10)),
+        "{}",
+        gw.log()
+    );
+    let log = gw.log();
+    let named = log
+        .lines()
+        .any(|l| l.contains("menu.max_attempts") && l.contains(&format!(":{bad_line}:")));
+    assert!(named, "the error names key and line {bad_line}:\n{log}");
+    let still = dial(short_call(&gw, (r.0 + 70, r.0 + 79)))
+        .await
+        .expect("call after a rejected reload");
+    assert_eq!(still.status, 200);
+
+    let across = across.await.unwrap().expect("call across the reload");
+    assert_eq!(across.status, 200);
+    let records = gw.wait_records(3, Duration::from_secs(10));
+    let log = gw.stop();
+    assert_eq!(records.len(), 3, "{log}");
+    let across = record_of(&records, &across);
+    assert_eq!(across["menu"]["label"], "Complaints v1", "{across:#}");
+    assert_eq!(across["hangup"]["reason"], "completed", "{across:#}");
+    assert_eq!(record_of(&records, &after)["menu"]["label"], "Complaints v2");
+    assert_eq!(
+        record_of(&records, &still)["menu"]["label"],
+        "Complaints v2",
+        "the bad file changed nothing"
+    );
+}
