@@ -242,7 +242,10 @@ impl Gateway {
     pub async fn finish(self) {
         let _ = self.manager.await;
         self.endpoint.shutdown();
-        // The manager (and with it the record sink) is gone: the after-call task drains.
+        // The manager is gone; once the services (which hold the record sink) are dropped
+        // too, the after-call task drains and ends.
+        drop(self.live);
+        drop(self.shared);
         let _ = self.aftercall.await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         match self.tickets.flush(deadline).await {
