@@ -26,7 +26,15 @@ fn start_with_admin(config: &Path) -> (GatewayProcess, SocketAddr) {
 
 /// `GET path` over a plain TCP connection: (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect admin");
+    // The admin listener binds just after SIP answers: allow it a moment at start.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut s = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("connect admin {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
@@ -165,6 +173,16 @@ async fn metrics_count_a_call_from_sip_to_ticket() {
         .sum();
     assert_eq!(stored, 1.0, "one ticket in the store");
     assert_eq!(must(&m, "hotline_ready"), 1.0);
+
+    // One span per call: the manager's, the IVR's and the media task's lines carry the
+    // Call-ID (the harness logs hotline_gateway at debug).
+    let span = format!("call{{call_id={}}}", report.call_id);
+    for what in ["call answered", "menu choice", "message recorded", "RTP source latched"] {
+        assert!(
+            log.lines().any(|l| l.contains(what) && l.contains(&span)),
+            "no `{what}` line under {span}:\n{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

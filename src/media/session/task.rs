@@ -462,6 +462,8 @@ impl Task {
         if new_timeline {
             if stream.latched_ssrc.is_some() {
                 tracing::debug!(%src, ssrc = pkt.ssrc, "RTP source re-latched");
+            } else {
+                tracing::debug!(%src, ssrc = pkt.ssrc, "RTP source latched");
             }
             stream.remote = src;
             stream.latched_ssrc = Some(pkt.ssrc);
