@@ -131,7 +131,11 @@ impl MetricSource for SipSource {
             let code = code.to_string();
             out.sample(
                 n,
-                &[("direction", dir.as_str()), ("method", method), ("code", &code)],
+                &[
+                    ("direction", dir.as_str()),
+                    ("method", method),
+                    ("code", &code),
+                ],
                 count,
             );
         }
@@ -249,7 +253,7 @@ impl MetricSource for MediaSource {
         let (buckets, count, sum_us) = c.lateness.snapshot();
         let bucket = format!("{n}_bucket");
         for (bound, cumulative) in buckets {
-            let le = bound.map_or_else(|| "+Inf".to_string(), |us| seconds(us));
+            let le = bound.map_or_else(|| "+Inf".to_string(), seconds);
             out.sample(&bucket, &[("le", &le)], cumulative);
         }
         out.sample(&format!("{n}_sum"), &[], seconds(sum_us));
@@ -313,7 +317,11 @@ impl MetricSource for TicketSource {
             &c.created,
         );
         let n = "hotline_ticket_deliveries_total";
-        out.family(n, "counter", "Delivery attempts to the intake API by outcome.");
+        out.family(
+            n,
+            "counter",
+            "Delivery attempts to the intake API by outcome.",
+        );
         for (outcome, v) in [
             ("delivered", &c.delivered),
             ("retry", &c.retried),

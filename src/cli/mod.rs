@@ -3,9 +3,9 @@
 //! The only place that turns errors into exit codes and messages for people; everything
 //! below returns typed errors.
 
+use crate::admin::AdminServer;
 use crate::caller::{self, DialOptions};
 use crate::config::Config;
-use crate::admin::AdminServer;
 use crate::gateway::{Gateway, ReloadError};
 use crate::media::Codec;
 use clap::{Parser, Subcommand};

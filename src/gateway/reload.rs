@@ -22,11 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where every finished call's record goes; shared by all generations of [`Services`].
+pub(super) type SharedSink = Arc<dyn Fn(&CallRecord, &Path) + Send + Sync>;
+
 /// What stays the same across reloads and goes into every [`Services`].
 pub(super) struct Shared {
     pub ports: Arc<PortPool>,
     pub records_dir: PathBuf,
-    pub sink: Arc<dyn Fn(&CallRecord, &Path) + Send + Sync>,
+    pub sink: SharedSink,
     pub media_counters: Arc<MediaCounters>,
     pub instance: String,
     /// Effective values of what needs a restart, as the daemon started.

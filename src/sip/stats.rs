@@ -10,8 +10,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Methods with their own row; anything else is counted as `OTHER`.
 pub const METHODS: [&str; 14] = [
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
-    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "OTHER",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "OTHER",
 ];
 const OTHER: usize = METHODS.len() - 1;
 /// Status codes 100..=699 each have a slot.
@@ -195,7 +207,10 @@ mod tests {
     #[test]
     fn a_response_without_cseq_is_counted_as_other() {
         let c = SipCounters::default();
-        c.count(Direction::In, b"SIP/2.0 180 Ringing\r\nVia: x\r\n\r\nCSeq: 1 BYE");
+        c.count(
+            Direction::In,
+            b"SIP/2.0 180 Ringing\r\nVia: x\r\n\r\nCSeq: 1 BYE",
+        );
         assert_eq!(c.responses(), vec![(Direction::In, "OTHER", 180, 1)]);
     }
 }

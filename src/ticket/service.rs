@@ -1,8 +1,8 @@
 //! The runtime face of the ticket layer: create tickets, deliver them, flush on shutdown.
 
+use arc_swap::ArcSwap;
 use chrono::Utc;
 use std::future::Future;
-use arc_swap::ArcSwap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -406,7 +406,10 @@ async fn attempt(
 fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketError> {
     let doc = serde_json::to_string(ticket).map_err(|e| TicketError::Encode(e.to_string()))?;
     delivery::write_outbox_file(&inner.cfg.outbox_dir, id, &doc)?;
-    inner.counters.outbox_written.fetch_add(1, Ordering::Relaxed);
+    inner
+        .counters
+        .outbox_written
+        .fetch_add(1, Ordering::Relaxed);
     inner.store.mark_outbox_written(id, now_ms())
 }
 
@@ -414,7 +417,10 @@ fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketEr
 fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
     for c in inner.store.outbox_backlog(256)? {
         delivery::write_outbox_file(&inner.cfg.outbox_dir, &c.ticket_id, &c.document)?;
-        inner.counters.outbox_written.fetch_add(1, Ordering::Relaxed);
+        inner
+            .counters
+            .outbox_written
+            .fetch_add(1, Ordering::Relaxed);
         inner.store.mark_outbox_written(&c.ticket_id, now_ms())?;
     }
     Ok(())

@@ -131,7 +131,10 @@ async fn metrics_count_a_call_from_sip_to_ticket() {
     let log = gw.stop();
     assert_eq!(status, 200, "{log}");
     assert_eq!(must(&m, "hotline_calls_answered_total"), 1.0);
-    assert_eq!(must(&m, "hotline_calls_ended_total{reason=\"completed\"}"), 1.0);
+    assert_eq!(
+        must(&m, "hotline_calls_ended_total{reason=\"completed\"}"),
+        1.0
+    );
     assert_eq!(must(&m, "hotline_calls_active"), 0.0);
     assert!(
         must(
@@ -146,7 +149,12 @@ async fn metrics_count_a_call_from_sip_to_ticket() {
         ) >= 1.0
     );
     // The gateway hung up: its BYE went out and the caller's 200 came back.
-    assert!(must(&m, "hotline_sip_requests_total{direction=\"out\",method=\"BYE\"}") >= 1.0);
+    assert!(
+        must(
+            &m,
+            "hotline_sip_requests_total{direction=\"out\",method=\"BYE\"}"
+        ) >= 1.0
+    );
     assert!(
         must(
             &m,
@@ -177,7 +185,12 @@ async fn metrics_count_a_call_from_sip_to_ticket() {
     // One span per call: the manager's, the IVR's and the media task's lines carry the
     // Call-ID (the harness logs hotline_gateway at debug).
     let span = format!("call{{call_id={}}}", report.call_id);
-    for what in ["call answered", "menu choice", "message recorded", "RTP source latched"] {
+    for what in [
+        "call answered",
+        "menu choice",
+        "message recorded",
+        "RTP source latched",
+    ] {
         assert!(
             log.lines().any(|l| l.contains(what) && l.contains(&span)),
             "no `{what}` line under {span}:\n{log}"
@@ -190,13 +203,16 @@ async fn sigterm_drains_refuses_new_calls_and_lets_the_call_in_progress_finish()
     let (mut gw, admin) = start_with_admin(Path::new("config/hotline.toml"));
     let in_progress = tokio::spawn(dial(complete_call(&gw, (gw.rtp.0 + 50, gw.rtp.0 + 69))));
     assert!(
-        wait_until(Duration::from_secs(5), || gw.log().contains("call answered")),
+        wait_until(Duration::from_secs(5), || gw
+            .log()
+            .contains("call answered")),
         "{}",
         gw.log()
     );
     gw.signal("TERM");
     assert!(
-        wait_until(Duration::from_secs(3), || http_get(admin, "/readyz").0 == 503),
+        wait_until(Duration::from_secs(3), || http_get(admin, "/readyz").0
+            == 503),
         "/readyz must say 503 while draining"
     );
     assert_eq!(http_get(admin, "/healthz").0, 200, "alive while draining");
@@ -227,7 +243,11 @@ async fn sigterm_drains_refuses_new_calls_and_lets_the_call_in_progress_finish()
         rec["hangup"]["reason"], "completed",
         "the call ran to its end, not cut by the shutdown: {rec:#}"
     );
-    assert_eq!(gw.wait_tickets(1, Duration::from_secs(1)).len(), 1, "ticket flushed");
+    assert_eq!(
+        gw.wait_tickets(1, Duration::from_secs(1)).len(),
+        1,
+        "ticket flushed"
+    );
 }
 
 /// The example config with another label for digit 1 (and, if given, a broken line).
@@ -300,7 +320,10 @@ async fn sighup_reloads_the_menu_for_new_calls_and_rejects_a_bad_file() {
     let across = record_of(&records, &across);
     assert_eq!(across["menu"]["label"], "Complaints v1", "{across:#}");
     assert_eq!(across["hangup"]["reason"], "completed", "{across:#}");
-    assert_eq!(record_of(&records, &after)["menu"]["label"], "Complaints v2");
+    assert_eq!(
+        record_of(&records, &after)["menu"]["label"],
+        "Complaints v2"
+    );
     assert_eq!(
         record_of(&records, &still)["menu"]["label"],
         "Complaints v2",

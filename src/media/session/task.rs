@@ -296,7 +296,10 @@ impl Task {
         if let Some(stream) = self.stream.as_mut() {
             let due_at = stream.pacer.next_deadline();
             if let Some(due) = stream.pacer.on_tick(now) {
-                self.cfg.counters.lateness.observe(now.duration_since(due_at));
+                self.cfg
+                    .counters
+                    .lateness
+                    .observe(now.duration_since(due_at));
                 if due.skipped > 0 {
                     MediaCounters::add(&self.cfg.counters.frames_skipped, due.skipped);
                     tracing::debug!(skipped = due.skipped, "media task stalled");
