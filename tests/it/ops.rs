@@ -330,3 +330,39 @@ async fn sighup_reloads_the_menu_for_new_calls_and_rejects_a_bad_file() {
         "the bad file changed nothing"
     );
 }
+
+/// The shipped production example parses and validates, and the systemd unit gives the
+/// drain time to finish before it escalates to SIGKILL.
+#[test]
+fn production_config_and_systemd_unit_agree() {
+    use hotline_gateway::config::Config;
+    let text = std::fs::read_to_string(repo().join("config/production.toml")).unwrap();
+    let cfg = Config::from_str_with_env(&text, &[]).unwrap_or_else(|errors| {
+        panic!(
+            "config/production.toml: {}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert!(cfg.sip.listen.ip().is_unspecified(), "listens on all interfaces");
+    assert!(cfg.sip.advertised_addr.is_some());
+    assert!(cfg.intake.token.is_empty(), "the token comes from the environment");
+    let admin = cfg.admin.listen_addr().expect("admin listener on");
+    assert!(admin.ip().is_loopback(), "admin stays on loopback");
+
+    let unit = std::fs::read_to_string(repo().join("config/hotline-gateway.service")).unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{key} missing from the unit"))
+    };
+    let stop: u64 = value("TimeoutStopSec").parse().unwrap();
+    // drain + 10 s for records of hung-up calls + 5 s ticket flush.
+    assert!(stop > cfg.limits.drain_timeout_secs + 15, "TimeoutStopSec {stop}");
+    assert_eq!(value("KillSignal"), "SIGTERM");
+    assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(value("ReadWritePaths"), cfg.storage.data_dir.to_str().unwrap());
+}
