@@ -347,9 +347,15 @@ fn production_config_and_systemd_unit_agree() {
                 .join("\n")
         )
     });
-    assert!(cfg.sip.listen.ip().is_unspecified(), "listens on all interfaces");
+    assert!(
+        cfg.sip.listen.ip().is_unspecified(),
+        "listens on all interfaces"
+    );
     assert!(cfg.sip.advertised_addr.is_some());
-    assert!(cfg.intake.token.is_empty(), "the token comes from the environment");
+    assert!(
+        cfg.intake.token.is_empty(),
+        "the token comes from the environment"
+    );
     let admin = cfg.admin.listen_addr().expect("admin listener on");
     assert!(admin.ip().is_loopback(), "admin stays on loopback");
 
@@ -361,8 +367,14 @@ fn production_config_and_systemd_unit_agree() {
     };
     let stop: u64 = value("TimeoutStopSec").parse().unwrap();
     // drain + 10 s for records of hung-up calls + 5 s ticket flush.
-    assert!(stop > cfg.limits.drain_timeout_secs + 15, "TimeoutStopSec {stop}");
+    assert!(
+        stop > cfg.limits.drain_timeout_secs + 15,
+        "TimeoutStopSec {stop}"
+    );
     assert_eq!(value("KillSignal"), "SIGTERM");
     assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
-    assert_eq!(value("ReadWritePaths"), cfg.storage.data_dir.to_str().unwrap());
+    assert_eq!(
+        value("ReadWritePaths"),
+        cfg.storage.data_dir.to_str().unwrap()
+    );
 }
