@@ -250,6 +250,30 @@ async fn sigterm_drains_refuses_new_calls_and_lets_the_call_in_progress_finish()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_drain_deadline_calls_still_in_progress_get_bye() {
+    let mut gw = GatewayProcess::start(&[("HOTLINE_LIMITS_DRAIN_TIMEOUT_SECS", "1")]);
+    let call = tokio::spawn(dial(complete_call(&gw, (gw.rtp.0 + 50, gw.rtp.1))));
+    assert!(wait_until(Duration::from_secs(5), || gw
+        .log()
+        .contains("call answered")));
+    let asked = Instant::now();
+    gw.signal("TERM");
+    let report = call.await.unwrap().expect("call");
+    assert_eq!(report.hung_up_by, Some("gateway"));
+    let status = gw.wait_exit(Duration::from_secs(20));
+    let log = gw.log();
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{log}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "stopped {:?} after SIGTERM; the call alone would take ~15 s",
+        asked.elapsed()
+    );
+    let records = gw.wait_records(1, Duration::from_secs(1));
+    assert_eq!(records.len(), 1, "{log}");
+    assert_eq!(record_of(&records, &report)["hangup"]["reason"], "shutdown");
+}
+
 /// The example config with another label for digit 1 (and, if given, a broken line).
 fn write_config(path: &Path, label: &str, broken: Option<&str>) {
     let base = std::fs::read_to_string(repo().join("config/hotline.toml")).unwrap();
