@@ -617,11 +617,16 @@ impl Config {
         );
         let _ = writeln!(
             s,
-            "limits: {} calls, {} s per call; data in {}",
+            "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",
             self.limits.max_calls,
             self.limits.max_call_duration_secs,
+            self.limits.drain_timeout_secs,
             self.storage.data_dir.display()
         );
+        let _ = match self.admin.listen_addr() {
+            Some(a) => writeln!(s, "admin: http://{a}/metrics, /healthz, /readyz"),
+            None => writeln!(s, "admin: off"),
+        };
         s
     }
 }

@@ -402,3 +402,24 @@ fn production_config_and_systemd_unit_agree() {
         cfg.storage.data_dir.to_str().unwrap()
     );
 }
+
+#[test]
+fn admin_listen_comes_from_the_environment_and_is_validated() {
+    use hotline_gateway::config::Config;
+    let text = std::fs::read_to_string(repo().join("config/hotline.toml")).unwrap();
+    let env = |v: &str| vec![("HOTLINE_ADMIN_LISTEN".to_string(), v.to_string())];
+    let off = Config::from_str_with_env(&text, &env("")).unwrap();
+    assert_eq!(off.admin.listen_addr(), None, "empty = off");
+    let on = Config::from_str_with_env(&text, &env("127.0.0.1:9191")).unwrap();
+    assert_eq!(
+        on.admin.listen_addr(),
+        Some("127.0.0.1:9191".parse().unwrap())
+    );
+    let errors = Config::from_str_with_env(&text, &env("localhost")).unwrap_err();
+    assert!(
+        errors.iter().any(
+            |e| e.key == "admin.listen" && e.env_var.as_deref() == Some("HOTLINE_ADMIN_LISTEN")
+        ),
+        "{errors:?}"
+    );
+}
