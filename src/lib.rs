@@ -4,6 +4,7 @@
 //! `media` (RTP, codecs, DTMF, end-pointing, recording). See `ARCHITECTURE.md` for the map
 //! and the walls between modules.
 
+pub mod admin;
 pub mod asr;
 pub mod call;
 pub mod caller;

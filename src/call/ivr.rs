@@ -212,6 +212,12 @@ impl Ivr {
                 .options
                 .iter()
                 .any(|o| o.digit == option.digit && o.record);
+            tracing::info!(
+                digit = %option.digit,
+                id = %option.id,
+                defaulted = option.defaulted,
+                "menu choice"
+            );
             self.menu = Some(option);
             if wants_message {
                 self.take_message().await?;
@@ -316,6 +322,12 @@ impl Ivr {
                     heard_speech,
                     ..
                 }) => {
+                    tracing::info!(
+                        ms = duration.as_millis() as u64,
+                        ?reason,
+                        heard_speech,
+                        "message recorded"
+                    );
                     self.recording = Some(recording_info(path, reason, duration, heard_speech));
                     return Ok(());
                 }

@@ -43,6 +43,8 @@ pub struct Services {
     pub records_dir: PathBuf,
     /// Called with each finished call's record after it is on disk (ticket hand-off).
     pub on_record: Option<RecordSink>,
+    /// Daemon-wide media counters every session adds to (metrics).
+    pub media_counters: Arc<crate::media::stats::MediaCounters>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -72,13 +74,17 @@ struct Finished {
     send_bye: bool,
 }
 
-/// Counters about calls, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct CallCounters {
-    pub answered: std::sync::atomic::AtomicU64,
-    pub rejected: std::sync::atomic::AtomicU64,
-    pub completed: std::sync::atomic::AtomicU64,
-    pub active: std::sync::atomic::AtomicU64,
+pub use super::stats::CallCounters;
+
+/// What the gateway wants of the manager, sent over a `watch` channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Answer calls.
+    Serving,
+    /// Refuse new calls (503 + Retry-After, OPTIONS too), let calls in progress end on
+    /// their own until `deadline`, then hang up on the rest. A later, earlier deadline
+    /// (a second signal) shortens the wait.
+    Draining { deadline: tokio::time::Instant },
 }
 
 pub struct CallManager {
@@ -92,6 +98,9 @@ pub struct CallManager {
     draining: bool,
     /// Who may call, and how many calls each trunk holds.
     trunks: Trunks,
+    /// Where a reload puts new services; looked at before each event, so new calls get the
+    /// new configuration and calls in progress keep the `Arc<Services>` they started with.
+    live: Option<Arc<arc_swap::ArcSwap<Services>>>,
 }
 
 impl CallManager {
@@ -107,45 +116,87 @@ impl CallManager {
             draining: false,
             trunks: Trunks::new(&services.config),
             services,
+            live: None,
         }
+    }
+
+    /// Take services from `live` from now on (configuration reload).
+    pub fn with_live_services(mut self, live: Arc<arc_swap::ArcSwap<Services>>) -> Self {
+        self.services = live.load_full();
+        self.live = Some(live);
+        self
     }
 
     pub fn counters(&self) -> Arc<CallCounters> {
         self.counters.clone()
     }
 
-    /// Run until `shutdown` flips to true, then end every call (BYE) and wait up to
-    /// `drain` for their records to be written.
+    /// Serve until `state` says [`RunState::Draining`] (or its sender is gone: drain with
+    /// no delay), then drain: refuse new calls, let the calls in progress finish until the
+    /// deadline, then end the rest (BYE, hang-up reason `shutdown`) and wait up to `grace`
+    /// for their records to be written.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<TransactionEvent>,
-        mut shutdown: watch::Receiver<bool>,
-        drain: Duration,
+        mut state: watch::Receiver<RunState>,
+        grace: Duration,
     ) {
-        loop {
+        let drain_deadline = |s: &watch::Receiver<RunState>| match *s.borrow() {
+            RunState::Draining { deadline } => Some(deadline),
+            RunState::Serving => None,
+        };
+        let mut deadline = loop {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => self.handle_event(ev).await,
-                    None => break,
+                    None => break tokio::time::Instant::now(),
                 },
                 Some(done) = self.finished_rx.recv() => self.call_finished(done),
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        break;
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        break tokio::time::Instant::now();
+                    }
+                    if let Some(d) = drain_deadline(&state) {
+                        break d;
                     }
                 }
             }
-        }
+        };
         self.draining = true;
-        for call in self.calls.values() {
-            let _ = call.signals.send(CallSignal::Shutdown);
-        }
-        let deadline = tokio::time::Instant::now() + drain;
+        tracing::info!(
+            calls = self.calls.len(),
+            wait_secs = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs(),
+            "draining: new calls get 503; calls in progress may finish"
+        );
         while !self.calls.is_empty() {
             tokio::select! {
                 Some(done) = self.finished_rx.recv() => self.call_finished(done),
                 Some(ev) = events.recv() => self.handle_event(ev).await,
+                Ok(()) = state.changed() => {
+                    if let Some(d) = drain_deadline(&state) {
+                        deadline = deadline.min(d);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if !self.calls.is_empty() {
+            tracing::warn!(
+                calls = self.calls.len(),
+                "drain deadline reached: hanging up on the calls still in progress"
+            );
+            for call in self.calls.values() {
+                let _ = call.signals.send(CallSignal::Shutdown);
+            }
+        }
+        let records_deadline = tokio::time::Instant::now() + grace;
+        while !self.calls.is_empty() {
+            tokio::select! {
+                Some(done) = self.finished_rx.recv() => self.call_finished(done),
+                Some(ev) = events.recv() => self.handle_event(ev).await,
+                _ = tokio::time::sleep_until(records_deadline) => break,
             }
         }
         // Give the endpoint a moment to put the last BYEs on the wire.
@@ -153,6 +204,11 @@ impl CallManager {
     }
 
     async fn handle_event(&mut self, ev: TransactionEvent) {
+        if let Some(live) = &self.live {
+            if !Arc::ptr_eq(&live.load(), &self.services) {
+                self.services = live.load_full();
+            }
+        }
         match ev {
             TransactionEvent::Request {
                 key,
@@ -205,7 +261,15 @@ impl CallManager {
             return;
         }
         match req.method {
-            rsip::Method::Invite if !in_dialog => self.new_call(key, req, source).await,
+            rsip::Method::Invite if !in_dialog => {
+                // Everything logged about this call, here and in its IVR and media tasks,
+                // carries the Call-ID.
+                let span = tracing::info_span!(
+                    "call",
+                    call_id = %req.call_id_header().map(|h| h.value().to_string()).unwrap_or_default()
+                );
+                tracing::Instrument::instrument(self.new_call(key, req, source), span).await
+            }
             rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
             rsip::Method::Ack => {}
             rsip::Method::Bye => {
@@ -253,9 +317,7 @@ impl CallManager {
         // `detail` goes into a Warning header (RFC 3261 §20.43) so the caller's admin can see
         // why without our logs.
         let reject = |this: &mut Self, code: u16, reason: &str, detail: &str| {
-            this.counters
-                .rejected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            this.counters.rejected_with(code);
             let mut resp = this.build(&req, code, reason, Some(&message::new_tag()));
             if code == 503 {
                 this.retry_after(&mut resp);
@@ -348,6 +410,7 @@ impl CallManager {
             socket,
             SessionConfig {
                 inactivity_timeout: Duration::from_secs(cfg.media.rtp_timeout_secs),
+                counters: self.services.media_counters.clone(),
             },
         );
         let local_rtp = SocketAddr::new(self.advertised_ip(), media.local_addr().port());
@@ -446,7 +509,8 @@ impl CallManager {
 
         let services = self.services.clone();
         let finished = self.finished_tx.clone();
-        let span = tracing::info_span!("call", call_id = %ck.call_id);
+        let counters = self.counters.clone();
+        let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 // The IVR runs in its own task so that a bug in one call (a panic) ends that
@@ -463,10 +527,14 @@ impl CallManager {
                     }
                     Err(e) => tracing::error!(error = %e, "provisional record task failed"),
                 }
-                let ivr = tokio::spawn(ivr::run(info, services.ivr.clone(), media, sig_rx));
+                let ivr = tokio::spawn(tracing::Instrument::instrument(
+                    ivr::run(info, services.ivr.clone(), media, sig_rx),
+                    tracing::Span::current(),
+                ));
                 let outcome = match ivr.await {
                     Ok(outcome) => outcome,
                     Err(e) => {
+                        counters.ended("failed");
                         tracing::error!(%call_id, error = %e, "call task failed; hanging up");
                         let _ = finished.send(Finished {
                             key: ck,
@@ -476,6 +544,7 @@ impl CallManager {
                     }
                 };
                 let record = outcome.record;
+                counters.ended(&record.hangup.reason);
                 let dir = services.records_dir.clone();
                 let written = tokio::task::spawn_blocking(move || {
                     let r = record.write_to(&dir);

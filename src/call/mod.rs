@@ -8,4 +8,5 @@ pub mod ivr;
 pub mod manager;
 pub mod prompts;
 pub mod record;
+pub mod stats;
 pub mod trunks;

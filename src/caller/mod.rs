@@ -137,12 +137,7 @@ pub async fn dial(opts: DialOptions) -> Result<DialReport, DialError> {
         endpoint::start(SocketAddr::new(opts.bind_ip, 0), TimerConfig::default()).await?;
     let local = ep.local_addr();
     let pool = PortPool::new(opts.bind_ip, opts.rtp_ports.0, opts.rtp_ports.1);
-    let mut media = MediaSession::spawn(
-        pool.bind().await?,
-        SessionConfig {
-            inactivity_timeout: opts.max_duration,
-        },
-    );
+    let mut media = MediaSession::spawn(pool.bind().await?, SessionConfig::new(opts.max_duration));
     let local_rtp = media.local_addr();
 
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), opts.bind_ip);

@@ -3,15 +3,18 @@
 //! The only place that turns errors into exit codes and messages for people; everything
 //! below returns typed errors.
 
+use crate::admin::AdminServer;
 use crate::caller::{self, DialOptions};
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, ReloadError};
 use crate::media::Codec;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod signals;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the gateway until SIGINT/SIGTERM.
+    /// Run the gateway: SIGHUP reloads the config, SIGTERM drains and stops, SIGINT stops now.
     Serve {
         #[arg(long, short, default_value = "config/hotline.toml")]
         config: PathBuf,
@@ -154,8 +157,10 @@ pub fn main() -> ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -232,10 +237,22 @@ fn tickets(config: &Path, action: TicketAction) -> ExitCode {
     }
 }
 
+/// `serve`: run until SIGTERM (drain: new calls get 503, calls in progress finish until
+/// `limits.drain_timeout_secs`, then BYE) or SIGINT (BYE at once: the operator at a terminal
+/// wants it to stop now). A second SIGTERM/SIGINT while draining hangs up at once. SIGHUP
+/// reloads the configuration file.
 async fn serve(path: &Path) -> ExitCode {
     let cfg = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
+    };
+    let admin_addr = cfg.admin.listen_addr();
+    let mut signals = match signals::Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let gw = match Gateway::start(cfg, None).await {
         Ok(gw) => gw,
@@ -244,32 +261,75 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match admin_addr {
+        Some(addr) => match AdminServer::start(addr, gw.metrics(), gw.health().clone()).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("error: cannot bind admin listener {addr}: {e}");
+                gw.shutdown_now().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     eprintln!("hotline-gateway answering SIP on udp:{}", gw.sip_addr());
-    wait_for_stop_signal().await;
-    tracing::info!("stopping: ending calls");
-    gw.shutdown().await;
+    let stop = loop {
+        match signals.next().await {
+            signals::Signal::Reload => reload(&gw, path).await,
+            stop => break stop,
+        }
+    };
+    let control = gw.drain_control();
+    if stop == signals::Signal::Terminate {
+        let secs = gw.config().limits.drain_timeout_secs;
+        tracing::info!(drain_timeout_secs = secs, "SIGTERM: draining");
+        control.drain(Duration::from_secs(secs));
+    } else {
+        tracing::info!("SIGINT: ending calls now");
+        control.drain(Duration::ZERO);
+    }
+    let finish = gw.finish();
+    tokio::pin!(finish);
+    loop {
+        tokio::select! {
+            _ = &mut finish => break,
+            sig = signals.next() => {
+                if sig != signals::Signal::Reload {
+                    tracing::warn!("second stop signal: ending calls now");
+                    control.drain(Duration::ZERO);
+                }
+            }
+        }
+    }
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// SIGHUP: reload, or keep the running configuration and say why.
+async fn reload(gw: &Gateway, path: &Path) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading configuration");
+    match gw.reload(path).await {
+        Ok(report) => {
+            for key in &report.needs_restart {
+                tracing::warn!(%key, "changed in the file but needs restart; old value kept");
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            tracing::info!("configuration reloaded; new calls use it");
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        Err(ReloadError::Config(errors)) => {
+            for e in &errors {
+                tracing::error!("config reload rejected: {e}");
+            }
+            tracing::error!(
+                errors = errors.len(),
+                "configuration NOT reloaded; the running one stays"
+            );
+        }
+        Err(e) => {
+            tracing::error!("config reload rejected: {e}; the running configuration stays")
+        }
     }
 }
 
@@ -344,6 +404,7 @@ async fn demo(config: &Path, play: &Path, dtmf: &str) -> ExitCode {
     };
     // The demo must not collide with a gateway already running on the configured port.
     cfg.sip.listen.set_port(0);
+    cfg.admin.listen.clear();
     let number = cfg
         .numbers
         .first()

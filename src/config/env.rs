@@ -42,6 +42,7 @@ pub const SECTIONS: &[&str] = &[
     "trunk",
     "security",
     "log",
+    "admin",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -86,6 +87,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "max_calls", Kind::Int),
     ("limits", "max_call_duration_secs", Kind::Int),
     ("limits", "retry_after_secs", Kind::Int),
+    ("limits", "drain_timeout_secs", Kind::Int),
     ("storage", "data_dir", Kind::Str),
     ("intake", "url", Kind::Str),
     ("intake", "token", Kind::Str),
@@ -111,6 +113,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("security", "scanner_user_agents", Kind::StrList),
     ("security", "nonce_ttl_secs", Kind::Int),
     ("log", "mask_caller_numbers", Kind::Bool),
+    ("admin", "listen", Kind::Str),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.

@@ -68,6 +68,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Logging policy.
     pub log: LogConfig,
+    /// The admin HTTP listener (metrics, health).
+    pub admin: AdminConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -280,6 +282,9 @@ pub struct LimitsConfig {
     pub max_call_duration_secs: u64,
     /// Retry-After value sent with 503, seconds. Default 30.
     pub retry_after_secs: u32,
+    /// On SIGTERM, how long calls in progress may go on before the gateway hangs up on
+    /// them (new calls get 503 meanwhile), seconds. Default 60.
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -288,6 +293,7 @@ impl Default for LimitsConfig {
             max_calls: 100,
             max_call_duration_secs: 600,
             retry_after_secs: 30,
+            drain_timeout_secs: 60,
         }
     }
 }
@@ -532,6 +538,35 @@ pub struct LogConfig {
     /// Mask caller numbers in logs (`13812345678` → `138****5678`). Call records and tickets
     /// keep the full number. Default false.
     pub mask_caller_numbers: bool,
+}
+
+/// `[admin]`: the HTTP listener for `/metrics`, `/healthz` and `/readyz`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `address:port`, empty = no listener. Default `127.0.0.1:9090`: loopback, because the
+    /// endpoints are unauthenticated. Env: `HOTLINE_ADMIN_LISTEN`.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".to_owned(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The address to listen on; `None` when the listener is off (or the value is invalid,
+    /// which validation reports).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        let l = self.listen.trim();
+        if l.is_empty() {
+            return None;
+        }
+        l.parse().ok()
+    }
 }
 
 /// A configuration error that names the key and, when known, the line.
@@ -780,11 +815,16 @@ impl Config {
         );
         let _ = writeln!(
             s,
-            "limits: {} calls, {} s per call; data in {}",
+            "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",
             self.limits.max_calls,
             self.limits.max_call_duration_secs,
+            self.limits.drain_timeout_secs,
             self.storage.data_dir.display()
         );
+        let _ = match self.admin.listen_addr() {
+            Some(a) => writeln!(s, "admin: http://{a}/metrics, /healthz, /readyz"),
+            None => writeln!(s, "admin: off"),
+        };
         s
     }
 }

@@ -214,6 +214,15 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         );
     }
 
+    // [admin]
+    let admin = c.admin.listen.trim();
+    if !admin.is_empty() && admin.parse::<std::net::SocketAddr>().is_err() {
+        err(
+            "admin.listen",
+            format!("`{admin}` is not an address:port (e.g. 127.0.0.1:9090), or empty for off"),
+        );
+    }
+
     // [recording]
     let r = &c.recording;
     for (key, v) in [

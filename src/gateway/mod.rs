@@ -3,12 +3,17 @@
 //! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
 
 pub mod aftercall;
+mod reload;
 
-use crate::call::ivr::IvrSettings;
-use crate::call::manager::{CallCounters, CallManager, RecordSink, Services};
+pub use reload::{ReloadError, ReloadReport};
+
+use crate::admin::metrics::{self, Registry};
+use crate::admin::Health;
+use crate::call::manager::{CallCounters, CallManager, RecordSink, RunState, Services};
 use crate::call::prompts::PromptLibrary;
 use crate::config::Config;
 use crate::media::session::PortPool;
+use crate::media::stats::MediaCounters;
 use crate::sip::endpoint::{self, EndpointCounters, EndpointHandle};
 use crate::sip::guard::{GuardConfig, GuardCounters};
 use crate::sip::transaction::TimerConfig;
@@ -43,7 +48,11 @@ pub enum GatewayError {
 /// A running gateway.
 pub struct Gateway {
     endpoint: EndpointHandle,
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<RunState>>,
+    /// The services new calls get; replaced by [`Gateway::reload`].
+    live: Arc<arc_swap::ArcSwap<Services>>,
+    shared: reload::Shared,
+    health: Arc<Health>,
     manager: tokio::task::JoinHandle<()>,
     calls: Arc<CallCounters>,
     aftercall: tokio::task::JoinHandle<()>,
@@ -60,9 +69,10 @@ impl Gateway {
         on_record: Option<RecordSink>,
     ) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
-        let mut languages: Vec<String> = vec![config.prompts.language.clone()];
-        languages.extend(config.numbers.iter().filter_map(|n| n.language.clone()));
-        let prompts = Arc::new(PromptLibrary::load(&config.prompts.dir, &languages)?);
+        let prompts = Arc::new(PromptLibrary::load(
+            &config.prompts.dir,
+            &reload::languages(&config),
+        )?);
         let record_dirs = RecordDirs::new(&config.storage.calls_dir());
         for dir in [
             config.storage.recordings_dir(),
@@ -121,39 +131,43 @@ impl Gateway {
             leftovers,
             finished_rx,
         ));
-        let on_record: RecordSink = Box::new(move |record, path| {
-            if let Some(hook) = &on_record {
-                hook(record, path);
-            }
-            let _ = finished_tx.send(path.to_path_buf());
-        });
-        let services = Arc::new(Services {
-            ivr: Arc::new(IvrSettings {
-                menu: config.menu.clone(),
-                recording: config.recording.clone(),
-                max_call_duration: Duration::from_secs(config.limits.max_call_duration_secs),
-                prompts,
-                recordings_dir: config.storage.recordings_dir(),
-                instance,
-            }),
+        let shared = reload::Shared {
             ports: Arc::new(PortPool::new(
                 config.media.rtp_ip,
                 config.media.rtp_port_min,
                 config.media.rtp_port_max,
             )),
             records_dir: record_dirs.pending.clone(),
-            on_record: Some(on_record),
-            config: config.clone(),
-        });
-        let manager = CallManager::new(endpoint.clone(), services);
+            sink: Arc::new(move |record, path| {
+                if let Some(hook) = &on_record {
+                    hook(record, path);
+                }
+                let _ = finished_tx.send(path.to_path_buf());
+            }),
+            media_counters: Arc::new(MediaCounters::default()),
+            instance,
+            started_with: config.clone(),
+        };
+        let trunks = config.trunks.len();
+        let live = Arc::new(arc_swap::ArcSwap::from_pointee(reload::services(
+            config, prompts, &shared,
+        )));
+        let manager =
+            CallManager::new(endpoint.clone(), live.load_full()).with_live_services(live.clone());
         let calls = manager.counters();
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let drain = Duration::from_secs(10);
-        let manager = tokio::spawn(manager.run(events, shutdown_rx, drain));
-        tracing::info!(sip = %endpoint.local_addr(), tcp = endpoint.serves_tcp(), trunks = config.trunks.len(), "gateway answering");
+        let (shutdown, shutdown_rx) = watch::channel(RunState::Serving);
+        // After the drain deadline, how long hung-up calls get to write their records.
+        let grace = Duration::from_secs(10);
+        let manager = tokio::spawn(manager.run(events, shutdown_rx, grace));
+        let health = Arc::new(Health::default());
+        health.set_ready(true);
+        tracing::info!(sip = %endpoint.local_addr(), tcp = endpoint.serves_tcp(), trunks, "gateway answering");
         Ok(Gateway {
             endpoint,
-            shutdown,
+            shutdown: Arc::new(shutdown),
+            live,
+            shared,
+            health,
             manager,
             calls,
             aftercall,
@@ -181,13 +195,69 @@ impl Gateway {
         &self.calls
     }
 
-    /// End every call (BYE), ticket their records, give delivery a few seconds to empty its
-    /// queue, then stop. Undelivered tickets stay in the store for the next start.
+    /// Media counters shared by every call's RTP session.
+    pub fn media_counters(&self) -> &Arc<MediaCounters> {
+        &self.shared.media_counters
+    }
+
+    pub fn tickets(&self) -> &TicketService {
+        &self.tickets
+    }
+
+    /// Readiness and drain state, for `/readyz`.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The configuration new calls get (the last one loaded).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
+
+    /// Every metric source of this gateway, for the admin listener.
+    pub fn metrics(&self) -> Registry {
+        let mut r = Registry::default();
+        r.register(self.health.clone());
+        r.register(Arc::new(metrics::CallSource(self.calls.clone())));
+        r.register(Arc::new(metrics::SipSource(self.sip_counters().clone())));
+        r.register(Arc::new(metrics::MediaSource(
+            self.shared.media_counters.clone(),
+        )));
+        r.register(Arc::new(metrics::TicketSource(self.tickets.clone())));
+        r
+    }
+
+    /// A handle that starts (or shortens) the drain while [`Gateway::finish`] runs.
+    pub fn drain_control(&self) -> DrainControl {
+        DrainControl {
+            state: self.shutdown.clone(),
+            health: self.health.clone(),
+        }
+    }
+
+    /// Drain for up to `limits.drain_timeout_secs`, then stop (see [`Gateway::finish`]).
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
+        let drain = Duration::from_secs(self.config().limits.drain_timeout_secs);
+        self.drain_control().drain(drain);
+        self.finish().await;
+    }
+
+    /// Hang up on every call at once (BYE), then stop.
+    pub async fn shutdown_now(self) {
+        self.drain_control().drain(Duration::ZERO);
+        self.finish().await;
+    }
+
+    /// Wait for the drain started by [`DrainControl::drain`] to end (every call finished or
+    /// hung up at the deadline), ticket the records, give delivery a few seconds to empty
+    /// its queue, then stop. Undelivered tickets stay in the store for the next start.
+    pub async fn finish(self) {
         let _ = self.manager.await;
         self.endpoint.shutdown();
-        // The manager (and with it the record sink) is gone: the after-call task drains.
+        // The manager is gone; once the services (which hold the record sink) are dropped
+        // too, the after-call task drains and ends.
+        drop(self.live);
+        drop(self.shared);
         let _ = self.aftercall.await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         match self.tickets.flush(deadline).await {
@@ -205,14 +275,35 @@ impl Gateway {
     }
 }
 
+/// Starts the drain of a running gateway: new calls get 503 and `/readyz` says 503.
+#[derive(Clone)]
+pub struct DrainControl {
+    state: Arc<watch::Sender<RunState>>,
+    health: Arc<Health>,
+}
+
+impl DrainControl {
+    /// Let calls in progress go on for at most `within` from now; a second call can only
+    /// shorten the wait.
+    pub fn drain(&self, within: Duration) {
+        self.health.set_draining();
+        let deadline = tokio::time::Instant::now() + within;
+        self.state.send_modify(|s| {
+            *s = match *s {
+                RunState::Draining { deadline: d } if d <= deadline => *s,
+                _ => RunState::Draining { deadline },
+            }
+        });
+    }
+}
+
 /// The ticket layer's settings, from the gateway's configuration.
 fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
     let mut t = TicketConfig {
         db_path: config.storage.ticket_db(),
         outbox_dir: config.storage.outbox_dir(),
         gateway_instance: instance.to_string(),
-        classification_path: (!config.tickets.classification.is_empty())
-            .then(|| PathBuf::from(&config.tickets.classification)),
+        classification_path: reload::classification_path(config),
         ..TicketConfig::default()
     };
     let i = &config.intake;

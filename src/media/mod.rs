@@ -11,6 +11,7 @@ pub mod resample;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+pub mod stats;
 pub mod vad;
 
 /// Narrowband telephony sample rate; everything on the wire is 8 kHz.

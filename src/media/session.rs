@@ -12,10 +12,12 @@ mod task;
 mod tests;
 
 use super::prompt::SharedPrompt;
+use super::stats::MediaCounters;
 use super::vad::EndpointerConfig;
 use super::Codec;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use task::{Command, Task};
 use tokio::sync::mpsc;
@@ -88,6 +90,19 @@ impl PortPool {
 pub struct SessionConfig {
     /// End the call if no RTP at all arrives for this long.
     pub inactivity_timeout: Duration,
+    /// Daemon-wide counters this session adds to (packets, pacing lateness, recordings);
+    /// a fresh `Default` when nobody reads them (the test caller).
+    pub counters: Arc<MediaCounters>,
+}
+
+impl SessionConfig {
+    /// Settings with private counters.
+    pub fn new(inactivity_timeout: Duration) -> Self {
+        SessionConfig {
+            inactivity_timeout,
+            counters: Arc::default(),
+        }
+    }
 }
 
 /// What to do with the caller's audio while recording.
@@ -129,7 +144,7 @@ pub enum MediaEvent {
         duration: Duration,
         heard_speech: bool,
         /// The recorded 8 kHz samples, for transcription without re-reading the file.
-        pcm: std::sync::Arc<[i16]>,
+        pcm: Arc<[i16]>,
     },
     /// Nothing received for `inactivity_timeout`.
     RtpTimeout,
@@ -169,7 +184,12 @@ impl MediaSession {
             .unwrap_or_else(|_| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(Task::new(socket, cfg, ev_tx).run(cmd_rx));
+        // The task logs under the caller's span (the call and its Call-ID): tokio::spawn
+        // does not carry the current span over by itself.
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            Task::new(socket, cfg, ev_tx).run(cmd_rx),
+            tracing::Span::current(),
+        ));
         MediaSession {
             local,
             commands: cmd_tx,

@@ -15,6 +15,7 @@
 
 use super::guard::{Guard, GuardConfig, GuardCounters, Verdict};
 use super::message::{self, ParseError};
+use super::stats::{Direction, SipCounters};
 use super::transaction::{
     TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit, Transport,
 };
@@ -67,6 +68,9 @@ pub struct EndpointCounters {
     pub tcp_connections: AtomicU64,
     /// TCP connections closed because their stream could not be framed.
     pub tcp_framing_errors: AtomicU64,
+    /// Requests and responses by method and code, both directions (parsed ones in, sent
+    /// ones out).
+    pub messages: SipCounters,
 }
 
 /// What the TU asks of the endpoint.
@@ -391,6 +395,7 @@ impl Driver {
         }
         match message::parse(bytes) {
             Ok(rsip::SipMessage::Request(mut req)) => {
+                self.counters.messages.count(Direction::In, bytes);
                 if let Some(guard) = &mut self.guard {
                     let ua = req.headers.iter().find_map(|h| match h {
                         rsip::Header::UserAgent(ua) => Some(ua.value().to_string()),
@@ -404,7 +409,10 @@ impl Driver {
                 message::stamp_via(&mut req, source);
                 self.layer.handle_request(now(), req, source);
             }
-            Ok(rsip::SipMessage::Response(resp)) => self.layer.handle_response(now(), resp, source),
+            Ok(rsip::SipMessage::Response(resp)) => {
+                self.counters.messages.count(Direction::In, bytes);
+                self.layer.handle_response(now(), resp, source)
+            }
             Err(ParseError::BadRequest { reason, response }) => {
                 tracing::info!(%source, %reason, "bad request answered with 400");
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -438,6 +446,7 @@ impl Driver {
         match self.socket.try_send_to(&bytes, destination) {
             Ok(_) => {
                 self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                self.counters.messages.count(Direction::Out, &bytes);
             }
             Err(e) => {
                 self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -462,6 +471,7 @@ impl Driver {
             match self.socket.send_to(&bytes, destination).await {
                 Ok(_) => {
                     self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                    self.counters.messages.count(Direction::Out, &bytes);
                 }
                 Err(e) => {
                     self.counters.send_errors.fetch_add(1, Ordering::Relaxed);

@@ -12,4 +12,5 @@ pub mod endpoint;
 pub mod framing;
 pub mod guard;
 pub mod message;
+pub mod stats;
 pub mod transaction;

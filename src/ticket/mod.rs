@@ -22,7 +22,7 @@ pub use delivery::IntakeConfig;
 pub use duplicate::DuplicateConfig;
 pub use facts::{CallFacts, HangupBy, MenuChoice, RecordingFacts, SegmentFacts, TranscriptFacts};
 pub use model::{Ticket, SCHEMA_ID};
-pub use service::{FlushReport, TicketService};
+pub use service::{DeliveryCounters, FlushReport, TicketService};
 pub use store::DeliveryState;
 
 use std::path::PathBuf;

@@ -1,7 +1,10 @@
 //! The runtime face of the ticket layer: create tickets, deliver them, flush on shutdown.
 
+use arc_swap::ArcSwap;
 use chrono::Utc;
 use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -28,9 +31,28 @@ pub struct TicketService {
     inner: Arc<Inner>,
 }
 
+/// What happened to tickets since start: creations and delivery attempt outcomes. Atomics,
+/// read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    /// Tickets committed (a repeated `create` for the same call is not counted).
+    pub created: AtomicU64,
+    /// Attempts that the intake accepted.
+    pub delivered: AtomicU64,
+    /// Attempts that failed transiently; the ticket is retried later.
+    pub retried: AtomicU64,
+    /// Tickets given up on (refused by the intake, or out of attempts).
+    pub dead: AtomicU64,
+    /// Ticket files written to the outbox folder (no intake URL).
+    pub outbox_written: AtomicU64,
+}
+
 struct Inner {
     cfg: TicketConfig,
-    rules: Rules,
+    /// Swapped whole by [`TicketService::reload_rules`]; a ticket being assembled keeps the
+    /// rules it started with.
+    rules: ArcSwap<Rules>,
+    counters: DeliveryCounters,
     store: Arc<Store>,
     client: Option<reqwest::Client>,
     /// Wakes the delivery loop when a ticket was committed.
@@ -86,7 +108,8 @@ impl TicketService {
         Ok(TicketService {
             inner: Arc::new(Inner {
                 cfg,
-                rules,
+                rules: ArcSwap::from_pointee(rules),
+                counters: DeliveryCounters::default(),
                 store,
                 client,
                 wake: Notify::new(),
@@ -97,6 +120,22 @@ impl TicketService {
     /// The configuration in effect (after environment overrides).
     pub fn config(&self) -> &TicketConfig {
         &self.inner.cfg
+    }
+
+    /// Creation and delivery outcome counters since start.
+    pub fn counters(&self) -> &DeliveryCounters {
+        &self.inner.counters
+    }
+
+    /// Load classification rules from `path` (`None`: the built-in table) and use them for
+    /// tickets created from now on. On error the rules in use stay. Blocking (file I/O).
+    pub fn reload_rules(&self, path: Option<&Path>) -> Result<(), TicketError> {
+        let rules = match path {
+            Some(p) => Rules::load(p)?,
+            None => Rules::builtin(),
+        };
+        self.inner.rules.store(Arc::new(rules));
+        Ok(())
     }
 
     /// The store, for read-only inspection (admin views, tests).
@@ -130,7 +169,8 @@ impl TicketService {
                 started_ms,
                 created_at.timestamp_millis(),
                 |candidates| {
-                    record::assemble(draft, &inner.rules, &inner.cfg.duplicate, candidates)
+                    let rules = inner.rules.load();
+                    record::assemble(draft, &rules, &inner.cfg.duplicate, candidates)
                 },
             )?;
             let (ticket, new) = match created {
@@ -144,6 +184,7 @@ impl TicketService {
         })
         .await?;
         if new {
+            self.inner.counters.created.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 ticket = %ticket.ticket_id,
                 call_id = %ticket.call.call_id,
@@ -328,6 +369,12 @@ async fn attempt(
             }
         }
     };
+    let c = &inner.counters;
+    match state {
+        DeliveryState::Delivered => c.delivered.fetch_add(1, Ordering::Relaxed),
+        DeliveryState::Dead => c.dead.fetch_add(1, Ordering::Relaxed),
+        _ => c.retried.fetch_add(1, Ordering::Relaxed),
+    };
     match state {
         DeliveryState::Delivered => {
             tracing::info!(ticket = %claimed.ticket_id, attempt = claimed.attempts, "ticket delivered")
@@ -359,6 +406,10 @@ async fn attempt(
 fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketError> {
     let doc = serde_json::to_string(ticket).map_err(|e| TicketError::Encode(e.to_string()))?;
     delivery::write_outbox_file(&inner.cfg.outbox_dir, id, &doc)?;
+    inner
+        .counters
+        .outbox_written
+        .fetch_add(1, Ordering::Relaxed);
     inner.store.mark_outbox_written(id, now_ms())
 }
 
@@ -366,6 +417,10 @@ fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketEr
 fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
     for c in inner.store.outbox_backlog(256)? {
         delivery::write_outbox_file(&inner.cfg.outbox_dir, &c.ticket_id, &c.document)?;
+        inner
+            .counters
+            .outbox_written
+            .fetch_add(1, Ordering::Relaxed);
         inner.store.mark_outbox_written(&c.ticket_id, now_ms())?;
     }
     Ok(())

@@ -4,6 +4,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
@@ -51,7 +52,14 @@ pub struct GatewayProcess {
     pub rtp: (u16, u16),
     env: Vec<(String, String)>,
     config: PathBuf,
+    /// Everything the daemon wrote to stderr so far (read by a thread, so a chatty daemon
+    /// never blocks on a full pipe).
+    log: Arc<Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
+
+/// The example configuration every test starts from unless told otherwise.
+pub const DEFAULT_CONFIG: &str = "config/hotline.toml";
 
 fn spawn(
     config: &Path,
@@ -65,6 +73,9 @@ fn spawn(
         .arg("serve")
         .arg("--config")
         .arg(config)
+        // Parallel tests must not all bind the default admin port; tests that want the
+        // listener set HOTLINE_ADMIN_LISTEN themselves (their env comes after this).
+        .env("HOTLINE_ADMIN_LISTEN", "")
         .env("HOTLINE_SIP_LISTEN", sip.to_string())
         .env("HOTLINE_DATA_DIR", data_dir)
         .env("HOTLINE_MEDIA_RTP_PORT_MIN", rtp.0.to_string())
@@ -79,25 +90,45 @@ fn spawn(
     cmd.spawn().expect("start hotline-gateway")
 }
 
+fn read_log(child: &mut Child, log: &Arc<Mutex<String>>) -> Option<std::thread::JoinHandle<()>> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take()?;
+    let log = log.clone();
+    Some(std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+            log.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    }))
+}
+
 impl GatewayProcess {
     /// Start `serve` with the example config and `env` overrides on top.
     pub fn start(env: &[(&str, &str)]) -> GatewayProcess {
-        Self::start_with(None, env)
+        GatewayProcess::start_with_config(Path::new(DEFAULT_CONFIG), env)
     }
 
     /// Start `serve` with the example config plus `extra` TOML appended (for what the
     /// environment cannot set, such as `[[trunk]]` entries), and `env` overrides on top.
     pub fn start_with(extra: Option<&str>, env: &[(&str, &str)]) -> GatewayProcess {
-        let data_dir = tempfile::tempdir().unwrap();
-        let config = match extra {
-            None => repo().join("config/hotline.toml"),
-            Some(extra) => {
-                let base = std::fs::read_to_string(repo().join("config/hotline.toml")).unwrap();
-                let path = data_dir.path().join("hotline.toml");
-                std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
-                path
-            }
+        let Some(extra) = extra else {
+            return GatewayProcess::start(env);
         };
+        let base = std::fs::read_to_string(repo().join(DEFAULT_CONFIG)).unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "hotline-test-{}.toml",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, format!("{base}\n{extra}\n")).unwrap();
+        GatewayProcess::start_with_config(&path, env)
+    }
+
+    /// Start `serve --config <config>` (relative to the repository root, or absolute) with
+    /// `env` overrides on top.
+    pub fn start_with_config(config: &Path, env: &[(&str, &str)]) -> GatewayProcess {
+        let data_dir = tempfile::tempdir().unwrap();
         let port = free_udp_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let rtp = rtp_range();
@@ -105,14 +136,18 @@ impl GatewayProcess {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = spawn(&config, sip, data_dir.path(), rtp, &env);
+        let mut child = spawn(config, sip, data_dir.path(), rtp, &env);
+        let log = Arc::new(Mutex::new(String::new()));
+        let log_reader = read_log(&mut child, &log);
         let mut gw = GatewayProcess {
             child,
             sip,
             data_dir,
             rtp,
             env,
-            config,
+            config: config.to_path_buf(),
+            log,
+            log_reader,
         };
         gw.wait_ready();
         gw
@@ -123,6 +158,9 @@ impl GatewayProcess {
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(r) = self.log_reader.take() {
+            let _ = r.join();
+        }
         self.child = spawn(
             &self.config,
             self.sip,
@@ -130,6 +168,7 @@ impl GatewayProcess {
             self.rtp,
             &self.env,
         );
+        self.log_reader = read_log(&mut self.child, &self.log);
         self.wait_ready();
     }
 
@@ -175,13 +214,55 @@ impl GatewayProcess {
         wait_json(&self.outbox(), n, timeout)
     }
 
+    /// What the daemon logged, complete once it has exited.
     fn stderr(&mut self) -> String {
-        use std::io::Read;
-        let mut s = String::new();
-        if let Some(e) = self.child.stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if let Some(r) = self.log_reader.take() {
+                let _ = r.join();
+            }
         }
-        s
+        self.log()
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle`; true if it did within `timeout`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log().contains(needle)
+    }
+
+    /// Send a signal by name (`HUP`, `TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Wait for the daemon to exit on its own; its exit status, or `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(r) = self.log_reader.take() {
+                    let _ = r.join();
+                }
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Stop with SIGTERM and return what the daemon logged (for failure messages). The data

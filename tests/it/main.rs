@@ -8,6 +8,7 @@ mod audio;
 mod baresip;
 mod call_flow;
 mod harness;
+mod ops;
 mod security;
 mod sip_raw;
 mod sipp;

@@ -11,6 +11,7 @@ use crate::media::dtmf::{self, DtmfPacket, DtmfReceiver, TelephoneEvent};
 use crate::media::pacer::Pacer;
 use crate::media::prompt::SharedPrompt;
 use crate::media::rtp::{self, RtpSender, MAX_DATAGRAM};
+use crate::media::stats::MediaCounters;
 use crate::media::{Codec, FRAME_SAMPLES};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ struct Stream {
     sender: RtpSender,
     last_rx: Instant,
     timeout_reported: bool,
+    /// Sequence number expected next from the latched source (loss counting).
+    next_seq: Option<u16>,
 }
 
 /// What a valid inbound packet carries.
@@ -127,6 +130,13 @@ impl Task {
     }
 
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) -> MediaStats {
+        let counters = self.cfg.counters.clone();
+        MediaCounters::add(&counters.sessions_active, 1);
+        let _active = scopeguard(move || {
+            counters
+                .sessions_active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
         let mut rx_buf = vec![0u8; RX_BUF];
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
@@ -215,6 +225,7 @@ impl Task {
                     sender,
                     last_rx: now,
                     timeout_reported: false,
+                    next_seq: None,
                 });
                 self.start_pending_dtmf();
             }
@@ -283,8 +294,14 @@ impl Task {
     fn on_timer(&mut self, now: Instant) {
         self.send_due_dtmf(now);
         if let Some(stream) = self.stream.as_mut() {
+            let due_at = stream.pacer.next_deadline();
             if let Some(due) = stream.pacer.on_tick(now) {
+                self.cfg
+                    .counters
+                    .lateness
+                    .observe(now.duration_since(due_at));
                 if due.skipped > 0 {
+                    MediaCounters::add(&self.cfg.counters.frames_skipped, due.skipped);
                     tracing::debug!(skipped = due.skipped, "media task stalled");
                     stream.sender.start_talkspurt();
                 }
@@ -358,6 +375,7 @@ impl Task {
                 &self.tx_buf[..len],
                 stream.remote,
                 &mut self.stats,
+                &self.cfg.counters,
             ),
             Err(e) => tracing::error!(error = %e, "RTP build"),
         }
@@ -393,6 +411,7 @@ impl Task {
                     &self.tx_buf[..len],
                     remote,
                     &mut self.stats,
+                    &self.cfg.counters,
                 ),
                 Err(e) => tracing::error!(error = %e, "RTP build"),
             }
@@ -405,7 +424,7 @@ impl Task {
 
     fn on_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
         let Ok(pkt) = rtp::parse(data) else {
-            self.stats.packets_dropped += 1;
+            self.drop_packet();
             return;
         };
         let Some(stream) = self.stream.as_mut() else {
@@ -419,14 +438,14 @@ impl Task {
             match TelephoneEvent::parse(pkt.payload) {
                 Ok(ev) => Kind::Dtmf(ev),
                 Err(_) => {
-                    self.stats.packets_dropped += 1;
+                    self.drop_packet();
                     return;
                 }
             }
         } else if pkt.payload_type == PT_COMFORT_NOISE {
             Kind::ComfortNoise
         } else {
-            self.stats.packets_dropped += 1;
+            self.drop_packet();
             return;
         };
         // Symmetric RTP (RFC 4961): answer where the caller's packets come from, which is
@@ -436,7 +455,7 @@ impl Task {
             None => true,
             Some(ssrc) if ssrc == pkt.ssrc => {
                 if src != stream.remote {
-                    self.stats.packets_dropped += 1;
+                    self.drop_packet();
                     return;
                 }
                 false
@@ -446,15 +465,31 @@ impl Task {
         if new_timeline {
             if stream.latched_ssrc.is_some() {
                 tracing::debug!(%src, ssrc = pkt.ssrc, "RTP source re-latched");
+            } else {
+                tracing::debug!(%src, ssrc = pkt.ssrc, "RTP source latched");
             }
             stream.remote = src;
             stream.latched_ssrc = Some(pkt.ssrc);
+            stream.next_seq = None;
             self.dtmf_rx.reset();
             if let Some(rec) = self.recorder.as_mut() {
                 rec.reset_timeline();
             }
         }
         self.stats.packets_received += 1;
+        MediaCounters::add(&self.cfg.counters.packets_in, 1);
+        // Loss by sequence gap (RFC 3550 A.1, simplified): a jump forward of less than half
+        // the sequence space counts the missing packets; older (reordered, duplicated)
+        // packets move nothing.
+        let gap = stream
+            .next_seq
+            .map_or(0, |expected| pkt.sequence.wrapping_sub(expected));
+        if gap < 0x8000 {
+            if gap > 0 {
+                MediaCounters::add(&self.cfg.counters.packets_lost, u64::from(gap));
+            }
+            stream.next_seq = Some(pkt.sequence.wrapping_add(1));
+        }
         stream.last_rx = now;
         stream.timeout_reported = false;
 
@@ -480,6 +515,11 @@ impl Task {
         }
     }
 
+    fn drop_packet(&mut self) {
+        self.stats.packets_dropped += 1;
+        MediaCounters::add(&self.cfg.counters.packets_dropped, 1);
+    }
+
     fn on_digit(&mut self, digit: char) {
         self.emit(MediaEvent::Dtmf(digit));
         if self.playing && self.barge_in {
@@ -501,11 +541,18 @@ impl Task {
         };
         let done = rec.finish(reason);
         let events = self.events.clone();
+        let counters = self.cfg.counters.clone();
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             let duration = Duration::from_millis(done.samples.len() as u64 / 8);
             let pcm: Arc<[i16]> = done.samples.into();
-            if let Err(e) = write_wav(&done.path, &pcm) {
-                tracing::error!(path = %done.path.display(), error = %e, "writing recording");
+            match write_wav(&done.path, &pcm) {
+                Ok(()) => MediaCounters::add(&counters.recordings_written, 1),
+                Err(e) => {
+                    MediaCounters::add(&counters.recording_errors, 1);
+                    tracing::error!(path = %done.path.display(), error = %e, "writing recording");
+                }
             }
             let _ = events.send(MediaEvent::RecordingDone {
                 path: done.path,
@@ -526,15 +573,35 @@ fn transmit(
     datagram: &[u8],
     remote: SocketAddr,
     stats: &mut MediaStats,
+    counters: &MediaCounters,
 ) {
     let res = match dup {
         Some(s) => s.send_to(datagram, remote),
         None => socket.try_send_to(datagram, remote),
     };
     match res {
-        Ok(_) => stats.packets_sent += 1,
-        Err(e) => tracing::debug!(error = %e, %remote, "RTP send"),
+        Ok(_) => {
+            stats.packets_sent += 1;
+            MediaCounters::add(&counters.packets_out, 1);
+        }
+        Err(e) => {
+            MediaCounters::add(&counters.send_errors, 1);
+            tracing::debug!(error = %e, %remote, "RTP send");
+        }
     }
+}
+
+/// Runs `f` when dropped: keeps `sessions_active` true however the task ends.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 #[cfg(unix)]

@@ -12,9 +12,7 @@ use tokio::time::{timeout, Instant};
 const DTMF_PT: u8 = 101;
 
 fn cfg(inactivity: Duration) -> SessionConfig {
-    SessionConfig {
-        inactivity_timeout: inactivity,
-    }
+    SessionConfig::new(inactivity)
 }
 
 async fn udp() -> UdpSocket {

@@ -1,0 +1,379 @@
+//! The metrics registry and the Prometheus text exposition (format 0.0.4), written by hand.
+//!
+//! Why by hand rather than `prometheus-client`: every number we export already lives in an
+//! atomic or a fixed table owned by the layer that counts it (the SIP endpoint, the call
+//! manager, media sessions, the ticket service), so that counting on the hot path costs one
+//! relaxed add and never a lock, a label-set hash or an allocation. A client library would
+//! want its own metric objects (label families behind a lock); here the registry only *reads*
+//! the counters when scraped, and the text format is a few lines of code.
+//!
+//! A [`MetricSource`] writes one or more metric families; the [`Registry`] holds the sources.
+//! Adding a counter source is one line: `registry.register(Arc::new(source))`, where the
+//! source is any type implementing `MetricSource` or a closure `Fn(&mut Exposition)`.
+
+use crate::call::manager::CallCounters;
+use crate::media::stats::MediaCounters;
+use crate::sip::endpoint::EndpointCounters;
+use crate::ticket::{DeliveryState, TicketService};
+use std::fmt::{Display, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Something that contributes metric families to a scrape.
+pub trait MetricSource: Send + Sync {
+    fn collect(&self, out: &mut Exposition);
+}
+
+impl<F: Fn(&mut Exposition) + Send + Sync> MetricSource for F {
+    fn collect(&self, out: &mut Exposition) {
+        self(out)
+    }
+}
+
+/// The sources a scrape reads, in order.
+#[derive(Default, Clone)]
+pub struct Registry {
+    sources: Vec<Arc<dyn MetricSource>>,
+}
+
+impl Registry {
+    pub fn register(&mut self, source: Arc<dyn MetricSource>) {
+        self.sources.push(source);
+    }
+
+    /// The whole exposition. May block briefly (the ticket source reads SQLite): call it
+    /// from a blocking thread.
+    pub fn render(&self) -> String {
+        let mut out = Exposition::default();
+        for s in &self.sources {
+            s.collect(&mut out);
+        }
+        out.text
+    }
+}
+
+/// Prometheus text being written. Each family is written whole (HELP, TYPE, samples), as
+/// the format requires.
+#[derive(Default)]
+pub struct Exposition {
+    text: String,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Exposition {
+    /// Start a family: `kind` is `counter`, `gauge` or `histogram`.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {}", help.replace('\n', " "));
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    /// One sample of the current family.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{k}=\"{}\"", escape(v));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    /// A family with a single unlabelled sample.
+    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    pub fn counter(&mut self, name: &str, help: &str, c: &AtomicU64) {
+        self.single(name, "counter", help, c.load(Ordering::Relaxed));
+    }
+
+    pub fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
+        self.single(name, "gauge", help, value);
+    }
+}
+
+/// SIP transport and message counters.
+pub struct SipSource(pub Arc<EndpointCounters>);
+
+impl MetricSource for SipSource {
+    fn collect(&self, out: &mut Exposition) {
+        let c = &self.0;
+        let n = "hotline_sip_requests_total";
+        out.family(
+            n,
+            "counter",
+            "SIP requests by direction and method (retransmissions included).",
+        );
+        for (dir, method, count) in c.messages.requests() {
+            out.sample(n, &[("direction", dir.as_str()), ("method", method)], count);
+        }
+        let n = "hotline_sip_responses_total";
+        out.family(
+            n,
+            "counter",
+            "SIP responses by direction, CSeq method and status code.",
+        );
+        for (dir, method, code, count) in c.messages.responses() {
+            let code = code.to_string();
+            out.sample(
+                n,
+                &[
+                    ("direction", dir.as_str()),
+                    ("method", method),
+                    ("code", &code),
+                ],
+                count,
+            );
+        }
+        let n = "hotline_sip_datagrams_total";
+        out.family(n, "counter", "UDP datagrams on the SIP socket.");
+        out.sample(
+            n,
+            &[("direction", "in")],
+            c.datagrams_in.load(Ordering::Relaxed),
+        );
+        out.sample(
+            n,
+            &[("direction", "out")],
+            c.datagrams_out.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "hotline_sip_datagrams_dropped_total",
+            "Datagrams dropped silently (not SIP, or a broken response).",
+            &c.dropped,
+        );
+        out.counter(
+            "hotline_sip_datagrams_rejected_total",
+            "Broken requests answered statelessly with 400 or 501.",
+            &c.rejected,
+        );
+        out.counter(
+            "hotline_sip_send_errors_total",
+            "SIP sends that failed.",
+            &c.send_errors,
+        );
+    }
+}
+
+/// Calls by outcome.
+pub struct CallSource(pub Arc<CallCounters>);
+
+impl MetricSource for CallSource {
+    fn collect(&self, out: &mut Exposition) {
+        let c = &self.0;
+        out.counter(
+            "hotline_calls_answered_total",
+            "Calls answered (200 OK to an INVITE).",
+            &c.answered,
+        );
+        let n = "hotline_calls_rejected_total";
+        out.family(n, "counter", "INVITEs refused, by SIP status code.");
+        for (code, count) in c.rejected_by_code() {
+            out.sample(n, &[("code", &code.to_string())], count);
+        }
+        let n = "hotline_calls_ended_total";
+        out.family(
+            n,
+            "counter",
+            "Answered calls that ended, by hang-up reason of the call record.",
+        );
+        for (reason, count) in c.ended_by_reason() {
+            out.sample(n, &[("reason", reason)], count);
+        }
+        out.gauge(
+            "hotline_calls_active",
+            "Calls in progress.",
+            c.active.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// RTP, pacing and recordings.
+pub struct MediaSource(pub Arc<MediaCounters>);
+
+impl MetricSource for MediaSource {
+    fn collect(&self, out: &mut Exposition) {
+        let c = &self.0;
+        let n = "hotline_rtp_packets_total";
+        out.family(
+            n,
+            "counter",
+            "RTP packets: accepted from callers (in) and sent (out).",
+        );
+        out.sample(
+            n,
+            &[("direction", "in")],
+            c.packets_in.load(Ordering::Relaxed),
+        );
+        out.sample(
+            n,
+            &[("direction", "out")],
+            c.packets_out.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "hotline_rtp_packets_dropped_total",
+            "Incoming RTP dropped: malformed, unexpected payload type, or wrong source.",
+            &c.packets_dropped,
+        );
+        out.counter(
+            "hotline_rtp_packets_lost_total",
+            "Incoming RTP missing by sequence number.",
+            &c.packets_lost,
+        );
+        out.counter(
+            "hotline_rtp_send_errors_total",
+            "RTP sends that failed (frame lost).",
+            &c.send_errors,
+        );
+        out.counter(
+            "hotline_rtp_frames_skipped_total",
+            "Outgoing 20 ms frames skipped because the media task woke up more than a frame late.",
+            &c.frames_skipped,
+        );
+        let n = "hotline_rtp_pacing_lateness_seconds";
+        out.family(
+            n,
+            "histogram",
+            "How late each 20 ms send tick ran after its deadline.",
+        );
+        let (buckets, count, sum_us) = c.lateness.snapshot();
+        let bucket = format!("{n}_bucket");
+        for (bound, cumulative) in buckets {
+            let le = bound.map_or_else(|| "+Inf".to_string(), seconds);
+            out.sample(&bucket, &[("le", &le)], cumulative);
+        }
+        out.sample(&format!("{n}_sum"), &[], seconds(sum_us));
+        out.sample(&format!("{n}_count"), &[], count);
+        out.gauge(
+            "hotline_media_sessions_active",
+            "RTP sessions running.",
+            c.sessions_active.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "hotline_recordings_written_total",
+            "Callers' messages written as WAV.",
+            &c.recordings_written,
+        );
+        out.counter(
+            "hotline_recording_errors_total",
+            "Messages that could not be written.",
+            &c.recording_errors,
+        );
+    }
+}
+
+/// Microseconds as decimal seconds, exactly (no float rounding in bucket bounds).
+fn seconds(us: u64) -> String {
+    let frac = us % 1_000_000;
+    if frac == 0 {
+        return (us / 1_000_000).to_string();
+    }
+    let s = format!("{}.{:06}", us / 1_000_000, frac);
+    s.trim_end_matches('0').to_string()
+}
+
+/// Ticket store depth (read from SQLite at scrape time) and delivery outcomes.
+pub struct TicketSource(pub TicketService);
+
+impl MetricSource for TicketSource {
+    fn collect(&self, out: &mut Exposition) {
+        let n = "hotline_tickets";
+        out.family(n, "gauge", "Tickets in the store by delivery state.");
+        match self.0.store().counts() {
+            Ok(counts) => {
+                for state in [
+                    DeliveryState::Pending,
+                    DeliveryState::InFlight,
+                    DeliveryState::Delivered,
+                    DeliveryState::Dead,
+                ] {
+                    let v = counts
+                        .iter()
+                        .find(|(s, _)| *s == state)
+                        .map_or(0, |(_, n)| *n);
+                    out.sample(n, &[("state", state.as_str())], v);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count tickets"),
+        }
+        let c = self.0.counters();
+        out.counter(
+            "hotline_tickets_created_total",
+            "Tickets committed since start.",
+            &c.created,
+        );
+        let n = "hotline_ticket_deliveries_total";
+        out.family(
+            n,
+            "counter",
+            "Delivery attempts to the intake API by outcome.",
+        );
+        for (outcome, v) in [
+            ("delivered", &c.delivered),
+            ("retry", &c.retried),
+            ("dead", &c.dead),
+        ] {
+            out.sample(n, &[("outcome", outcome)], v.load(Ordering::Relaxed));
+        }
+        out.counter(
+            "hotline_ticket_outbox_files_total",
+            "Ticket files written to the outbox folder (no intake URL).",
+            &c.outbox_written,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_written_whole_with_escaped_labels() {
+        let mut r = Registry::default();
+        let c = Arc::new(AtomicU64::new(3));
+        let c2 = c.clone();
+        r.register(Arc::new(move |out: &mut Exposition| {
+            out.counter("x_total", "An x.", &c2);
+            out.family("y", "gauge", "A y.");
+            out.sample("y", &[("k", "a\"b\\c"), ("l", "m")], 1.5);
+        }));
+        c.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(
+            r.render(),
+            "# HELP x_total An x.\n# TYPE x_total counter\nx_total 4\n\
+             # HELP y A y.\n# TYPE y gauge\ny{k=\"a\\\"b\\\\c\",l=\"m\"} 1.5\n"
+        );
+    }
+
+    #[test]
+    fn histogram_bounds_are_exact_seconds() {
+        assert_eq!(seconds(100), "0.0001");
+        assert_eq!(seconds(20_000), "0.02");
+        assert_eq!(seconds(2_000_000), "2");
+        assert_eq!(seconds(1_500_000), "1.5");
+        let m = Arc::new(MediaCounters::default());
+        m.lateness.observe(std::time::Duration::from_micros(300));
+        let mut out = Exposition::default();
+        MediaSource(m).collect(&mut out);
+        let text = out.text;
+        assert!(text.contains("hotline_rtp_pacing_lateness_seconds_bucket{le=\"0.00025\"} 0\n"));
+        assert!(text.contains("hotline_rtp_pacing_lateness_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("hotline_rtp_pacing_lateness_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("hotline_rtp_pacing_lateness_seconds_sum 0.0003\n"));
+        assert!(text.contains("hotline_rtp_pacing_lateness_seconds_count 1\n"));
+    }
+}
