@@ -62,6 +62,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("sip", "t4_ms", Kind::Int),
     ("sip", "early_media", Kind::Bool),
     ("sip", "user_agent", Kind::Str),
+    ("sip", "instance_id", Kind::OptStr),
     ("media", "rtp_ip", Kind::Str),
     ("media", "rtp_port_min", Kind::Int),
     ("media", "rtp_port_max", Kind::Int),

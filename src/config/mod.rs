@@ -84,6 +84,11 @@ pub struct SipConfig {
     pub early_media: bool,
     /// Value of the User-Agent/Server header. Default `hotline-gateway/<version>`.
     pub user_agent: String,
+    /// Names this instance in call records and tickets (`gateway_instance`), so that with
+    /// several gateways behind one balancer every ticket says which one took the call.
+    /// Default: `<hostname>:<SIP port>`. Env: `HOTLINE_SIP_INSTANCE_ID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -96,6 +101,7 @@ impl Default for SipConfig {
             t4_ms: 5000,
             early_media: false,
             user_agent: concat!("hotline-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
+            instance_id: None,
         }
     }
 }

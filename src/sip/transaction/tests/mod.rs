@@ -13,6 +13,7 @@ mod client;
 mod pair;
 mod server_invite;
 mod server_other;
+mod via_proxy;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
