@@ -8,6 +8,8 @@ mod audio;
 mod baresip;
 mod call_flow;
 mod harness;
+mod kamailio;
+mod proxy_routing;
 mod sip_raw;
 mod sipp;
 #[path = "../tickets_common/mod.rs"]
