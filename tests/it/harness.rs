@@ -4,6 +4,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
@@ -46,6 +47,10 @@ pub fn peer_available(cmd: &str) -> bool {
 
 pub struct GatewayProcess {
     child: Child,
+    /// Everything the daemon wrote to stderr, read continuously by `reader`: an unread pipe
+    /// fills up (64 KiB) under load and would block the daemon's logging, and with it calls.
+    log: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     pub sip: SocketAddr,
     pub data_dir: tempfile::TempDir,
     pub rtp: (u16, u16),
@@ -81,9 +86,13 @@ impl GatewayProcess {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = spawn(sip, data_dir.path(), rtp, &env);
+        let mut child = spawn(sip, data_dir.path(), rtp, &env);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let reader = capture(&mut child, &log);
         let mut gw = GatewayProcess {
             child,
+            log,
+            reader,
             sip,
             data_dir,
             rtp,
@@ -98,8 +107,20 @@ impl GatewayProcess {
     pub fn kill9_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
         self.child = spawn(self.sip, self.data_dir.path(), self.rtp, &self.env);
+        self.reader = capture(&mut self.child, &self.log);
         self.wait_ready();
+    }
+
+    /// `kill -9` the daemon and leave it dead (an instance lost mid-call). Returns what it
+    /// logged. The data directory stays until the value is dropped.
+    pub fn kill9(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr()
     }
 
     /// Ready = answers OPTIONS.
@@ -144,13 +165,15 @@ impl GatewayProcess {
         wait_json(&self.outbox(), n, timeout)
     }
 
-    fn stderr(&mut self) -> String {
-        use std::io::Read;
-        let mut s = String::new();
-        if let Some(e) = self.child.stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
+    /// What the daemon logged so far (all of it once the process has exited).
+    pub fn stderr(&mut self) -> String {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
         }
-        s
+        let log = self.log.lock().unwrap();
+        String::from_utf8_lossy(&log).into_owned()
     }
 
     /// Stop with SIGTERM and return what the daemon logged (for failure messages). The data
@@ -177,6 +200,22 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Read the child's stderr into `log` until it closes.
+fn capture(child: &mut Child, log: &Arc<Mutex<Vec<u8>>>) -> Option<std::thread::JoinHandle<()>> {
+    use std::io::Read;
+    let mut err = child.stderr.take()?;
+    let log = log.clone();
+    Some(std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match err.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => log.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    }))
 }
 
 fn wait_json(dir: &Path, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
