@@ -311,7 +311,7 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
             out.status,
             tail(&String::from_utf8_lossy(&out.stdout), 25),
             String::from_utf8_lossy(&out.stderr),
-            tail(&sipp_err, 60),
+            tail(&sipp_err, 400),
             tail(&kam_log, 80),
             tail(&log_a, 30),
             tail(&log_b, 30),
