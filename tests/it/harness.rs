@@ -31,7 +31,8 @@ pub fn free_udp_port() -> u16 {
 pub fn peer_available(cmd: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {cmd}"))
+        // Daemons such as kamailio live in /usr/sbin, which is not on a normal user's PATH.
+        .arg(format!("command -v {cmd} || test -x /usr/sbin/{cmd}"))
         .stdout(Stdio::null())
         .status()
         .map(|s| s.success())

@@ -41,6 +41,19 @@ fn recipe_value(name: &str) -> u64 {
         .unwrap_or_else(|| panic!("kamailio.cfg has no numeric #!trydef {name}"))
 }
 
+/// A kamailio tool: from PATH, else from /usr/sbin (not on a normal user's PATH).
+fn sbin(cmd: &str) -> PathBuf {
+    let on_path = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty());
+    PathBuf::from(on_path.unwrap_or_else(|| format!("/usr/sbin/{cmd}")))
+}
+
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -66,7 +79,7 @@ impl Kamailio {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
         let d = dir.path().display();
-        let child = Command::new("kamailio")
+        let child = Command::new(sbin("kamailio"))
             .args(["-DD", "-E", "-Y"])
             .arg(dir.path())
             .arg("-P")
@@ -107,7 +120,7 @@ impl Kamailio {
     /// `kamcmd dispatcher.list`: destination URI → flags (`AP` active, `IP` inactive...).
     fn states(&self) -> BTreeMap<String, String> {
         let socket = format!("unix:{}/kamailio_ctl", self.dir.path().display());
-        let out = Command::new("kamcmd")
+        let out = Command::new(sbin("kamcmd"))
             .args(["-s", &socket, "dispatcher.list"])
             .stdin(Stdio::null())
             .output();
