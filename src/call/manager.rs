@@ -802,7 +802,10 @@ Content-Length: 0\r\n\r\n";
         );
         assert_eq!(message::uri_to_string(&bye.uri), "sip:sipp@127.0.0.1:6000");
         let wire = String::from_utf8(message::to_bytes(&bye.into())).unwrap();
-        assert!(wire.starts_with("BYE sip:sipp@127.0.0.1:6000 SIP/2.0\r\n"), "{wire}");
+        assert!(
+            wire.starts_with("BYE sip:sipp@127.0.0.1:6000 SIP/2.0\r\n"),
+            "{wire}"
+        );
     }
 
     #[test]

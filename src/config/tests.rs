@@ -252,9 +252,16 @@ fn data_dir_alias() {
 
 #[test]
 fn instance_id_from_file_or_env_and_validated() {
-    assert_eq!(parse(MINIMAL).unwrap().sip.instance_id, None, "default: host:port");
+    assert_eq!(
+        parse(MINIMAL).unwrap().sip.instance_id,
+        None,
+        "default: host:port"
+    );
     let text = format!("[sip]\ninstance_id = \"gw-a\"\n{MINIMAL}");
-    assert_eq!(parse(&text).unwrap().sip.instance_id.as_deref(), Some("gw-a"));
+    assert_eq!(
+        parse(&text).unwrap().sip.instance_id.as_deref(),
+        Some("gw-a")
+    );
     let c = parse_env(MINIMAL, &[("HOTLINE_SIP_INSTANCE_ID", "gw-b")]).unwrap();
     assert_eq!(c.sip.instance_id.as_deref(), Some("gw-b"));
     let bad = format!("[sip]\ninstance_id = \"  \"\n{MINIMAL}");

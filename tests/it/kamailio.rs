@@ -71,10 +71,7 @@ struct Kamailio {
 impl Kamailio {
     fn start(instances: &[SocketAddr]) -> Kamailio {
         let dir = tempfile::tempdir().unwrap();
-        let list: String = instances
-            .iter()
-            .map(|a| format!("1 sip:{a}\n"))
-            .collect();
+        let list: String = instances.iter().map(|a| format!("1 sip:{a}\n")).collect();
         std::fs::write(dir.path().join("dispatcher.list"), list).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
@@ -102,9 +99,11 @@ impl Kamailio {
                 panic!("kamailio exited: {status}\n{}", k.log());
             }
             let states = k.states();
-            let active = instances
-                .iter()
-                .all(|a| states.get(&format!("sip:{a}")).is_some_and(|f| f.starts_with('A')));
+            let active = instances.iter().all(|a| {
+                states
+                    .get(&format!("sip:{a}"))
+                    .is_some_and(|f| f.starts_with('A'))
+            });
             if active {
                 return k;
             }
@@ -189,7 +188,9 @@ fn sipp_calls(dir: &Path) -> BTreeMap<String, SippCall> {
         for line in std::fs::read_to_string(path).unwrap().lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             match f.as_slice() {
-                ["START", id, s, us] => calls.entry(id.to_string()).or_default().started = time(s, us),
+                ["START", id, s, us] => {
+                    calls.entry(id.to_string()).or_default().started = time(s, us)
+                }
                 ["ANSWERED", id, s, us, contact] => {
                     calls.entry(id.to_string()).or_default().answered =
                         Some((time(s, us), contact.to_string()))
@@ -228,7 +229,10 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
         vec![
             ("HOTLINE_INTAKE_URL", url.clone()),
             ("HOTLINE_SIP_INSTANCE_ID", id.to_string()),
-            ("HOTLINE_LIMITS_MAX_CALL_DURATION_SECS", MAX_CALL_SECS.into()),
+            (
+                "HOTLINE_LIMITS_MAX_CALL_DURATION_SECS",
+                MAX_CALL_SECS.into(),
+            ),
             ("HOTLINE_LOG", "info".into()),
         ]
     };
@@ -255,7 +259,14 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
         .arg(kam.addr.to_string())
         .arg("-sf")
         .arg(&scen_path)
-        .args(["-s", "8890", "-m", &CALLS.to_string(), "-r", &RATE.to_string()])
+        .args([
+            "-s",
+            "8890",
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            &RATE.to_string(),
+        ])
         .args(["-rp", "1000", "-l", &CALLS.to_string()])
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
         .args(["-p", &free_udp_port().to_string()])
@@ -300,9 +311,11 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
         .map(|(id, _)| id.clone())
         .collect();
     intake
-        .wait_for(Duration::from_secs(20), "a ticket per completed call", |s| {
-            s.documents.len() >= completed.len()
-        })
+        .wait_for(
+            Duration::from_secs(20),
+            "a ticket per completed call",
+            |s| s.documents.len() >= completed.len(),
+        )
         .await;
     // Let any duplicate that would still come arrive before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -409,7 +422,11 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
         context()
     );
     for id in &after {
-        assert!(completed.contains(*id), "{id} started after the kill and failed{}", context());
+        assert!(
+            completed.contains(*id),
+            "{id} started after the kill and failed{}",
+            context()
+        );
         assert!(done_b.contains(*id), "{id} was answered by B{}", context());
     }
 
@@ -434,7 +451,12 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
     let proxy_via = format!("SIP/2.0/UDP {}", kam.addr);
     for id in &completed {
         let c = &calls[id];
-        assert_eq!(c.ended_by.as_deref(), Some("gateway-bye"), "{id}{}", context());
+        assert_eq!(
+            c.ended_by.as_deref(),
+            Some("gateway-bye"),
+            "{id}{}",
+            context()
+        );
         assert!(
             c.bye_via.trim_start().starts_with(&proxy_via),
             "{id}: BYE not via the proxy: {}{}",
@@ -442,8 +464,12 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
             context()
         );
     }
-    let relayed_byes = kam_log.matches(&format!("in-dialog BYE from {}", gw_a.sip)).count()
-        + kam_log.matches(&format!("in-dialog BYE from {}", gw_b.sip)).count();
+    let relayed_byes = kam_log
+        .matches(&format!("in-dialog BYE from {}", gw_a.sip))
+        .count()
+        + kam_log
+            .matches(&format!("in-dialog BYE from {}", gw_b.sip))
+            .count();
     assert_eq!(
         relayed_byes,
         completed.len(),
@@ -467,17 +493,30 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
         "one ticket (one Idempotency-Key) per call: {keys_per_call:?}"
     );
     let ticketed: BTreeSet<String> = keys_per_call.keys().cloned().collect();
-    assert_eq!(ticketed, completed, "a ticket for each completed call{}", context());
+    assert_eq!(
+        ticketed,
+        completed,
+        "a ticket for each completed call{}",
+        context()
+    );
     assert_eq!(docs.len(), completed.len());
     let mut by_instance: BTreeMap<String, usize> = BTreeMap::new();
     for d in docs.values() {
         let call_id = d["call"]["call_id"].as_str().unwrap();
         let instance = d["gateway_instance"].as_str().unwrap().to_string();
-        let expected = if done_a.contains(call_id) { "gw-a" } else { "gw-b" };
+        let expected = if done_a.contains(call_id) {
+            "gw-a"
+        } else {
+            "gw-b"
+        };
         assert_eq!(instance, expected, "{call_id}");
         *by_instance.entry(instance).or_default() += 1;
     }
-    assert_eq!(by_instance.len(), 2, "tickets from both instances: {by_instance:?}");
+    assert_eq!(
+        by_instance.len(),
+        2,
+        "tickets from both instances: {by_instance:?}"
+    );
     eprintln!(
         "kamailio failover: {} calls, {} completed (A {}, B {}), {} lost with A, A marked \
          inactive after {detected:?}, test took {:?}",

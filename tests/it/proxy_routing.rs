@@ -21,7 +21,10 @@ impl Proxy {
     fn new() -> Proxy {
         let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
         let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let caller_sip = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let caller_sip = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         Proxy {
             sip,
             caller_rtp,
@@ -204,7 +207,10 @@ fn behind_a_proxy_ack_and_byes_follow_the_route_set_and_rtp_goes_direct() {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
     let mut buf = [0u8; 2048];
-    let (n, from) = proxy.caller_rtp.recv_from(&mut buf).expect("RTP at the caller");
+    let (n, from) = proxy
+        .caller_rtp
+        .recv_from(&mut buf)
+        .expect("RTP at the caller");
     assert!(n > 12 && buf[0] >> 6 == 2, "an RTP packet");
     assert_eq!(from, SocketAddr::from(([127, 0, 0, 1], rtp_port)));
 

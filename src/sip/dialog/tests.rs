@@ -245,7 +245,10 @@ fn missing_contact_is_an_error_not_a_panic() {
 fn lr_with_a_value_is_still_loose_routing() {
     // Older Kamailio/OpenSER write `;lr=on` (rr `enable_full_lr`); RFC 3261 §19.1.1 only
     // asks for the parameter's presence, so it must not be taken for a strict router.
-    for rr in ["<sip:127.0.0.1:5070;lr=on;ftag=caller-tag>", "<sip:127.0.0.1:5070;LR>"] {
+    for rr in [
+        "<sip:127.0.0.1:5070;lr=on;ftag=caller-tag>",
+        "<sip:127.0.0.1:5070;LR>",
+    ] {
         let invite = INVITE
             .replace("Record-Route: <sip:p2.example.com;lr>\r\n", "")
             .replace("<sip:p1.example.com;lr;ftag=x>", rr);

@@ -57,7 +57,10 @@ fn invite_via_a_proxy_is_answered_to_the_proxy_and_its_2xx_ack_from_the_proxy_st
     // The caller's ACK, relayed by the proxy with a branch of its own (a 2xx ACK is a new
     // transaction hop by hop).
     h.run_until(ms(300));
-    h.deliver_from(&via_proxy("ACK", "z9hG4bKprxack", 1, Some("uas-tag")), proxy);
+    h.deliver_from(
+        &via_proxy("ACK", "z9hG4bKprxack", 1, Some("uas-tag")),
+        proxy,
+    );
     h.run_until(ms(60_000));
     assert_eq!(h.times_of(200), secs(&[0.0]), "no 2xx resent after the ACK");
     assert_eq!(h.request_key(rsip::Method::Ack).branch, "z9hG4bKprxack");
@@ -97,7 +100,10 @@ fn cancel_relayed_by_the_proxy_finds_the_invite_it_relayed() {
 fn bye_via_the_proxy_reaches_the_tu_and_is_answered_to_the_proxy() {
     let mut h = Scripted::new(TimerConfig::default());
     let proxy = addr(PROXY);
-    h.deliver_from(&via_proxy("BYE", "z9hG4bKprxbye", 2, Some("uas-tag")), proxy);
+    h.deliver_from(
+        &via_proxy("BYE", "z9hG4bKprxbye", 2, Some("uas-tag")),
+        proxy,
+    );
     let key = h.request_key(rsip::Method::Bye);
     let req = request_of(&h, rsip::Method::Bye);
     h.respond(&key, tu_response(&req, 200, "OK"));
