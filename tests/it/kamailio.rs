@@ -54,6 +54,50 @@ fn sbin(cmd: &str) -> PathBuf {
     PathBuf::from(on_path.unwrap_or_else(|| format!("/usr/sbin/{cmd}")))
 }
 
+/// A gateway instance for these tests: named `id`, posting to `intake`, hanging up after
+/// MAX_CALL_SECS; `extra` environment on top.
+fn instance(id: &str, intake: &str, extra: &[(&str, &str)]) -> GatewayProcess {
+    let mut vars = vec![
+        ("HOTLINE_INTAKE_URL", intake),
+        ("HOTLINE_SIP_INSTANCE_ID", id),
+        ("HOTLINE_LIMITS_MAX_CALL_DURATION_SECS", MAX_CALL_SECS),
+        ("HOTLINE_LOG", "info"),
+    ];
+    vars.extend_from_slice(extra);
+    GatewayProcess::start(&vars)
+}
+
+/// sipp placing `calls` calls at `rate` per second through `proxy`, logging each call into
+/// `dir` (see [`sipp_calls`]).
+fn sipp_load(dir: &Path, proxy: SocketAddr, calls: usize, rate: usize, media_port: u16) -> Command {
+    let scenario = std::fs::read_to_string(repo().join("tests/sipp/uac_via_proxy.xml"))
+        .unwrap()
+        .replace("@BYE_WAIT_MS@", &BYE_WAIT_MS.to_string());
+    let scen_path = dir.join("uac_via_proxy.xml");
+    std::fs::write(&scen_path, scenario).unwrap();
+    let mut sipp = Command::new("sipp");
+    sipp.current_dir(dir)
+        .arg(proxy.to_string())
+        .arg("-sf")
+        .arg(&scen_path)
+        .args(["-s", "8890", "-m", &calls.to_string()])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-rp",
+            "1000",
+            "-l",
+            &calls.to_string(),
+        ])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &free_udp_port().to_string()])
+        .args(["-mp", &media_port.to_string()])
+        .args(["-timeout", "60", "-timeout_error", "-nostdin"])
+        .args(["-trace_logs", "-trace_err"])
+        .stdin(Stdio::null());
+    sipp
+}
+
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -69,14 +113,19 @@ struct Kamailio {
 }
 
 impl Kamailio {
-    fn start(instances: &[SocketAddr]) -> Kamailio {
+    /// `defines` are extra `-A NAME=value` overrides of the recipe's `#!trydef`s.
+    fn start(instances: &[SocketAddr], defines: &[&str]) -> Kamailio {
         let dir = tempfile::tempdir().unwrap();
         let list: String = instances.iter().map(|a| format!("1 sip:{a}\n")).collect();
         std::fs::write(dir.path().join("dispatcher.list"), list).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
         let d = dir.path().display();
-        let child = Command::new(sbin("kamailio"))
+        let mut cmd = Command::new(sbin("kamailio"));
+        for d in defines {
+            cmd.args(["-A", d]);
+        }
+        let child = cmd
             .args(["-DD", "-E", "-Y"])
             .arg(dir.path())
             .arg("-P")
@@ -225,55 +274,15 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
     let test_started = Instant::now();
     let intake = Intake::start(|_, _| Reply::Accept(201)).await;
     let url = intake.url();
-    let env = |id: &'static str| {
-        vec![
-            ("HOTLINE_INTAKE_URL", url.clone()),
-            ("HOTLINE_SIP_INSTANCE_ID", id.to_string()),
-            (
-                "HOTLINE_LIMITS_MAX_CALL_DURATION_SECS",
-                MAX_CALL_SECS.into(),
-            ),
-            ("HOTLINE_LOG", "info".into()),
-        ]
-    };
-    let start = |id: &'static str| {
-        let vars = env(id);
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        GatewayProcess::start(&vars)
-    };
-    let mut gw_a = start("gw-a");
-    let mut gw_b = start("gw-b");
-    let kam = Kamailio::start(&[gw_a.sip, gw_b.sip]);
+    let mut gw_a = instance("gw-a", &url, &[]);
+    let mut gw_b = instance("gw-b", &url, &[]);
+    let kam = Kamailio::start(&[gw_a.sip, gw_b.sip], &[]);
     let uri_a = format!("sip:{}", gw_a.sip);
     let uri_b = format!("sip:{}", gw_b.sip);
 
     // The load: CALLS calls at RATE per second, each kept until the gateway hangs up.
     let dir = tempfile::tempdir().unwrap();
-    let scenario = std::fs::read_to_string(repo().join("tests/sipp/uac_via_proxy.xml"))
-        .unwrap()
-        .replace("@BYE_WAIT_MS@", &BYE_WAIT_MS.to_string());
-    let scen_path = dir.path().join("uac_via_proxy.xml");
-    std::fs::write(&scen_path, scenario).unwrap();
-    let mut sipp = Command::new("sipp");
-    sipp.current_dir(dir.path())
-        .arg(kam.addr.to_string())
-        .arg("-sf")
-        .arg(&scen_path)
-        .args([
-            "-s",
-            "8890",
-            "-m",
-            &CALLS.to_string(),
-            "-r",
-            &RATE.to_string(),
-        ])
-        .args(["-rp", "1000", "-l", &CALLS.to_string()])
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-        .args(["-p", &free_udp_port().to_string()])
-        .args(["-mp", &(gw_b.rtp.1 - 20).to_string()])
-        .args(["-timeout", "60", "-timeout_error", "-nostdin"])
-        .args(["-trace_logs", "-trace_err"])
-        .stdin(Stdio::null());
+    let mut sipp = sipp_load(dir.path(), kam.addr, CALLS, RATE, gw_b.rtp.1 - 20);
     let sipp = std::thread::spawn(move || sipp.output().expect("run sipp"));
 
     // Kill instance A once it has finished (and ticketed) a couple of calls, while sipp is
@@ -527,4 +536,65 @@ async fn two_instances_behind_kamailio_one_killed_mid_load_no_later_caller_notic
         failed.len(),
         test_started.elapsed()
     );
+}
+
+/// An instance at its call limit answers INVITE with 503: the proxy fails the call over to
+/// the other instance and takes the full one out of the rotation, and no caller notices.
+/// (Probes are slowed down here so that the INVITE's 503, not a probe, does it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_at_its_call_limit_answers_503_and_the_call_fails_over() {
+    if !peer_available("kamailio") || !peer_available("sipp") {
+        return;
+    }
+    let intake = Intake::start(|_, _| Reply::Accept(201)).await;
+    let url = intake.url();
+    let mut full = instance("gw-full", &url, &[("HOTLINE_LIMITS_MAX_CALLS", "1")]);
+    let mut free = instance("gw-free", &url, &[]);
+    let kam = Kamailio::start(&[full.sip, free.sip], &["DS_PING_INTERVAL=60"]);
+    let dir = tempfile::tempdir().unwrap();
+    let calls_placed = 6;
+    let mut sipp = sipp_load(dir.path(), kam.addr, calls_placed, 3, free.rtp.1 - 20);
+    let out = tokio::task::spawn_blocking(move || sipp.output().expect("run sipp"))
+        .await
+        .unwrap();
+    let calls = sipp_calls(dir.path());
+    let log = kam.log();
+    let done_full = full.wait_records(1, Duration::from_secs(10));
+    let done_free = free.wait_records(calls_placed - 1, Duration::from_secs(10));
+    let context = || {
+        format!(
+            "\n--- sipp ({}):\n{}\n--- kamailio:\n{log}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert_eq!(calls.len(), calls_placed, "{}", context());
+    assert!(
+        calls.values().all(|c| c.ended_by.is_some()),
+        "every call succeeded: {calls:?}{}",
+        context()
+    );
+    assert!(out.status.success(), "{}", context());
+    let full_uri = format!("sip:{}", full.sip);
+    assert!(
+        log.contains(&format!("instance {full_uri} failed (503)")),
+        "a call was refused with 503 by the full instance{}",
+        context()
+    );
+    assert!(
+        log.contains(&format!("failed over to sip:{}", free.sip)),
+        "{}",
+        context()
+    );
+    assert!(
+        kam.states()
+            .get(&full_uri)
+            .is_some_and(|f| f.starts_with('I')),
+        "the full instance is out of the rotation: {:?}",
+        kam.states()
+    );
+    assert_eq!(done_full.len(), 1, "the full instance took one call");
+    assert_eq!(done_free.len(), calls_placed - 1);
+    full.stop();
+    free.stop();
 }
