@@ -226,13 +226,25 @@ impl CallManager {
 
     async fn new_call(&mut self, key: TransactionKey, req: rsip::Request, source: SocketAddr) {
         let cfg = self.services.config.clone();
-        let reject = |this: &mut Self, code: u16, reason: &str| {
+        // `detail` goes into a Warning header (RFC 3261 §20.43) so the caller's admin can see
+        // why without our logs.
+        let reject = |this: &mut Self, code: u16, reason: &str, detail: &str| {
             this.counters
                 .rejected
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut resp = this.build(&req, code, reason, Some(&message::new_tag()));
             if code == 503 {
                 this.retry_after(&mut resp);
+            }
+            if !detail.is_empty() {
+                let text = detail.replace(['"', '\\', '\r', '\n'], " ");
+                push(
+                    &mut resp,
+                    rsip::Header::Other(
+                        "Warning".into(),
+                        format!("399 hotline-gateway \"{text}\""),
+                    ),
+                );
             }
             this.endpoint.respond(key.clone(), resp);
         };
@@ -242,30 +254,35 @@ impl CallManager {
             .and_then(|m| m.value().trim().parse::<u32>().ok())
             == Some(0)
         {
-            return reject(self, 483, "Too Many Hops");
+            return reject(self, 483, "Too Many Hops", "");
         }
         if self.draining {
-            return reject(self, 503, "Service Unavailable");
+            return reject(self, 503, "Service Unavailable", "draining");
         }
         let dialled = req.uri.user().unwrap_or_default().to_string();
         let Some(number) = cfg.number(&dialled).cloned() else {
             tracing::info!(%dialled, %source, "INVITE for a number we do not serve");
-            return reject(self, 404, "Not Found");
+            return reject(self, 404, "Not Found", "number not served here");
         };
         if self.at_limit() {
             tracing::warn!(limit = cfg.limits.max_calls, "call limit reached");
-            return reject(self, 503, "Service Unavailable");
+            return reject(self, 503, "Service Unavailable", "call limit reached");
         }
         if req.body.is_empty() {
             // Late offer (SDP in the ACK) is not supported yet; say so rather than fail later.
-            return reject(self, 488, "Not Acceptable Here");
+            return reject(
+                self,
+                488,
+                "Not Acceptable Here",
+                "no SDP offer (late offer is not supported)",
+            );
         }
         let offer = String::from_utf8_lossy(&req.body).into_owned();
         let socket = match self.services.ports.bind().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "no RTP port available");
-                return reject(self, 503, "Service Unavailable");
+                return reject(self, 503, "Service Unavailable", "no RTP port free");
             }
         };
         let media = MediaSession::spawn(
@@ -291,7 +308,7 @@ impl CallManager {
                     SdpError::Malformed(_) => (400, "Bad Request"),
                     SdpError::NoAudio | SdpError::NoCommonCodec => (488, "Not Acceptable Here"),
                 };
-                return reject(self, code, reason);
+                return reject(self, code, reason, &e.to_string());
             }
         };
         let local_tag = message::new_tag();
@@ -300,7 +317,7 @@ impl CallManager {
             Err(e) => {
                 let _ = media.close().await;
                 tracing::info!(error = %e, "cannot build dialog");
-                return reject(self, 400, "Bad Request");
+                return reject(self, 400, "Bad Request", &e.to_string());
             }
         };
         media.start(negotiated.remote_rtp, negotiated.codec, negotiated.dtmf_pt);

@@ -172,3 +172,60 @@ async fn a_call_cut_short_by_a_crash_is_still_ticketed_after_restart() {
     assert_eq!(t["call"]["channel"], "12345", "the legacy number's channel");
     assert_eq!(t["call"]["hangup"]["reason"], "interrupted");
 }
+
+/// An invalid key plays "invalid choice" and the menu again; the next key counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_key_then_valid_key() {
+    let mut gw = GatewayProcess::start(&[]);
+    let report = dial(DialOptions {
+        target: format!("sip:8890@{}", gw.sip),
+        dtmf: "92".into(),
+        dtmf_delay: Duration::from_millis(1500),
+        rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
+        max_duration: Duration::from_secs(6),
+        verbose: false,
+        ..DialOptions::default()
+    })
+    .await
+    .expect("dial");
+    assert_eq!(report.status, 200);
+    let records = gw.wait_records(1, Duration::from_secs(10));
+    let log = gw.stop();
+    assert_eq!(records.len(), 1, "{log}");
+    let menu = &records[0]["menu"];
+    assert_eq!(menu["digits"], "92", "{menu:#}");
+    assert_eq!(menu["digit"], "2");
+    assert_eq!(menu["id"], "policy");
+    assert_eq!(menu["defaulted"], false);
+}
+
+/// A caller who presses nothing is not hung up on: after the configured attempts the
+/// `on_no_input` option (the operator) takes their message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_at_all_falls_back_to_the_operator_option() {
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_MENU_DIGIT_TIMEOUT_SECS", "1"),
+        ("HOTLINE_MENU_MAX_ATTEMPTS", "1"),
+    ]);
+    let menu_len = read_wav_8k(&repo().join("prompts/zh/greeting.wav")).len()
+        + read_wav_8k(&repo().join("prompts/zh/menu.wav")).len()
+        + read_wav_8k(&repo().join("prompts/zh/no_input.wav")).len();
+    let report = dial(DialOptions {
+        target: format!("sip:8890@{}", gw.sip),
+        rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
+        // Greeting, menu, 1 s for a key, "we did not hear you", then into the message.
+        max_duration: Duration::from_millis(menu_len as u64 / 8 + 3000),
+        verbose: false,
+        ..DialOptions::default()
+    })
+    .await
+    .expect("dial");
+    assert_eq!(report.status, 200);
+    let records = gw.wait_records(1, Duration::from_secs(10));
+    let log = gw.stop();
+    assert_eq!(records.len(), 1, "{log}");
+    let menu = &records[0]["menu"];
+    assert_eq!(menu["id"], "operator", "{menu:#}");
+    assert_eq!(menu["defaulted"], true);
+    assert_eq!(menu["digits"], "");
+}

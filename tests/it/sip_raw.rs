@@ -128,3 +128,50 @@ fn each_request_kind_gets_the_right_answer() {
     let r = peer.ask(&gw, &invite).expect("answered");
     assert!(r.starts_with("SIP/2.0 483"), "{r}");
 }
+
+fn invite_with_sdp(peer: &Peer, gw: &GatewayProcess) -> String {
+    let local = peer.local();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        local.port() + 2
+    );
+    let contact = format!("Max-Forwards: 70\r\nContact: <sip:caller@{local}>\r\n");
+    request("INVITE", peer, gw, "")
+        .replace("Max-Forwards: 70\r\n", &contact)
+        .replace(
+            "Content-Length: 0\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+                sdp.len()
+            ),
+        )
+        + &sdp
+}
+
+#[test]
+fn at_the_call_limit_invites_get_503_with_retry_after_and_options_says_busy() {
+    let gw = GatewayProcess::start(&[
+        ("HOTLINE_LIMITS_MAX_CALLS", "1"),
+        ("HOTLINE_LIMITS_RETRY_AFTER_SECS", "42"),
+    ]);
+    let first = Peer::new();
+    let r = first
+        .ask(&gw, &invite_with_sdp(&first, &gw))
+        .expect("first INVITE answered");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(r.contains("m=audio "), "200 carries the SDP answer: {r}");
+
+    let second = Peer::new();
+    let r = second
+        .ask(&gw, &invite_with_sdp(&second, &gw))
+        .expect("second INVITE answered");
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert_eq!(header(&r, "Retry-After"), Some("42"), "{r}");
+
+    // Load balancers probe with OPTIONS: a full gateway says so.
+    let r = second
+        .ask(&gw, &options_request(second.local(), gw.sip))
+        .expect("OPTIONS answered");
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+}
