@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Test peers and audio tools: sipp (sip-tester), baresip, espeak-ng + sox (prompts), and the
+# Test peers and audio tools: sipp (sip-tester), baresip, kamailio (the load-balancer recipe in
+# deploy/kamailio/, tested by tests/it/kamailio.rs), espeak-ng + sox (prompts), and the
 # toolchain whisper-rs needs (cmake, clang/libclang).
-packages=(sip-tester baresip-core espeak-ng sox cmake clang libclang-dev)
+packages=(sip-tester baresip-core kamailio espeak-ng sox cmake clang libclang-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

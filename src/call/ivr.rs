@@ -108,6 +108,8 @@ struct Ivr {
     playing: bool,
     menu: Option<MenuSelection>,
     recording: Option<RecordingInfo>,
+    /// A recording was started (and so a `RecordingDone` is owed by the media session).
+    recording_started: bool,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -156,6 +158,7 @@ pub async fn run(
         playing: false,
         menu: None,
         recording: None,
+        recording_started: false,
     };
     let (hangup, send_bye) = match ivr.flow().await {
         Ok(()) => (Hangup::new("gateway", "completed"), true),
@@ -303,6 +306,7 @@ impl Ivr {
             "{}.wav",
             super::record::file_safe(&self.info.call_id)
         ));
+        self.recording_started = true;
         self.media.start_recording(RecordSpec {
             path,
             max_duration: Duration::from_secs(rec.max_duration_secs),
@@ -337,8 +341,12 @@ impl Ivr {
     }
 
     /// On an early stop, make sure an open recording is closed and described in the record.
+    ///
+    /// Only when a recording was started: otherwise no `RecordingDone` ever comes, and
+    /// waiting for it held every hang-up outside the message phase (max duration, shutdown,
+    /// RTP timeout, caller BYE during the menu) for 3 s before our BYE and the record.
     async fn finish_recording_after(&mut self, stop: Stop) {
-        if self.recording.is_some() || stop == Stop::AckTimeout {
+        if !self.recording_started || self.recording.is_some() || stop == Stop::AckTimeout {
             return;
         }
         self.media.stop_recording();

@@ -681,8 +681,7 @@ impl CallManager {
     }
 
     fn advertised_ip(&self) -> IpAddr {
-        let cfg = &self.services.config;
-        cfg.sip.advertised_addr.unwrap_or(cfg.media.rtp_ip)
+        advertised_ip(&self.services.config)
     }
 
     /// Our Contact; for a TCP caller with `;transport=tcp`, so its in-dialog requests (BYE)
@@ -749,29 +748,51 @@ impl CallManager {
         local_tag: &str,
         sdp_body: Option<&str>,
     ) -> rsip::Response {
-        let mut resp = self.build(req, code, reason, Some(local_tag));
-        for h in req.headers.iter() {
-            if let rsip::Header::RecordRoute(rr) = h {
-                push(&mut resp, rsip::Header::RecordRoute(rr.clone()));
-            }
-        }
+        let resp = self.build(req, code, reason, Some(local_tag));
+        with_dialog_headers(resp, &self.contact_uri(via_transport(req)), sdp_body)
+    }
+}
+
+/// Contact (our own reachable address, so in-dialog requests and RTP come straight to this
+/// instance even behind a balancer), Supported on 2xx, and the SDP body.
+///
+/// Record-Route is not added here: [`message::response`] already copies it into 101–299
+/// answers to INVITE (§12.1.1). Copying it twice made callers (and proxies) see the proxy
+/// twice in their route set.
+fn with_dialog_headers(
+    mut resp: rsip::Response,
+    contact: &rsip::Uri,
+    sdp_body: Option<&str>,
+) -> rsip::Response {
+    push(
+        &mut resp,
+        rsip::headers::Contact::new(format!("<{}>", message::uri_to_string(contact))).into(),
+    );
+    if resp.status_code.code() == 200 {
+        push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
+    }
+    if let Some(body) = sdp_body {
         push(
             &mut resp,
-            rsip::headers::Contact::new(format!("<{}>", self.contact_uri(via_transport(req))))
-                .into(),
+            rsip::headers::ContentType::new("application/sdp").into(),
         );
-        if code == 200 {
-            push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
-        }
-        if let Some(body) = sdp_body {
-            push(
-                &mut resp,
-                rsip::headers::ContentType::new("application/sdp").into(),
-            );
-            set_body(&mut resp, body.as_bytes().to_vec());
-        }
-        resp
+        set_body(&mut resp, body.as_bytes().to_vec());
     }
+    resp
+}
+
+/// The address this instance puts into Contact, Via and SDP: `sip.advertised_addr` when
+/// set, else the RTP address, else the SIP listen address (when RTP binds to a wildcard).
+/// Behind a balancer this must be the instance's own address, never the proxy's, so that
+/// RTP flows between caller and instance directly.
+fn advertised_ip(cfg: &Config) -> IpAddr {
+    if let Some(ip) = cfg.sip.advertised_addr {
+        return ip;
+    }
+    if !cfg.media.rtp_ip.is_unspecified() {
+        return cfg.media.rtp_ip;
+    }
+    cfg.sip.listen.ip()
 }
 
 fn push(resp: &mut rsip::Response, h: rsip::Header) {
@@ -900,6 +921,90 @@ mod tests {
         assert_eq!(unquote("\"sipp caller\""), "sipp caller");
         assert_eq!(unquote("\"a \\\"b\\\" c\""), "a \"b\" c");
         assert_eq!(unquote("Bob"), "Bob");
+    }
+
+    /// An INVITE as Kamailio's dispatcher relays it: its Record-Route (with `lr` and the
+    /// From-tag it appends) and its Via on top.
+    const PROXIED_INVITE: &str = "INVITE sip:8890@127.0.0.1:5071 SIP/2.0\r\n\
+Record-Route: <sip:127.0.0.1:5070;lr;ftag=caller1>\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKprx\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:6000;received=127.0.0.1;rport=6000;branch=z9hG4bKua\r\n\
+Max-Forwards: 69\r\n\
+From: \"sipp caller\" <sip:13700000000@127.0.0.1:6000>;tag=caller1\r\n\
+To: <sip:8890@127.0.0.1:5070>\r\n\
+Call-ID: proxied-1@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:sipp@127.0.0.1:6000>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn proxied_invite() -> rsip::Request {
+        match message::parse(PROXIED_INVITE.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dialog_responses_carry_the_record_route_once_and_our_own_contact() {
+        let invite = proxied_invite();
+        let contact = rsip::Uri::try_from("sip:hotline@10.0.0.7:5071").unwrap();
+        for code in [180, 183, 200] {
+            let resp = message::response(&invite, code, "", Some("ourtag"));
+            let resp = with_dialog_headers(resp, &contact, (code != 180).then_some("v=0\r\n"));
+            assert_eq!(
+                message::header_values(&resp, "Record-Route"),
+                vec!["<sip:127.0.0.1:5070;lr;ftag=caller1>"],
+                "{code}: exactly the proxy's Record-Route, once"
+            );
+            assert_eq!(
+                message::header_values(&resp, "Contact"),
+                vec!["<sip:hotline@10.0.0.7:5071>"],
+                "{code}: the instance, not the proxy"
+            );
+        }
+        // A non-dialog answer (an OPTIONS, a rejection) has no Record-Route.
+        let busy = message::response(&invite, 503, "", Some("ourtag"));
+        assert!(message::header_values(&busy, "Record-Route").is_empty());
+    }
+
+    #[test]
+    fn our_bye_goes_to_the_proxy_with_its_route_and_targets_the_callers_contact() {
+        let invite = proxied_invite();
+        let contact = rsip::Uri::try_from("sip:hotline@127.0.0.1:5071").unwrap();
+        let mut dialog = Dialog::uas(&invite, "ourtag", contact).unwrap();
+        let (bye, next_hop) =
+            dialog.new_request(rsip::Method::Bye, "127.0.0.1", 5071, rsip::Transport::Udp);
+        assert_eq!(
+            uri_socket_addr(&next_hop),
+            Some("127.0.0.1:5070".parse().unwrap()),
+            "loose routing: sent to the first Route, the proxy"
+        );
+        assert_eq!(
+            message::header_values(&bye, "Route"),
+            vec!["<sip:127.0.0.1:5070;lr;ftag=caller1>"]
+        );
+        assert_eq!(message::uri_to_string(&bye.uri), "sip:sipp@127.0.0.1:6000");
+        let wire = String::from_utf8(message::to_bytes(&bye.into())).unwrap();
+        assert!(
+            wire.starts_with("BYE sip:sipp@127.0.0.1:6000 SIP/2.0\r\n"),
+            "{wire}"
+        );
+    }
+
+    #[test]
+    fn advertised_address_is_the_instances_own() {
+        let mut cfg = Config::default();
+        cfg.sip.listen = "10.0.0.7:5060".parse().unwrap();
+        cfg.media.rtp_ip = "10.0.0.8".parse().unwrap();
+        assert_eq!(advertised_ip(&cfg), "10.0.0.8".parse::<IpAddr>().unwrap());
+        cfg.media.rtp_ip = "0.0.0.0".parse().unwrap();
+        assert_eq!(
+            advertised_ip(&cfg),
+            "10.0.0.7".parse::<IpAddr>().unwrap(),
+            "RTP on a wildcard: the SIP address, never 0.0.0.0"
+        );
+        cfg.sip.advertised_addr = Some("192.0.2.10".parse().unwrap());
+        assert_eq!(advertised_ip(&cfg), "192.0.2.10".parse::<IpAddr>().unwrap());
     }
 
     #[test]

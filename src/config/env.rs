@@ -69,6 +69,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("sip", "user_agent", Kind::Str),
     ("sip", "tcp", Kind::Bool),
     ("sip", "max_message_bytes", Kind::Int),
+    ("sip", "instance_id", Kind::OptStr),
     ("media", "rtp_ip", Kind::Str),
     ("media", "rtp_port_min", Kind::Int),
     ("media", "rtp_port_max", Kind::Int),

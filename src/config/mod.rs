@@ -100,6 +100,11 @@ pub struct SipConfig {
     /// Largest SIP message accepted over TCP, bytes (a bigger one closes the connection).
     /// Default 65535.
     pub max_message_bytes: usize,
+    /// Names this instance in call records and tickets (`gateway_instance`), so that with
+    /// several gateways behind one balancer every ticket says which one took the call.
+    /// Default: `<hostname>:<SIP port>`. Env: `HOTLINE_SIP_INSTANCE_ID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -114,6 +119,7 @@ impl Default for SipConfig {
             user_agent: concat!("hotline-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
             tcp: true,
             max_message_bytes: 65_535,
+            instance_id: None,
         }
     }
 }

@@ -251,12 +251,32 @@ fn data_dir_alias() {
 }
 
 #[test]
+fn instance_id_from_file_or_env_and_validated() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().sip.instance_id,
+        None,
+        "default: host:port"
+    );
+    let text = format!("[sip]\ninstance_id = \"gw-a\"\n{MINIMAL}");
+    assert_eq!(
+        parse(&text).unwrap().sip.instance_id.as_deref(),
+        Some("gw-a")
+    );
+    let c = parse_env(MINIMAL, &[("HOTLINE_SIP_INSTANCE_ID", "gw-b")]).unwrap();
+    assert_eq!(c.sip.instance_id.as_deref(), Some("gw-b"));
+    let bad = format!("[sip]\ninstance_id = \"  \"\n{MINIMAL}");
+    let errs = errors(parse(&bad));
+    assert_eq!(find(&errs, "sip.instance_id").line, Some(2));
+}
+
+#[test]
 fn every_env_key_exists_in_the_config_and_every_scalar_has_one() {
     // KEYS must stay in step with the structs: setting each (to its default) must deserialise,
     // and every scalar key of the default config must be settable.
     let defaults = toml::to_string(&Config {
         sip: SipConfig {
             advertised_addr: Some("192.0.2.1".parse().unwrap()),
+            instance_id: Some("gw-a".into()),
             ..SipConfig::default()
         },
         ..Config::default()

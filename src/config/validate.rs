@@ -49,6 +49,14 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
     if sip.user_agent.trim().is_empty() || sip.user_agent.contains(['\r', '\n']) {
         err("sip.user_agent", "must be a non-empty single line".into());
     }
+    if let Some(id) = &sip.instance_id {
+        if id.trim().is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+            err(
+                "sip.instance_id",
+                "must be a non-empty single line of at most 128 bytes".into(),
+            );
+        }
+    }
 
     // [media]
     let m = &c.media;

@@ -101,7 +101,7 @@ impl Gateway {
                 addr: config.sip.listen,
                 source,
             })?;
-        let instance = instance_id(endpoint.local_addr());
+        let instance = instance_id(config.sip.instance_id.as_deref(), endpoint.local_addr());
 
         // Tickets: open the store (a blocking open: SQLite migrations), start delivery, and
         // list records an earlier run left pending before the first call can add to them.
@@ -319,12 +319,31 @@ fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
     t
 }
 
-/// Names this gateway in call records: host name plus SIP port, unique on one machine.
-fn instance_id(sip: SocketAddr) -> String {
+/// Names this gateway in call records and tickets: `[sip] instance_id` when set, else host
+/// name plus SIP port (unique on one machine; set it explicitly when instances move between
+/// hosts or containers share a host name).
+fn instance_id(configured: Option<&str>, sip: SocketAddr) -> String {
+    if let Some(id) = configured {
+        return id.to_string();
+    }
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "gateway".into());
     format!("{host}:{}", sip.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_id_is_the_configured_one_or_host_and_port() {
+        let sip: SocketAddr = "127.0.0.1:5071".parse().unwrap();
+        assert_eq!(instance_id(Some("gw-a"), sip), "gw-a");
+        let default = instance_id(None, sip);
+        assert!(default.ends_with(":5071"), "{default}");
+        assert!(default.len() > ":5071".len(), "{default}");
+    }
 }

@@ -248,7 +248,7 @@ impl Dialog {
                 self.remote_target.clone(),
             );
         };
-        if first_uri.params.contains(&rsip::Param::Lr) {
+        if is_loose_router(&first_uri) {
             return (
                 self.remote_target.clone(),
                 self.route_set.clone(),
@@ -321,6 +321,17 @@ impl Dialog {
         };
         (request, next_hop)
     }
+}
+
+/// Does this route URI carry `lr` (§19.1.1)? Its presence is what counts: older proxies
+/// write `lr=on` (Kamailio's `enable_full_lr`), which rsip reads as an unknown parameter,
+/// and taking such a proxy for a strict router would put its URI in our Request-URI.
+fn is_loose_router(uri: &rsip::Uri) -> bool {
+    uri.params.iter().any(|p| {
+        let text = p.to_string();
+        let name = text.trim_start_matches(';').split('=').next().unwrap_or("");
+        name.trim().eq_ignore_ascii_case("lr")
+    })
 }
 
 /// Record-Route values in message order, one per value (parse splits joined rows; rows

@@ -31,7 +31,8 @@ pub fn free_udp_port() -> u16 {
 pub fn peer_available(cmd: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {cmd}"))
+        // Daemons such as kamailio live in /usr/sbin, which is not on a normal user's PATH.
+        .arg(format!("command -v {cmd} || test -x /usr/sbin/{cmd}"))
         .stdout(Stdio::null())
         .status()
         .map(|s| s.success())
@@ -153,6 +154,13 @@ impl GatewayProcess {
         gw
     }
 
+    /// `kill -9` the daemon and return what it had logged.
+    pub fn kill9(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr()
+    }
+
     /// `kill -9` the daemon (no chance to clean up), then start it again on the same
     /// address, ports and data directory.
     pub fn kill9_and_restart(&mut self) {
@@ -215,7 +223,7 @@ impl GatewayProcess {
     }
 
     /// What the daemon logged, complete once it has exited.
-    fn stderr(&mut self) -> String {
+    pub fn stderr(&mut self) -> String {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             if let Some(r) = self.log_reader.take() {
                 let _ = r.join();

@@ -240,3 +240,26 @@ fn missing_contact_is_an_error_not_a_panic() {
         DialogError::Malformed("Contact")
     );
 }
+
+#[test]
+fn lr_with_a_value_is_still_loose_routing() {
+    // Older Kamailio/OpenSER write `;lr=on` (rr `enable_full_lr`); RFC 3261 §19.1.1 only
+    // asks for the parameter's presence, so it must not be taken for a strict router.
+    for rr in [
+        "<sip:127.0.0.1:5070;lr=on;ftag=caller-tag>",
+        "<sip:127.0.0.1:5070;LR>",
+    ] {
+        let invite = INVITE
+            .replace("Record-Route: <sip:p2.example.com;lr>\r\n", "")
+            .replace("<sip:p1.example.com;lr;ftag=x>", rr);
+        let mut d = Dialog::uas(&req(&invite), "our-tag", our_contact()).unwrap();
+        let (bye, hop) = d.new_request(rsip::Method::Bye, "127.0.0.1", 5060, rsip::Transport::Udp);
+        assert_eq!(
+            uri_to_string(&bye.uri),
+            "sip:alice@192.0.2.10:5062;transport=UDP",
+            "{rr}: the Request-URI stays the caller's Contact"
+        );
+        assert_eq!(routes(&bye).len(), 1, "{rr}");
+        assert_eq!(hop.host().to_string(), "127.0.0.1", "{rr}");
+    }
+}

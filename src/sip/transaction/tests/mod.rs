@@ -14,6 +14,7 @@ mod pair;
 mod reliable;
 mod server_invite;
 mod server_other;
+mod via_proxy;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
