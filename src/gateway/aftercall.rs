@@ -1,17 +1,30 @@
-//! What happens after a call: its record becomes a ticket.
+//! What happens after a call: its message is transcribed and its record becomes a ticket.
 //!
 //! The hand-off is durable. The call layer writes each record into `calls/pending/`; this
 //! task commits the ticket (idempotent per Call-ID) and only then moves the record to
 //! `calls/`. Whatever is still pending at start-up (a crash between the two steps, or a call
 //! cut short by one) is ticketed first, so an answered call is never lost.
 //!
-//! This is the only place that knows both call records and tickets: it translates one into
-//! the other, so neither module needs to know the other.
+//! Transcription (Whisper, on the ASR pool's own threads) happens here, after the call, never
+//! on the media tasks. The transcript is written into the pending record before the ticket is
+//! committed, so a crash in between redoes the work rather than losing it.
+//!
+//! This is the only place that knows call records, transcripts and tickets: it translates
+//! between them, so none of those modules needs to know the others.
 
-use crate::call::record::CallRecord;
-use crate::ticket::{CallFacts, HangupBy, MenuChoice, RecordingFacts, TicketService};
+use crate::asr::AsrPool;
+use crate::call::record::{CallRecord, Transcript, TranscriptSegment};
+use crate::ticket::{
+    CallFacts, HangupBy, MenuChoice, RecordingFacts, SegmentFacts, TicketService, TranscriptFacts,
+};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Records being worked on at once (transcription waits for a Whisper worker anyway; this
+/// only bounds memory and open files).
+const CONCURRENT_RECORDS: usize = 8;
 
 /// Where call records live on their way to becoming tickets.
 #[derive(Clone, Debug)]
@@ -35,16 +48,141 @@ impl RecordDirs {
 /// until the sending side closes.
 pub async fn run(
     tickets: TicketService,
+    asr: Option<Arc<AsrPool>>,
     dirs: RecordDirs,
     leftovers: Vec<PathBuf>,
     mut finished: mpsc::UnboundedReceiver<PathBuf>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECORDS));
+    let mut work = tokio::task::JoinSet::new();
+    let spawn = |path: PathBuf, work: &mut tokio::task::JoinSet<()>| {
+        let (tickets, asr, dirs, slots) =
+            (tickets.clone(), asr.clone(), dirs.clone(), slots.clone());
+        work.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            process_record(&tickets, asr.as_deref(), &dirs, &path).await;
+        });
+    };
     for path in leftovers {
-        ticket_record(&tickets, &dirs, &path).await;
+        spawn(path, &mut work);
     }
     while let Some(path) = finished.recv().await {
-        ticket_record(&tickets, &dirs, &path).await;
+        spawn(path, &mut work);
+        while work.try_join_next().is_some() {}
     }
+    while work.join_next().await.is_some() {}
+}
+
+async fn process_record(
+    tickets: &TicketService,
+    asr: Option<&AsrPool>,
+    dirs: &RecordDirs,
+    path: &Path,
+) {
+    if let Some(asr) = asr {
+        transcribe_record(asr, path).await;
+    }
+    ticket_record(tickets, dirs, path).await;
+}
+
+/// Add the transcript to the pending record (unless it has one from an earlier attempt).
+async fn transcribe_record(asr: &AsrPool, path: &Path) {
+    let Some(mut record) = read_record(path) else {
+        return;
+    };
+    if record.transcript.is_some() {
+        return;
+    }
+    let Some(recording) = record.recording.clone() else {
+        return;
+    };
+    let transcript = if !recording.heard_speech {
+        // The end-pointer heard nothing: Whisper must not be given the chance to invent text.
+        empty_transcript(&record.language, asr.model_name(), "no_speech")
+    } else {
+        let wav = recording.path.clone();
+        match tokio::task::spawn_blocking(move || read_wav(&wav)).await {
+            Ok(Ok(pcm)) => transcribe(asr, pcm, &record.language).await,
+            Ok(Err(e)) => {
+                tracing::error!(path = %recording.path.display(), error = %e, "cannot read the message for transcription");
+                empty_transcript(
+                    &record.language,
+                    asr.model_name(),
+                    "error:unreadable recording",
+                )
+            }
+            Err(e) => empty_transcript(&record.language, asr.model_name(), &format!("error:{e}")),
+        }
+    };
+    tracing::info!(
+        call_id = %record.call_id,
+        chars = transcript.text.chars().count(),
+        empty_reason = transcript.empty_reason.as_deref().unwrap_or(""),
+        "message transcribed"
+    );
+    record.transcript = Some(transcript);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Err(e) = tokio::task::spawn_blocking(move || record.write_to(&dir)).await {
+        tracing::error!(error = %e, "cannot update the call record with its transcript");
+    }
+}
+
+/// Submit with back-pressure: a full queue means wait for a worker, not drop the message.
+async fn transcribe(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcript {
+    let mut pcm = pcm;
+    let rx = loop {
+        match asr.submit(pcm, language) {
+            Ok(rx) => break rx,
+            Err(full) => {
+                pcm = full.pcm_8k;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    match rx.await {
+        Ok(t) => Transcript {
+            language: t.language,
+            text: t.text,
+            segments: t
+                .segments
+                .into_iter()
+                .map(|s| TranscriptSegment {
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    text: s.text,
+                    confidence: s.confidence,
+                })
+                .collect(),
+            model: t.model,
+            empty_reason: t.empty_reason.map(|r| r.to_string()),
+        },
+        Err(_) => empty_transcript(
+            language,
+            asr.model_name(),
+            "error:transcription worker failed",
+        ),
+    }
+}
+
+fn empty_transcript(language: &str, model: &str, reason: &str) -> Transcript {
+    Transcript {
+        language: language.to_string(),
+        text: String::new(),
+        segments: Vec::new(),
+        model: model.to_string(),
+        empty_reason: Some(reason.to_string()),
+    }
+}
+
+fn read_wav(path: &Path) -> Result<Arc<[i16]>, hound::Error> {
+    let mut reader = hound::WavReader::open(path)?;
+    let samples: Result<Vec<i16>, _> = reader.samples::<i16>().collect();
+    Ok(samples?.into())
+}
+
+fn read_record(path: &Path) -> Option<CallRecord> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Records an earlier run left in `pending/`. Listed before the gateway answers its first
@@ -116,7 +254,22 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
             id: m.id.clone(),
             label: m.label.clone(),
         }),
-        transcript: None,
+        transcript: record.transcript.as_ref().map(|t| TranscriptFacts {
+            language: t.language.clone(),
+            text: t.text.clone(),
+            segments: t
+                .segments
+                .iter()
+                .map(|s| SegmentFacts {
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    text: s.text.clone(),
+                    confidence: Some(s.confidence),
+                })
+                .collect(),
+            model: t.model.clone(),
+            empty_reason: t.empty_reason.clone(),
+        }),
         recording: record.recording.as_ref().map(|r| RecordingFacts {
             path: r.path.clone(),
             duration_ms: r.duration_ms,

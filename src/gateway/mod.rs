@@ -35,6 +35,8 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    #[error("transcription: {0}")]
+    Asr(String),
     #[error("ticket store: {0}")]
     Tickets(#[from] crate::ticket::TicketError),
     #[error("cannot create {path}: {source}")]
@@ -124,9 +126,11 @@ impl Gateway {
                 }
             })
         };
+        let asr = start_asr(&config).await?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel::<PathBuf>();
         let aftercall = tokio::spawn(aftercall::run(
             tickets.clone(),
+            asr,
             record_dirs.clone(),
             leftovers,
             finished_rx,
@@ -295,6 +299,40 @@ impl DrainControl {
             }
         });
     }
+}
+
+/// Load the Whisper model once (seconds of blocking I/O, so off the runtime's threads).
+/// A missing model is an error only when `asr.required`; otherwise the gateway answers
+/// calls without transcripts and says so loudly.
+async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, GatewayError> {
+    let a = &config.asr;
+    if !a.enabled {
+        return Ok(None);
+    }
+    if !a.model.exists() && !a.required {
+        tracing::warn!(
+            model = %a.model.display(),
+            "no Whisper model: tickets will have no transcript (run `models/fetch.sh base`)"
+        );
+        return Ok(None);
+    }
+    let mut cfg = crate::asr::AsrConfig {
+        model_path: a.model.clone(),
+        threads_per_worker: a.threads_per_worker.max(1),
+        queue_depth: a.queue_depth.max(1),
+        time_budget: Duration::from_secs(a.time_budget_secs.max(1)),
+        ..crate::asr::AsrConfig::default()
+    };
+    if a.workers > 0 {
+        cfg.workers = a.workers;
+    }
+    cfg.language = config.prompts.language.clone();
+    let pool = tokio::task::spawn_blocking(move || crate::asr::AsrPool::start(cfg))
+        .await
+        .map_err(|e| GatewayError::Asr(e.to_string()))?
+        .map_err(|e| GatewayError::Asr(e.to_string()))?;
+    tracing::info!(model = pool.model_name(), "transcription ready");
+    Ok(Some(Arc::new(pool)))
 }
 
 /// The ticket layer's settings, from the gateway's configuration.

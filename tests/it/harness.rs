@@ -77,6 +77,9 @@ fn spawn(
         // Parallel tests must not all bind the default admin port; tests that want the
         // listener set HOTLINE_ADMIN_LISTEN themselves (their env comes after this).
         .env("HOTLINE_ADMIN_LISTEN", "")
+        // Whisper would take both cores after every call and disturb the timing-sensitive
+        // media tests running beside it; tests/it/asr.rs turns it on for itself.
+        .env("HOTLINE_ASR_ENABLED", "false")
         .env("HOTLINE_SIP_LISTEN", sip.to_string())
         .env("HOTLINE_DATA_DIR", data_dir)
         .env("HOTLINE_MEDIA_RTP_PORT_MIN", rtp.0.to_string())

@@ -4,6 +4,7 @@
 //! and passes, unless `HOTLINE_REQUIRE_PEERS=1` (set by `.ci/run`), where a missing peer
 //! is a failure: CI must never silently skip them.
 
+mod asr;
 mod audio;
 mod baresip;
 mod call_flow;
