@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+models/fetch.sh base     # the Whisper model, so the ticket carries a transcript
 cargo run --release --quiet -- demo --config config/hotline.toml "$@"
