@@ -202,6 +202,36 @@ impl MetricSource for CallSource {
     }
 }
 
+/// What the SIP guard let through or dropped, and bans.
+pub struct GuardSource(pub Arc<crate::sip::guard::GuardCounters>);
+
+impl MetricSource for GuardSource {
+    fn collect(&self, out: &mut Exposition) {
+        let g = &self.0;
+        out.counter(
+            "hotline_guard_passed_total",
+            "SIP messages the guard let through to parsing.",
+            &g.passed,
+        );
+        let n = "hotline_guard_dropped_total";
+        out.family(n, "counter", "SIP messages the guard dropped, by reason.");
+        for (reason, c) in [
+            ("banned", &g.dropped_banned),
+            ("rate", &g.dropped_rate),
+            ("unknown_source", &g.dropped_unknown_source),
+            ("scanner", &g.dropped_scanner),
+        ] {
+            out.sample(n, &[("reason", reason)], c.load(Ordering::Relaxed));
+        }
+        out.counter("hotline_guard_bans_total", "Sources banned.", &g.bans);
+        out.gauge(
+            "hotline_guard_banned_sources",
+            "Sources banned right now.",
+            g.banned_now.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// RTP, pacing and recordings.
 pub struct MediaSource(pub Arc<MediaCounters>);
 

@@ -207,6 +207,8 @@ impl CallManager {
         if let Some(live) = &self.live {
             if !Arc::ptr_eq(&live.load(), &self.services) {
                 self.services = live.load_full();
+                // Trunk policy follows the reload; calls in progress keep their slots.
+                self.trunks.reload(&self.services.config);
             }
         }
         match ev {

@@ -228,6 +228,9 @@ impl Gateway {
             self.shared.media_counters.clone(),
         )));
         r.register(Arc::new(metrics::TicketSource(self.tickets.clone())));
+        r.register(Arc::new(metrics::GuardSource(
+            self.endpoint.guard_counters().clone(),
+        )));
         r
     }
 

@@ -136,6 +136,11 @@ async fn metrics_count_a_call_from_sip_to_ticket() {
         1.0
     );
     assert_eq!(must(&m, "hotline_calls_active"), 0.0);
+    assert!(must(&m, "hotline_guard_passed_total") >= 1.0, "{m}");
+    assert_eq!(
+        must(&m, "hotline_guard_dropped_total{reason=\"scanner\"}"),
+        0.0
+    );
     assert!(
         must(
             &m,

@@ -1,0 +1,179 @@
+//! Proof that the media path allocates nothing per packet in the steady state.
+//!
+//! A counting global allocator wraps the system one; a real `MediaSession` plays a prompt
+//! to a peer on loopback while the peer streams 20 ms packets back (and, in the second
+//! phase, the session records them through the end-pointer). After a warm-up, the number
+//! of allocations during a window of steady-state traffic is compared with the packets
+//! handled. Its own binary (`harness = false`): the libtest harness would allocate on other
+//! threads while we count.
+
+use hotline_gateway::media::prompt::Prompt;
+use hotline_gateway::media::rtp::{RtpSender, MAX_DATAGRAM};
+use hotline_gateway::media::session::{MediaSession, RecordSpec, SessionConfig};
+use hotline_gateway::media::vad::EndpointerConfig;
+use hotline_gateway::media::{Codec, FRAME_SAMPLES};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+/// The caller: a plain thread that sends a 20 ms RTP frame every 20 ms and drains what the
+/// session sends, with buffers allocated before it starts (so it adds nothing to the count).
+fn spawn_peer(
+    sock: UdpSocket,
+    to: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let mut tx = RtpSender::with_state(0x1234, 1, 0);
+        let mut frame = [0u8; FRAME_SAMPLES];
+        // a loud tone, so the end-pointer hears speech and keeps recording
+        for (i, b) in frame.iter_mut().enumerate() {
+            let s = if (i / 10) % 2 == 0 { 12000 } else { -12000 };
+            *b = Codec::Pcmu.encode_sample(s);
+        }
+        let mut out = [0u8; MAX_DATAGRAM];
+        let mut inbuf = [0u8; MAX_DATAGRAM];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let due = start + Duration::from_millis(20 * sent);
+            if Instant::now() >= due {
+                let n = tx.build_audio(0, &frame, &mut out).unwrap();
+                sock.send_to(&out[..n], to).unwrap();
+                sent += 1;
+            }
+            if sock.recv_from(&mut inbuf).is_ok() {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        sent
+    })
+}
+
+struct Window {
+    allocs: u64,
+    packets_out: u64,
+    packets_in: u64,
+}
+
+/// Run `warm` then `window` of two-way traffic; allocations counted in the window only.
+fn measure(record: bool, warm: Duration, window: Duration) -> Window {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let prompt = Arc::new(Prompt::from_wav_file(&repo.join("prompts/zh/menu.wav")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let session = MediaSession::spawn(sock, SessionConfig::new(Duration::from_secs(30)));
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let thread = spawn_peer(peer, session.local_addr(), stop.clone(), received.clone());
+        session.start(peer_addr, Codec::Pcmu, Some(101));
+        // longer than the run: the prompt plays throughout the window
+        session.play(vec![prompt.clone(), prompt.clone()], true);
+        if record {
+            session.start_recording(RecordSpec {
+                path: dir.path().join("message.wav"),
+                max_duration: Duration::from_secs(120),
+                endpointer: Some(EndpointerConfig {
+                    speech_threshold_dbfs: -40.0,
+                    trailing_silence: Duration::from_millis(1500),
+                    no_speech_timeout: Duration::from_secs(8),
+                }),
+                stop_digit: Some('#'),
+            });
+        }
+        tokio::time::sleep(warm).await;
+        let (a0, in0) = (allocs(), received.load(Ordering::Relaxed));
+        tokio::time::sleep(window).await;
+        let (a1, in1) = (allocs(), received.load(Ordering::Relaxed));
+        stop.store(true, Ordering::Relaxed);
+        let peer_sent = thread.join().unwrap();
+        let stats = session.close().await;
+        assert!(stats.packets_received > 0 && peer_sent > 0);
+        Window {
+            allocs: a1 - a0,
+            packets_out: in1 - in0,
+            packets_in: (window.as_millis() / 20) as u64,
+        }
+    })
+}
+
+fn main() {
+    // `cargo test -- --list` (and IDEs) ask for the test names without running them.
+    if std::env::args().any(|a| a == "--list") {
+        println!("steady_state_media_is_allocation_free: test");
+        return;
+    }
+    let window = Duration::from_secs(3);
+    let warm = Duration::from_millis(1500);
+
+    // Playing a prompt and receiving audio: nothing at all may allocate.
+    let w = measure(false, warm, window);
+    println!(
+        "play + receive: {} allocations for {} packets sent and ~{} received",
+        w.allocs, w.packets_out, w.packets_in
+    );
+    assert!(
+        w.packets_out >= 100,
+        "the session must have sent audio ({})",
+        w.packets_out
+    );
+    assert_eq!(w.allocs, 0, "allocations in the steady state");
+
+    // Recording as well: the message buffer grows by one second of audio at a time
+    // (recorder.rs), so at most one allocation per 50 packets received, none per packet.
+    let w = measure(true, warm, window);
+    println!(
+        "play + record: {} allocations for {} packets sent and ~{} received",
+        w.allocs, w.packets_out, w.packets_in
+    );
+    let seconds = window.as_secs() + 1;
+    assert!(w.packets_out >= 100);
+    assert!(
+        w.allocs <= seconds,
+        "{} allocations in {} s of recording: more than the 1-per-second buffer growth",
+        w.allocs,
+        window.as_secs()
+    );
+    println!("test alloc::steady_state_media_is_allocation_free ... ok");
+}
