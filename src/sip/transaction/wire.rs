@@ -1,49 +1,21 @@
 //! The few messages the layer writes itself: 100 Trying, the 487/481/482 and CANCEL 200
 //! answers, and the ACK of a non-2xx final response. Everything else comes from the TU.
-//!
-//! Built here rather than with `sip::message::response` so that the transaction layer does
-//! not depend on the message module's policy (and can be tested on its own).
+//! Responses use `sip::message::response`, the one §8.2.6 builder, so the layer and the TU
+//! cannot drift apart.
 
-use rsip::headers::UntypedHeader;
 use rsip::Header;
 
-use super::key::{tag_of, top_via_value};
+use super::key::top_via_value;
 
-/// A response to `request` per §8.2.6.2: all Vias, From, To (with `to_tag` added when To
-/// has no tag), Call-ID and CSeq copied; empty body.
+/// A response the layer writes itself (100 Trying, 487, 481, 482, 200 to CANCEL): the same
+/// §8.2.6 construction the TU uses.
 pub(super) fn response_to(
     request: &rsip::Request,
     code: u16,
     reason: &str,
     to_tag: Option<&str>,
 ) -> rsip::Response {
-    let mut headers = rsip::Headers::default();
-    for header in request.headers.iter() {
-        match header {
-            Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
-                headers.push(header.clone())
-            }
-            Header::To(to) => headers.push(Header::To(with_tag(to.value(), to_tag).into())),
-            _ => {}
-        }
-    }
-    headers.push(Header::ContentLength(
-        rsip::headers::ContentLength::default(),
-    ));
-    rsip::Response {
-        // `Other` keeps the RFC reason phrase on the wire (rsip would print `RequestTerminated`).
-        status_code: rsip::StatusCode::Other(code, reason.to_string()),
-        version: rsip::Version::V2,
-        headers,
-        body: Vec::new(),
-    }
-}
-
-fn with_tag(to: &str, tag: Option<&str>) -> String {
-    match tag {
-        Some(tag) if tag_of(to).is_none() => format!("{to};tag={tag}"),
-        _ => to.to_string(),
-    }
+    crate::sip::message::response(request, code, reason, to_tag)
 }
 
 /// The ACK for a non-2xx final response (§17.1.1.3): same Request-URI, top Via only (same
