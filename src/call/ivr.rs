@@ -372,14 +372,14 @@ impl Ivr {
         self.recording_started = true;
         self.media.start_recording_with_preroll(
             RecordSpec {
-            path,
-            max_duration: Duration::from_secs(rec.max_duration_secs),
-            endpointer: Some(EndpointerConfig {
-                speech_threshold_dbfs: rec.speech_threshold_dbfs,
-                trailing_silence: Duration::from_millis(rec.trailing_silence_ms),
-                no_speech_timeout: Duration::from_secs(rec.no_speech_timeout_secs),
-            }),
-            stop_digit: rec.end_digit.chars().next(),
+                path,
+                max_duration: Duration::from_secs(rec.max_duration_secs),
+                endpointer: Some(EndpointerConfig {
+                    speech_threshold_dbfs: rec.speech_threshold_dbfs,
+                    trailing_silence: Duration::from_millis(rec.trailing_silence_ms),
+                    no_speech_timeout: Duration::from_secs(rec.no_speech_timeout_secs),
+                }),
+                stop_digit: rec.end_digit.chars().next(),
             },
             preroll,
         );

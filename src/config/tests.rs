@@ -391,16 +391,22 @@ fn ivr_speech_barge_in_defaults_values_and_errors() {
     assert_eq!(c.ivr.barge_in_level_dbfs, -35.0);
 
     let text = format!(
-        "[ivr]\nspeech_barge_in = \"always\"\nbarge_in_min_speech_ms = 10\nbarge_in_snr_db = 0.0\nbarge_in_level_dbfs = 3.0\nbarge_in_preroll_ms = 100\n\n{MINIMAL}"
+        "[ivr]\nspeech_barge_in = \"always\"\nbarge_in_min_speech_ms = 10\nbarge_in_snr_db = 0.0\nbarge_in_level_dbfs = 3.0\nbarge_in_preroll_ms = 9000\n\n{MINIMAL}"
     );
     let errs = errors(parse(&text));
     assert_eq!(find(&errs, "ivr.speech_barge_in").line, Some(2));
-    assert!(find(&errs, "ivr.speech_barge_in").message.contains("\"message\""));
+    assert!(find(&errs, "ivr.speech_barge_in")
+        .message
+        .contains("\"message\""));
     assert_eq!(find(&errs, "ivr.barge_in_min_speech_ms").line, Some(3));
     assert_eq!(find(&errs, "ivr.barge_in_snr_db").line, Some(4));
     assert_eq!(find(&errs, "ivr.barge_in_level_dbfs").line, Some(5));
-    // shorter than the speech that triggers barge-in: those words would be lost
     assert_eq!(find(&errs, "ivr.barge_in_preroll_ms").line, Some(6));
+    // shorter than the speech that triggers barge-in: those words would be lost
+    let short = format!("[ivr]\nbarge_in_preroll_ms = 100\n\n{MINIMAL}");
+    let errs = errors(parse(&short));
+    assert_eq!(find(&errs, "ivr.barge_in_preroll_ms").line, Some(2));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
 
     // "all" needs a default option that takes a message
     let all = format!("[ivr]\nspeech_barge_in = \"all\"\n\n{MINIMAL}");
@@ -409,7 +415,10 @@ fn ivr_speech_barge_in_defaults_values_and_errors() {
     let hangup = format!("{all}\n[menu]\non_no_input = \"hangup\"\n");
     let errs = errors(parse(&hangup));
     assert_eq!(find(&errs, "ivr.speech_barge_in").line, Some(2));
-    let no_message = all.replace("label = \"人工服务\"", "label = \"人工服务\"\nrecord = false");
+    let no_message = all.replace(
+        "label = \"人工服务\"",
+        "label = \"人工服务\"\nrecord = false",
+    );
     errors(parse(&no_message));
 
     let c = parse_env(
@@ -422,7 +431,10 @@ fn ivr_speech_barge_in_defaults_values_and_errors() {
     .unwrap();
     assert_eq!(c.ivr.speech_barge_in, "off");
     assert_eq!(c.ivr.barge_in_preroll_ms, 800);
-    let errs = errors(parse_env(MINIMAL, &[("HOTLINE_IVR_SPEECH_BARGE_IN", "loud")]));
+    let errs = errors(parse_env(
+        MINIMAL,
+        &[("HOTLINE_IVR_SPEECH_BARGE_IN", "loud")],
+    ));
     assert_eq!(
         find(&errs, "ivr.speech_barge_in").env_var.as_deref(),
         Some("HOTLINE_IVR_SPEECH_BARGE_IN")

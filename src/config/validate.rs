@@ -297,7 +297,11 @@ fn validate_ivr(c: &Config, err: &mut impl FnMut(&str, String)) {
         );
     }
     if v.speech_barge_in == "all" {
-        let default = c.menu.options.iter().find(|o| o.digit == c.menu.on_no_input);
+        let default = c
+            .menu
+            .options
+            .iter()
+            .find(|o| o.digit == c.menu.on_no_input);
         if !default.is_some_and(|o| o.record) {
             err(
                 "ivr.speech_barge_in",

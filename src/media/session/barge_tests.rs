@@ -144,7 +144,10 @@ async fn speech_stops_playback_and_the_recording_starts_with_the_preroll() {
     assert_eq!(&msg[lag..lag + first.len()], first, "bit-exact pre-roll");
     // and what follows is the rest of the speech, without a gap or a repeat at the seam
     let rest = msg.len() - lag;
-    assert!(rest >= 8 * 1500, "recording {rest} samples after the speech start");
+    assert!(
+        rest >= 8 * 1500,
+        "recording {rest} samples after the speech start"
+    );
     assert_eq!(&msg[lag..lag + 8 * 1500], &wire[..8 * 1500]);
     a.close().await;
     b.close().await;
