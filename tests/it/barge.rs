@@ -148,3 +148,43 @@ async fn barge_in_off_the_prompt_plays_out_over_the_caller() {
     assert_eq!(heard_ms, prompt_ms, "the whole prompt was heard");
     assert!(prompt_ms > 6000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barge_in_all_talking_over_the_greeting_skips_to_the_default_message() {
+    let mut gw = GatewayProcess::start(&[("HOTLINE_IVR_SPEECH_BARGE_IN", "all")]);
+    // No key at all: the caller starts talking 1.5 s into the greeting.
+    let report = dial(DialOptions {
+        target: format!("sip:8890@{}", gw.sip),
+        codecs: vec![CODEC],
+        play: Some(message()),
+        dtmf_delay: Duration::from_millis(1500),
+        end_digit: Some('#'),
+        max_duration: Duration::from_secs(40),
+        rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
+        verbose: true,
+        ..DialOptions::default()
+    })
+    .await
+    .expect("dial");
+    assert_eq!(report.status, 200);
+    assert_eq!(report.hung_up_by, Some("gateway"));
+    let records = gw.wait_records(1, Duration::from_secs(10));
+    let log = gw.stop();
+    assert_eq!(records.len(), 1, "daemon log:\n{log}");
+    let rec = &records[0];
+    assert_eq!(rec["barge_in"], "speech", "{rec:#}");
+    // the example config's on_no_input option, chosen for the caller
+    assert_eq!(rec["menu"]["id"], "operator", "{rec:#}");
+    assert_eq!(rec["menu"]["defaulted"], true);
+    assert_eq!(rec["menu"]["digits"], "");
+    assert_eq!(rec["recording"]["ended_by"], "stop_digit", "{rec:#}");
+    // the whole message, from its first words, is in the recording
+    let recorded = read_wav_8k(&PathBuf::from(rec["recording"]["path"].as_str().unwrap()));
+    let spoken = through_g711(&read_wav_8k(&message()), CODEC);
+    let (corr, overlap, lag) = find_with_lag(&recorded, &spoken[..12_000]);
+    assert!(
+        corr > 0.9 && overlap > 0.99 && (0..=4000).contains(&lag),
+        "first words: corr {corr:.3}, overlap {overlap:.2} at {} ms",
+        lag / 8
+    );
+}
