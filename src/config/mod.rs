@@ -866,6 +866,20 @@ impl Config {
             "  no valid key after {} attempts: {fallback}",
             self.menu.max_attempts
         );
+        let _ = match self.ivr.speech_barge_in.as_str() {
+            "off" => writeln!(s, "  talking over prompts: ignored (keys only)"),
+            mode => writeln!(
+                s,
+                "  talking over {} stops it after {} ms; the message keeps {} ms before that",
+                if mode == "all" {
+                    "any prompt before the message"
+                } else {
+                    "the message prompt"
+                },
+                self.ivr.barge_in_min_speech_ms,
+                self.ivr.barge_in_preroll_ms
+            ),
+        };
         let _ = writeln!(
             s,
             "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",
