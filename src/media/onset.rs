@@ -20,9 +20,9 @@
 //!   run (a stop consonant, a lost packet) do not end it, nor count toward it.
 //!
 //! And one test on the run as a whole: after its loudest frame so far, some speech frame must
-//! fall `MODULATION_DB` below it, or speech must resume after quieter frames. Syllables rise and fall several times a second; a fan, hum, a
-//! tone, or noise that switched on mid-prompt (which the slow floor has not caught up with
-//! yet) rise once and stay flat.
+//! fall `MODULATION_DB` below it, or speech must resume after quieter frames. Syllables rise
+//! and fall several times a second; a fan, hum, a tone, or noise that switched on mid-prompt
+//! (which the slow floor has not caught up with yet) rise once and stay flat.
 //!
 //! Sans-IO and allocation-free: fixed-size state, fed 8 kHz samples in any packet size
 //! (framed to 20 ms internally); the media task feeds it and acts on the answer.
@@ -32,8 +32,8 @@ use super::{Codec, FRAME_SAMPLES};
 use std::time::Duration;
 
 /// How fast the noise floor may rise, dB per 20 ms frame (2.5 dB/s): slow enough that a
-/// word never lifts it noticeably, fast enough that a line that got noisier is learnt in
-/// seconds.
+/// word never lifts it noticeably, fast enough that a line 20 dB noisier is learnt in about
+/// eight seconds (the modulation test covers the meantime).
 const FLOOR_RISE_DB_PER_FRAME: f32 = 0.05;
 /// The echo window: how far back our own output counts as a possible echo source (640 ms,
 /// more than network round trip plus jitter buffers on a sane path).
