@@ -262,6 +262,17 @@ impl CallManager {
             self.endpoint.respond(key, resp);
             return;
         }
+        let unsupported = super::checks::unsupported_requirements(&req, SUPPORTED);
+        if !unsupported.is_empty() {
+            // RFC 3261 §8.2.2.3: refuse what we cannot honour, and say what it was.
+            let mut resp = self.build(&req, 420, "Bad Extension", Some(&message::new_tag()));
+            push(
+                &mut resp,
+                rsip::Header::Other("Unsupported".into(), unsupported.join(", ")),
+            );
+            self.endpoint.respond(key, resp);
+            return;
+        }
         match req.method {
             rsip::Method::Invite if !in_dialog => {
                 // Everything logged about this call, here and in its IVR and media tasks,
@@ -379,6 +390,10 @@ impl CallManager {
         if !self.trunks.may_reach(trunk, &dialled) {
             tracing::info!(%dialled, trunk = trunk.map(|t| self.trunks.name(t)), "number not allowed for this trunk: 403");
             return reject(self, 403, "Forbidden", "number not allowed for this trunk");
+        }
+        if let Some((code, detail)) = super::checks::unacceptable_content(&req) {
+            let reason = message::reason_phrase(code);
+            return reject(self, code, reason, detail);
         }
         if self.at_limit() {
             tracing::warn!(limit = cfg.limits.max_calls, "call limit reached");

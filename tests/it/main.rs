@@ -17,3 +17,6 @@ mod sip_raw;
 mod sipp;
 #[path = "../tickets_common/mod.rs"]
 mod tickets_common;
+mod torture;
+#[path = "../torture_common/mod.rs"]
+mod torture_common;
