@@ -66,12 +66,18 @@ struct ActiveCall {
     /// connection when the caller's Contact is that same host.
     source: SocketAddr,
     transport: rsip::Transport,
+    /// The dialog is over (BYE either way, CANCEL, no ACK, a failed call task): its call
+    /// slots are free again. The entry stays until the record is written, so that a drain
+    /// still waits for it.
+    ended: bool,
 }
 
-/// A finished IVR, reported back to the manager task.
-struct Finished {
-    key: CallKey,
-    send_bye: bool,
+/// A call task reporting back to the manager task.
+enum Finished {
+    /// The IVR is done: free the call's slots, and send our BYE if it asks.
+    DialogOver { key: CallKey, send_bye: bool },
+    /// The call record is on disk (or could not be written): forget the call.
+    RecordWritten { key: CallKey },
 }
 
 pub use super::stats::CallCounters;
@@ -218,10 +224,11 @@ impl CallManager {
                 source,
             } => self.handle_request(key, request, source).await,
             TransactionEvent::Cancelled { invite } => {
-                if let Some(ck) = self.by_invite.get(&invite) {
-                    if let Some(call) = self.calls.get(ck) {
+                if let Some(ck) = self.by_invite.get(&invite).cloned() {
+                    if let Some(call) = self.calls.get(&ck) {
                         let _ = call.signals.send(CallSignal::CallerHangup);
                     }
+                    self.dialog_ended(&ck);
                 }
             }
             TransactionEvent::AckTimeout { key } => {
@@ -291,6 +298,9 @@ impl CallManager {
                     if let Some(call) = self.calls.get(&ck) {
                         let _ = call.signals.send(CallSignal::CallerHangup);
                     }
+                    // The caller may call again at once: its slot must not wait for the
+                    // recording to close and the record to be written.
+                    self.dialog_ended(&ck);
                 }
             }
             rsip::Method::Info => {
@@ -322,7 +332,8 @@ impl CallManager {
     }
 
     fn at_limit(&self) -> bool {
-        self.calls.len() >= self.services.config.limits.max_calls
+        let in_progress = self.calls.values().filter(|c| !c.ended).count();
+        in_progress >= self.services.config.limits.max_calls
     }
 
     async fn new_call(&mut self, key: TransactionKey, req: rsip::Request, source: SocketAddr) {
@@ -513,6 +524,7 @@ impl CallManager {
                 trunk: info.trunk.clone(),
                 source,
                 transport: via_transport(&req),
+                ended: false,
             },
         );
         self.trunks.call_started(trunk);
@@ -553,13 +565,19 @@ impl CallManager {
                     Err(e) => {
                         counters.ended("failed");
                         tracing::error!(%call_id, error = %e, "call task failed; hanging up");
-                        let _ = finished.send(Finished {
-                            key: ck,
+                        let _ = finished.send(Finished::DialogOver {
+                            key: ck.clone(),
                             send_bye: true,
                         });
+                        let _ = finished.send(Finished::RecordWritten { key: ck });
                         return;
                     }
                 };
+                // Hang up (and free the slots) first; the record can take its time.
+                let _ = finished.send(Finished::DialogOver {
+                    key: ck.clone(),
+                    send_bye: outcome.send_bye,
+                });
                 let record = outcome.record;
                 counters.ended(&record.hangup.reason);
                 let dir = services.records_dir.clone();
@@ -578,10 +596,7 @@ impl CallManager {
                     Ok((_, Err(e))) => tracing::error!(error = %e, "cannot write call record"),
                     Err(e) => tracing::error!(error = %e, "call record task failed"),
                 }
-                let _ = finished.send(Finished {
-                    key: ck,
-                    send_bye: outcome.send_bye,
-                });
+                let _ = finished.send(Finished::RecordWritten { key: ck });
             },
             span,
         ));
@@ -631,11 +646,14 @@ impl CallManager {
         }
     }
 
-    fn call_finished(&mut self, done: Finished) {
-        let Some(mut call) = self.calls.remove(&done.key) else {
+    /// Free a call's trunk and global slots once its dialog is over (idempotent).
+    fn dialog_ended(&mut self, ck: &CallKey) {
+        let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
-        self.by_invite.remove(&call.invite);
+        if std::mem::replace(&mut call.ended, true) {
+            return;
+        }
         self.trunks.call_ended(call.trunk.as_deref());
         self.counters
             .active
@@ -643,9 +661,26 @@ impl CallManager {
         self.counters
             .completed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if done.send_bye {
-            let local = self.endpoint.local_addr();
-            let host = self.advertised_ip().to_string();
+    }
+
+    fn call_finished(&mut self, done: Finished) {
+        let (key, send_bye) = match done {
+            Finished::DialogOver { key, send_bye } => (key, send_bye),
+            Finished::RecordWritten { key } => {
+                self.dialog_ended(&key);
+                if let Some(call) = self.calls.remove(&key) {
+                    self.by_invite.remove(&call.invite);
+                }
+                return;
+            }
+        };
+        self.dialog_ended(&key);
+        let local = self.endpoint.local_addr();
+        let host = self.advertised_ip().to_string();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if send_bye {
             let (bye, next_hop) =
                 call.dialog
                     .new_request(rsip::Method::Bye, &host, local.port(), call.transport);

@@ -8,6 +8,7 @@ mod asr;
 mod audio;
 mod baresip;
 mod call_flow;
+mod carrier;
 mod harness;
 mod kamailio;
 mod ops;
