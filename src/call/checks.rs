@@ -44,7 +44,12 @@ pub fn unacceptable_content(req: &rsip::Request) -> Option<(u16, &'static str)> 
         return None;
     }
     let sdp_ok = accepts.iter().flat_map(|v| v.split(',')).any(|r| {
-        let media = r.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = r
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         matches!(media.as_str(), "application/sdp" | "application/*" | "*/*")
     });
     (!sdp_ok).then_some((406, "the answer is application/sdp"))
@@ -87,7 +92,11 @@ mod tests {
     #[test]
     fn bodies_other_than_sdp_get_415_and_accept_without_sdp_406() {
         let sdp = "v=0\r\n";
-        let r = request("INVITE", "Content-Type: application/unknownformat\r\n", "<a/>");
+        let r = request(
+            "INVITE",
+            "Content-Type: application/unknownformat\r\n",
+            "<a/>",
+        );
         assert_eq!(unacceptable_content(&r).map(|x| x.0), Some(415));
         let r = request("INVITE", "Content-Type: Application/SDP;charset=x\r\n", sdp);
         assert_eq!(unacceptable_content(&r), None);

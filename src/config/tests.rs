@@ -363,7 +363,10 @@ fn trunks_parse_with_defaults_and_cannot_come_from_the_environment() {
     assert_eq!(t.realm, "hotline");
     assert_eq!(t.algorithms, ["SHA-256", "MD5"]);
     assert_eq!(t.networks().len(), 2);
-    assert_eq!(t.max_request_rate, 200, "trunk sources: 200 msg/s each by default");
+    assert_eq!(
+        t.max_request_rate, 200,
+        "trunk sources: 200 msg/s each by default"
+    );
     assert!(t.networks()[1].contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
     assert!(c.sip.tcp);
     assert_eq!(c.security.unknown_source, "reject");

@@ -200,10 +200,7 @@ async fn sighup_changes_trunks_for_new_calls_while_a_call_in_progress_continues(
     let across = across.await.unwrap().expect("call across the reloads");
     assert_eq!(across.status, 200);
     assert_eq!(across.hung_up_by, Some("caller"), "not cut by a reload");
-    assert!(
-        across.packets_received > 250,
-        "audio all along: {across:?}"
-    );
+    assert!(across.packets_received > 250, "audio all along: {across:?}");
     let records = gw.wait_records(3, Duration::from_secs(10));
     let log = gw.stop();
     assert_eq!(records.len(), 3, "{log}");
@@ -211,5 +208,8 @@ async fn sighup_changes_trunks_for_new_calls_while_a_call_in_progress_continues(
         let rec = record_of(&records, call);
         assert_eq!(rec["trunk"], "carrier", "{rec:#}");
     }
-    assert_eq!(record_of(&records, &across)["hangup"]["reason"], "caller_bye");
+    assert_eq!(
+        record_of(&records, &across)["hangup"]["reason"],
+        "caller_bye"
+    );
 }

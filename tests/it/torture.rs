@@ -219,7 +219,11 @@ fn body_range(
     let declared = hdrs
         .iter()
         .filter(|h| h.name == "content-length" || h.name == "l")
-        .map(|h| String::from_utf8_lossy(&msg[h.value.clone()]).trim().parse::<usize>())
+        .map(|h| {
+            String::from_utf8_lossy(&msg[h.value.clone()])
+                .trim()
+                .parse::<usize>()
+        })
         .collect::<Vec<_>>();
     let end = match declared.as_slice() {
         [Ok(n)] => (start + n).min(msg.len()),
@@ -282,7 +286,10 @@ fn rewrite(msg: &[u8], port: u16) -> Vec<u8> {
         let text = &msg[r.clone()];
         let first = text.iter().position(|b| !is_lws(*b));
         if let Some(first) = first {
-            let digits = text[first..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let digits = text[first..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             if let Ok(old) = std::str::from_utf8(&text[first..first + digits])
                 .unwrap()
                 .parse::<i64>()
@@ -312,7 +319,9 @@ fn foreign_addresses(msg: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let mut check = |what: &str, text: &str| {
         let lower = text.to_ascii_lowercase();
-        for word in ["example", "examle", ".com", ".net", ".org", "192.168.", "192.0.2."] {
+        for word in [
+            "example", "examle", ".com", ".net", ".org", "192.168.", "192.0.2.",
+        ] {
             if lower.contains(word) {
                 found.push(format!("{what}: {text}"));
                 return;
@@ -512,7 +521,10 @@ fn the_rewrite_points_every_address_at_loopback_and_repairs_nothing() {
         "{wsinv}"
     );
     assert!(wsinv.contains("/ TCP     127.0.0.1:40000   ;"), "{wsinv}");
-    assert!(wsinv.contains("/ UDP  127.0.0.1:40000   ; branch="), "{wsinv}");
+    assert!(
+        wsinv.contains("/ UDP  127.0.0.1:40000   ; branch="),
+        "{wsinv}"
+    );
     assert!(wsinv.contains("Content-Length   : 150\r\n"), "{wsinv}");
     let inv2543 =
         String::from_utf8(rewrite(&torture_common::read(&dir, "inv2543"), 40000)).unwrap();
