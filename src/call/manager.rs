@@ -346,6 +346,13 @@ impl CallManager {
             if code == 503 {
                 this.retry_after(&mut resp);
             }
+            if code == 415 {
+                // §21.4.13: say what we do read.
+                push(
+                    &mut resp,
+                    rsip::headers::Accept::new("application/sdp").into(),
+                );
+            }
             if !detail.is_empty() {
                 let text = detail.replace(['"', '\\', '\r', '\n'], " ");
                 push(

@@ -607,3 +607,37 @@ fn every_torture_message_is_answered_or_dropped_as_rfc_4475_expects() {
     let log = gw.stop();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn once_the_number_is_served_the_content_checks_answer_415_and_406() {
+    let Some(dir) = torture_dir() else {
+        eprintln!("SKIPPED: RFC 4475 messages not found next to the crate");
+        return;
+    };
+    // `invut` and `sdp01` call sip:user@..., which no [[number]] serves, so in the run above
+    // the Request-URI check (404) comes first, as §8.2.2.1 orders it. Dialling 8890 instead
+    // (the only change besides the addresses) reaches the content checks of §8.2.3/§21.4.7.
+    let gw = GatewayProcess::start(&[]);
+    for (name, code) in [("invut", 415), ("sdp01", 406)] {
+        let peer = Peer::new();
+        let bytes = rewrite(&torture_common::read(&dir, name), peer.port());
+        let text = String::from_utf8_lossy(&bytes).replacen(
+            "INVITE sip:user@example.com SIP/2.0",
+            "INVITE sip:8890@example.com SIP/2.0",
+            1,
+        );
+        assert!(text.starts_with("INVITE sip:8890@"), "{text}");
+        peer.udp.send_to(text.as_bytes(), gw.sip).unwrap();
+        let (r, _) = peer
+            .final_response(&text, Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("{name}: no answer\n{}", gw.log()));
+        assert!(r.starts_with(&format!("SIP/2.0 {code} ")), "{name}: {r}");
+        if code == 415 {
+            assert_eq!(
+                header_value(&r, &["accept"]).as_deref(),
+                Some("application/sdp"),
+                "{r}"
+            );
+        }
+    }
+}
