@@ -511,6 +511,26 @@ mod tests {
     }
 
     #[test]
+    fn from_config_gives_each_trunk_its_rate_as_a_reload_hands_it_to_the_endpoint() {
+        let base = include_str!("../../config/hotline.toml");
+        let text = format!(
+            "{base}\n[[trunk]]\nname = \"a\"\nsources = [\"203.0.113.0/28\"]\nmax_request_rate = 750\n\n[[trunk]]\nname = \"b\"\nsources = [\"2001:db8::1\"]\n"
+        );
+        let c = crate::config::Config::from_str_with_env(&text, &[]).unwrap();
+        let g = GuardConfig::from_config(&c);
+        assert_eq!(g.trunks.len(), 2);
+        assert_eq!(g.trunks[0].rate, 750.0);
+        assert_eq!(g.trunks[1].rate, 200.0, "the default");
+        assert_eq!(g.limits_for(ip("203.0.113.9")), (750.0, 750.0, true));
+        assert_eq!(g.limits_for(ip("2001:db8::1")), (200.0, 200.0, true));
+        assert_eq!(g.limits_for(ip("203.0.113.16")), (50.0, 200.0, false));
+        assert!(
+            g.allowed.is_none(),
+            "unknown_source = reject: everyone reaches the TU"
+        );
+    }
+
+    #[test]
     fn idle_sources_are_forgotten() {
         let mut g = guard(10.0, 10.0);
         let t0 = Instant::now();
