@@ -344,13 +344,17 @@ async fn a_flooding_trunk_address_is_throttled_not_banned_and_a_stranger_is_bann
     // 120 requests from a scanner on another, 500 in 1 s from a source no trunk allows,
     // and a real call from the trunk's third address, all at once.
     let flood = tokio::task::spawn_blocking(move || {
-        blast(
+        let started = Instant::now();
+        let answers = blast(
             [127, 0, 0, 2],
             sip,
             "hotline-load/1.0",
             2000,
             Duration::from_secs(2),
-        )
+        );
+        // blast waits 300 ms for late answers after the last send.
+        let sending = started.elapsed().saturating_sub(Duration::from_millis(300));
+        (answers, sending)
     });
     let scanner = tokio::task::spawn_blocking(move || {
         blast(
@@ -379,7 +383,7 @@ async fn a_flooding_trunk_address_is_throttled_not_banned_and_a_stranger_is_bann
         (rtp.0 + 50, rtp.1),
     )
     .await;
-    let flood_answers = flood.await.unwrap();
+    let (flood_answers, flood_time) = flood.await.unwrap();
     let scanner_answers = scanner.await.unwrap();
     let stranger_answers = stranger.await.unwrap();
     assert_eq!(
@@ -388,11 +392,12 @@ async fn a_flooding_trunk_address_is_throttled_not_banned_and_a_stranger_is_bann
     );
     assert!(report.packets_received > 100, "and has audio: {report:?}");
     assert_eq!(scanner_answers, 0, "scanners hear nothing");
-    // The trunk address gets its bucket (100) and 100/s for the 2 s: about 300 answers,
-    // and the rest is dropped message by message.
+    // The trunk address gets its bucket (100) and 100/s for as long as it sends (2 s, more
+    // on a loaded machine): about 300 answers, the rest dropped message by message.
+    let ceiling = 100 + (100.0 * flood_time.as_secs_f64()) as usize + 30;
     assert!(
-        (250..=400).contains(&flood_answers),
-        "the trunk flood is throttled to its rate: {flood_answers} answers"
+        (250..=ceiling).contains(&flood_answers),
+        "the trunk flood is throttled to its rate: {flood_answers} answers in {flood_time:?}"
     );
     // The stranger (unknown_source = "reject": it hears 403s) gets its burst, then a ban.
     assert!(
@@ -417,7 +422,7 @@ async fn a_flooding_trunk_address_is_throttled_not_banned_and_a_stranger_is_bann
     assert!((100..=120).contains(&scanned), "{scanned} scanner drops");
     let dropped = metric(&gw, throttled);
     assert!(
-        dropped >= 1400 && dropped as usize + flood_answers <= 2000,
+        dropped as usize >= 2000 - ceiling - 200 && dropped as usize + flood_answers <= 2000,
         "throttled in /metrics: {dropped}"
     );
     assert_eq!(
