@@ -681,13 +681,16 @@ impl CallManager {
                 return;
             }
         };
+        // The caller's BYE (or CANCEL) already ended the dialog, crossing our decision to
+        // hang up: a BYE of ours would only earn a 481.
+        let caller_ended_it = self.calls.get(&key).is_some_and(|c| c.ended);
         self.dialog_ended(&key);
         let local = self.endpoint.local_addr();
         let host = self.advertised_ip().to_string();
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        if send_bye {
+        if send_bye && !caller_ended_it {
             let (bye, next_hop) =
                 call.dialog
                     .new_request(rsip::Method::Bye, &host, local.port(), call.transport);
