@@ -7,116 +7,13 @@
 //! table test says so on stderr and checks nothing, and the mutation test falls back to a
 //! built-in INVITE.
 
-use std::path::PathBuf;
-
 use hotline_gateway::sip::message::{self, parse, to_bytes, ParseError};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-/// What `parse` must give.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expect {
-    /// Parses; the application layer takes it from there.
-    Request,
-    Response,
-    /// Well-formed request with a method rsip cannot hold: a ready 501.
-    Unknown501,
-    /// Answer with this status (400, or 416 / 505 where RFC 3261 says so).
-    Reject(u16),
-    /// A broken response: dropped and counted.
-    DropResponse,
-}
+#[path = "torture_common/mod.rs"]
+mod torture_common;
+use torture_common::{outcome, torture_dir, Expect, Wire, TABLE};
 use Expect::*;
-
-/// One line per message: file, expected outcome, RFC 4475 section and why.
-/// Sections are those of RFC 4475 (§3.1.1 valid, §3.1.2 invalid, §3.2 transaction layer,
-/// §3.3 application layer, §3.4 backward compatibility).
-#[rustfmt::skip]
-const TABLE: &[(&str, Expect, &str)] = &[
-    ("wsinv",      Request,      "§3.1.1.1 short tortuous INVITE: folding, compact names, LWS everywhere"),
-    ("intmeth",    Unknown501,   "§3.1.1.2 valid exotic method token; we implement no such method"),
-    ("esc01",      Request,      "§3.1.1.3 valid % escaping"),
-    ("escnull",    Request,      "§3.1.1.4 escaped NULs in URIs"),
-    ("esc02",      Unknown501,   "§3.1.1.5 RE%47IST%45R is not REGISTER: unknown method"),
-    ("lwsdisp",    Request,      "§3.1.1.6 no LWS between display name and <"),
-    ("longreq",    Request,      "§3.1.1.7 long header values"),
-    ("dblreq",     Request,      "§3.1.1.8 extra octets after Content-Length are discarded"),
-    ("semiuri",    Request,      "§3.1.1.9 ; in the user part (rsip needed the dot workaround)"),
-    ("transports", Request,      "§3.1.1.10 unknown transports in Via"),
-    ("mpart01",    Request,      "§3.1.1.11 multipart body"),
-    ("unreason",   Response,     "§3.1.1.12 unusual (UTF-8) reason phrase"),
-    ("noreason",   Response,     "§3.1.1.13 empty reason phrase"),
-    ("badinv01",   Reject(400),  "§3.1.2.1 empty Via/Contact parameters"),
-    ("clerr",      Reject(400),  "§3.1.2.2 Content-Length larger than the message"),
-    ("ncl",        Reject(400),  "§3.1.2.3 negative Content-Length"),
-    ("scalar02",   Reject(400),  "§3.1.2.4 CSeq above 2^31 (Max-Forwards 300 too)"),
-    ("scalarlg",   DropResponse, "§3.1.2.5 response with overlarge CSeq: dropped"),
-    ("quotbal",    Reject(400),  "§3.1.2.6 unterminated quoted display name"),
-    ("ltgtruri",   Reject(400),  "§3.1.2.7 Request-URI in <>"),
-    ("lwsruri",    Reject(400),  "§3.1.2.8 LWS inside the Request-URI"),
-    ("lwsstart",   Reject(400),  "§3.1.2.9 several SP between Request-Line elements"),
-    ("trws",       Reject(400),  "§3.1.2.10 SP after the SIP-Version"),
-    ("escruri",    Reject(400),  "§3.1.2.11 escaped headers in the Request-URI"),
-    // EXCEPTION: RFC 4475 lets an element accept this unless it needs the Date value;
-    // we never read Date, so rejecting it would only turn away a sloppy phone.
-    ("baddate",    Request,      "§3.1.2.12 non-GMT Date: accepted on purpose (see comment)"),
-    ("regbadct",   Reject(400),  "§3.1.2.13 Contact URI with ? not in <>"),
-    ("badaspec",   Reject(400),  "§3.1.2.14 spaces inside <addr-spec>"),
-    ("baddn",      Reject(400),  "§3.1.2.15 display name with a comma, unquoted"),
-    ("badvers",    Reject(505),  "§3.1.2.16 SIP/7.0: 505 Version Not Supported, as the RFC asks"),
-    ("mismatch01", Reject(400),  "§3.1.2.17 CSeq method differs from the Request-Line"),
-    ("mismatch02", Reject(400),  "§3.1.2.18 unknown method and CSeq mismatch: 400 wins over 501"),
-    ("bigcode",    DropResponse, "§3.1.2.19 status code 4294967301: dropped"),
-    ("badbranch",  Request,      "§3.2.1 branch is the bare magic cookie: syntactically fine"),
-    ("insuf",      Reject(400),  "§3.3.1 no From, To, Call-ID, Max-Forwards"),
-    ("unkscm",     Reject(416),  "§3.3.2 unknown Request-URI scheme: 416"),
-    ("novelsc",    Reject(416),  "§3.3.3 soap.beep Request-URI: 416 (we only do sip/sips)"),
-    // Judgement call: the To/From/Contact schemes are unusual but the syntax is valid;
-    // what to answer is the registrar's business (we are none: the TU refuses REGISTER).
-    ("unksm2",     Request,      "§3.3.4 unknown schemes in To/From/Contact: parser accepts"),
-    ("bext01",     Request,      "§3.3.5 unknown Require: the TU answers 420"),
-    ("invut",      Request,      "§3.3.6 unknown Content-Type: the TU answers 415"),
-    ("regaut01",   Request,      "§3.3.7 unknown Authorization scheme: parses"),
-    ("multi01",    Reject(400),  "§3.3.8 several single-value headers (From, CSeq, Call-ID...)"),
-    ("mcl01",      Reject(400),  "§3.3.9 two Content-Length values"),
-    ("bcast",      DropResponse, "§3.3.10 response with two Vias: a UAC discards it (RFC 3261 §8.1.3.3)"),
-    ("zeromf",     Request,      "§3.3.11 Max-Forwards 0: the TU's 483, not the parser's"),
-    ("cparam01",   Request,      "§3.3.12 Contact param without <>: it is a header param"),
-    ("cparam02",   Request,      "§3.3.13 URI param inside <>"),
-    ("regescrt",   Request,      "§3.3.14 escaped Route header inside <> in Contact"),
-    ("sdp01",      Request,      "§3.3.15 Accept nobody knows: the TU answers 406"),
-    ("inv2543",    Request,      "§3.4.1 RFC 2543 INVITE: no branch, no Max-Forwards, accepted"),
-];
-
-fn torture_dir() -> Option<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        "../shared/sip-torture/rfc4475",
-        "../../shared/sip-torture/rfc4475",
-    ]
-    .iter()
-    .map(|rel| manifest.join(rel))
-    .find(|p| p.is_dir())
-}
-
-fn outcome(bytes: &[u8]) -> Result<Expect, String> {
-    match parse(bytes) {
-        Ok(rsip::SipMessage::Request(_)) => Ok(Request),
-        Ok(rsip::SipMessage::Response(_)) => Ok(Response),
-        Err(ParseError::UnknownMethod { response, .. }) => {
-            if response.status_code.code() == 501 {
-                Ok(Unknown501)
-            } else {
-                Err(format!(
-                    "UnknownMethod with {}",
-                    response.status_code.code()
-                ))
-            }
-        }
-        Err(ParseError::BadRequest { response, .. }) => Ok(Reject(response.status_code.code())),
-        Err(ParseError::BadResponse(_)) => Ok(DropResponse),
-        Err(ParseError::Garbage(g)) => Err(format!("Garbage: {g}")),
-    }
-}
 
 #[test]
 fn rfc4475_messages_get_what_a_uas_must_do() {
@@ -138,7 +35,7 @@ fn rfc4475_messages_get_what_a_uas_must_do() {
         })
         .collect();
     on_disk.sort();
-    let mut in_table: Vec<String> = TABLE.iter().map(|(n, _, _)| n.to_string()).collect();
+    let mut in_table: Vec<String> = TABLE.iter().map(|c| c.name.to_string()).collect();
     in_table.sort();
     assert_eq!(
         on_disk, in_table,
@@ -147,14 +44,37 @@ fn rfc4475_messages_get_what_a_uas_must_do() {
     assert_eq!(TABLE.len(), 49);
 
     let mut failures = Vec::new();
-    for (name, expect, why) in TABLE {
-        let bytes = std::fs::read(dir.join(format!("{name}.dat"))).unwrap();
+    for case in TABLE {
+        let (name, expect, why) = (case.name, case.parser, case.why);
+        let bytes = torture_common::read(&dir, name);
         match outcome(&bytes) {
-            Ok(got) if got == *expect => {}
+            Ok(got) if got == expect => {}
             got => failures.push(format!("{name}: expected {expect:?}, got {got:?} ({why})")),
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_daemon_column_follows_the_parser_column_where_the_parser_decides() {
+    // The process-level test (tests/it/torture.rs) checks the `daemon` column on the wire;
+    // where the parser already decides, the two columns must say the same thing.
+    for case in TABLE {
+        let implied = match case.parser {
+            Reject(code) => Some(Wire::Answer(code)),
+            Unknown501 => Some(Wire::Answer(501)),
+            Response | DropResponse => Some(Wire::Silent),
+            Request => None,
+        };
+        match implied {
+            Some(w) => assert_eq!(case.daemon, w, "{}", case.name),
+            None => assert!(
+                matches!(case.daemon, Wire::Answer(200..=699)),
+                "{}: a request that parses gets a final answer",
+                case.name
+            ),
+        }
+    }
 }
 
 #[test]
@@ -163,11 +83,12 @@ fn rejections_are_sendable_responses_matching_the_request() {
         eprintln!("SKIPPED: RFC 4475 messages not found");
         return;
     };
-    for (name, expect, _) in TABLE {
-        if !matches!(expect, Reject(_) | Unknown501) {
+    for case in TABLE {
+        let name = case.name;
+        if !matches!(case.parser, Reject(_) | Unknown501) {
             continue;
         }
-        let bytes = std::fs::read(dir.join(format!("{name}.dat"))).unwrap();
+        let bytes = torture_common::read(&dir, name);
         let (response, reason) = match parse(&bytes) {
             Err(ParseError::BadRequest { response, reason }) => (response, Some(reason)),
             Err(ParseError::UnknownMethod { response, .. }) => (response, None),
@@ -313,8 +234,8 @@ fn ten_thousand_mutations_never_panic() {
     let mut corpus: Vec<Vec<u8>> = vec![SEED_INVITE.to_vec()];
     match torture_dir() {
         Some(dir) => {
-            for (name, _, _) in TABLE {
-                corpus.push(std::fs::read(dir.join(format!("{name}.dat"))).unwrap());
+            for case in TABLE {
+                corpus.push(torture_common::read(&dir, case.name));
             }
         }
         None => eprintln!("RFC 4475 messages not found: mutating the built-in INVITE only"),

@@ -220,6 +220,7 @@ impl MetricSource for GuardSource {
             ("rate", &g.dropped_rate),
             ("unknown_source", &g.dropped_unknown_source),
             ("scanner", &g.dropped_scanner),
+            ("throttled", &g.throttled),
         ] {
             out.sample(n, &[("reason", reason)], c.load(Ordering::Relaxed));
         }

@@ -70,12 +70,18 @@ struct ActiveCall {
     /// connection when the caller's Contact is that same host.
     source: SocketAddr,
     transport: rsip::Transport,
+    /// The dialog is over (BYE either way, CANCEL, no ACK, a failed call task): its call
+    /// slots are free again. The entry stays until the record is written, so that a drain
+    /// still waits for it.
+    ended: bool,
 }
 
-/// A finished IVR, reported back to the manager task.
-struct Finished {
-    key: CallKey,
-    send_bye: bool,
+/// A call task reporting back to the manager task.
+enum Finished {
+    /// The IVR is done: free the call's slots, and send our BYE if it asks.
+    DialogOver { key: CallKey, send_bye: bool },
+    /// The call record is on disk (or could not be written): forget the call.
+    RecordWritten { key: CallKey },
 }
 
 pub use super::stats::CallCounters;
@@ -222,10 +228,11 @@ impl CallManager {
                 source,
             } => self.handle_request(key, request, source).await,
             TransactionEvent::Cancelled { invite } => {
-                if let Some(ck) = self.by_invite.get(&invite) {
-                    if let Some(call) = self.calls.get(ck) {
+                if let Some(ck) = self.by_invite.get(&invite).cloned() {
+                    if let Some(call) = self.calls.get(&ck) {
                         let _ = call.signals.send(CallSignal::CallerHangup);
                     }
+                    self.dialog_ended(&ck);
                 }
             }
             TransactionEvent::AckTimeout { key } => {
@@ -266,6 +273,17 @@ impl CallManager {
             self.endpoint.respond(key, resp);
             return;
         }
+        let unsupported = super::checks::unsupported_requirements(&req, SUPPORTED);
+        if !unsupported.is_empty() {
+            // RFC 3261 §8.2.2.3: refuse what we cannot honour, and say what it was.
+            let mut resp = self.build(&req, 420, "Bad Extension", Some(&message::new_tag()));
+            push(
+                &mut resp,
+                rsip::Header::Other("Unsupported".into(), unsupported.join(", ")),
+            );
+            self.endpoint.respond(key, resp);
+            return;
+        }
         match req.method {
             rsip::Method::Invite if !in_dialog => {
                 // Everything logged about this call, here and in its IVR and media tasks,
@@ -284,6 +302,9 @@ impl CallManager {
                     if let Some(call) = self.calls.get(&ck) {
                         let _ = call.signals.send(CallSignal::CallerHangup);
                     }
+                    // The caller may call again at once: its slot must not wait for the
+                    // recording to close and the record to be written.
+                    self.dialog_ended(&ck);
                 }
             }
             rsip::Method::Info => {
@@ -315,7 +336,8 @@ impl CallManager {
     }
 
     fn at_limit(&self) -> bool {
-        self.calls.len() >= self.services.config.limits.max_calls
+        let in_progress = self.calls.values().filter(|c| !c.ended).count();
+        in_progress >= self.services.config.limits.max_calls
     }
 
     async fn new_call(&mut self, key: TransactionKey, req: rsip::Request, source: SocketAddr) {
@@ -327,6 +349,13 @@ impl CallManager {
             let mut resp = this.build(&req, code, reason, Some(&message::new_tag()));
             if code == 503 {
                 this.retry_after(&mut resp);
+            }
+            if code == 415 {
+                // §21.4.13: say what we do read.
+                push(
+                    &mut resp,
+                    rsip::headers::Accept::new("application/sdp").into(),
+                );
             }
             if !detail.is_empty() {
                 let text = detail.replace(['"', '\\', '\r', '\n'], " ");
@@ -383,6 +412,10 @@ impl CallManager {
         if !self.trunks.may_reach(trunk, &dialled) {
             tracing::info!(%dialled, trunk = trunk.map(|t| self.trunks.name(t)), "number not allowed for this trunk: 403");
             return reject(self, 403, "Forbidden", "number not allowed for this trunk");
+        }
+        if let Some((code, detail)) = super::checks::unacceptable_content(&req) {
+            let reason = message::reason_phrase(code);
+            return reject(self, code, reason, detail);
         }
         if self.at_limit() {
             tracing::warn!(limit = cfg.limits.max_calls, "call limit reached");
@@ -502,6 +535,7 @@ impl CallManager {
                 trunk: info.trunk.clone(),
                 source,
                 transport: via_transport(&req),
+                ended: false,
             },
         );
         self.trunks.call_started(trunk);
@@ -542,13 +576,19 @@ impl CallManager {
                     Err(e) => {
                         counters.ended("failed");
                         tracing::error!(%call_id, error = %e, "call task failed; hanging up");
-                        let _ = finished.send(Finished {
-                            key: ck,
+                        let _ = finished.send(Finished::DialogOver {
+                            key: ck.clone(),
                             send_bye: true,
                         });
+                        let _ = finished.send(Finished::RecordWritten { key: ck });
                         return;
                     }
                 };
+                // Hang up (and free the slots) first; the record can take its time.
+                let _ = finished.send(Finished::DialogOver {
+                    key: ck.clone(),
+                    send_bye: outcome.send_bye,
+                });
                 let record = outcome.record;
                 counters.ended(&record.hangup.reason);
                 let dir = services.records_dir.clone();
@@ -567,10 +607,7 @@ impl CallManager {
                     Ok((_, Err(e))) => tracing::error!(error = %e, "cannot write call record"),
                     Err(e) => tracing::error!(error = %e, "call record task failed"),
                 }
-                let _ = finished.send(Finished {
-                    key: ck,
-                    send_bye: outcome.send_bye,
-                });
+                let _ = finished.send(Finished::RecordWritten { key: ck });
             },
             span,
         ));
@@ -620,11 +657,14 @@ impl CallManager {
         }
     }
 
-    fn call_finished(&mut self, done: Finished) {
-        let Some(mut call) = self.calls.remove(&done.key) else {
+    /// Free a call's trunk and global slots once its dialog is over (idempotent).
+    fn dialog_ended(&mut self, ck: &CallKey) {
+        let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
-        self.by_invite.remove(&call.invite);
+        if std::mem::replace(&mut call.ended, true) {
+            return;
+        }
         self.trunks.call_ended(call.trunk.as_deref());
         self.counters
             .active
@@ -632,9 +672,29 @@ impl CallManager {
         self.counters
             .completed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if done.send_bye {
-            let local = self.endpoint.local_addr();
-            let host = self.advertised_ip().to_string();
+    }
+
+    fn call_finished(&mut self, done: Finished) {
+        let (key, send_bye) = match done {
+            Finished::DialogOver { key, send_bye } => (key, send_bye),
+            Finished::RecordWritten { key } => {
+                self.dialog_ended(&key);
+                if let Some(call) = self.calls.remove(&key) {
+                    self.by_invite.remove(&call.invite);
+                }
+                return;
+            }
+        };
+        // The caller's BYE (or CANCEL) already ended the dialog, crossing our decision to
+        // hang up: a BYE of ours would only earn a 481.
+        let caller_ended_it = self.calls.get(&key).is_some_and(|c| c.ended);
+        self.dialog_ended(&key);
+        let local = self.endpoint.local_addr();
+        let host = self.advertised_ip().to_string();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if send_bye && !caller_ended_it {
             let (bye, next_hop) =
                 call.dialog
                     .new_request(rsip::Method::Bye, &host, local.port(), call.transport);

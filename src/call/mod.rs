@@ -4,6 +4,7 @@
 //! **Architecture invariant:** `call` is the only module that knows both SIP and media; it
 //! translates between them. The IVR itself sees media events and call signals, not SIP.
 
+pub mod checks;
 pub mod ivr;
 pub mod manager;
 pub mod prompts;

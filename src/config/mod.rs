@@ -504,6 +504,11 @@ pub struct TrunkConfig {
     pub max_calls: Option<usize>,
     /// The dialled numbers (`[[number]]` entries) this trunk may reach; empty = all.
     pub numbers: Vec<String>,
+    /// SIP messages per second each of the trunk's source addresses may send. What exceeds
+    /// it is dropped and counted (`hotline_guard_dropped_total{reason="throttled"}`), but a
+    /// trunk source is never banned (`security.rate_limit` and `ban_secs` are for everyone
+    /// else). Default 200.
+    pub max_request_rate: u32,
 }
 
 impl Default for TrunkConfig {
@@ -517,6 +522,7 @@ impl Default for TrunkConfig {
             algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
             max_calls: None,
             numbers: Vec::new(),
+            max_request_rate: 200,
         }
     }
 }
@@ -832,7 +838,7 @@ impl Config {
             for t in &self.trunks {
                 let _ = writeln!(
                     s,
-                    "  {} from {}{}{}",
+                    "  {} from {}{}{}, up to {} msg/s per source (throttled, never banned)",
                     t.name,
                     t.sources.join(", "),
                     if t.username.is_some() {
@@ -842,7 +848,8 @@ impl Config {
                     },
                     t.max_calls
                         .map(|m| format!(", max {m} calls"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    t.max_request_rate
                 );
             }
         }

@@ -327,7 +327,7 @@ fn check_files_reports_a_missing_language_directory() {
 #[test]
 fn trunk_errors_name_key_and_line_and_never_echo_a_password() {
     let text = format!(
-        "{MINIMAL}\n[[trunk]]\nname = \"carrier\"\nsources = [\"10.0.0.0/8\", \"10.0.0.300/24\"]\nusername = \"gw\"\npassword = \"\"\nalgorithms = [\"SHA-512\"]\nmax_calls = 0\nnumbers = [\"9999\"]\n\n[[trunk]]\nname = \"carrier\"\nsources = []\npassword = \"hunter2\"\n\n[security]\nunknown_source = \"ignore\"\n"
+        "{MINIMAL}\n[[trunk]]\nname = \"carrier\"\nsources = [\"10.0.0.0/8\", \"10.0.0.300/24\"]\nusername = \"gw\"\npassword = \"\"\nalgorithms = [\"SHA-512\"]\nmax_calls = 0\nnumbers = [\"9999\"]\nmax_request_rate = 0\n\n[[trunk]]\nname = \"carrier\"\nsources = []\npassword = \"hunter2\"\n\n[security]\nunknown_source = \"ignore\"\n"
     );
     let errs = errors(parse(&text));
     for (key, needle) in [
@@ -336,6 +336,7 @@ fn trunk_errors_name_key_and_line_and_never_echo_a_password() {
         ("trunk[0].algorithms", "algorithms"),
         ("trunk[0].max_calls", "max_calls"),
         ("trunk[0].numbers", "numbers"),
+        ("trunk[0].max_request_rate", "max_request_rate"),
         ("security.unknown_source", "unknown_source"),
     ] {
         let e = find(&errs, key);
@@ -362,6 +363,10 @@ fn trunks_parse_with_defaults_and_cannot_come_from_the_environment() {
     assert_eq!(t.realm, "hotline");
     assert_eq!(t.algorithms, ["SHA-256", "MD5"]);
     assert_eq!(t.networks().len(), 2);
+    assert_eq!(
+        t.max_request_rate, 200,
+        "trunk sources: 200 msg/s each by default"
+    );
     assert!(t.networks()[1].contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
     assert!(c.sip.tcp);
     assert_eq!(c.security.unknown_source, "reject");

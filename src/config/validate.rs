@@ -430,6 +430,15 @@ fn validate_trunks(c: &Config, err: &mut impl FnMut(&str, String)) {
                 "must be at least 1 (remove the key for no own limit)".into(),
             );
         }
+        if !(1..=100_000).contains(&t.max_request_rate) {
+            err(
+                &format!("{at}.max_request_rate"),
+                format!(
+                    "{} is out of range: 1 to 100000 messages per second per source",
+                    t.max_request_rate
+                ),
+            );
+        }
         for n in &t.numbers {
             if c.number(n).is_none() {
                 err(

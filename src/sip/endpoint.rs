@@ -13,7 +13,7 @@
 //! back on the connection their request came on, and a request to a TCP peer without a
 //! connection opens one. A connection that cannot be framed is closed.
 
-use super::guard::{Guard, GuardConfig, GuardCounters, Verdict};
+use super::guard::{DropReason, Guard, GuardConfig, GuardCounters, Verdict};
 use super::message::{self, ParseError};
 use super::stats::{Direction, SipCounters};
 use super::transaction::{
@@ -383,7 +383,8 @@ impl Driver {
         if let Some(guard) = &mut self.guard {
             if let Verdict::Drop(why) = guard.check_source(now(), source.ip()) {
                 tracing::trace!(%source, ?why, "dropped by guard");
-                if transport == Transport::Tcp {
+                // A throttled trunk keeps its connection: only this message is dropped.
+                if transport == Transport::Tcp && why != DropReason::Throttled {
                     self.connections.remove(&source);
                 }
                 return;

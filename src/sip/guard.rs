@@ -5,6 +5,13 @@
 //! 1. [`Guard::check_source`] (before parsing): banned source → drop; source outside the
 //!    allowed networks (when `unknown_source = "drop"`) → drop; over its token-bucket rate →
 //!    drop and ban for `ban`.
+//!
+//! Trunk sources (inside a `[[trunk]]`'s networks) are never banned: a carrier's signalling
+//! address that bursts (a failover, a registration storm behind it) must not take the whole
+//! hotline off the air for `ban`. They get a bucket of their own, at the trunk's higher
+//! `max_request_rate`, and what exceeds it is dropped and counted (`throttled`), message by
+//! message, so the rate stays bounded and the next message in budget passes. This is what
+//! fail2ban/pike set-ups do with `ignoreip` for carriers, but with a ceiling.
 //! 2. [`Guard::check_request`] (after parsing, requests only): a scanner User-Agent → drop.
 //!
 //! Dropping is silent on purpose: a scanner that hears nothing moves on, and an answer would
@@ -35,6 +42,17 @@ pub struct GuardConfig {
     pub scanner_agents: Vec<String>,
     /// `Some`: only these networks may talk to us, everything else is dropped unseen.
     pub allowed: Option<Vec<IpNet>>,
+    /// Trunk networks: their sources are throttled at their own rate, never banned.
+    pub trunks: Vec<TrunkRate>,
+}
+
+/// The per-source rate of the sources in one `[[trunk]]`'s networks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrunkRate {
+    pub networks: Vec<IpNet>,
+    /// Sustained messages per second per source address; the bucket holds one second's
+    /// worth (or the general `burst`, whichever is larger).
+    pub rate: f64,
 }
 
 impl Default for GuardConfig {
@@ -48,6 +66,7 @@ impl Default for GuardConfig {
                 .map(|s| s.to_string())
                 .collect(),
             allowed: None,
+            trunks: Vec::new(),
         }
     }
 }
@@ -69,6 +88,28 @@ impl GuardConfig {
                 .map(|a| a.to_ascii_lowercase())
                 .collect(),
             allowed,
+            trunks: c
+                .trunks
+                .iter()
+                .map(|t| TrunkRate {
+                    networks: t.networks(),
+                    rate: f64::from(t.max_request_rate),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rate and bucket size for `ip`, and whether it is a trunk source (never banned).
+    fn limits_for(&self, ip: IpAddr) -> (f64, f64, bool) {
+        let trunk_rate = self
+            .trunks
+            .iter()
+            .filter(|t| t.networks.iter().any(|n| n.contains(&ip)))
+            .map(|t| t.rate)
+            .reduce(f64::max);
+        match trunk_rate {
+            Some(rate) => (rate, rate.max(self.burst), true),
+            None => (self.rate, self.burst, false),
         }
     }
 }
@@ -86,6 +127,8 @@ pub struct GuardCounters {
     pub dropped_unknown_source: AtomicU64,
     /// Dropped because of a scanner User-Agent.
     pub dropped_scanner: AtomicU64,
+    /// Dropped because a trunk source exceeded its `max_request_rate` (never banned).
+    pub throttled: AtomicU64,
     /// Bans issued.
     pub bans: AtomicU64,
     /// Sources banned right now.
@@ -97,6 +140,8 @@ pub struct GuardCounters {
 pub enum DropReason {
     Banned,
     RateExceeded,
+    /// A trunk source over its rate: this message only, no ban.
+    Throttled,
     UnknownSource,
     Scanner,
 }
@@ -113,6 +158,11 @@ struct Source {
     tokens: f64,
     last: Instant,
     banned_until: Option<Instant>,
+    /// The bucket's rate and size when last seen (for pruning).
+    rate: f64,
+    burst: f64,
+    /// A trunk source is being throttled (logged once per episode, not per message).
+    throttling: bool,
 }
 
 pub struct Guard {
@@ -159,12 +209,21 @@ impl Guard {
                 return Verdict::Drop(DropReason::UnknownSource);
             }
         }
-        let burst = self.config.burst;
+        let (rate, burst, trunk) = self.config.limits_for(ip);
         let src = self.sources.entry(ip).or_insert(Source {
             tokens: burst,
             last: now,
             banned_until: None,
+            rate,
+            burst,
+            throttling: false,
         });
+        (src.rate, src.burst) = (rate, burst);
+        if trunk && src.banned_until.is_some() {
+            // Banned before a reload made it a trunk source: trunks are never banned.
+            src.banned_until = None;
+            c.banned_now.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(until) = src.banned_until {
             if until > now {
                 c.dropped_banned.fetch_add(1, Ordering::Relaxed);
@@ -176,12 +235,19 @@ impl Guard {
             c.banned_now.fetch_sub(1, Ordering::Relaxed);
         }
         let elapsed = now.saturating_duration_since(src.last).as_secs_f64();
-        src.tokens = (src.tokens + elapsed * self.config.rate).min(burst);
+        src.tokens = (src.tokens + elapsed * rate).min(burst);
         src.last = now;
         if src.tokens >= 1.0 {
             src.tokens -= 1.0;
+            src.throttling = false;
             c.passed.fetch_add(1, Ordering::Relaxed);
             Verdict::Pass
+        } else if trunk {
+            c.throttled.fetch_add(1, Ordering::Relaxed);
+            if !std::mem::replace(&mut src.throttling, true) {
+                tracing::warn!(source = %ip, rate, "trunk source over its max_request_rate: excess dropped (trunks are never banned)");
+            }
+            Verdict::Drop(DropReason::Throttled)
         } else {
             src.banned_until = Some(now + self.config.ban);
             c.dropped_rate.fetch_add(1, Ordering::Relaxed);
@@ -222,7 +288,6 @@ impl Guard {
             return;
         }
         self.last_prune = Some(now);
-        let (rate, burst) = (self.config.rate, self.config.burst);
         let mut unbanned = 0;
         self.sources.retain(|_, s| {
             if let Some(until) = s.banned_until {
@@ -233,7 +298,7 @@ impl Guard {
                 return false;
             }
             let idle = now.saturating_duration_since(s.last).as_secs_f64();
-            s.tokens + idle * rate < burst
+            s.tokens + idle * s.rate < s.burst
         });
         self.counters
             .banned_now
@@ -342,6 +407,127 @@ mod tests {
         assert_eq!(g.check_request(Some("Asterisk PBX 18.0")), Verdict::Pass);
         assert_eq!(g.check_request(None), Verdict::Pass);
         assert_eq!(g.counters().dropped_scanner.load(Ordering::Relaxed), 5);
+    }
+
+    fn with_trunk(rate: f64, net: &str) -> GuardConfig {
+        GuardConfig {
+            rate: 10.0,
+            burst: 20.0,
+            ban: Duration::from_secs(60),
+            trunks: vec![TrunkRate {
+                networks: vec![net.parse().unwrap()],
+                rate,
+            }],
+            ..GuardConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_flooding_trunk_source_is_throttled_at_its_own_rate_and_never_banned() {
+        let mut g = Guard::new(with_trunk(200.0, "203.0.113.0/28"));
+        let t0 = Instant::now();
+        let carrier = ip("203.0.113.5");
+        let stranger = ip("198.51.100.7");
+        // 2,000 messages in one second (every 0.5 ms) from each.
+        let (mut passed, mut throttled) = (0, 0);
+        for i in 0..2000u64 {
+            let now = t0 + Duration::from_micros(500 * i);
+            match g.check_source(now, carrier) {
+                Verdict::Pass => passed += 1,
+                Verdict::Drop(DropReason::Throttled) => throttled += 1,
+                v => panic!("message {i}: {v:?}"),
+            }
+            g.check_source(now, stranger);
+        }
+        // A full bucket (200) plus 200 per second: about 400 in the second, the rest dropped.
+        assert!((395..=405).contains(&passed), "{passed} passed");
+        assert_eq!(passed + throttled, 2000);
+        assert!(!g.is_banned(t0 + Duration::from_secs(1), carrier));
+        // The stranger got its 20 + 10/s, then a ban.
+        assert!(g.is_banned(t0 + Duration::from_secs(1), stranger));
+        // The carrier's next message within its rate passes at once: no ban to sit out.
+        let later = t0 + Duration::from_millis(1010);
+        assert_eq!(g.check_source(later, carrier), Verdict::Pass);
+        assert_eq!(
+            g.check_source(later, stranger),
+            Verdict::Drop(DropReason::Banned)
+        );
+        let c = g.counters();
+        assert_eq!(c.throttled.load(Ordering::Relaxed), throttled);
+        assert_eq!(c.bans.load(Ordering::Relaxed), 1, "only the stranger");
+    }
+
+    #[test]
+    fn a_trunk_source_within_its_rate_always_passes() {
+        let mut g = Guard::new(with_trunk(200.0, "2001:db8::/32"));
+        let t0 = Instant::now();
+        let carrier = ip("2001:db8::1");
+        // 150 messages a second for a minute: far above the general 10/s.
+        for i in 0..9000u64 {
+            let now = t0 + Duration::from_micros(6667 * i);
+            assert_eq!(g.check_source(now, carrier), Verdict::Pass, "message {i}");
+        }
+        assert_eq!(g.counters().throttled.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_reload_that_makes_a_banned_source_a_trunk_lifts_its_ban_and_uses_the_new_rate() {
+        let mut g = guard(10.0, 20.0);
+        let t0 = Instant::now();
+        let a = ip("192.0.2.9");
+        for _ in 0..21 {
+            g.check_source(t0, a);
+        }
+        assert!(g.is_banned(t0, a));
+        assert_eq!(g.counters().banned_now.load(Ordering::Relaxed), 1);
+        // SIGHUP: the address now belongs to a trunk with 500/s.
+        g.set_config(with_trunk(500.0, "192.0.2.0/24"));
+        let t1 = t0 + Duration::from_secs(1);
+        let passed = (0..600)
+            .filter(|_| g.check_source(t1, a) == Verdict::Pass)
+            .count();
+        assert_eq!(passed, 500, "a full bucket at the trunk's rate");
+        assert!(!g.is_banned(t1, a));
+        assert_eq!(g.counters().banned_now.load(Ordering::Relaxed), 0);
+        // And back: removed from the trunk, it is an ordinary source again and can be banned.
+        g.set_config(with_trunk(500.0, "198.51.100.0/24"));
+        let t2 = t1 + Duration::from_secs(10);
+        for _ in 0..21 {
+            g.check_source(t2, a);
+        }
+        assert!(g.is_banned(t2, a));
+    }
+
+    #[test]
+    fn idle_trunk_sources_are_forgotten_by_their_own_rate() {
+        let mut g = Guard::new(with_trunk(200.0, "10.1.0.0/16"));
+        let t0 = Instant::now();
+        for _ in 0..150 {
+            g.check_source(t0, ip("10.1.0.1"));
+        }
+        // At the next prune (at most once a second) its bucket has refilled at 200/s.
+        g.check_source(t0 + Duration::from_millis(1500), ip("10.0.1.1"));
+        assert_eq!(g.sources.len(), 1);
+    }
+
+    #[test]
+    fn from_config_gives_each_trunk_its_rate_as_a_reload_hands_it_to_the_endpoint() {
+        let base = include_str!("../../config/hotline.toml");
+        let text = format!(
+            "{base}\n[[trunk]]\nname = \"a\"\nsources = [\"203.0.113.0/28\"]\nmax_request_rate = 750\n\n[[trunk]]\nname = \"b\"\nsources = [\"2001:db8::1\"]\n"
+        );
+        let c = crate::config::Config::from_str_with_env(&text, &[]).unwrap();
+        let g = GuardConfig::from_config(&c);
+        assert_eq!(g.trunks.len(), 2);
+        assert_eq!(g.trunks[0].rate, 750.0);
+        assert_eq!(g.trunks[1].rate, 200.0, "the default");
+        assert_eq!(g.limits_for(ip("203.0.113.9")), (750.0, 750.0, true));
+        assert_eq!(g.limits_for(ip("2001:db8::1")), (200.0, 200.0, true));
+        assert_eq!(g.limits_for(ip("203.0.113.16")), (50.0, 200.0, false));
+        assert!(
+            g.allowed.is_none(),
+            "unknown_source = reject: everyone reaches the TU"
+        );
     }
 
     #[test]

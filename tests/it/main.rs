@@ -9,6 +9,7 @@ mod audio;
 mod baresip;
 mod barge;
 mod call_flow;
+mod carrier;
 mod harness;
 mod kamailio;
 mod ops;
@@ -18,3 +19,6 @@ mod sip_raw;
 mod sipp;
 #[path = "../tickets_common/mod.rs"]
 mod tickets_common;
+mod torture;
+#[path = "../torture_common/mod.rs"]
+mod torture_common;

@@ -1,5 +1,6 @@
 //! The endpoint's TCP side on real loopback sockets: framing across reads, responses on the
-//! request's connection, keep-alive pongs, a broken stream closed, bans closing connections.
+//! request's connection, keep-alive pongs, a broken stream closed, bans closing connections
+//! (throttling a trunk does not).
 
 use super::*;
 use std::time::Duration;
@@ -145,4 +146,40 @@ async fn a_flooding_tcp_peer_is_banned_and_disconnected() {
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), again.read_to_end(&mut rest)).await;
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[tokio::test]
+async fn a_throttled_trunk_keeps_its_tcp_connection() {
+    let (handle, events) = start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        EndpointConfig {
+            tcp: true,
+            guard: Some(GuardConfig {
+                rate: 1.0,
+                burst: 3.0,
+                trunks: vec![crate::sip::guard::TrunkRate {
+                    networks: vec!["127.0.0.1/32".parse().unwrap()],
+                    rate: 3.0,
+                }],
+                ..GuardConfig::default()
+            }),
+            ..EndpointConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = handle.local_addr();
+    answer_all(handle.clone(), events);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let burst: String = (40..50).map(|n| options(n, "")).collect();
+    s.write_all(burst.as_bytes()).await.unwrap();
+    // The bucket's three are answered; the excess is dropped, the connection stays.
+    read_until(&mut s, 3, "SIP/2.0 200 OK").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.write_all(options(60, "").as_bytes()).await.unwrap();
+    let got = read_until(&mut s, 1, "tcp-60@").await;
+    assert!(got.contains("SIP/2.0 200 OK"), "{got}");
+    let c = handle.guard_counters();
+    assert_eq!(c.bans.load(Ordering::Relaxed), 0);
+    assert!(c.throttled.load(Ordering::Relaxed) >= 6);
 }
