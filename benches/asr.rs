@@ -21,7 +21,9 @@
 //! skipped and exits 0 (CI only builds benches).
 //!
 //! Finding the speech: `HOTLINE_SPEECH_DIR`, or `../shared/speech` beside the checkout (or beside
-//! a git worktree's parent).
+//! a git worktree's parent). `HOTLINE_ASR_BENCH_THREADS=1` measures one ggml thread instead of
+//! two: the gateway's default (`[asr] workers` = one per core, `threads_per_worker = 1`) gives a
+//! message one thread so that two messages run at once.
 
 #[path = "../tests/asr_common/mod.rs"]
 mod asr_common;
@@ -116,9 +118,17 @@ fn summarise(id: &str, m: &Message, runs: &[Run]) {
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), &w| (lo.min(w), hi.max(w)));
     let wall = median(walls);
+    let texts = if runs.iter().all(|(_, t)| t.text == first.text) {
+        "same text in every run".to_string()
+    } else {
+        let mut distinct: Vec<&str> = runs.iter().map(|(_, t)| t.text.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        format!("{} different texts", distinct.len())
+    };
     println!(
         "{id}: {audio_s:.2} s message, {} runs: submit → transcript median {wall:.2} s \
-         [{lo:.2}, {hi:.2}], RTF {:.3} [{:.3}, {:.3}] (engine alone median {:.2} s)",
+         [{lo:.2}, {hi:.2}], RTF {:.3} [{:.3}, {:.3}] (engine alone median {:.2} s); {texts}",
         timed.len(),
         wall / audio_s,
         lo / audio_s,
@@ -148,6 +158,16 @@ fn main() {
         );
         return;
     }
+    let threads: usize = match std::env::var("HOTLINE_ASR_BENCH_THREADS") {
+        Ok(v) => match v.parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                println!("asr bench: HOTLINE_ASR_BENCH_THREADS={v:?} is not a thread count");
+                std::process::exit(2);
+            }
+        },
+        Err(_) => 2,
+    };
     let zh = Message::load(&dir, "zh", |u| ZH_FILES.contains(&u.file.as_str()));
     let en = Message::load(&dir, "en", |u| u.lang == "en");
     for model in models {
@@ -159,7 +179,7 @@ fn main() {
         let pool = match AsrPool::start(AsrConfig {
             model_path: model.clone(),
             workers: 1,
-            threads_per_worker: 2,
+            threads_per_worker: threads,
             queue_depth: 1,
             // Measure however long it takes; the production budget would turn a slow run
             // into a fast empty one.
@@ -177,7 +197,8 @@ fn main() {
         let mut group = c.benchmark_group(format!("asr/{name}"));
         group.sampling_mode(SamplingMode::Flat);
         for m in messages.into_iter().flatten() {
-            let id = format!("{}_{:.1}s_2threads", m.lang, m.audio_ms() as f64 / 1000.0);
+            let secs = m.audio_ms() as f64 / 1000.0;
+            let id = format!("{}_{secs:.1}s_{threads}threads", m.lang);
             group.throughput(Throughput::Elements(m.audio_ms()));
             let runs: RefCell<Vec<Run>> = RefCell::new(Vec::new());
             group.bench_function(&id, |b| {

@@ -1,8 +1,10 @@
 //! ASR end to end on the real model: the shared test utterances after a telephone round trip
 //! (16 kHz → 8 kHz → G.711 µ-law → 8 kHz PCM), through the worker pool.
 //!
-//! Gated: needs `models/ggml-base.bin` (CI runs `models/fetch.sh base` first) and the shared
-//! speech folder (`../shared/speech`, or HOTLINE_SPEECH_DIR); each test prints why it skipped.
+//! Gated: needs `models/ggml-base.bin` (CI runs `models/fetch.sh base` first; the tiny.en test
+//! needs `models/fetch.sh tiny.en`) and the shared speech folder (`../shared/speech`, or
+//! HOTLINE_SPEECH_DIR); each test prints why it skipped. Helpers shared with `benches/asr.rs`
+//! are in `asr_common/`.
 
 mod asr_common;
 
@@ -10,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asr_common::{error_kind, error_rate, manifest, normalise_en, normalise_zh, telephone, zh_number};
+use asr_common::{
+    error_kind, error_rate, manifest, normalise_en, normalise_zh, telephone, zh_number,
+};
 use hotline_gateway::asr::{AsrConfig, AsrPool, EmptyReason, Transcript};
 
 fn model_path() -> Option<PathBuf> {

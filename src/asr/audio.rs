@@ -239,7 +239,10 @@ mod tests {
             let level = rms(&x);
             // The 6 kHz half is gone (it would alias to 2 kHz), the 1 kHz half is kept; G.711
             // quantisation costs about 1 % of level at this amplitude.
-            assert!((level - want).abs() / want < 0.03, "{codec:?}: rms {level} vs {want}");
+            assert!(
+                (level - want).abs() / want < 0.03,
+                "{codec:?}: rms {level} vs {want}"
+            );
             let alias = power_at(&x, 2000.0, 8000.0);
             let voice = power_at(&x, 1000.0, 8000.0);
             assert!(

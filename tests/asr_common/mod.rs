@@ -17,7 +17,9 @@ pub fn model_name(file: &str) -> &str {
 
 /// `models/<file>` of this checkout, or `None` after saying why it is skipped.
 pub fn model(file: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(file);
     if p.is_file() {
         Some(p)
     } else {
