@@ -117,6 +117,7 @@ fn summarise(id: &str, m: &Message, runs: &[Run]) {
     let (lo, hi) = walls
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), &w| (lo.min(w), hi.max(w)));
+    let each: Vec<String> = walls.iter().map(|w| format!("{w:.2}")).collect();
     let wall = median(walls);
     let texts = if runs.iter().all(|(_, t)| t.text == first.text) {
         "same text in every run".to_string()
@@ -128,12 +129,13 @@ fn summarise(id: &str, m: &Message, runs: &[Run]) {
     };
     println!(
         "{id}: {audio_s:.2} s message, {} runs: submit → transcript median {wall:.2} s \
-         [{lo:.2}, {hi:.2}], RTF {:.3} [{:.3}, {:.3}] (engine alone median {:.2} s); {texts}",
+         [{lo:.2}, {hi:.2}], RTF {:.3} [{:.3}, {:.3}] (engine alone median {:.2} s); {texts}; each run (s): {}",
         timed.len(),
         wall / audio_s,
         lo / audio_s,
         hi / audio_s,
         median(whisper),
+        each.join(" "),
     );
 }
 

@@ -23,9 +23,9 @@
 //! - zh CER 0.07–0.23 (mean 0.15), en WER 0–0.08 (mean 0.03); the synthetic Mandarin voice,
 //!   not the conversion, limits zh (路灯 → 路都 at 16 kHz and with the full window too).
 //!
-//! Release build (`cargo bench --bench asr`, BENCHMARKS.md §6; busy box): a 10.65 s English
-//! message in 1.5 s with base (RTF 0.14) and 0.76 s with tiny.en (RTF 0.07), a 14.3 s Mandarin
-//! one in 3.1 s with base (RTF 0.21), submit → transcript on an idle 2-thread pool.
+//! Release build (`cargo bench --bench asr`, BENCHMARKS.md §6; load average ≈ 3): submit →
+//! transcript on an idle pool, 2 threads (1 thread): a 10.65 s English message in 1.25 s (2.2 s)
+//! with base, 0.76 s (0.99 s) with tiny.en; a 14.3 s Mandarin one in 2.1 s (4.0 s) with base.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
