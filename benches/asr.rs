@@ -16,7 +16,7 @@
 //! shows the text and its error rate. Throughput is in milliseconds of audio
 //! (`elem/s` = audio ms per second: RTF = 1000 / that); the summary line after each benchmark
 //! prints the RTF and latency directly. Whisper's time dwarfs criterion's, so the wall time of the
-//! ~11 transcriptions per benchmark is the run time: about 20 s for tiny.en, 2 minutes for base
+//! ~11 transcriptions per benchmark is the run time: about 15 s for tiny.en, 1–2.5 minutes for base
 //! (both messages) on the 2-core dev box. Without a model or the speech folder it says what it
 //! skipped and exits 0 (CI only builds benches).
 //!
