@@ -1,7 +1,13 @@
-//! Measure transcription speed and output on WAV files after a telephone round trip.
+//! Try transcription settings on any WAV files after a telephone round trip: prints each file's
+//! text, language and speed.
 //!
-//! `cargo run --example asr_bench -- [--model PATH] [--threads N] [--full-ctx] [--lang L] WAV...`
-//! (`--full-ctx` disables the clip-sized encoder window to compare speed and text.)
+//! `cargo run --example asr_bench -- [--model PATH] [--threads N] [--full-ctx] [--margin N]
+//! [--lang L] [--prompt TEXT | --no-prompt] [--concat] WAV...`
+//!
+//! For tuning, not for figures: `benches/asr.rs` measures the gateway's settings on fixed
+//! messages (RTF, hang-up → transcript). This one takes any recordings and the knobs the bench
+//! keeps fixed (encoder window and its margin, initial prompt, threads), to see what a change
+//! does to the text as well as the time before making it the default.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,19 +44,8 @@ fn main() {
     let pool = AsrPool::start(cfg).expect("pool");
     let mut jobs: Vec<(String, Vec<i16>, String)> = Vec::new();
     for f in files {
-        let mut r = hound::WavReader::open(&f).expect("wav");
-        let x: Vec<f32> = r
-            .samples::<i16>()
-            .map(|s| s.expect("sample") as f32 / 32768.0)
-            .collect();
-        let pcm: Vec<i16> = audio::downsample_16k_to_8k(&x)
-            .into_iter()
-            .map(|v| (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-            .collect();
-        let mut ulaw = vec![0u8; pcm.len()];
-        Codec::Pcmu.encode(&pcm, &mut ulaw);
-        let mut back = vec![0i16; pcm.len()];
-        Codec::Pcmu.decode(&ulaw, &mut back);
+        let back = audio::telephone_round_trip(&f, Codec::Pcmu)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let name = f
             .file_name()
             .unwrap_or_default()

