@@ -35,7 +35,8 @@ impl Caller {
             .ok_or_else(|| DialError::Target(opts.target.clone()))?;
         let mut media = MediaSession::spawn(
             self.pool.bind().await?,
-            SessionConfig::new(opts.max_duration));
+            SessionConfig::new(opts.max_duration),
+        );
         if track_arrivals {
             media.track_arrivals();
         }
