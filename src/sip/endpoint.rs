@@ -35,12 +35,57 @@ use tcp::{accept_loop, connection, Inbound};
 pub const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams handled per loop turn before timers and commands get a look-in.
 const RECV_BATCH: usize = 64;
+/// TU commands handled per loop turn at most (the rest wait for the next turn, so datagrams
+/// and timers are not starved).
+const COMMAND_BATCH: usize = 64;
 
 /// Messages queued for one TCP connection before further ones are dropped (a peer that
 /// does not read).
 const TCP_WRITE_QUEUE: usize = 256;
 /// Idle TCP connections are closed after this long (RFC 5626 keep-alives keep them open).
 const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Receive and send buffer asked for the SIP UDP socket. The kernel default (~208 KiB on
+/// Linux, about 160 INVITEs with SDP) overflowed at 300 call set-ups per second while the
+/// endpoint task was busy (BENCHMARKS.md §2); 4 MiB absorbs a burst of several thousand.
+/// The kernel caps it at `net.core.rmem_max`/`wmem_max`, which is logged.
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Ask for `bytes` of socket buffer each way; say so when the kernel grants less.
+fn enlarge_buffers(socket: &UdpSocket, bytes: usize) {
+    let sock = socket2::SockRef::from(socket);
+    // Linux reports twice what it grants (the doubling covers its bookkeeping).
+    let reported = |granted: usize| {
+        if cfg!(target_os = "linux") {
+            granted / 2
+        } else {
+            granted
+        }
+    };
+    let recv = sock
+        .set_recv_buffer_size(bytes)
+        .and_then(|()| sock.recv_buffer_size());
+    let send = sock
+        .set_send_buffer_size(bytes)
+        .and_then(|()| sock.send_buffer_size());
+    match (recv, send) {
+        (Ok(r), Ok(s)) if reported(r) >= bytes && reported(s) >= bytes => {
+            tracing::debug!(bytes, "sip socket buffers set");
+        }
+        (Ok(r), Ok(s)) => tracing::info!(
+            asked = bytes,
+            receive = reported(r),
+            send = reported(s),
+            "sip socket buffers capped by the kernel; raise net.core.rmem_max and \
+             net.core.wmem_max to absorb bursts of calls"
+        ),
+        (r, s) => tracing::warn!(
+            receive = ?r.err(),
+            send = ?s.err(),
+            "sip socket buffers could not be set"
+        ),
+    }
+}
 
 /// How to run an endpoint.
 #[derive(Clone, Debug, Default)]
@@ -189,6 +234,7 @@ pub async fn start_with(
     config: EndpointConfig,
 ) -> std::io::Result<(EndpointHandle, mpsc::Receiver<TransactionEvent>)> {
     let socket = UdpSocket::bind(addr).await?;
+    enlarge_buffers(&socket, SOCKET_BUFFER_BYTES);
     let listener = if config.tcp {
         // Port 0: take the port the UDP socket got, so both share one address.
         let port = socket.local_addr()?.port();
@@ -292,7 +338,12 @@ impl Driver {
                 biased;
                 cmd = commands.recv() => match cmd {
                     None | Some(EndpointCommand::Shutdown) => break,
-                    Some(cmd) => self.handle_command(cmd),
+                    Some(cmd) => {
+                        self.handle_command(cmd);
+                        if !self.more_commands(&mut commands) {
+                            break;
+                        }
+                    }
                 },
                 // Tokio's cooperative budget can delay an elapsed sleep, so the deadline is
                 // checked again against the clock before the layer is told.
@@ -325,6 +376,20 @@ impl Driver {
             }
         }
         tracing::debug!("sip endpoint stopped");
+    }
+
+    /// Take what else the TU has queued (its 180/200/BYE burst under load) in the same loop
+    /// turn, bounded, so one flush sends it all. `false` on shutdown.
+    fn more_commands(&mut self, commands: &mut mpsc::UnboundedReceiver<EndpointCommand>) -> bool {
+        for _ in 1..COMMAND_BATCH {
+            match commands.try_recv() {
+                Ok(EndpointCommand::Shutdown) => return false,
+                Ok(cmd) => self.handle_command(cmd),
+                // Empty, or closed (the next `recv` sees that and stops).
+                Err(_) => break,
+            }
+        }
+        true
     }
 
     fn handle_command(&mut self, cmd: EndpointCommand) {

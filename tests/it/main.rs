@@ -10,6 +10,7 @@ mod baresip;
 mod call_flow;
 mod harness;
 mod kamailio;
+mod load;
 mod ops;
 mod proxy_routing;
 mod security;
