@@ -1,15 +1,18 @@
 //! Proof that the media path allocates nothing per packet in the steady state.
 //!
 //! A counting global allocator wraps the system one; a real `MediaSession` plays a prompt
-//! to a peer on loopback while the peer streams 20 ms packets back (and, in the second
-//! phase, the session records them through the end-pointer). After a warm-up, the number
+//! to a peer on loopback while the peer streams 20 ms packets back (in the second phase the
+//! session records them through the end-pointer; in the third the prompt allows speech
+//! barge-in, so every packet also goes through the onset detector and the pre-roll ring). After a warm-up, the number
 //! of allocations during a window of steady-state traffic is compared with the packets
 //! handled. Its own binary (`harness = false`): the libtest harness would allocate on other
 //! threads while we count.
 
 use hotline_gateway::media::prompt::Prompt;
 use hotline_gateway::media::rtp::{RtpSender, MAX_DATAGRAM};
-use hotline_gateway::media::session::{MediaSession, RecordSpec, SessionConfig};
+use hotline_gateway::media::session::{
+    BargeIn, MediaSession, OnsetConfig, RecordSpec, SessionConfig, SpeechBargeIn,
+};
 use hotline_gateway::media::vad::EndpointerConfig;
 use hotline_gateway::media::{Codec, FRAME_SAMPLES};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -91,7 +94,8 @@ struct Window {
 }
 
 /// Run `warm` then `window` of two-way traffic; allocations counted in the window only.
-fn measure(record: bool, warm: Duration, window: Duration) -> Window {
+/// `speech`: the prompt may be stopped by speech (the peer's flat tone never does).
+fn measure(record: bool, speech: bool, warm: Duration, window: Duration) -> Window {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,7 +113,16 @@ fn measure(record: bool, warm: Duration, window: Duration) -> Window {
         let thread = spawn_peer(peer, session.local_addr(), stop.clone(), received.clone());
         session.start(peer_addr, Codec::Pcmu, Some(101));
         // longer than the run: the prompt plays throughout the window
-        session.play(vec![prompt.clone(), prompt.clone()], true);
+        session.play_with(
+            vec![prompt.clone(), prompt.clone()],
+            BargeIn {
+                dtmf: true,
+                speech: speech.then(|| SpeechBargeIn {
+                    onset: OnsetConfig::default(),
+                    preroll: Duration::from_millis(500),
+                }),
+            },
+        );
         if record {
             session.start_recording(RecordSpec {
                 path: dir.path().join("message.wav"),
@@ -148,7 +161,7 @@ fn main() {
     let warm = Duration::from_millis(1500);
 
     // Playing a prompt and receiving audio: nothing at all may allocate.
-    let w = measure(false, warm, window);
+    let w = measure(false, false, warm, window);
     println!(
         "play + receive: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -162,7 +175,7 @@ fn main() {
 
     // Recording as well: the message buffer grows by one second of audio at a time
     // (recorder.rs), so at most one allocation per 50 packets received, none per packet.
-    let w = measure(true, warm, window);
+    let w = measure(true, false, warm, window);
     println!(
         "play + record: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -174,6 +187,19 @@ fn main() {
         "{} allocations in {} s of recording: more than the 1-per-second buffer growth",
         w.allocs,
         window.as_secs()
+    );
+
+    // Speech barge-in armed: the onset detector and the pre-roll ring (allocated when the
+    // play command arrived) see every packet, and allocate nothing.
+    let w = measure(false, true, warm, window);
+    println!(
+        "play with speech barge-in + receive: {} allocations for {} packets sent and ~{} received",
+        w.allocs, w.packets_out, w.packets_in
+    );
+    assert!(w.packets_out >= 100);
+    assert_eq!(
+        w.allocs, 0,
+        "allocations in the steady state with speech barge-in"
     );
     println!("test alloc::steady_state_media_is_allocation_free ... ok");
 }

@@ -137,8 +137,18 @@ impl Engine {
                 }
             }
             let n_f = n.max(1) as f32;
+            // A short unit looping inside the segment: dropped when it is all the segment
+            // says, else collapsed; then exact repeats of longer phrases.
+            let text = match guards::short_loops(text.trim()) {
+                Ok(text) => guards::collapse_loops(&text),
+                Err(r) => {
+                    tracing::debug!(text = text.trim(), "asr segment is a loop");
+                    rejected.get_or_insert(r);
+                    continue;
+                }
+            };
             let stats = SegmentStats {
-                text: guards::collapse_loops(text.trim()),
+                text,
                 no_speech_prob: seg.no_speech_probability(),
                 avg_logprob: sum_logp / n_f,
                 mean_prob: sum_p / n_f,

@@ -4,6 +4,9 @@
 //! recording anyway), so every doubtful segment is dropped. The thresholds are Whisper's own
 //! (`transcribe.py`: compression ratio 2.4, log-prob −1.0, no-speech 0.6), applied per segment
 //! because temperature fallback is off (it made latency explode: 95 s for a 9 s clip).
+//! Without fallback the greedy decoder loops instead: [`short_loops`] (a short unit repeated
+//! with varying punctuation, which the compression ratio of a short segment cannot see) and
+//! [`collapse_loops`] (a phrase repeated exactly) deal with that before [`check`].
 
 use std::io::Write;
 
@@ -119,6 +122,124 @@ pub fn collapse_loops(text: &str) -> String {
     out.into_iter().collect::<String>().trim().to_string()
 }
 
+/// Longest unit, in tokens, that [`short_loops`] looks for.
+const SHORT_LOOP_MAX_UNIT: usize = 8;
+/// Tokens of a segment, outside its loops and not made of the looped units' tokens, that
+/// make it more than a loop.
+const SHORT_LOOP_MIN_CONTENT: usize = 3;
+
+/// A short unit repeated back to back inside one segment: whisper.cpp's "looping" failure
+/// ("黑了,黑了,黑了。乖了,黑了。"), found *ignoring punctuation and spaces*, because the
+/// decoder varies them between copies and [`collapse_loops`] (exact repeats) misses it.
+///
+/// A unit is 1–[`SHORT_LOOP_MAX_UNIT`] tokens (a Han or kana character, or a word in scripts
+/// written with spaces, compared case-insensitively); it loops when it comes three times in a
+/// row (a single token: five, so "对对对", "喂，喂，喂" and "谢谢，谢谢" are speech, not a
+/// loop). Twice is never a loop: people say "快点快点". Of two readings covering as much
+/// text, the longer unit is the loop ("谢谢谢谢谢谢" is 谢谢 ×3, not 谢 ×6).
+///
+/// What happens then depends on what else the segment says:
+/// - **Drop** (`Err(Repetitive)`) when the loop is the segment: fewer than
+///   [`SHORT_LOOP_MIN_CONTENT`] tokens lie outside the loops and are not made of the looped
+///   units' own tokens (the "乖了" in the example is the decoder guessing around the same
+///   unit). Then the decoder lost the audio: the unit itself is usually a mis-hearing (the
+///   caller did not say "黑了" four times in 2.8 s), so even one copy would be invented text,
+///   and it would reach the classifier and duplicate check as if the caller had said it. An
+///   empty transcript with `rejected:repetitive` sends the operator to the recording.
+/// - **Collapse** to one copy when the segment says more ("你好你好你好，我家楼下路灯坏了",
+///   or a decoder tail "路灯坏了。请尽快修理。请尽快修理，请尽快修理"): the rest is real
+///   content worth keeping, the repeats are not.
+pub fn short_loops(text: &str) -> Result<String, Rejection> {
+    let toks = tokens(text);
+    let same = |a: usize, b: usize| toks[a].1.eq_ignore_ascii_case(toks[b].1);
+    // (start, unit, reps) of each loop, left to right, not overlapping
+    let mut loops: Vec<(usize, usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let mut best: Option<(usize, usize)> = None; // (unit, reps)
+        for unit in 1..=SHORT_LOOP_MAX_UNIT.min((toks.len() - i) / 2) {
+            let mut reps = 1;
+            while i + (reps + 1) * unit <= toks.len()
+                && (0..unit).all(|k| same(i + k, i + reps * unit + k))
+            {
+                reps += 1;
+            }
+            let needed = if unit == 1 { 5 } else { 3 };
+            if reps >= needed && best.is_none_or(|(u, r)| unit * reps >= u * r) {
+                best = Some((unit, reps));
+            }
+        }
+        match best {
+            Some((unit, reps)) => {
+                loops.push((i, unit, reps));
+                i += unit * reps;
+            }
+            None => i += 1,
+        }
+    }
+    if loops.is_empty() {
+        return Ok(text.to_string());
+    }
+    let in_loop = |t: usize| loops.iter().any(|&(s, u, r)| t >= s && t < s + u * r);
+    let unit_token = |t: usize| {
+        loops
+            .iter()
+            .any(|&(s, u, _)| (s..s + u).any(|k| toks[k].1.eq_ignore_ascii_case(toks[t].1)))
+    };
+    let content = (0..toks.len())
+        .filter(|&t| !in_loop(t) && !unit_token(t))
+        .count();
+    if content < SHORT_LOOP_MIN_CONTENT {
+        return Err(Rejection::Repetitive);
+    }
+    // Keep the first copy of each loop and whatever follows the last copy.
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for &(s, u, r) in &loops {
+        let first_end = toks[s + u - 1].0 + toks[s + u - 1].1.len();
+        let last_end = toks[s + u * r - 1].0 + toks[s + u * r - 1].1.len();
+        out.push_str(&text[from..first_end]);
+        from = last_end;
+    }
+    out.push_str(&text[from..]);
+    Ok(out)
+}
+
+/// Han and kana characters are words of their own; Hangul and alphabetic scripts are not.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FFFF)
+}
+
+/// Tokens of a text as (byte offset, text): a CJK character each, otherwise runs of letters
+/// and digits (with inner apostrophes); punctuation and spaces separate and are dropped.
+fn tokens(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut word: Option<usize> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let inner_apostrophe = c == '\''
+            && word.is_some()
+            && chars
+                .peek()
+                .is_some_and(|&(_, n)| n.is_alphanumeric() && !is_cjk(n));
+        if c.is_alphanumeric() && !is_cjk(c) || inner_apostrophe {
+            word.get_or_insert(i);
+            continue;
+        }
+        if let Some(w) = word.take() {
+            out.push((w, &text[w..i]));
+        }
+        if is_cjk(c) {
+            out.push((i, &text[i..i + c.len_utf8()]));
+        }
+    }
+    if let Some(w) = word {
+        out.push((w, &text[w..]));
+    }
+    out
+}
+
 /// Decide on one segment.
 pub fn check(seg: &SegmentStats, cfg: &GuardConfig) -> Result<(), Rejection> {
     let text = seg.text.trim();
@@ -214,6 +335,76 @@ mod tests {
             ),
             "There is a big pothole on Main Street near the school."
         );
+    }
+
+    /// The demo's espeak Mandarin, as the daemon transcribed it (2.8 s of audio).
+    const DEMO_LOOP: &str = "黑了,黑了,黑了。乖了,黑了。";
+
+    #[test]
+    fn the_demo_loop_is_dropped() {
+        assert_eq!(short_loops(DEMO_LOOP), Err(Rejection::Repetitive));
+        // collapse_loops alone missed it (the punctuation differs between copies)
+        assert_eq!(collapse_loops(DEMO_LOOP), DEMO_LOOP);
+        // and so did the compression ratio (too short to compress)
+        let cfg = GuardConfig::default();
+        assert_eq!(check(&seg(DEMO_LOOP, 0.1, -0.5), &cfg), Ok(()));
+        // the same with full-width punctuation, spaces, or as one long run
+        assert_eq!(
+            short_loops("黑了，黑了， 黑了，黑了。"),
+            Err(Rejection::Repetitive)
+        );
+        assert_eq!(short_loops(&"好的,".repeat(12)), Err(Rejection::Repetitive));
+        assert_eq!(
+            short_loops("No, no. No, no, no!"),
+            Err(Rejection::Repetitive)
+        );
+    }
+
+    #[test]
+    fn a_word_said_twice_is_speech_and_kept() {
+        for text in [
+            "快点快点，我家楼下的路灯坏了，请尽快派人来修。",
+            "谢谢，谢谢。",
+            "对对对，就是幸福路和建设路的路口。",
+            "喂，喂，喂，我要反映一个问题。",
+            "The light is broken, broken since Monday.",
+            "我们小区从昨天开始就没有暖气了，家里特别冷，请尽快派人来看看。",
+        ] {
+            assert_eq!(short_loops(text).as_deref(), Ok(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_loop_beside_real_content_collapses_to_one_copy() {
+        assert_eq!(
+            short_loops("你好你好你好，我家楼下的路灯坏了。").as_deref(),
+            Ok("你好，我家楼下的路灯坏了。")
+        );
+        // a decoder tail after the message, punctuation varying
+        assert_eq!(
+            short_loops("路灯坏了三天了。请尽快修理。请尽快修理，请尽快修理。").as_deref(),
+            Ok("路灯坏了三天了。请尽快修理。")
+        );
+        assert_eq!(
+            short_loops("the the the the the road is broken").as_deref(),
+            Ok("the road is broken")
+        );
+        assert_eq!(
+            short_loops("谢谢谢谢谢谢，路灯已经修好了。").as_deref(),
+            Ok("谢谢，路灯已经修好了。")
+        );
+        // a unit longer than eight tokens is collapse_loops' business, not this guard's
+        let long = "There is a big pothole on Main Street. There is a big pothole on Main Street.";
+        assert_eq!(short_loops(long).as_deref(), Ok(long));
+    }
+
+    #[test]
+    fn tokens_split_han_characters_and_words() {
+        let t: Vec<&str> = tokens("路灯 broke, it's 3天!")
+            .iter()
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(t, ["路", "灯", "broke", "it's", "3", "天"]);
     }
 
     #[test]

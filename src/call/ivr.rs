@@ -10,10 +10,12 @@ use super::prompts::PromptLibrary;
 use super::record::{
     CallRecord, Hangup, MediaSummary, MenuSelection, RecordingInfo, CALL_RECORD_SCHEMA,
 };
-use crate::config::{MenuConfig, RecordingConfig};
+use crate::config::{IvrConfig, MenuConfig, RecordingConfig};
 use crate::media::prompt::SharedPrompt;
 use crate::media::sdp::Negotiated;
-use crate::media::session::{MediaEvent, MediaSession, RecordEnd, RecordSpec};
+use crate::media::session::{
+    BargeIn, MediaEvent, MediaSession, OnsetConfig, RecordEnd, RecordSpec, SpeechBargeIn,
+};
 use crate::media::vad::EndpointerConfig;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
@@ -41,6 +43,8 @@ pub enum CallSignal {
 /// Everything the IVR needs that does not change during the call.
 pub struct IvrSettings {
     pub menu: MenuConfig,
+    /// Speech barge-in policy.
+    pub ivr: IvrConfig,
     pub recording: RecordingConfig,
     pub max_call_duration: Duration,
     pub prompts: Arc<PromptLibrary>,
@@ -98,6 +102,21 @@ enum Step {
     Timeout,
 }
 
+/// What came while waiting for a menu choice.
+enum Input {
+    Digit(char),
+    /// The caller talked over the menu (speech barge-in `all`).
+    Speech,
+    Timeout,
+}
+
+/// Where in the flow a prompt plays, for `ivr.speech_barge_in`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Menu,
+    Message,
+}
+
 struct Ivr {
     info: CallInfo,
     settings: Arc<IvrSettings>,
@@ -106,6 +125,12 @@ struct Ivr {
     call_deadline: Instant,
     digits: VecDeque<char>,
     playing: bool,
+    /// A digit stops what is playing now.
+    playing_dtmf_barge_in: bool,
+    /// The caller talked over a prompt (speech barge-in): the message is recorded at once.
+    speech_barged_in: bool,
+    /// For the record: `speech` or `dtmf`.
+    barge_in: Option<&'static str>,
     menu: Option<MenuSelection>,
     recording: Option<RecordingInfo>,
     /// A recording was started (and so a `RecordingDone` is owed by the media session).
@@ -131,6 +156,7 @@ pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
         language: info.language.clone(),
         menu: None,
         recording: None,
+        barge_in: None,
         transcript: None,
         hangup: Hangup::new("gateway", "interrupted"),
         media: MediaSummary {
@@ -156,6 +182,9 @@ pub async fn run(
         call_deadline,
         digits: VecDeque::new(),
         playing: false,
+        playing_dtmf_barge_in: false,
+        speech_barged_in: false,
+        barge_in: None,
         menu: None,
         recording: None,
         recording_started: false,
@@ -173,6 +202,7 @@ pub async fn run(
         menu,
         recording,
         settings,
+        barge_in,
         ..
     } = ivr;
     let stats = media.close().await;
@@ -193,6 +223,7 @@ pub async fn run(
         language: info.language,
         menu,
         recording,
+        barge_in: barge_in.map(str::to_owned),
         transcript: None,
         hangup,
         media: MediaSummary {
@@ -227,7 +258,7 @@ impl Ivr {
             }
         }
         let thanks = self.prompts(&["thanks", "goodbye"]);
-        self.play_to_end(thanks, false).await?;
+        self.play_to_end(thanks, BargeIn::default()).await?;
         Ok(())
     }
 
@@ -243,12 +274,29 @@ impl Ivr {
                 &["menu"]
             };
             let prompts = self.prompts(names);
-            self.play(prompts, true);
-            let digit = self
+            let barge_in = self.barge_in_for(Phase::Menu, true);
+            self.play(prompts, barge_in);
+            let input = self
                 .wait_digit(Duration::from_secs(menu.digit_timeout_secs))
                 .await?;
-            match digit {
-                Some(d) => {
+            match input {
+                Input::Speech => {
+                    // The caller is already saying what they want: straight to the message
+                    // of the default option, whose recording starts with their words.
+                    self.stop_playing().await?;
+                    if let Some(o) = menu.options.iter().find(|o| o.digit == menu.on_no_input) {
+                        return Ok(Some(MenuSelection {
+                            digits: pressed,
+                            digit: o.digit.clone(),
+                            id: o.id.clone(),
+                            label: o.label.clone(),
+                            defaulted: true,
+                        }));
+                    }
+                    // (config validation makes `all` require such an option)
+                    self.speech_barged_in = false;
+                }
+                Input::Digit(d) => {
                     pressed.push(d);
                     if let Some(o) = menu.options.iter().find(|o| o.digit.starts_with(d)) {
                         self.stop_playing().await?;
@@ -262,11 +310,11 @@ impl Ivr {
                     }
                     self.stop_playing().await?;
                     let invalid = self.prompts(&["invalid"]);
-                    self.play_to_end(invalid, true).await?;
+                    self.play_to_end(invalid, dtmf_only()).await?;
                 }
-                None => {
+                Input::Timeout => {
                     let no_input = self.prompts(&["no_input"]);
-                    self.play_to_end(no_input, true).await?;
+                    self.play_to_end(no_input, dtmf_only()).await?;
                 }
             }
         }
@@ -287,13 +335,28 @@ impl Ivr {
     }
 
     /// "Please speak after the tone", beep, record until `#`, end of speech, max duration.
+    ///
+    /// A caller who talks over the instructions or the tone (speech barge-in) is recorded
+    /// at once, the recording starting with the pre-roll, so it holds the words that
+    /// triggered the barge-in; the rest of the instructions and the tone are skipped.
     async fn take_message(&mut self) -> Result<(), Stop> {
-        let prompt = self.prompts(&["record"]);
-        self.play_to_end(prompt, true).await?;
+        if !self.speech_barged_in {
+            let prompt = self.prompts(&["record"]);
+            let barge_in = self.barge_in_for(Phase::Message, true);
+            self.play_to_end(prompt, barge_in).await?;
+        }
         // A digit pressed during the instructions must not end the message before it starts.
         self.digits.clear();
-        let beep = self.settings.prompts.beep();
-        self.play_to_end(vec![beep], false).await?;
+        if !self.speech_barged_in {
+            let beep = self.settings.prompts.beep();
+            let barge_in = self.barge_in_for(Phase::Message, false);
+            self.play_to_end(vec![beep], barge_in).await?;
+        }
+        let preroll = if self.speech_barged_in {
+            Duration::from_millis(self.settings.ivr.barge_in_preroll_ms)
+        } else {
+            Duration::ZERO
+        };
 
         let rec = &self.settings.recording;
         let day = self.info.started_at.format("%Y-%m-%d").to_string();
@@ -307,16 +370,19 @@ impl Ivr {
             super::record::file_safe(&self.info.call_id)
         ));
         self.recording_started = true;
-        self.media.start_recording(RecordSpec {
-            path,
-            max_duration: Duration::from_secs(rec.max_duration_secs),
-            endpointer: Some(EndpointerConfig {
-                speech_threshold_dbfs: rec.speech_threshold_dbfs,
-                trailing_silence: Duration::from_millis(rec.trailing_silence_ms),
-                no_speech_timeout: Duration::from_secs(rec.no_speech_timeout_secs),
-            }),
-            stop_digit: rec.end_digit.chars().next(),
-        });
+        self.media.start_recording_with_preroll(
+            RecordSpec {
+                path,
+                max_duration: Duration::from_secs(rec.max_duration_secs),
+                endpointer: Some(EndpointerConfig {
+                    speech_threshold_dbfs: rec.speech_threshold_dbfs,
+                    trailing_silence: Duration::from_millis(rec.trailing_silence_ms),
+                    no_speech_timeout: Duration::from_secs(rec.no_speech_timeout_secs),
+                }),
+                stop_digit: rec.end_digit.chars().next(),
+            },
+            preroll,
+        );
         loop {
             match self.next(None).await? {
                 Step::Media(MediaEvent::RecordingDone {
@@ -379,22 +445,47 @@ impl Ivr {
             .collect()
     }
 
-    fn play(&mut self, prompts: Vec<SharedPrompt>, barge_in: bool) {
-        self.playing = true;
-        self.media.play(prompts, barge_in);
+    /// What may cut a prompt of `phase` short: a digit when `dtmf`, speech as
+    /// `ivr.speech_barge_in` says.
+    fn barge_in_for(&self, phase: Phase, dtmf: bool) -> BargeIn {
+        let ivr = &self.settings.ivr;
+        let speech = match ivr.speech_barge_in.as_str() {
+            "all" => true,
+            "message" => phase == Phase::Message,
+            _ => false,
+        };
+        BargeIn {
+            dtmf,
+            speech: speech.then(|| SpeechBargeIn {
+                onset: OnsetConfig {
+                    min_speech: Duration::from_millis(ivr.barge_in_min_speech_ms),
+                    min_level_dbfs: ivr.barge_in_level_dbfs,
+                    snr_db: ivr.barge_in_snr_db,
+                    ..OnsetConfig::default()
+                },
+                preroll: Duration::from_millis(ivr.barge_in_preroll_ms),
+            }),
+        }
     }
 
-    /// Play and wait until the queue has run out (or a digit cut it short when `barge_in`).
+    fn play(&mut self, prompts: Vec<SharedPrompt>, barge_in: BargeIn) {
+        self.playing = true;
+        self.playing_dtmf_barge_in = barge_in.dtmf;
+        self.media.play_with(prompts, barge_in);
+    }
+
+    /// Play and wait until the queue has run out (or the caller cut it short as `barge_in`
+    /// allows).
     async fn play_to_end(
         &mut self,
         prompts: Vec<SharedPrompt>,
-        barge_in: bool,
+        barge_in: BargeIn,
     ) -> Result<(), Stop> {
         self.play(prompts, barge_in);
         while self.playing {
             if let Step::Digit(d) = self.next(None).await? {
                 self.digits.push_back(d);
-                if barge_in {
+                if barge_in.dtmf {
                     self.media.stop_playback();
                 }
             }
@@ -414,21 +505,30 @@ impl Ivr {
         Ok(())
     }
 
-    /// A digit pressed while the prompt plays or within `timeout` after it ended.
-    async fn wait_digit(&mut self, timeout: Duration) -> Result<Option<char>, Stop> {
+    /// A digit pressed while the prompt plays or within `timeout` after it ended, or the
+    /// caller talking over the prompt when it allows speech barge-in.
+    async fn wait_digit(&mut self, timeout: Duration) -> Result<Input, Stop> {
         let mut deadline: Option<Instant> = None;
         loop {
             if let Some(d) = self.digits.pop_front() {
-                return Ok(Some(d));
+                return Ok(Input::Digit(d));
             }
             if !self.playing && deadline.is_none() {
                 deadline = Some(Instant::now() + timeout);
             }
             match self.next(deadline).await? {
-                Step::Digit(d) => return Ok(Some(d)),
-                Step::Timeout => return Ok(None),
+                Step::Digit(d) => return Ok(Input::Digit(d)),
+                Step::Timeout => return Ok(Input::Timeout),
+                Step::Media(MediaEvent::SpeechStarted) => return Ok(Input::Speech),
                 Step::Media(_) => {}
             }
+        }
+    }
+
+    /// Bookkeeping for a digit, from RTP or SIP INFO: was it a barge-in?
+    fn on_digit(&mut self) {
+        if self.playing && self.playing_dtmf_barge_in && self.barge_in.is_none() {
+            self.barge_in = Some("dtmf");
         }
     }
 
@@ -441,7 +541,16 @@ impl Ivr {
                 ev = self.media.next_event() => match ev {
                     None => return Err(Stop::RtpTimeout),
                     Some(MediaEvent::RtpTimeout) => return Err(Stop::RtpTimeout),
-                    Some(MediaEvent::Dtmf(d)) => return Ok(Step::Digit(d)),
+                    Some(MediaEvent::Dtmf(d)) => {
+                        self.on_digit();
+                        return Ok(Step::Digit(d));
+                    }
+                    Some(MediaEvent::SpeechStarted) => {
+                        tracing::info!("caller talked over the prompt: speech barge-in");
+                        self.speech_barged_in = true;
+                        self.barge_in = Some("speech");
+                        return Ok(Step::Media(MediaEvent::SpeechStarted));
+                    }
                     Some(MediaEvent::PlaybackDone { .. }) => {
                         self.playing = false;
                         return Ok(Step::Media(MediaEvent::PlaybackDone { interrupted: false }));
@@ -452,7 +561,10 @@ impl Ivr {
                     None | Some(CallSignal::Shutdown) => return Err(Stop::Shutdown),
                     Some(CallSignal::CallerHangup) => return Err(Stop::CallerHangup),
                     Some(CallSignal::AckTimeout) => return Err(Stop::AckTimeout),
-                    Some(CallSignal::Digit(d)) => return Ok(Step::Digit(d)),
+                    Some(CallSignal::Digit(d)) => {
+                        self.on_digit();
+                        return Ok(Step::Digit(d));
+                    }
                     Some(CallSignal::MediaUpdate(n)) => {
                         self.media.start(n.remote_rtp, n.codec, n.dtmf_pt);
                         continue;
@@ -466,6 +578,14 @@ impl Ivr {
                 }
             }
         }
+    }
+}
+
+/// A prompt only a digit may cut short.
+fn dtmf_only() -> BargeIn {
+    BargeIn {
+        dtmf: true,
+        speech: None,
     }
 }
 

@@ -8,5 +8,6 @@ pub mod ivr;
 pub mod manager;
 pub mod prompts;
 pub mod record;
+mod sip_msg;
 pub mod stats;
 pub mod trunks;

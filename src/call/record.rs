@@ -35,6 +35,11 @@ pub struct CallRecord {
     pub language: String,
     pub menu: Option<MenuSelection>,
     pub recording: Option<RecordingInfo>,
+    /// How the caller cut a prompt short: `speech` (talked over it; the message was then
+    /// recorded from the first words on) or `dtmf` (pressed a key during it); `null` when
+    /// every prompt played out. Speech wins when both happened.
+    #[serde(default)]
+    pub barge_in: Option<String>,
     /// What the caller said, added by the after-call pipeline once transcribed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript: Option<Transcript>,

@@ -52,6 +52,8 @@ pub struct Config {
     pub numbers: Vec<NumberConfig>,
     pub prompts: PromptsConfig,
     pub menu: MenuConfig,
+    /// How the call flow treats a caller who talks over its prompts.
+    pub ivr: IvrConfig,
     pub recording: RecordingConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
@@ -250,6 +252,51 @@ impl Default for MenuOption {
         }
     }
 }
+
+/// `[ivr]`: speech barge-in, the caller talking over a prompt.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrConfig {
+    /// Which prompts the caller's voice stops:
+    /// - `"off"`: none (only a DTMF digit cuts a prompt short);
+    /// - `"message"`: the "please speak after the tone" prompt (and the tone): the caller
+    ///   who starts the message early is recorded at once, from the first words on;
+    /// - `"all"`: the greeting and menu as well: talking there skips the menu to the
+    ///   message of the `menu.on_no_input` option (which must take a message).
+    ///
+    /// Default `"message"`. Callers who know the hotline start their complaint over the
+    /// instructions; without barge-in the first sentence is lost. `"all"` is not the
+    /// default because on Chinese lines callers routinely answer a greeting with "喂？喂？"
+    /// ("hello?"), which would skip the menu, and the menu choice routes the ticket.
+    pub speech_barge_in: String,
+    /// Speech needed before it counts as barge-in, milliseconds (clicks, coughs and a
+    /// line pop are shorter). Default 250.
+    pub barge_in_min_speech_ms: u64,
+    /// How far above the line's noise floor (learnt during the call) speech must be, dB.
+    /// Default 12.
+    pub barge_in_snr_db: f32,
+    /// Audio quieter than this (dBFS) never counts as barge-in. Default -35.
+    pub barge_in_level_dbfs: f32,
+    /// Caller audio from before the barge-in put at the start of the message, milliseconds,
+    /// so the words that triggered it are in the recording. At least
+    /// `barge_in_min_speech_ms`. Default 500.
+    pub barge_in_preroll_ms: u64,
+}
+
+impl Default for IvrConfig {
+    fn default() -> Self {
+        IvrConfig {
+            speech_barge_in: "message".to_owned(),
+            barge_in_min_speech_ms: 250,
+            barge_in_snr_db: 12.0,
+            barge_in_level_dbfs: -35.0,
+            barge_in_preroll_ms: 500,
+        }
+    }
+}
+
+/// The values of `ivr.speech_barge_in`.
+pub const SPEECH_BARGE_IN_MODES: &[&str] = &["off", "message", "all"];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -819,6 +866,20 @@ impl Config {
             "  no valid key after {} attempts: {fallback}",
             self.menu.max_attempts
         );
+        let _ = match self.ivr.speech_barge_in.as_str() {
+            "off" => writeln!(s, "  talking over prompts: ignored (keys only)"),
+            mode => writeln!(
+                s,
+                "  talking over {} stops it after {} ms; the message keeps {} ms before that",
+                if mode == "all" {
+                    "any prompt before the message"
+                } else {
+                    "the message prompt"
+                },
+                self.ivr.barge_in_min_speech_ms,
+                self.ivr.barge_in_preroll_ms
+            ),
+        };
         let _ = writeln!(
             s,
             "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",

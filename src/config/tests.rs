@@ -380,3 +380,63 @@ fn trunks_parse_with_defaults_and_cannot_come_from_the_environment() {
     assert_eq!(c.security.unknown_source, "drop");
     assert!(c.log.mask_caller_numbers && !c.sip.tcp);
 }
+
+#[test]
+fn ivr_speech_barge_in_defaults_values_and_errors() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.ivr.speech_barge_in, "message");
+    assert_eq!(c.ivr.barge_in_min_speech_ms, 250);
+    assert_eq!(c.ivr.barge_in_preroll_ms, 500);
+    assert_eq!(c.ivr.barge_in_snr_db, 12.0);
+    assert_eq!(c.ivr.barge_in_level_dbfs, -35.0);
+
+    let text = format!(
+        "[ivr]\nspeech_barge_in = \"always\"\nbarge_in_min_speech_ms = 10\nbarge_in_snr_db = 0.0\nbarge_in_level_dbfs = 3.0\nbarge_in_preroll_ms = 9000\n\n{MINIMAL}"
+    );
+    let errs = errors(parse(&text));
+    assert_eq!(find(&errs, "ivr.speech_barge_in").line, Some(2));
+    assert!(find(&errs, "ivr.speech_barge_in")
+        .message
+        .contains("\"message\""));
+    assert_eq!(find(&errs, "ivr.barge_in_min_speech_ms").line, Some(3));
+    assert_eq!(find(&errs, "ivr.barge_in_snr_db").line, Some(4));
+    assert_eq!(find(&errs, "ivr.barge_in_level_dbfs").line, Some(5));
+    assert_eq!(find(&errs, "ivr.barge_in_preroll_ms").line, Some(6));
+    // shorter than the speech that triggers barge-in: those words would be lost
+    let short = format!("[ivr]\nbarge_in_preroll_ms = 100\n\n{MINIMAL}");
+    let errs = errors(parse(&short));
+    assert_eq!(find(&errs, "ivr.barge_in_preroll_ms").line, Some(2));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+
+    // "all" needs a default option that takes a message
+    let all = format!("[ivr]\nspeech_barge_in = \"all\"\n\n{MINIMAL}");
+    let c = parse(&all).unwrap();
+    assert_eq!(c.ivr.speech_barge_in, "all");
+    let hangup = format!("{all}\n[menu]\non_no_input = \"hangup\"\n");
+    let errs = errors(parse(&hangup));
+    assert_eq!(find(&errs, "ivr.speech_barge_in").line, Some(2));
+    let no_message = all.replace(
+        "label = \"人工服务\"",
+        "label = \"人工服务\"\nrecord = false",
+    );
+    errors(parse(&no_message));
+
+    let c = parse_env(
+        MINIMAL,
+        &[
+            ("HOTLINE_IVR_SPEECH_BARGE_IN", "off"),
+            ("HOTLINE_IVR_BARGE_IN_PREROLL_MS", "800"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.ivr.speech_barge_in, "off");
+    assert_eq!(c.ivr.barge_in_preroll_ms, 800);
+    let errs = errors(parse_env(
+        MINIMAL,
+        &[("HOTLINE_IVR_SPEECH_BARGE_IN", "loud")],
+    ));
+    assert_eq!(
+        find(&errs, "ivr.speech_barge_in").env_var.as_deref(),
+        Some("HOTLINE_IVR_SPEECH_BARGE_IN")
+    );
+}

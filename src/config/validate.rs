@@ -231,6 +231,8 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         );
     }
 
+    validate_ivr(c, &mut err);
+
     // [recording]
     let r = &c.recording;
     for (key, v) in [
@@ -283,6 +285,70 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
 }
 
 /// `[[trunk]]` and `[security]`.
+fn validate_ivr(c: &Config, err: &mut impl FnMut(&str, String)) {
+    let v = &c.ivr;
+    if !super::SPEECH_BARGE_IN_MODES.contains(&v.speech_barge_in.as_str()) {
+        err(
+            "ivr.speech_barge_in",
+            format!(
+                "`{}` must be \"off\", \"message\" or \"all\"",
+                v.speech_barge_in
+            ),
+        );
+    }
+    if v.speech_barge_in == "all" {
+        let default = c
+            .menu
+            .options
+            .iter()
+            .find(|o| o.digit == c.menu.on_no_input);
+        if !default.is_some_and(|o| o.record) {
+            err(
+                "ivr.speech_barge_in",
+                format!(
+                    "\"all\" sends a caller who talks over the menu to the message of the \
+                     `menu.on_no_input` option, but `{}` is not an option that takes a message",
+                    c.menu.on_no_input
+                ),
+            );
+        }
+    }
+    if !(60..=5000).contains(&v.barge_in_min_speech_ms) {
+        err(
+            "ivr.barge_in_min_speech_ms",
+            format!(
+                "{} must be between 60 and 5000 (a click is 20 ms, a syllable about 250)",
+                v.barge_in_min_speech_ms
+            ),
+        );
+    }
+    if !(v.barge_in_snr_db.is_finite() && v.barge_in_snr_db > 0.0 && v.barge_in_snr_db <= 60.0) {
+        err(
+            "ivr.barge_in_snr_db",
+            format!("{} must be above 0 and at most 60 dB", v.barge_in_snr_db),
+        );
+    }
+    if !(v.barge_in_level_dbfs.is_finite() && v.barge_in_level_dbfs < 0.0) {
+        err(
+            "ivr.barge_in_level_dbfs",
+            format!(
+                "{} must be below 0 dBFS (full scale), e.g. -35",
+                v.barge_in_level_dbfs
+            ),
+        );
+    }
+    if v.barge_in_preroll_ms < v.barge_in_min_speech_ms || v.barge_in_preroll_ms > 5000 {
+        err(
+            "ivr.barge_in_preroll_ms",
+            format!(
+                "{} must be between barge_in_min_speech_ms ({}) and 5000: shorter loses the \
+                 words that triggered the barge-in",
+                v.barge_in_preroll_ms, v.barge_in_min_speech_ms
+            ),
+        );
+    }
+}
+
 fn validate_trunks(c: &Config, err: &mut impl FnMut(&str, String)) {
     let mut names = BTreeSet::new();
     for (i, t) in c.trunks.iter().enumerate() {

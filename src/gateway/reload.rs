@@ -75,6 +75,7 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
     Services {
         ivr: Arc::new(IvrSettings {
             menu: config.menu.clone(),
+            ivr: config.ivr.clone(),
             recording: config.recording.clone(),
             max_call_duration: Duration::from_secs(config.limits.max_call_duration_secs),
             prompts,

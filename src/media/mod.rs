@@ -5,7 +5,9 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod onset;
 pub mod pacer;
+pub mod preroll;
 pub mod prompt;
 pub mod resample;
 pub mod rtp;

@@ -7,11 +7,15 @@
 //! OWNER: media-rtp helper. Contract below; the bodies are the helper's.
 
 pub mod arrivals;
+#[cfg(test)]
+mod barge_tests;
 mod recorder;
+mod speech;
 mod task;
 #[cfg(test)]
 mod tests;
 
+pub use super::onset::OnsetConfig;
 use super::prompt::SharedPrompt;
 use super::stats::MediaCounters;
 use super::vad::EndpointerConfig;
@@ -132,11 +136,35 @@ pub enum RecordEnd {
     Stopped,
 }
 
+/// Speech barge-in for one play request: the caller starting to talk stops the prompt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpeechBargeIn {
+    /// What counts as the caller starting to talk (see [`crate::media::onset`]).
+    pub onset: OnsetConfig,
+    /// How much of the caller's latest audio the session keeps from now on, so that a
+    /// recording started right after the barge-in can begin with the words that caused it
+    /// ([`MediaSession::start_recording_with_preroll`]). Should exceed `onset.min_speech`.
+    pub preroll: Duration,
+}
+
+/// What may cut a play request short.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BargeIn {
+    /// A DTMF digit stops the queue.
+    pub dtmf: bool,
+    /// The caller talking stops the queue; `None`: speech never does.
+    pub speech: Option<SpeechBargeIn>,
+}
+
 /// Events from the media task to the call.
 #[derive(Debug)]
 pub enum MediaEvent {
-    /// The play queue ran out (`interrupted` if a DTMF digit cut it short).
+    /// The play queue ran out (`interrupted` if a digit, speech or `stop_playback()` cut
+    /// it short).
     PlaybackDone { interrupted: bool },
+    /// The caller started talking over a prompt played with speech barge-in; playback has
+    /// stopped and `PlaybackDone { interrupted: true }` follows.
+    SpeechStarted,
     /// A DTMF digit, once per RFC 4733 event.
     Dtmf(char),
     /// A recording finished and the WAV is closed.
@@ -233,10 +261,20 @@ impl MediaSession {
     /// queue runs out, `PlaybackDone { interrupted: false }` follows (at once for an empty
     /// list). The latest call's `dtmf_barge_in` applies to the whole queue.
     pub fn play(&self, prompts: Vec<SharedPrompt>, dtmf_barge_in: bool) {
-        self.command(Command::Play {
+        self.play_with(
             prompts,
-            barge_in: dtmf_barge_in,
-        });
+            BargeIn {
+                dtmf: dtmf_barge_in,
+                speech: None,
+            },
+        );
+    }
+
+    /// Like [`play`](Self::play), with speech barge-in as well when `barge_in.speech` is
+    /// set: once the caller has talked for `onset.min_speech` over the queue, it stops at
+    /// the next frame, and `SpeechStarted` then `PlaybackDone { interrupted: true }` follow.
+    pub fn play_with(&self, prompts: Vec<SharedPrompt>, barge_in: BargeIn) {
+        self.command(Command::Play { prompts, barge_in });
     }
 
     /// Drop the play queue now (comfort silence follows). If something was playing, its
@@ -249,7 +287,14 @@ impl MediaSession {
     /// Start recording the caller (a recording already running ends as `Stopped`).
     /// Ends with exactly one `RecordingDone`, emitted after the WAV is written.
     pub fn start_recording(&self, spec: RecordSpec) {
-        self.command(Command::StartRecording(spec));
+        self.start_recording_with_preroll(spec, Duration::ZERO);
+    }
+
+    /// Start recording with up to `preroll` of the caller's audio from *before* now at its
+    /// start: after a speech barge-in, the words that triggered it. Only audio kept since a
+    /// play request asked for speech barge-in is available (up to its `preroll`).
+    pub fn start_recording_with_preroll(&self, spec: RecordSpec, preroll: Duration) {
+        self.command(Command::StartRecording { spec, preroll });
     }
 
     /// End the recording now (`RecordEnd::Stopped`); nothing happens if none is running.
@@ -275,7 +320,7 @@ impl MediaSession {
     ///
     /// Every received digit is reported as `Dtmf`, also the stop digit of a recording
     /// (followed by its `RecordingDone`) and a barge-in digit (followed by
-    /// `PlaybackDone { interrupted: true }`).
+    /// `PlaybackDone { interrupted: true }`, as a speech barge-in's `SpeechStarted` is).
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
         self.events.recv().await
     }

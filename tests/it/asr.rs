@@ -12,7 +12,18 @@ use std::time::Duration;
 /// both (`HOTLINE_REQUIRE_MODEL=1` makes their absence a failure, not a skip).
 fn inputs() -> Option<(PathBuf, PathBuf)> {
     let model = repo().join("models/ggml-base.bin");
-    let speech = repo().join("../shared/speech/dev_zh_02_heating.wav");
+    // ../shared beside the checkout, or beside a git worktree's parent (/work/wt/NAME), or
+    // HOTLINE_SPEECH_DIR, as tests/asr_model.rs looks for it.
+    let speech = [
+        std::env::var_os("HOTLINE_SPEECH_DIR").map(PathBuf::from),
+        Some(repo().join("../shared/speech")),
+        Some(repo().join("../../shared/speech")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.join("dev_zh_02_heating.wav"))
+    .find(|p| p.exists())
+    .unwrap_or_else(|| repo().join("../shared/speech/dev_zh_02_heating.wav"));
     if model.exists() && speech.exists() {
         return Some((model, speech));
     }

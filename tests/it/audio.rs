@@ -53,7 +53,8 @@ pub fn find(recording: &[i16], reference: &[i16]) -> (f64, f64) {
     (corr, overlap)
 }
 
-fn find_with_lag(recording: &[i16], reference: &[i16]) -> (f64, f64, i64) {
+/// Like [`find`], also giving the lag in samples (where `reference` starts in `recording`).
+pub fn find_with_lag(recording: &[i16], reference: &[i16]) -> (f64, f64, i64) {
     let er = envelope(recording);
     let ef = envelope(reference);
     if er.is_empty() || ef.is_empty() {

@@ -7,6 +7,7 @@
 mod asr;
 mod audio;
 mod baresip;
+mod barge;
 mod call_flow;
 mod harness;
 mod kamailio;

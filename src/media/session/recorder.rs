@@ -68,6 +68,15 @@ impl Recorder {
         self.expected_ts = None;
     }
 
+    /// Put audio heard before the recording started (the pre-roll) at its start. Call
+    /// before the first packet: it is not placed on the RTP timeline.
+    pub fn seed(&mut self, pcm: &[i16]) -> Option<RecordEnd> {
+        if pcm.is_empty() {
+            return None;
+        }
+        self.push_samples(pcm)
+    }
+
     /// Record one decoded packet whose first sample has RTP timestamp `timestamp`.
     pub fn push_audio(&mut self, timestamp: u32, pcm: &[i16]) -> Option<RecordEnd> {
         if let Some(expected) = self.expected_ts {

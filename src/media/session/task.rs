@@ -6,7 +6,8 @@
 //! the task starts; a packet in the steady state costs no allocation.
 
 use super::recorder::{write_wav, Recorder};
-use super::{MediaEvent, MediaStats, RecordEnd, RecordSpec, SessionConfig};
+use super::speech::SpeechWatch;
+use super::{BargeIn, MediaEvent, MediaStats, RecordEnd, RecordSpec, SessionConfig};
 use crate::media::dtmf::{self, DtmfPacket, DtmfReceiver, TelephoneEvent};
 use crate::media::pacer::Pacer;
 use crate::media::prompt::SharedPrompt;
@@ -35,10 +36,13 @@ pub(super) enum Command {
     },
     Play {
         prompts: Vec<SharedPrompt>,
-        barge_in: bool,
+        barge_in: BargeIn,
     },
     StopPlayback,
-    StartRecording(RecordSpec),
+    StartRecording {
+        spec: RecordSpec,
+        preroll: Duration,
+    },
     StopRecording,
     SendDtmf {
         digit: char,
@@ -92,6 +96,8 @@ pub(super) struct Task {
     offset: usize,
     playing: bool,
     barge_in: bool,
+    /// Speech onset and pre-roll (speech barge-in).
+    speech: SpeechWatch,
     dtmf_rx: DtmfReceiver,
     dtmf_tx: Option<DtmfSending>,
     dtmf_pending: VecDeque<(char, Duration)>,
@@ -119,6 +125,7 @@ impl Task {
             offset: 0,
             playing: false,
             barge_in: false,
+            speech: SpeechWatch::default(),
             dtmf_rx: DtmfReceiver::new(),
             dtmf_tx: None,
             dtmf_pending: VecDeque::new(),
@@ -232,7 +239,8 @@ impl Task {
             }
             Command::Play { prompts, barge_in } => {
                 self.queue.extend(prompts);
-                self.barge_in = barge_in;
+                self.barge_in = barge_in.dtmf;
+                self.speech.arm(barge_in.speech);
                 self.playing = true;
             }
             Command::StopPlayback => {
@@ -245,11 +253,17 @@ impl Task {
                     self.emit(MediaEvent::PlaybackDone { interrupted: true });
                 }
             }
-            Command::StartRecording(spec) => {
+            Command::StartRecording { spec, preroll } => {
                 if self.recorder.is_some() {
                     self.finish_recording(RecordEnd::Stopped);
                 }
-                self.recorder = Some(Recorder::new(spec, now));
+                let mut rec = Recorder::new(spec, now);
+                let (older, newer) = self.speech.preroll(preroll);
+                let end = rec.seed(older).or_else(|| rec.seed(newer));
+                self.recorder = Some(rec);
+                if let Some(end) = end {
+                    self.finish_recording(end);
+                }
             }
             Command::StopRecording => {
                 if self.recorder.is_some() {
@@ -318,6 +332,7 @@ impl Task {
                 } else {
                     let codec = stream.codec;
                     self.fill_frame(codec);
+                    self.speech.on_output(codec, &self.frame);
                     self.send_audio_frame();
                 }
             }
@@ -507,12 +522,16 @@ impl Task {
                 let n = pkt.payload.len().min(self.pcm_buf.len());
                 let pcm = &mut self.pcm_buf[..n];
                 stream.codec.decode(&pkt.payload[..n], pcm);
+                let speech_barge_in = self.speech.on_audio(pcm) && self.playing;
                 if let Some(end) = self
                     .recorder
                     .as_mut()
                     .and_then(|r| r.push_audio(pkt.timestamp, pcm))
                 {
                     self.finish_recording(end);
+                }
+                if speech_barge_in {
+                    self.stop_on_speech();
                 }
             }
             Kind::Dtmf(ev) => {
@@ -540,6 +559,17 @@ impl Task {
         if self.recorder.as_ref().and_then(Recorder::stop_digit) == Some(digit) {
             self.finish_recording(RecordEnd::StopDigit);
         }
+    }
+
+    /// The caller talked over a prompt that allows it: silence from the next frame on.
+    fn stop_on_speech(&mut self) {
+        self.queue.clear();
+        self.offset = 0;
+        self.playing = false;
+        self.speech.disarm();
+        tracing::debug!("speech barge-in");
+        self.emit(MediaEvent::SpeechStarted);
+        self.emit(MediaEvent::PlaybackDone { interrupted: true });
     }
 
     /// End the recording now; the WAV is written on a blocking thread, which then emits
