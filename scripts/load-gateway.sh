@@ -4,7 +4,9 @@
 #   scripts/load-gateway.sh [SIP_PORT] [MAX_CALLS]      (defaults 5060, 2000)
 #
 # The example config with: the call limit raised, 5,000 RTP ports (20000-29999), a fresh data
-# directory under /tmp, logs at warn, Whisper off (HOTLINE_ASR_ENABLED=true and
+# directory under /tmp, logs at warn, the flood guard's per-source rate limit lifted (every
+# load call comes from 127.0.0.1; at the default 50/s the guard bans the load generator
+# within a second), Whisper off (HOTLINE_ASR_ENABLED=true and
 # HOTLINE_ASR_MODEL=... turn it on; any other HOTLINE_* variable passes through). Stop it with
 # `kill <pid>` (SIGTERM drains).
 # Environment: HOTLINE_BIN (default target/release/hotline-gateway; CARGO_TARGET_DIR honoured).
@@ -21,6 +23,8 @@ HOTLINE_LIMITS_MAX_CALLS="$max_calls" \
 HOTLINE_MEDIA_RTP_PORT_MIN=20000 \
 HOTLINE_MEDIA_RTP_PORT_MAX=29999 \
 HOTLINE_ASR_ENABLED="${HOTLINE_ASR_ENABLED:-false}" \
+HOTLINE_SECURITY_RATE_LIMIT="${HOTLINE_SECURITY_RATE_LIMIT:-1000000}" \
+HOTLINE_SECURITY_RATE_BURST="${HOTLINE_SECURITY_RATE_BURST:-1000000}" \
 HOTLINE_ADMIN_LISTEN="${HOTLINE_ADMIN_LISTEN:-}" \
 HOTLINE_LOG="${HOTLINE_LOG:-warn}" \
   nohup "$bin" serve --config config/hotline.toml >"$data/gateway.log" 2>&1 &
