@@ -28,7 +28,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+mod socket;
 mod tcp;
+use socket::enlarge_buffers;
+pub use socket::SOCKET_BUFFER_BYTES;
 use tcp::{accept_loop, connection, Inbound};
 
 /// Largest datagram we accept; bigger ones are truncated by the kernel and then fail to parse.
@@ -44,48 +47,6 @@ const COMMAND_BATCH: usize = 64;
 const TCP_WRITE_QUEUE: usize = 256;
 /// Idle TCP connections are closed after this long (RFC 5626 keep-alives keep them open).
 const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Receive and send buffer asked for the SIP UDP socket. The kernel default (~208 KiB on
-/// Linux, about 160 INVITEs with SDP) overflowed at 300 call set-ups per second while the
-/// endpoint task was busy (BENCHMARKS.md §2); 4 MiB absorbs a burst of several thousand.
-/// The kernel caps it at `net.core.rmem_max`/`wmem_max`, which is logged.
-pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-
-/// Ask for `bytes` of socket buffer each way; say so when the kernel grants less.
-fn enlarge_buffers(socket: &UdpSocket, bytes: usize) {
-    let sock = socket2::SockRef::from(socket);
-    // Linux reports twice what it grants (the doubling covers its bookkeeping).
-    let reported = |granted: usize| {
-        if cfg!(target_os = "linux") {
-            granted / 2
-        } else {
-            granted
-        }
-    };
-    let recv = sock
-        .set_recv_buffer_size(bytes)
-        .and_then(|()| sock.recv_buffer_size());
-    let send = sock
-        .set_send_buffer_size(bytes)
-        .and_then(|()| sock.send_buffer_size());
-    match (recv, send) {
-        (Ok(r), Ok(s)) if reported(r) >= bytes && reported(s) >= bytes => {
-            tracing::debug!(bytes, "sip socket buffers set");
-        }
-        (Ok(r), Ok(s)) => tracing::info!(
-            asked = bytes,
-            receive = reported(r),
-            send = reported(s),
-            "sip socket buffers capped by the kernel; raise net.core.rmem_max and \
-             net.core.wmem_max to absorb bursts of calls"
-        ),
-        (r, s) => tracing::warn!(
-            receive = ?r.err(),
-            send = ?s.err(),
-            "sip socket buffers could not be set"
-        ),
-    }
-}
 
 /// How to run an endpoint.
 #[derive(Clone, Debug, Default)]
