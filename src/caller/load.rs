@@ -60,6 +60,9 @@ pub struct LoadOptions {
     pub gateway_pid: Option<u32>,
     /// Sampling interval for CPU/RSS.
     pub sample_every: Duration,
+    /// Digest credentials (user, password) for a trunk that challenges: every call answers
+    /// its 401/407 exactly as `dial` does.
+    pub auth: Option<(String, String)>,
 }
 
 impl Default for LoadOptions {
@@ -81,6 +84,7 @@ impl Default for LoadOptions {
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             gateway_pid: None,
             sample_every: Duration::from_millis(500),
+            auth: None,
         }
     }
 }
@@ -175,6 +179,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, LoadError> {
         record: None,
         max_duration: opts.max_call_duration,
         verbose: false,
+        auth: opts.auth.clone(),
         ..DialOptions::default()
     });
 

@@ -49,6 +49,17 @@ pub(super) struct LoadArgs {
     json: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+    /// Digest user name, for a trunk that requires authentication.
+    #[arg(long, requires = "password")]
+    user: Option<String>,
+    /// Digest password (or HOTLINE_DIAL_PASSWORD, which keeps it out of `ps`).
+    #[arg(
+        long,
+        env = "HOTLINE_DIAL_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    password: Option<String>,
 }
 
 pub(super) async fn run(args: LoadArgs) -> ExitCode {
@@ -76,6 +87,7 @@ pub(super) async fn run(args: LoadArgs) -> ExitCode {
         bind_ip: args.bind,
         rtp_ports: (lo, hi),
         gateway_pid: args.pid,
+        auth: args.user.zip(args.password),
         ..load::LoadOptions::default()
     };
     if let Err(e) = load::validate(&opts) {

@@ -30,6 +30,14 @@ fn short_message(dir: &Path, secs: usize) -> std::path::PathBuf {
 
 /// Run `hotline-gateway load` with `args` against `gw`; the JSON report and the output.
 fn load(gw: &GatewayProcess, args: &[&str]) -> (serde_json::Value, Output) {
+    load_with_env(gw, args, &[])
+}
+
+fn load_with_env(
+    gw: &GatewayProcess,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (serde_json::Value, Output) {
     let json = gw.data_dir.path().join("load.json");
     let (lo, hi) = rtp_range();
     let out = Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
@@ -43,6 +51,7 @@ fn load(gw: &GatewayProcess, args: &[&str]) -> (serde_json::Value, Output) {
         .arg(&json)
         .args(args)
         .env("HOTLINE_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run hotline-gateway load");
     let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
@@ -207,5 +216,52 @@ fn calls_beyond_the_gateways_limit_are_reported_as_503_not_hidden() {
     assert!(
         stdout.contains("503"),
         "the table shows the refusals:\n{stdout}"
+    );
+}
+
+#[test]
+fn load_calls_answer_a_digest_challenge_like_dial_does() {
+    // Every call from 127.0.0.1 is challenged; the load tool's callers retry with
+    // credentials through the same code as `dial --user --password`.
+    let trunk = r#"
+[[trunk]]
+name = "carrier"
+sources = ["127.0.0.1/32"]
+username = "gw"
+password = "pw-Load-5521"
+"#;
+    let mut gw = GatewayProcess::start_with(Some(trunk), &[]);
+    let (r, out) = load_with_env(
+        &gw,
+        &[
+            "--calls",
+            "3",
+            "--concurrency",
+            "3",
+            "--rate",
+            "10",
+            "--dtmf",
+            "",
+            "--end-digit",
+            "",
+            "--max-call-duration",
+            "2",
+            "--user",
+            "gw",
+        ],
+        &[("HOTLINE_DIAL_PASSWORD", "pw-Load-5521")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = gw.stop();
+    assert!(out.status.success(), "{stdout}\n{r:#}\ndaemon:\n{log}");
+    assert_eq!(r["answered"], 3, "{r:#}");
+    assert_eq!(
+        r["rejected_by_status"],
+        serde_json::json!({}),
+        "no 401 left: {r:#}"
+    );
+    assert!(
+        !log.contains("pw-Load-5521"),
+        "the password never reaches a log"
     );
 }
