@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check-config`, `dial`, `demo`.
+//! Command line: `serve`, `check-config`, `dial`, `demo`, `tickets`, `load`.
 //!
 //! The only place that turns errors into exit codes and messages for people; everything
 //! below returns typed errors.
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod load;
 mod signals;
 
 #[derive(Parser, Debug)]
@@ -47,6 +48,8 @@ enum Command {
         #[command(subcommand)]
         action: ModelAction,
     },
+    /// Load test over loopback: many real calls, set-up and pacing figures (see BENCHMARKS.md).
+    Load(load::LoadArgs),
     /// Inspect the ticket store: list, show, retry a dead letter, export as JSON Lines.
     Tickets {
         #[arg(long, short, default_value = "config/hotline.toml")]
@@ -186,6 +189,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Load(args) => rt.block_on(load::run(args)),
     }
 }
 

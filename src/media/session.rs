@@ -6,6 +6,7 @@
 //!
 //! OWNER: media-rtp helper. Contract below; the bodies are the helper's.
 
+pub mod arrivals;
 #[cfg(test)]
 mod barge_tests;
 mod recorder;
@@ -19,6 +20,7 @@ use super::prompt::SharedPrompt;
 use super::stats::MediaCounters;
 use super::vad::EndpointerConfig;
 use super::Codec;
+pub use arrivals::ArrivalStats;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -190,6 +192,9 @@ pub struct MediaStats {
     /// packets of the latched SSRC from another address. (Well-formed packets arriving
     /// before `start()` are ignored without being counted.)
     pub packets_dropped: u64,
+    /// Inter-arrival timing of the received audio, when
+    /// [`track_arrivals`](MediaSession::track_arrivals) was asked for.
+    pub arrivals: Option<ArrivalStats>,
 }
 
 /// Handle to a running media task.
@@ -302,6 +307,13 @@ impl MediaSession {
     /// `start()` got no telephone-event payload type or `digit` is not a DTMF key.
     pub fn send_dtmf(&self, digit: char, duration: Duration) {
         self.command(Command::SendDtmf { digit, duration });
+    }
+
+    /// Keep inter-arrival statistics of the received audio (load testing), returned in
+    /// [`MediaStats::arrivals`] by [`close`](Self::close). Allocates once, now; a session
+    /// that never asks pays nothing.
+    pub fn track_arrivals(&self) {
+        self.command(Command::TrackArrivals);
     }
 
     /// Next event; `None` once the task has ended.

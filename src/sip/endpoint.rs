@@ -28,13 +28,19 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+mod socket;
 mod tcp;
+use socket::enlarge_buffers;
+pub use socket::SOCKET_BUFFER_BYTES;
 use tcp::{accept_loop, connection, Inbound};
 
 /// Largest datagram we accept; bigger ones are truncated by the kernel and then fail to parse.
 pub const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams handled per loop turn before timers and commands get a look-in.
 const RECV_BATCH: usize = 64;
+/// TU commands handled per loop turn at most (the rest wait for the next turn, so datagrams
+/// and timers are not starved).
+const COMMAND_BATCH: usize = 64;
 
 /// Messages queued for one TCP connection before further ones are dropped (a peer that
 /// does not read).
@@ -189,6 +195,7 @@ pub async fn start_with(
     config: EndpointConfig,
 ) -> std::io::Result<(EndpointHandle, mpsc::Receiver<TransactionEvent>)> {
     let socket = UdpSocket::bind(addr).await?;
+    enlarge_buffers(&socket, SOCKET_BUFFER_BYTES);
     let listener = if config.tcp {
         // Port 0: take the port the UDP socket got, so both share one address.
         let port = socket.local_addr()?.port();
@@ -292,7 +299,12 @@ impl Driver {
                 biased;
                 cmd = commands.recv() => match cmd {
                     None | Some(EndpointCommand::Shutdown) => break,
-                    Some(cmd) => self.handle_command(cmd),
+                    Some(cmd) => {
+                        self.handle_command(cmd);
+                        if !self.more_commands(&mut commands) {
+                            break;
+                        }
+                    }
                 },
                 // Tokio's cooperative budget can delay an elapsed sleep, so the deadline is
                 // checked again against the clock before the layer is told.
@@ -325,6 +337,20 @@ impl Driver {
             }
         }
         tracing::debug!("sip endpoint stopped");
+    }
+
+    /// Take what else the TU has queued (its 180/200/BYE burst under load) in the same loop
+    /// turn, bounded, so one flush sends it all. `false` on shutdown.
+    fn more_commands(&mut self, commands: &mut mpsc::UnboundedReceiver<EndpointCommand>) -> bool {
+        for _ in 1..COMMAND_BATCH {
+            match commands.try_recv() {
+                Ok(EndpointCommand::Shutdown) => return false,
+                Ok(cmd) => self.handle_command(cmd),
+                // Empty, or closed (the next `recv` sees that and stops).
+                Err(_) => break,
+            }
+        }
+        true
     }
 
     fn handle_command(&mut self, cmd: EndpointCommand) {

@@ -157,6 +157,11 @@ impl GatewayProcess {
         gw
     }
 
+    /// The daemon's process id (for tools that sample its CPU and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9` the daemon and return what it had logged.
     pub fn kill9(&mut self) -> String {
         let _ = self.child.kill();

@@ -12,6 +12,7 @@ mod call_flow;
 mod carrier;
 mod harness;
 mod kamailio;
+mod load;
 mod ops;
 mod proxy_routing;
 mod security;

@@ -48,6 +48,7 @@ pub(super) enum Command {
         digit: char,
         duration: Duration,
     },
+    TrackArrivals,
     Close,
 }
 
@@ -272,6 +273,11 @@ impl Task {
             Command::SendDtmf { digit, duration } => {
                 self.dtmf_pending.push_back((digit, duration));
                 self.start_pending_dtmf();
+            }
+            Command::TrackArrivals => {
+                self.stats
+                    .arrivals
+                    .get_or_insert_with(super::ArrivalStats::new);
             }
             Command::Close => {}
         }
@@ -510,6 +516,9 @@ impl Task {
 
         match kind {
             Kind::Audio => {
+                if let Some(arrivals) = self.stats.arrivals.as_mut() {
+                    arrivals.on_packet(now, pkt.sequence, pkt.timestamp);
+                }
                 let n = pkt.payload.len().min(self.pcm_buf.len());
                 let pcm = &mut self.pcm_buf[..n];
                 stream.codec.decode(&pkt.payload[..n], pcm);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::key::{MessageIds, RequestId};
+use super::schedule::Slot;
 use super::server_invite::{self, AckDisposition, ServerInvite};
 use super::server_non_invite::ServerNonInvite;
 use super::{wire, Peer, TransactionEvent, TransactionKey, TransactionLayer};
@@ -19,6 +20,8 @@ pub(super) struct ServerEntry {
     /// 2xx-ACK matching look up (the index entry is removed with the transaction).
     pub(super) request_id: Option<RequestId>,
     pub(super) machine: ServerMachine,
+    /// Its place in the layer's schedule.
+    pub(super) slot: Slot,
 }
 
 impl ServerEntry {
@@ -54,22 +57,25 @@ impl TransactionLayer {
             id.method = "INVITE".to_string();
             id
         };
-        let disposition = match self.servers.get_mut(&invite_key) {
+        let (disposition, touched) = match self.servers.get_mut(&invite_key) {
             Some(ServerEntry {
                 machine: ServerMachine::Invite(tx),
                 ..
-            }) => Some(tx.on_ack(now)),
+            }) => (Some(tx.on_ack(now)), Some(invite_key)),
             _ => {
-                let owner = self.by_request_id.get(&by_dialog());
-                match owner.and_then(|key| self.servers.get_mut(key)) {
+                let owner = self.by_request_id.get(&by_dialog()).cloned();
+                match owner.as_ref().and_then(|key| self.servers.get_mut(key)) {
                     Some(ServerEntry {
                         machine: ServerMachine::Invite(tx),
                         ..
-                    }) => tx.on_dialog_ack(now),
-                    _ => None,
+                    }) => (tx.on_dialog_ack(now), owner),
+                    _ => (None, None),
                 }
             }
         };
+        if let Some(key) = touched {
+            self.reschedule_server(&key);
+        }
         match disposition {
             Some(AckDisposition::Absorb) => {}
             // No transaction knows it: a late ACK or one for a 2xx the layer no longer
@@ -103,11 +109,13 @@ impl TransactionLayer {
                 machine: ServerMachine::Invite(invite),
                 ..
             }) => {
-                if invite.cancel(now, &mut self.out) {
+                let cancelled = invite.cancel(now, &mut self.out);
+                let tag = invite.to_tag().map(str::to_string);
+                self.reschedule_server(&invite_key);
+                if cancelled {
                     self.out
                         .event(TransactionEvent::Cancelled { invite: invite_key });
                 }
-                let tag = invite.to_tag().map(str::to_string);
                 wire::response_to(cancel, 200, "OK", tag.as_deref())
             }
             _ => wire::response_to(
@@ -119,12 +127,14 @@ impl TransactionLayer {
         };
         let tx = ServerNonInvite::answered(now, destination, &response, self.config, &mut self.out);
         self.servers.insert(
-            key,
+            key.clone(),
             ServerEntry {
                 request_id: None,
                 machine: ServerMachine::NonInvite(tx),
+                slot: Slot::default(),
             },
         );
+        self.reschedule_server(&key);
     }
 
     pub(super) fn handle_new_or_retransmitted(
@@ -179,8 +189,10 @@ impl TransactionLayer {
             let entry = ServerEntry {
                 request_id: None,
                 machine,
+                slot: Slot::default(),
             };
-            self.servers.insert(key, entry);
+            self.servers.insert(key.clone(), entry);
+            self.reschedule_server(&key);
             return;
         }
         let machine = if is_invite {
@@ -197,8 +209,10 @@ impl TransactionLayer {
         let entry = ServerEntry {
             request_id: Some(request_id),
             machine,
+            slot: Slot::default(),
         };
         self.servers.insert(key.clone(), entry);
+        self.reschedule_server(&key);
         self.out.event(TransactionEvent::Request {
             key,
             request,

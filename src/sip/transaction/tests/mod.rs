@@ -12,6 +12,7 @@
 mod client;
 mod pair;
 mod reliable;
+mod schedule;
 mod server_invite;
 mod server_other;
 mod via_proxy;
@@ -165,6 +166,8 @@ impl Scripted {
     }
 
     pub fn drain(&mut self) {
+        // Every step of every scripted test also checks the heap against a scan.
+        self.layer.check_schedule();
         let at = self.elapsed();
         while let Some(t) = self.layer.poll_transmit() {
             let text = String::from_utf8(t.bytes).expect("layer sends UTF-8");

@@ -127,6 +127,9 @@ impl Pair {
 
     /// Move everything both layers want sent onto the network and their events to the TUs.
     fn flush(&mut self) {
+        // Every step also checks both layers' heaps against a scan.
+        self.uac.layer.check_schedule();
+        self.uas.layer.check_schedule();
         loop {
             let at = self.elapsed();
             let mut progressed = false;
