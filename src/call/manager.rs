@@ -6,7 +6,6 @@
 
 use super::ivr::{self, CallInfo, CallSignal, IvrSettings};
 use super::record::CallRecord;
-pub use super::sip_msg::uri_socket_addr;
 use super::sip_msg::{
     advertised_ip, caller_identity, info_digit, push, to_tag, via_transport, with_dialog_headers,
 };
@@ -15,7 +14,7 @@ use crate::config::Config;
 use crate::media::sdp::{self, SdpError};
 use crate::media::session::{MediaSession, PortPool, SessionConfig};
 use crate::media::Codec;
-use crate::sip::dialog::Dialog;
+use crate::sip::dialog::{uri_socket_addr, Dialog};
 use crate::sip::endpoint::EndpointHandle;
 use crate::sip::message;
 use crate::sip::transaction::{TransactionEvent, TransactionKey};

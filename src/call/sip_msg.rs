@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::sip::message;
 use rsip::headers::UntypedHeader;
 use rsip::prelude::{HeadersExt, ToTypedHeader};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// Contact (our own reachable address, so in-dialog requests and RTP come straight to this
 /// instance even behind a balancer), Supported on 2xx, and the SDP body.
@@ -141,20 +141,10 @@ pub(super) fn info_digit(req: &rsip::Request) -> Option<char> {
     (value.chars().count() == 1 && matches!(c, '0'..='9' | '*' | '#' | 'A'..='D')).then_some(c)
 }
 
-/// Our in-dialog requests go to IP addresses only (Contact/Record-Route of a trunk or proxy);
-/// resolving names would block the manager and is a trunk-configuration matter.
-pub fn uri_socket_addr(uri: &rsip::Uri) -> Option<SocketAddr> {
-    let host = uri.host().to_string();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = host.parse().ok()?;
-    let port = uri.port().map(|p| *p.value()).unwrap_or(5060);
-    Some(SocketAddr::new(ip, port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::dialog::Dialog;
+    use crate::sip::dialog::{uri_socket_addr, Dialog};
 
     fn info(body: &str) -> rsip::Request {
         rsip::Request {
@@ -264,15 +254,5 @@ Content-Length: 0\r\n\r\n";
         );
         cfg.sip.advertised_addr = Some("192.0.2.10".parse().unwrap());
         assert_eq!(advertised_ip(&cfg), "192.0.2.10".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn next_hop_must_be_an_ip() {
-        let u = rsip::Uri::try_from("sip:alice@127.0.0.1:5070;transport=udp").unwrap();
-        assert_eq!(uri_socket_addr(&u), Some("127.0.0.1:5070".parse().unwrap()));
-        let u = rsip::Uri::try_from("sip:alice@10.1.2.3").unwrap();
-        assert_eq!(uri_socket_addr(&u), Some("10.1.2.3:5060".parse().unwrap()));
-        let u = rsip::Uri::try_from("sip:alice@example.com").unwrap();
-        assert_eq!(uri_socket_addr(&u), None);
     }
 }

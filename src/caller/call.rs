@@ -31,7 +31,7 @@ impl Caller {
         let local = self.local;
         let target = rsip::Uri::try_from(opts.target.as_str())
             .map_err(|_| DialError::Target(opts.target.clone()))?;
-        let dest = crate::call::manager::uri_socket_addr(&target)
+        let dest = crate::sip::dialog::uri_socket_addr(&target)
             .ok_or_else(|| DialError::Target(opts.target.clone()))?;
         let mut media = MediaSession::spawn(
             self.pool.bind().await?,
@@ -138,7 +138,7 @@ impl Caller {
                     );
                     ep.send(
                         ack,
-                        crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest),
+                        crate::sip::dialog::uri_socket_addr(&hop).unwrap_or(dest),
                     );
                     p.step("-> ACK");
                     let answer = String::from_utf8_lossy(&response.body).into_owned();
@@ -251,7 +251,7 @@ impl Caller {
                     Some(TransactionEvent::Response { response, .. }) if u16::from(response.status_code.clone()) == 200 => {
                         // A retransmitted 2xx: our ACK was lost; ACK again.
                         let (ack, hop) = dialog.ack_for_2xx(invite_cseq, &local.ip().to_string(), local.port(), rsip::Transport::Udp);
-                        ep.send(ack, crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest));
+                        ep.send(ack, crate::sip::dialog::uri_socket_addr(&hop).unwrap_or(dest));
                     }
                     Some(_) => {}
                     None => break,
@@ -269,7 +269,7 @@ impl Caller {
             if let Some(key) = ep
                 .send_request(
                     bye,
-                    crate::call::manager::uri_socket_addr(&hop).unwrap_or(dest),
+                    crate::sip::dialog::uri_socket_addr(&hop).unwrap_or(dest),
                 )
                 .await
             {

@@ -107,7 +107,7 @@ pub enum LoadError {
 pub fn validate(opts: &LoadOptions) -> Result<(), LoadError> {
     let uri = rsip::Uri::try_from(opts.target.as_str())
         .map_err(|_| LoadError::Target(opts.target.clone()))?;
-    let dest = crate::call::manager::uri_socket_addr(&uri)
+    let dest = crate::sip::dialog::uri_socket_addr(&uri)
         .ok_or_else(|| LoadError::Target(opts.target.clone()))?;
     if !dest.ip().is_loopback() {
         return Err(LoadError::NotLoopback(opts.target.clone()));

@@ -349,5 +349,16 @@ fn record_routes(message: &impl rsip::message::HasHeaders) -> Vec<String> {
         .collect()
 }
 
+/// Where an in-dialog request goes: IP addresses only (Contact/Record-Route of a trunk or
+/// proxy); resolving names would block the caller of this function and is a
+/// trunk-configuration matter.
+pub fn uri_socket_addr(uri: &rsip::Uri) -> Option<std::net::SocketAddr> {
+    let host = uri.host().to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = uri.port().map(|p| *p.value()).unwrap_or(5060);
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 #[cfg(test)]
 mod tests;

@@ -263,3 +263,13 @@ fn lr_with_a_value_is_still_loose_routing() {
         assert_eq!(hop.host().to_string(), "127.0.0.1", "{rr}");
     }
 }
+
+#[test]
+fn next_hop_must_be_an_ip() {
+    let u = rsip::Uri::try_from("sip:alice@127.0.0.1:5070;transport=udp").unwrap();
+    assert_eq!(uri_socket_addr(&u), Some("127.0.0.1:5070".parse().unwrap()));
+    let u = rsip::Uri::try_from("sip:alice@10.1.2.3").unwrap();
+    assert_eq!(uri_socket_addr(&u), Some("10.1.2.3:5060".parse().unwrap()));
+    let u = rsip::Uri::try_from("sip:alice@example.com").unwrap();
+    assert_eq!(uri_socket_addr(&u), None);
+}
