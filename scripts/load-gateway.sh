@@ -9,7 +9,9 @@
 # within a second), Whisper off (HOTLINE_ASR_ENABLED=true and
 # HOTLINE_ASR_MODEL=... turn it on; any other HOTLINE_* variable passes through). Stop it with
 # `kill <pid>` (SIGTERM drains).
-# Environment: HOTLINE_BIN (default target/release/hotline-gateway; CARGO_TARGET_DIR honoured).
+# Environment: HOTLINE_BIN (default target/release/hotline-gateway; CARGO_TARGET_DIR honoured);
+# HOTLINE_RT_PRIO=N runs the gateway under SCHED_RR priority N (`chrt`, needs root or
+# CAP_SYS_NICE), as Asterisk's `-p` does: pacing is a scheduling-latency problem first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${1:-5060}"
@@ -27,7 +29,7 @@ HOTLINE_SECURITY_RATE_LIMIT="${HOTLINE_SECURITY_RATE_LIMIT:-1000000}" \
 HOTLINE_SECURITY_RATE_BURST="${HOTLINE_SECURITY_RATE_BURST:-1000000}" \
 HOTLINE_ADMIN_LISTEN="${HOTLINE_ADMIN_LISTEN:-}" \
 HOTLINE_LOG="${HOTLINE_LOG:-warn}" \
-  nohup "$bin" serve --config config/hotline.toml >"$data/gateway.log" 2>&1 &
+  nohup ${HOTLINE_RT_PRIO:+chrt -r "$HOTLINE_RT_PRIO"} "$bin" serve --config config/hotline.toml >"$data/gateway.log" 2>&1 &
 pid=$!
 # wait until it answers on the SIP port
 for _ in $(seq 50); do
