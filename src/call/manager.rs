@@ -427,7 +427,8 @@ impl CallManager {
             );
             return reject(self, 503, "Service Unavailable", "trunk call limit reached");
         }
-        if req.body.is_empty() {
+        // `unacceptable_content` above has refused a body without readable SDP.
+        let Ok(Some(offer)) = super::checks::sdp_offer(&req) else {
             // Late offer (SDP in the ACK) is not supported yet; say so rather than fail later.
             return reject(
                 self,
@@ -435,8 +436,7 @@ impl CallManager {
                 "Not Acceptable Here",
                 "no SDP offer (late offer is not supported)",
             );
-        }
-        let offer = String::from_utf8_lossy(&req.body).into_owned();
+        };
         let socket = match self.services.ports.bind().await {
             Ok(s) => s,
             Err(e) => {
@@ -634,12 +634,17 @@ impl CallManager {
             return;
         };
         let local_tag = ck.local_tag.clone();
-        if req.body.is_empty() {
-            // A refresh without SDP: confirm, nothing changes.
-            let r = self.build_dialog_response(&req, 200, "OK", &local_tag, None);
-            return self.endpoint.respond(key, r);
-        }
-        let offer = String::from_utf8_lossy(&req.body).into_owned();
+        let offer = match super::checks::sdp_offer(&req) {
+            Ok(Some(offer)) => offer,
+            Ok(None) => {
+                // A refresh without SDP: confirm, nothing changes.
+                let r = self.build_dialog_response(&req, 200, "OK", &local_tag, None);
+                return self.endpoint.respond(key, r);
+            }
+            Err((code, _)) => {
+                return self.reply(&key, &req, code, message::reason_phrase(code), None);
+            }
+        };
         call.sdp_version += 1;
         let session = call.sdp_session;
         let local_rtp = call.local_rtp;

@@ -175,3 +175,42 @@ fn at_the_call_limit_invites_get_503_with_retry_after_and_options_says_busy() {
         .expect("OPTIONS answered");
     assert!(r.starts_with("SIP/2.0 503"), "{r}");
 }
+
+/// A SIP-I trunk (RFC 3204) sends its offer as `multipart/mixed`: the SDP beside an ISUP
+/// IAM. The call is answered from the SDP part; an ISUP part marked `handling=required`
+/// cannot be honoured and gets 415.
+#[test]
+fn a_sip_i_multipart_offer_is_answered_from_its_sdp_part() {
+    let gw = GatewayProcess::start(&[]);
+    for (handling, code) in [("optional", 200), ("required", 415)] {
+        let peer = Peer::new();
+        let plain = invite_with_sdp(&peer, &gw);
+        let (head, sdp) = plain.split_once("\r\n\r\n").unwrap();
+        let body = format!(
+            "--sipi-1\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--sipi-1\r\n\
+             Content-Type: application/isup; version=itu-t92+\r\n\
+             Content-Disposition: signal; handling={handling}\r\n\r\n\
+             \x01\x00\x60\x01\x0a\x00\x02\x0a\x08\x03\x10\r\n--sipi-1--\r\n"
+        );
+        let head = head
+            .replace(
+                "Content-Type: application/sdp",
+                "Content-Type: multipart/mixed;boundary=sipi-1",
+            )
+            .replace(
+                &format!("Content-Length: {}", sdp.len()),
+                &format!("Content-Length: {}", body.len()),
+            );
+        let r = peer
+            .ask(&gw, &format!("{head}\r\n\r\n{body}"))
+            .unwrap_or_else(|| panic!("no answer\n{}", gw.log()));
+        assert!(
+            r.starts_with(&format!("SIP/2.0 {code} ")),
+            "{handling}: {r}"
+        );
+        if code == 200 {
+            assert_eq!(header(&r, "Content-Type"), Some("application/sdp"), "{r}");
+            assert!(r.contains("m=audio ") && r.contains("PCMU/8000"), "{r}");
+        }
+    }
+}
