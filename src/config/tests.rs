@@ -1,6 +1,7 @@
 //! Parsing and validation without files on disk.
 
 use super::*;
+use std::net::IpAddr;
 
 const MINIMAL: &str = "[[number]]\nnumber = \"8890\"\nchannel = \"8890\"\n\n[[menu.option]]\ndigit = \"0\"\nid = \"operator\"\nlabel = \"人工服务\"\n";
 

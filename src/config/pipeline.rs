@@ -1,0 +1,131 @@
+//! The after-call sections: `[storage]`, `[intake]`, `[asr]` and `[tickets]`: where records
+//! and recordings go, how they are transcribed and how tickets reach the city's intake.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Root for `recordings/` and `outbox/`, relative to the process's working directory.
+    /// Default `var`. Env: `HOTLINE_DATA_DIR` (or `HOTLINE_STORAGE_DATA_DIR`).
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("var"),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The callers' messages, `recordings/<date>/<call>.wav`.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+    /// Call records (`hotline.call/v1`), one JSON per answered call.
+    pub fn calls_dir(&self) -> PathBuf {
+        self.data_dir.join("calls")
+    }
+    /// Tickets as JSON files (`hotline.ticket/v1`), for operators without an intake API.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+    /// The durable ticket store (SQLite, WAL).
+    pub fn ticket_db(&self) -> PathBuf {
+        self.data_dir.join("tickets.sqlite")
+    }
+}
+
+/// `[intake]`: the city's ticket intake API. With no `url`, tickets stay in the store and
+/// the outbox folder.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// POST target, e.g. `https://intake.example.gov/api/tickets`. Env: `HOTLINE_INTAKE_URL`.
+    pub url: String,
+    /// Bearer token. Prefer the environment (`HOTLINE_INTAKE_TOKEN`) to the file; never logged.
+    pub token: String,
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// First retry delay; doubles per attempt (with jitter) up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            url: String::new(),
+            token: String::new(),
+            concurrency: 4,
+            connect_timeout_ms: 3000,
+            request_timeout_ms: 15000,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// `[asr]`: transcribing callers' messages with a local Whisper model. The language of each
+/// message is its number's prompt language (`zh`, `en`, or `auto` to detect).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsrSection {
+    /// Transcribe at all. Default true.
+    pub enabled: bool,
+    /// A whisper.cpp ggml model; `models/fetch.sh base` (or `hotline-gateway model fetch base`)
+    /// puts one there.
+    pub model: PathBuf,
+    /// Refuse to start when the model is missing (true), or run without transcripts and say
+    /// so in every ticket (false, the default: a hotline must answer even without ASR).
+    pub required: bool,
+    /// Whisper worker threads; 0 = one per core.
+    pub workers: usize,
+    /// ggml threads per message.
+    pub threads_per_worker: usize,
+    /// Messages waiting for a worker beyond those in progress.
+    pub queue_depth: usize,
+    /// Give up on one message after this long, seconds.
+    pub time_budget_secs: u64,
+}
+
+impl Default for AsrSection {
+    fn default() -> Self {
+        AsrSection {
+            enabled: true,
+            model: PathBuf::from("models/ggml-base.bin"),
+            required: false,
+            workers: 0,
+            threads_per_worker: 1,
+            queue_depth: 16,
+            time_budget_secs: 60,
+        }
+    }
+}
+
+/// `[tickets]`: classification rules and duplicate detection.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketsConfig {
+    /// Rules table (keywords → category, department, urgency, deadline); empty = built-in.
+    pub classification: String,
+    /// Look back this far for an earlier ticket from the same caller or with similar text.
+    pub duplicate_window_secs: u64,
+    /// Character-bigram cosine similarity at or above which texts count as the same complaint.
+    pub duplicate_threshold: f64,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            classification: "config/classification.toml".into(),
+            duplicate_window_secs: 72 * 3600,
+            duplicate_threshold: 0.5,
+        }
+    }
+}
