@@ -9,7 +9,7 @@ use super::record::CallRecord;
 use super::sip_msg::{
     advertised_ip, caller_identity, info_digit, push, to_tag, via_transport, with_dialog_headers,
 };
-use super::trunks::{Refusal, Trunks};
+use super::trunks::Trunks;
 use crate::config::Config;
 use crate::media::sdp::{self, SdpError};
 use crate::media::session::{MediaSession, PortPool, SessionConfig};
@@ -18,6 +18,7 @@ use crate::sip::dialog::{uri_socket_addr, Dialog};
 use crate::sip::endpoint::EndpointHandle;
 use crate::sip::message;
 use crate::sip::transaction::{TransactionEvent, TransactionKey};
+use admission::{Admitted, Refused};
 use rsip::headers::UntypedHeader;
 use rsip::prelude::HeadersExt;
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+mod admission;
 
 /// Methods we serve; sent in Allow (RFC 3261 §20.5) so peers know what to try.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
@@ -368,24 +371,14 @@ impl CallManager {
             }
             this.endpoint.respond(key.clone(), resp);
         };
-        if req
-            .max_forwards_header()
-            .ok()
-            .and_then(|m| m.value().trim().parse::<u32>().ok())
-            == Some(0)
-        {
-            return reject(self, 483, "Too Many Hops", "");
-        }
-        if self.draining {
-            return reject(self, 503, "Service Unavailable", "draining");
-        }
-        // Trunk admission first: a stranger learns nothing about our numbers or load.
-        let trunk = match self
-            .trunks
-            .identify(std::time::Instant::now(), source.ip(), &req)
-        {
-            Ok(t) => t,
-            Err(Refusal::Challenge(challenges)) => {
+        let Admitted {
+            trunk,
+            number,
+            dialled,
+            offer,
+        } = match self.admit(&req, source) {
+            Ok(a) => a,
+            Err(Refused::Challenge(challenges)) => {
                 tracing::debug!(%source, "INVITE challenged (digest)");
                 let mut resp = self.build(&req, 401, "Unauthorized", Some(&message::new_tag()));
                 for c in challenges {
@@ -394,48 +387,9 @@ impl CallManager {
                 self.endpoint.respond(key, resp);
                 return;
             }
-            Err(Refusal::Forbidden(why)) => {
-                tracing::info!(%source, why, "INVITE refused: 403");
-                // No detail: a refused source learns nothing about the policy.
-                return reject(self, 403, "Forbidden", "");
+            Err(Refused::Reject { code, detail }) => {
+                return reject(self, code, message::reason_phrase(code), detail);
             }
-            Err(Refusal::TrunkFull) => {
-                return reject(self, 503, "Service Unavailable", "trunk call limit reached")
-            }
-        };
-        let dialled = req.uri.user().unwrap_or_default().to_string();
-        let Some(number) = cfg.number(&dialled).cloned() else {
-            tracing::info!(%dialled, %source, "INVITE for a number we do not serve");
-            return reject(self, 404, "Not Found", "number not served here");
-        };
-        if !self.trunks.may_reach(trunk, &dialled) {
-            tracing::info!(%dialled, trunk = trunk.map(|t| self.trunks.name(t)), "number not allowed for this trunk: 403");
-            return reject(self, 403, "Forbidden", "number not allowed for this trunk");
-        }
-        if let Some((code, detail)) = super::checks::unacceptable_content(&req) {
-            let reason = message::reason_phrase(code);
-            return reject(self, code, reason, detail);
-        }
-        if self.at_limit() {
-            tracing::warn!(limit = cfg.limits.max_calls, "call limit reached");
-            return reject(self, 503, "Service Unavailable", "call limit reached");
-        }
-        if self.trunks.at_limit(trunk) {
-            tracing::warn!(
-                trunk = trunk.map(|t| self.trunks.name(t)),
-                "trunk call limit reached"
-            );
-            return reject(self, 503, "Service Unavailable", "trunk call limit reached");
-        }
-        // `unacceptable_content` above has refused a body without readable SDP.
-        let Ok(Some(offer)) = super::checks::sdp_offer(&req) else {
-            // Late offer (SDP in the ACK) is not supported yet; say so rather than fail later.
-            return reject(
-                self,
-                488,
-                "Not Acceptable Here",
-                "no SDP offer (late offer is not supported)",
-            );
         };
         let socket = match self.services.ports.bind().await {
             Ok(s) => s,
