@@ -29,6 +29,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 mod admission;
+mod in_dialog;
+mod respond;
 
 /// Methods we serve; sent in Allow (RFC 3261 §20.5) so peers know what to try.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
@@ -566,55 +568,6 @@ impl CallManager {
         ));
     }
 
-    /// re-INVITE / UPDATE in a dialog: session refresh, hold/resume, new address.
-    fn renegotiate(&mut self, key: TransactionKey, req: rsip::Request) {
-        let Some(ck) = self.dialog_for(&key, &req) else {
-            return;
-        };
-        if req.method == rsip::Method::Invite {
-            if let Some(call) = self.calls.get_mut(&ck) {
-                call.dialog.refresh_remote_target(&req);
-            }
-        }
-        let accepted: Vec<Codec> = self
-            .services
-            .config
-            .media
-            .codecs
-            .iter()
-            .filter_map(|c| Codec::from_name(c))
-            .collect();
-        let Some(call) = self.calls.get_mut(&ck) else {
-            return;
-        };
-        let local_tag = ck.local_tag.clone();
-        let offer = match super::checks::sdp_offer(&req) {
-            Ok(Some(offer)) => offer,
-            Ok(None) => {
-                // A refresh without SDP: confirm, nothing changes.
-                let r = self.build_dialog_response(&req, 200, "OK", &local_tag, None);
-                return self.endpoint.respond(key, r);
-            }
-            Err((code, _)) => {
-                return self.reply(&key, &req, code, message::reason_phrase(code), None);
-            }
-        };
-        call.sdp_version += 1;
-        let session = call.sdp_session;
-        let local_rtp = call.local_rtp;
-        match sdp::answer(&offer, &accepted, local_rtp, session) {
-            Ok((negotiated, answer)) => {
-                let _ = call.signals.send(CallSignal::MediaUpdate(negotiated));
-                let r = self.build_dialog_response(&req, 200, "OK", &local_tag, Some(&answer));
-                self.endpoint.respond(key, r);
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "re-offer rejected; the call continues as it was");
-                self.reply(&key, &req, 488, "Not Acceptable Here", None);
-            }
-        }
-    }
-
     /// Free a call's trunk and global slots once its dialog is over (idempotent).
     fn dialog_ended(&mut self, ck: &CallKey) {
         let Some(call) = self.calls.get_mut(ck) else {
@@ -672,107 +625,5 @@ impl CallManager {
                 }
             }
         }
-    }
-
-    /// The call an in-dialog request belongs to, after the §12.2.2 CSeq check. Answers the
-    /// request itself (481 no such dialog, 500 CSeq out of order) and returns `None` when it
-    /// must go no further.
-    fn dialog_for(&mut self, key: &TransactionKey, req: &rsip::Request) -> Option<CallKey> {
-        let Some(ck) = self.find_call(req) else {
-            self.reply(key, req, 481, "Call/Transaction Does Not Exist", None);
-            return None;
-        };
-        let call = self.calls.get_mut(&ck)?;
-        if let Err(e) = call.dialog.check_remote_cseq(req) {
-            tracing::info!(error = %e, "in-dialog request out of order");
-            self.reply(key, req, 500, "Server Internal Error", None);
-            return None;
-        }
-        Some(ck)
-    }
-
-    fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
-        let call_id = req.call_id_header().ok()?.value().to_string();
-        let tag = to_tag(req)?;
-        let ck = CallKey {
-            call_id,
-            local_tag: tag,
-        };
-        self.calls
-            .get(&ck)
-            .filter(|c| c.dialog.matches(req))
-            .map(|_| ck)
-    }
-
-    fn advertised_ip(&self) -> IpAddr {
-        advertised_ip(&self.services.config)
-    }
-
-    /// Our Contact; for a TCP caller with `;transport=tcp`, so its in-dialog requests (BYE)
-    /// come over TCP too.
-    fn contact_uri(&self, transport: rsip::Transport) -> rsip::Uri {
-        let port = self.endpoint.local_addr().port();
-        let ip = self.advertised_ip();
-        let param = if transport == rsip::Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
-        let text = match ip {
-            IpAddr::V4(v4) => format!("sip:hotline@{v4}:{port}{param}"),
-            IpAddr::V6(v6) => format!("sip:hotline@[{v6}]:{port}{param}"),
-        };
-        rsip::Uri::try_from(text.as_str()).unwrap_or_default()
-    }
-
-    /// A response with our standard headers.
-    fn build(
-        &self,
-        req: &rsip::Request,
-        code: u16,
-        reason: &str,
-        to_tag: Option<&str>,
-    ) -> rsip::Response {
-        let mut resp = message::response(req, code, reason, to_tag);
-        push(&mut resp, rsip::headers::Allow::new(ALLOW).into());
-        push(
-            &mut resp,
-            rsip::headers::Server::new(self.services.config.sip.user_agent.clone()).into(),
-        );
-        resp
-    }
-
-    fn reply(
-        &self,
-        key: &TransactionKey,
-        req: &rsip::Request,
-        code: u16,
-        reason: &str,
-        to_tag: Option<&str>,
-    ) {
-        let resp = self.build(req, code, reason, to_tag);
-        self.endpoint.respond(key.clone(), resp);
-    }
-
-    fn retry_after(&self, resp: &mut rsip::Response) {
-        let secs = self.services.config.limits.retry_after_secs;
-        push(
-            resp,
-            rsip::headers::RetryAfter::new(secs.to_string()).into(),
-        );
-    }
-
-    /// 18x/2xx that establish or live in a dialog: Contact, the request's Record-Route
-    /// copied (RFC 3261 §12.1.1, so proxies stay in the path), and an optional SDP body.
-    fn build_dialog_response(
-        &self,
-        req: &rsip::Request,
-        code: u16,
-        reason: &str,
-        local_tag: &str,
-        sdp_body: Option<&str>,
-    ) -> rsip::Response {
-        let resp = self.build(req, code, reason, Some(local_tag));
-        with_dialog_headers(resp, &self.contact_uri(via_transport(req)), sdp_body)
     }
 }
