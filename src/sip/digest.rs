@@ -93,16 +93,8 @@ impl Challenge {
     /// challenge (unknown algorithm, `auth-int` only, no nonce).
     pub fn parse(value: &str) -> Option<Challenge> {
         let params = params(value)?;
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.clone())
-        };
-        let algorithm = match get("algorithm") {
-            Some(a) => Algorithm::parse(&a)?,
-            None => Algorithm::Md5,
-        };
+        let get = |k: &str| param(&params, k);
+        let algorithm = algorithm(&params)?;
         let qop_auth = match get("qop") {
             Some(q) => {
                 if !q.split(',').any(|x| x.trim().eq_ignore_ascii_case("auth")) {
@@ -144,16 +136,8 @@ impl Credentials {
     /// Read an `Authorization` value; `None` when it is not a complete Digest answer.
     pub fn parse(value: &str) -> Option<Credentials> {
         let params = params(value)?;
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.clone())
-        };
-        let algorithm = match get("algorithm") {
-            Some(a) => Algorithm::parse(&a)?,
-            None => Algorithm::Md5,
-        };
+        let get = |k: &str| param(&params, k);
+        let algorithm = algorithm(&params)?;
         let qop = get("qop");
         if qop
             .as_deref()
@@ -268,6 +252,23 @@ pub fn authorization(
 
 /// `Digest a=b, c="d, e"` → `[(a, b), (c, "d, e")]`; `None` unless the scheme is Digest.
 /// Quoted strings may hold commas and `\`-escapes.
+/// A parameter of a parsed Digest header, by name without case.
+fn param(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+/// The `algorithm` parameter (MD5 when absent, RFC 8760 §2.4); `None` for one we do not
+/// implement, so the header is not usable.
+fn algorithm(params: &[(String, String)]) -> Option<Algorithm> {
+    match param(params, "algorithm") {
+        Some(a) => Algorithm::parse(&a),
+        None => Some(Algorithm::Md5),
+    }
+}
+
 fn params(value: &str) -> Option<Vec<(String, String)>> {
     let value = value.trim();
     let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
