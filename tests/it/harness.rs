@@ -258,6 +258,24 @@ impl GatewayProcess {
     }
 
     /// Send a signal by name (`HUP`, `TERM`, `INT`).
+    /// SIGHUP with a broken `config` on disk: waits for the daemon to refuse it and returns
+    /// its log and the 1-based line of `config` holding `bad_text`, which the error must name.
+    pub fn reload_refused(&self, config: &std::path::Path, bad_text: &str) -> (String, usize) {
+        let bad_line = std::fs::read_to_string(config)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains(bad_text))
+            .unwrap_or_else(|| panic!("{bad_text:?} is not in {}", config.display()))
+            + 1;
+        self.signal("HUP");
+        assert!(
+            self.wait_log("configuration NOT reloaded", Duration::from_secs(10)),
+            "{}",
+            self.log()
+        );
+        (self.log(), bad_line)
+    }
+
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])

@@ -319,19 +319,7 @@ async fn sighup_reloads_the_menu_for_new_calls_and_rejects_a_bad_file() {
 
     // A broken file: rejected, with key and line, and the running config stays.
     write_config(&config, "Complaints v3", Some("max_attempts = \"three\""));
-    let bad_line = std::fs::read_to_string(&config)
-        .unwrap()
-        .lines()
-        .position(|l| l.contains("max_attempts = \"three\""))
-        .unwrap()
-        + 1;
-    gw.signal("HUP");
-    assert!(
-        gw.wait_log("configuration NOT reloaded", Duration::from_secs(10)),
-        "{}",
-        gw.log()
-    );
-    let log = gw.log();
+    let (log, bad_line) = gw.reload_refused(&config, "max_attempts = \"three\"");
     let named = log
         .lines()
         .any(|l| l.contains("menu.max_attempts") && l.contains(&format!(":{bad_line}:")));
