@@ -11,6 +11,7 @@ mod barge;
 mod call_flow;
 mod carrier;
 mod harness;
+mod hardening;
 mod kamailio;
 mod load;
 mod ops;
