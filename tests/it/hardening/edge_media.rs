@@ -83,9 +83,12 @@ async fn a_stranger_streaming_at_the_calls_rtp_port_neither_takes_the_call_nor_i
         ..DialOptions::default()
     };
     let call = tokio::spawn(dial(dial_opts));
-    // The caller's comfort silence flows from the 200 on: a second later its source is
-    // learnt, and the stranger starts.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The caller's comfort silence flows from the 200 on; once its source is learnt, the
+    // stranger starts.
+    assert!(
+        tokio::task::block_in_place(|| gw.wait_log("RTP source latched", Duration::from_secs(10))),
+        "the caller's RTP never arrived"
+    );
     let stranger = stranger(targets, stop.clone());
     let report = call.await.unwrap().expect("dial");
     stop.store(true, Ordering::Relaxed);
