@@ -261,6 +261,16 @@ impl MetricSource for MediaSource {
             &c.packets_dropped,
         );
         out.counter(
+            "hotline_rtp_packets_wrong_source_total",
+            "Incoming RTP dropped because it came from another source than the caller's (strict source; included in hotline_rtp_packets_dropped_total).",
+            &c.packets_wrong_source,
+        );
+        out.counter(
+            "hotline_rtp_sources_relearned_total",
+            "RTP sources re-learnt after the caller's fell silent and a new one passed probation.",
+            &c.sources_relearned,
+        );
+        out.counter(
             "hotline_rtp_packets_lost_total",
             "Incoming RTP missing by sequence number.",
             &c.packets_lost,

@@ -12,7 +12,7 @@ use super::sip_msg::{
 use super::trunks::Trunks;
 use crate::config::Config;
 use crate::media::sdp::{self, SdpError};
-use crate::media::session::{MediaSession, PortPool, SessionConfig};
+use crate::media::session::{MediaControl, MediaSession, PortPool, SessionConfig};
 use crate::media::Codec;
 use crate::sip::dialog::{uri_socket_addr, Dialog};
 use crate::sip::endpoint::EndpointHandle;
@@ -65,9 +65,10 @@ struct ActiveCall {
     dialog: Dialog,
     invite: TransactionKey,
     signals: mpsc::UnboundedSender<CallSignal>,
-    local_rtp: SocketAddr,
-    sdp_session: u64,
-    sdp_version: u64,
+    /// Our SDP over the call's life (`o=` version, an offer awaiting its answer in an ACK).
+    sdp: sdp::LocalSdp,
+    /// The outcome of re-offers that only media cares about (hold, resume).
+    media: MediaControl,
     /// The trunk's name (not its id, which a reload may change).
     trunk: Option<String>,
     /// Where the INVITE came from and over what: our BYE to a TCP caller goes back on its
@@ -299,7 +300,7 @@ impl CallManager {
                 tracing::Instrument::instrument(self.new_call(key, req, source), span).await
             }
             rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
-            rsip::Method::Ack => {}
+            rsip::Method::Ack => self.ack(req),
             rsip::Method::Bye => {
                 if let Some(ck) = self.dialog_for(&key, &req) {
                     self.reply(&key, &req, 200, "OK", None);
@@ -405,17 +406,19 @@ impl CallManager {
             SessionConfig {
                 inactivity_timeout: Duration::from_secs(cfg.media.rtp_timeout_secs),
                 counters: self.services.media_counters.clone(),
+                strict_rtp_relearn: (cfg.media.strict_rtp_relearn_ms > 0)
+                    .then(|| Duration::from_millis(cfg.media.strict_rtp_relearn_ms)),
             },
         );
         let local_rtp = SocketAddr::new(self.advertised_ip(), media.local_addr().port());
-        let sdp_session: u64 = rand::random::<u32>() as u64;
+        let mut local_sdp = sdp::LocalSdp::new(rand::random::<u32>() as u64, local_rtp);
         let accepted: Vec<Codec> = cfg
             .media
             .codecs
             .iter()
             .filter_map(|c| Codec::from_name(c))
             .collect();
-        let (negotiated, answer) = match sdp::answer(&offer, &accepted, local_rtp, sdp_session) {
+        let (negotiated, answer) = match local_sdp.answer(&offer, &accepted) {
             Ok(x) => x,
             Err(e) => {
                 tracing::info!(error = %e, "SDP offer rejected");
@@ -437,6 +440,7 @@ impl CallManager {
             }
         };
         media.start(negotiated.remote_rtp, negotiated.codec, negotiated.dtmf_pt);
+        media.set_direction(negotiated.remote_direction);
 
         // Ring (or early media), then answer straight away: callers to a hotline should not wait.
         if cfg.sip.early_media {
@@ -484,9 +488,8 @@ impl CallManager {
                 dialog,
                 invite: key.clone(),
                 signals: sig_tx,
-                local_rtp,
-                sdp_session,
-                sdp_version: 0,
+                sdp: local_sdp,
+                media: media.control(),
                 trunk: info.trunk.clone(),
                 source,
                 transport: via_transport(&req),

@@ -76,6 +76,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("media", "rtp_port_max", Kind::Int),
     ("media", "codecs", Kind::StrList),
     ("media", "rtp_timeout_secs", Kind::Int),
+    ("media", "strict_rtp_relearn_ms", Kind::Int),
     ("prompts", "dir", Kind::Str),
     ("prompts", "language", Kind::Str),
     ("menu", "digit_timeout_secs", Kind::Int),

@@ -68,6 +68,11 @@ pub struct MediaConfig {
     pub codecs: Vec<String>,
     /// Seconds without any RTP from the caller before the call is ended. Default 30.
     pub rtp_timeout_secs: u64,
+    /// Strict RTP source: once a call has learnt where the caller's RTP comes from, packets
+    /// from anywhere else are dropped; another source is learnt only after a re-INVITE with
+    /// a new address, or after the learnt one has been silent this long (ms) and the new one
+    /// sent 5 consecutive packets. 0: never on silence. Default 2000.
+    pub strict_rtp_relearn_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -78,6 +83,8 @@ impl Default for MediaConfig {
             rtp_port_max: 20999,
             codecs: vec!["PCMU".to_owned(), "PCMA".to_owned()],
             rtp_timeout_secs: 30,
+            strict_rtp_relearn_ms: crate::media::session::DEFAULT_STRICT_RTP_RELEARN.as_millis()
+                as u64,
         }
     }
 }

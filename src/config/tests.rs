@@ -446,3 +446,21 @@ fn ivr_speech_barge_in_defaults_values_and_errors() {
         Some("HOTLINE_IVR_SPEECH_BARGE_IN")
     );
 }
+
+#[test]
+fn strict_rtp_relearn_default_values_and_errors() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.media.strict_rtp_relearn_ms, 2000);
+    let never = format!("[media]\nstrict_rtp_relearn_ms = 0\n\n{MINIMAL}");
+    assert_eq!(parse(&never).unwrap().media.strict_rtp_relearn_ms, 0);
+    for bad in ["50", "31000"] {
+        let text =
+            format!("[media]\nrtp_timeout_secs = 30\nstrict_rtp_relearn_ms = {bad}\n\n{MINIMAL}");
+        let errs = errors(parse(&text));
+        let e = find(&errs, "media.strict_rtp_relearn_ms");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+    }
+    let env = parse_env(MINIMAL, &[("HOTLINE_MEDIA_STRICT_RTP_RELEARN_MS", "5000")]).unwrap();
+    assert_eq!(env.media.strict_rtp_relearn_ms, 5000);
+}

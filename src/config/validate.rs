@@ -111,6 +111,19 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
     if m.rtp_timeout_secs == 0 {
         err("media.rtp_timeout_secs", "must be greater than 0".into());
     }
+    // Shorter than a few frames, a stranger could slip in between a live caller's packets;
+    // longer than the RTP timeout, the call ends before anyone could be re-learnt.
+    let relearn = m.strict_rtp_relearn_ms;
+    if relearn != 0 && (relearn < 200 || relearn > m.rtp_timeout_secs.saturating_mul(1000)) {
+        err(
+            "media.strict_rtp_relearn_ms",
+            format!(
+                "{relearn} is out of range: 0 (never) or 200 up to media.rtp_timeout_secs \
+                 ({} ms)",
+                m.rtp_timeout_secs.saturating_mul(1000)
+            ),
+        );
+    }
 
     // [[number]]
     if c.numbers.is_empty() {

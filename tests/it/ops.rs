@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn free_tcp_port() -> u16 {
+pub(super) fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,7 +25,7 @@ fn start_with_admin(config: &Path) -> (GatewayProcess, SocketAddr) {
 }
 
 /// `GET path` over a plain TCP connection: (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(super) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     // The admin listener binds just after SIP answers: allow it a moment at start.
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut s = loop {
@@ -57,7 +57,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of one sample, `series` being the name with its labels as exported.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(super) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
