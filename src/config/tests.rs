@@ -446,3 +446,19 @@ fn ivr_speech_barge_in_defaults_values_and_errors() {
         Some("HOTLINE_IVR_SPEECH_BARGE_IN")
     );
 }
+
+/// Issue 11: the TCP limits are validated with key and line.
+#[test]
+fn tcp_limits_are_validated_with_key_and_line() {
+    let text = format!(
+        "{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 11\ntcp_message_timeout_secs = 0\n"
+    );
+    let errs = errors(parse(&text));
+    let e = find(&errs, "sip.tcp_max_connections_per_source");
+    assert_eq!(e.line, line(&text, "tcp_max_connections_per_source = 11"), "{e}");
+    let e = find(&errs, "sip.tcp_message_timeout_secs");
+    assert_eq!(e.line, line(&text, "tcp_message_timeout_secs = 0"), "{e}");
+    let ok = parse(&format!("{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 10\n"));
+    let limits = ok.expect("valid").sip.tcp_limits();
+    assert_eq!((limits.max_connections, limits.max_per_source), (10, 10));
+}

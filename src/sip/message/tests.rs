@@ -331,3 +331,25 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n
         Err(ParseError::BadResponse(_))
     ));
 }
+
+/// Issue 11: §8.2.6.2, every response but 100 to a request without a To tag carries one,
+/// even when the TU gives none (an OPTIONS 200, a 405, a 503).
+#[test]
+fn final_responses_outside_a_dialog_always_get_a_to_tag() {
+    let r = request(INVITE);
+    assert_eq!(to_tag(&response(&r, 100, "Trying", None)), None);
+    for code in [180, 200, 403, 404, 405, 503] {
+        let resp = response(&r, code, "", None);
+        assert!(to_tag(&resp).is_some_and(|t| !t.is_empty()), "{code}");
+    }
+    // One the caller gives, or one the request has, is kept.
+    assert_eq!(
+        to_tag(&response(&r, 200, "OK", Some("mine"))).as_deref(),
+        Some("mine")
+    );
+    let in_dialog = request(&wire_request_with_to_tag());
+    assert_eq!(
+        to_tag(&response(&in_dialog, 200, "OK", None)).as_deref(),
+        Some("have")
+    );
+}
