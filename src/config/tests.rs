@@ -455,10 +455,16 @@ fn tcp_limits_are_validated_with_key_and_line() {
     );
     let errs = errors(parse(&text));
     let e = find(&errs, "sip.tcp_max_connections_per_source");
-    assert_eq!(e.line, line(&text, "tcp_max_connections_per_source = 11"), "{e}");
+    assert_eq!(
+        e.line,
+        line(&text, "tcp_max_connections_per_source = 11"),
+        "{e}"
+    );
     let e = find(&errs, "sip.tcp_message_timeout_secs");
     assert_eq!(e.line, line(&text, "tcp_message_timeout_secs = 0"), "{e}");
-    let ok = parse(&format!("{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 10\n"));
+    let ok = parse(&format!(
+        "{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 10\n"
+    ));
     let limits = ok.expect("valid").sip.tcp_limits();
     assert_eq!((limits.max_connections, limits.max_per_source), (10, 10));
 }

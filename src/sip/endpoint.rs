@@ -35,13 +35,13 @@ mod backlog;
 mod handle;
 mod socket;
 mod tcp;
-use backlog::{Backlog, Handed};
 pub use backlog::OVERLOAD_RETRY_AFTER_SECS;
+use backlog::{Backlog, Handed};
 pub use handle::{EndpointCommand, EndpointHandle};
 use socket::enlarge_buffers;
 pub use socket::SOCKET_BUFFER_BYTES;
-use tcp::{Connections, Inbound};
 pub use tcp::TcpLimits;
+use tcp::{Connections, Inbound};
 
 /// Largest datagram we accept; bigger ones are truncated by the kernel and then fail to parse.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -224,7 +224,10 @@ impl Driver {
             if accept_resume.is_some_and(|t| t <= Instant::now()) {
                 accept_resume = None;
             }
-            let deadline = match (self.layer.poll_timeout().map(Instant::from_std), accept_resume) {
+            let deadline = match (
+                self.layer.poll_timeout().map(Instant::from_std),
+                accept_resume,
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };

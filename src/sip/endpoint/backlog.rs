@@ -12,8 +12,8 @@
 //! is dropped and counted: memory stays bounded whatever the TU does.
 
 use crate::sip::message;
-use rsip::headers::UntypedHeader;
 use crate::sip::transaction::{TransactionEvent, TransactionKey};
+use rsip::headers::UntypedHeader;
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
@@ -108,9 +108,8 @@ impl Backlog {
 /// 503 + Retry-After, written by the endpoint for a request the TU cannot take now.
 pub fn overload_response(request: &rsip::Request) -> rsip::Response {
     let mut resp = message::response(request, 503, "Service Unavailable", None);
-    resp.headers.push(
-        rsip::headers::RetryAfter::new(OVERLOAD_RETRY_AFTER_SECS.to_string()).into(),
-    );
+    resp.headers
+        .push(rsip::headers::RetryAfter::new(OVERLOAD_RETRY_AFTER_SECS.to_string()).into());
     resp
 }
 
@@ -147,7 +146,10 @@ mod tests {
     fn a_tu_that_is_behind_gets_no_new_calls_and_a_bounded_backlog() {
         let (tx, mut rx) = mpsc::channel(1);
         let mut b = Backlog::new(2);
-        assert!(matches!(b.hand(&tx, request("OPTIONS", "", 1)), Handed::Queued));
+        assert!(matches!(
+            b.hand(&tx, request("OPTIONS", "", 1)),
+            Handed::Queued
+        ));
         // Channel full: a new INVITE is refused with 503 + Retry-After, at once.
         match b.hand(&tx, request("INVITE", "", 2)) {
             Handed::Refuse(_, resp) => {
@@ -158,18 +160,34 @@ mod tests {
             _ => panic!("INVITE must be refused while the TU is behind"),
         }
         // In-dialog requests and ACKs wait, in order, up to the limit.
-        assert!(matches!(b.hand(&tx, request("BYE", ";tag=x", 3)), Handed::Queued));
-        assert!(matches!(b.hand(&tx, request("ACK", ";tag=x", 4)), Handed::Queued));
+        assert!(matches!(
+            b.hand(&tx, request("BYE", ";tag=x", 3)),
+            Handed::Queued
+        ));
+        assert!(matches!(
+            b.hand(&tx, request("ACK", ";tag=x", 4)),
+            Handed::Queued
+        ));
         assert_eq!(b.len(), 2);
-        assert!(matches!(b.hand(&tx, request("BYE", ";tag=y", 5)), Handed::Refuse(..)));
-        assert!(matches!(b.hand(&tx, request("ACK", ";tag=y", 6)), Handed::Dropped));
+        assert!(matches!(
+            b.hand(&tx, request("BYE", ";tag=y", 5)),
+            Handed::Refuse(..)
+        ));
+        assert!(matches!(
+            b.hand(&tx, request("ACK", ";tag=y", 6)),
+            Handed::Dropped
+        ));
         // Room again: the backlog drains in order behind what was in the channel.
         let first = rx.try_recv().unwrap();
-        assert!(matches!(first, TransactionEvent::Request { request, .. } if request.method == rsip::Method::Options));
+        assert!(
+            matches!(first, TransactionEvent::Request { request, .. } if request.method == rsip::Method::Options)
+        );
         let permit = tx.try_reserve().unwrap();
         b.refill(permit, &tx);
         assert_eq!(b.len(), 1, "one slot, one event");
         let next = rx.try_recv().unwrap();
-        assert!(matches!(next, TransactionEvent::Request { request, .. } if request.method == rsip::Method::Bye));
+        assert!(
+            matches!(next, TransactionEvent::Request { request, .. } if request.method == rsip::Method::Bye)
+        );
     }
 }

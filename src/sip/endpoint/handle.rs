@@ -68,7 +68,9 @@ impl EndpointHandle {
     /// Queue a command without waiting; a full queue drops it (counted, logged).
     fn post(&self, cmd: EndpointCommand) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.commands.try_send(cmd) {
-            self.counters.commands_dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .commands_dropped
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!("sip endpoint command queue full: command dropped");
         }
     }

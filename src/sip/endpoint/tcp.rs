@@ -123,7 +123,9 @@ impl Driver {
         let id = tcp.next_id;
         tcp.accepted.insert(id, peer.ip());
         *tcp.per_source.entry(peer.ip()).or_insert(0) += 1;
-        self.counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .tcp_connections
+            .fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
         tcp.by_peer.insert(peer, (id, tx));
         tokio::spawn(connection(

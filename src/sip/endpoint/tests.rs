@@ -296,7 +296,10 @@ async fn a_udp_request_claiming_tcp_is_answered_over_udp_and_opens_nothing() {
         .expect("answered over UDP, to the source");
     assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
     let accepted = tokio::time::timeout(Duration::from_millis(300), trap.accept()).await;
-    assert!(accepted.is_err(), "no TCP connection opened because of a Via");
+    assert!(
+        accepted.is_err(),
+        "no TCP connection opened because of a Via"
+    );
     assert_eq!(handle.counters().tcp_connections.load(Ordering::Relaxed), 0);
 }
 
@@ -337,7 +340,10 @@ async fn tcp_connections_beyond_the_per_source_limit_are_closed_at_accept() {
     let mut a = TcpStream::connect(addr).await.unwrap();
     let mut b = TcpStream::connect(addr).await.unwrap();
     let mut c = TcpStream::connect(addr).await.unwrap();
-    assert!(closed_within(&mut c, Duration::from_secs(5)).await, "third closed");
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)).await,
+        "third closed"
+    );
     assert_eq!(handle.counters().tcp_refused.load(Ordering::Relaxed), 1);
     for (s, n) in [(&mut a, 70), (&mut b, 71)] {
         s.write_all(options(n, "").as_bytes()).await.unwrap();

@@ -9,8 +9,8 @@
 use rsip::headers::UntypedHeader;
 use rsip::Header;
 
-pub(super) use crate::sip::message::{top_via_in as top_via, top_via_text as top_via_value};
 use crate::sip::message::ViaInfo;
+pub(super) use crate::sip::message::{top_via_in as top_via, top_via_text as top_via_value};
 
 use super::TransactionKey;
 
