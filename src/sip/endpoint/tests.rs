@@ -275,10 +275,7 @@ async fn a_stalled_tu_freezes_no_timer_and_new_invites_get_503() {
 async fn a_udp_request_claiming_tcp_is_answered_over_udp_and_opens_nothing() {
     let (handle, events) = start_with(
         "127.0.0.1:0".parse().unwrap(),
-        EndpointConfig {
-            tcp: true,
-            ..EndpointConfig::default()
-        },
+        limited(TcpLimits::default(), None),
     )
     .await
     .unwrap();
@@ -415,4 +412,47 @@ async fn the_guards_drop_mode_applies_at_accept() {
             .load(Ordering::Relaxed),
         1
     );
+}
+
+/// Issue 11, point 2: the TU learns that a CANCEL crossed its INVITE from the 200 being
+/// refused (`AlreadyFinal`), so it can make no call of it.
+#[tokio::test]
+async fn a_200_after_a_crossing_cancel_is_refused_to_the_tu() {
+    let (handle, mut events) =
+        start_with("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+            .await
+            .unwrap();
+    let peer = udp_peer().await;
+    let invite = udp_request("INVITE", 90, "UDP", "");
+    let cancel = invite
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    peer.send_to(invite.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    let Some(TransactionEvent::Request { key, request, .. }) = events.recv().await else {
+        panic!("the INVITE goes up");
+    };
+    peer.send_to(cancel.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    assert!(matches!(
+        events.recv().await,
+        Some(TransactionEvent::Cancelled { .. })
+    ));
+    let ok = message::response(&request, 200, "OK", Some("late"));
+    assert_eq!(
+        handle.respond_confirmed(key.clone(), ok).await,
+        Err(crate::sip::transaction::TransactionError::AlreadyFinal)
+    );
+    // Before any CANCEL the same call is accepted.
+    let invite = udp_request("INVITE", 91, "UDP", "");
+    peer.send_to(invite.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    let Some(TransactionEvent::Request { key, request, .. }) = events.recv().await else {
+        panic!("the INVITE goes up");
+    };
+    let ok = message::response(&request, 200, "OK", Some("ours"));
+    assert_eq!(handle.respond_confirmed(key, ok).await, Ok(()));
 }
