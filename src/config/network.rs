@@ -228,19 +228,8 @@ pub struct SecurityConfig {
     pub nonce_ttl_secs: u64,
 }
 
-/// User-Agent substrings of SIP scanners seen on the Internet.
-pub const SCANNER_USER_AGENTS: &[&str] = &[
-    "friendly-scanner",
-    "sipvicious",
-    "sipcli",
-    "sundayddr",
-    "iwar",
-    "vaxsipuseragent",
-    "pplsip",
-    "sip-scan",
-    "sipsak",
-    "smap",
-];
+/// The guard's list is the default of `security.scanner_user_agents`.
+pub use crate::sip::guard::SCANNER_USER_AGENTS;
 
 impl Default for SecurityConfig {
     fn default() -> Self {

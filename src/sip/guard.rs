@@ -26,6 +26,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// User-Agent substrings of SIP scanners seen on the Internet.
+pub const SCANNER_USER_AGENTS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sundayddr",
+    "iwar",
+    "vaxsipuseragent",
+    "pplsip",
+    "sip-scan",
+    "sipsak",
+    "smap",
+];
+
 /// Most sources tracked at once; beyond it the idle ones are forgotten first.
 pub const MAX_TRACKED: usize = 100_000;
 
@@ -61,10 +75,7 @@ impl Default for GuardConfig {
             rate: 50.0,
             burst: 200.0,
             ban: Duration::from_secs(600),
-            scanner_agents: crate::config::SCANNER_USER_AGENTS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            scanner_agents: SCANNER_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
             allowed: None,
             trunks: Vec::new(),
         }
