@@ -292,7 +292,7 @@ fn a_via_cannot_choose_our_transport_or_aim_our_answers() {
             1,
         );
         peer.send(&gw, &text);
-        let got = peer.collect(Duration::from_millis(1500));
+        let got = peer.collect(Duration::from_millis(2000));
         let finals = got.iter().filter(|t| status(t) == 404).count();
         assert!(
             finals >= 2,
@@ -492,7 +492,7 @@ fn tcp_connections_are_bounded_and_must_send_a_message_in_time() {
     // Over the per-source bound: closed at accept, long before the message timeout.
     let mut c = TcpStream::connect(gw.sip).unwrap();
     assert!(
-        closed(&mut c, Duration::from_secs(2)),
+        closed(&mut c, Duration::from_millis(2500)),
         "third connection closed at once"
     );
     // A complete OPTIONS in time is answered on its connection.
