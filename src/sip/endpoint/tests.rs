@@ -273,13 +273,7 @@ async fn a_stalled_tu_freezes_no_timer_and_new_invites_get_503() {
 /// connection to the sender. It is answered over UDP, and no connection is opened.
 #[tokio::test]
 async fn a_udp_request_claiming_tcp_is_answered_over_udp_and_opens_nothing() {
-    let (handle, events) = start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        limited(TcpLimits::default(), None),
-    )
-    .await
-    .unwrap();
-    answer_all(handle.clone(), events);
+    let handle = serving(TcpLimits::default(), None).await;
     // A TCP listener where the Via's sent-by points: it must see no connection.
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer = udp_peer().await;
@@ -300,13 +294,19 @@ async fn a_udp_request_claiming_tcp_is_answered_over_udp_and_opens_nothing() {
     assert_eq!(handle.counters().tcp_connections.load(Ordering::Relaxed), 0);
 }
 
-fn limited(limits: TcpLimits, guard: Option<GuardConfig>) -> EndpointConfig {
-    EndpointConfig {
+/// An endpoint serving TCP with `limits` and `guard`, answering every request 200.
+async fn serving(limits: TcpLimits, guard: Option<GuardConfig>) -> EndpointHandle {
+    let config = EndpointConfig {
         tcp: true,
         tcp_limits: limits,
         guard,
         ..EndpointConfig::default()
-    }
+    };
+    let (handle, events) = start_with("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    answer_all(handle.clone(), events);
+    handle
 }
 
 /// Whether the server closes `s` (EOF or reset) within `within`.
@@ -329,10 +329,7 @@ async fn tcp_connections_beyond_the_per_source_limit_are_closed_at_accept() {
         max_per_source: 2,
         ..TcpLimits::default()
     };
-    let (handle, events) = start_with("127.0.0.1:0".parse().unwrap(), limited(limits, None))
-        .await
-        .unwrap();
-    answer_all(handle.clone(), events);
+    let handle = serving(limits, None).await;
     let addr = handle.local_addr();
     let mut a = TcpStream::connect(addr).await.unwrap();
     let mut b = TcpStream::connect(addr).await.unwrap();
@@ -372,10 +369,7 @@ async fn a_tcp_connection_without_a_complete_message_in_time_is_closed() {
         message_timeout: Duration::from_millis(500),
         ..TcpLimits::default()
     };
-    let (handle, events) = start_with("127.0.0.1:0".parse().unwrap(), limited(limits, None))
-        .await
-        .unwrap();
-    answer_all(handle.clone(), events);
+    let handle = serving(limits, None).await;
     let addr = handle.local_addr();
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let mut slow = TcpStream::connect(addr).await.unwrap();
@@ -395,13 +389,7 @@ async fn the_guards_drop_mode_applies_at_accept() {
         allowed: Some(vec!["192.0.2.0/24".parse().unwrap()]),
         ..GuardConfig::default()
     };
-    let (handle, events) = start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        limited(TcpLimits::default(), Some(guard)),
-    )
-    .await
-    .unwrap();
-    answer_all(handle.clone(), events);
+    let handle = serving(TcpLimits::default(), Some(guard)).await;
     let mut s = TcpStream::connect(handle.local_addr()).await.unwrap();
     assert!(closed_within(&mut s, Duration::from_secs(5)).await);
     assert_eq!(handle.counters().tcp_refused.load(Ordering::Relaxed), 1);
