@@ -54,7 +54,7 @@ const COMMAND_BATCH: usize = 64;
 /// Commands the TU may queue before `respond`/`send` drop (counted).
 pub const COMMAND_QUEUE: usize = 65_536;
 /// Events in the TU's channel, by default.
-const EVENT_QUEUE: usize = 1024;
+const EVENT_QUEUE: usize = 4096;
 /// Events held beyond the channel while the TU is behind.
 const EVENT_BACKLOG: usize = 8192;
 
@@ -70,7 +70,7 @@ pub struct EndpointConfig {
     pub guard: Option<GuardConfig>,
     /// Bounds on accepted TCP connections.
     pub tcp_limits: TcpLimits,
-    /// Events the TU's channel holds; 0 = 1024. Beyond it the endpoint keeps a bounded
+    /// Events the TU's channel holds; 0 = 4096 (as before the backlog, so bursts measured in BENCHMARKS.md still fit). Beyond it the endpoint keeps a bounded
     /// backlog and refuses new INVITEs with 503.
     pub event_queue: usize,
 }
