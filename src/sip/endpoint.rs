@@ -70,8 +70,9 @@ pub struct EndpointConfig {
     pub guard: Option<GuardConfig>,
     /// Bounds on accepted TCP connections.
     pub tcp_limits: TcpLimits,
-    /// Events the TU's channel holds; 0 = 4096 (as before the backlog, so bursts measured in BENCHMARKS.md still fit). Beyond it the endpoint keeps a bounded
-    /// backlog and refuses new INVITEs with 503.
+    /// Events the TU's channel holds; 0 = 4096 (as before the backlog, so the bursts
+    /// measured in BENCHMARKS.md still fit). Beyond it the endpoint keeps a bounded backlog
+    /// and refuses new INVITEs with 503.
     pub event_queue: usize,
 }
 
