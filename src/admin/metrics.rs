@@ -166,6 +166,21 @@ impl MetricSource for SipSource {
             "SIP sends that failed.",
             &c.send_errors,
         );
+        out.counter(
+            "hotline_sip_tcp_refused_total",
+            "TCP connections closed at accept (over a limit, or refused by the guard).",
+            &c.tcp_refused,
+        );
+        out.counter(
+            "hotline_sip_tcp_timeouts_total",
+            "TCP connections closed for sending no complete message in time.",
+            &c.tcp_timeouts,
+        );
+        out.counter(
+            "hotline_sip_overload_refused_total",
+            "Requests answered 503 by the endpoint because the call manager was behind.",
+            &c.overload_refused,
+        );
     }
 }
 
@@ -199,6 +214,15 @@ impl MetricSource for CallSource {
             "Calls in progress.",
             c.active.load(Ordering::Relaxed),
         );
+        let n = "hotline_bye_failures_total";
+        out.family(
+            n,
+            "counter",
+            "Our BYEs that failed (auth: 401/407, refused, timeout); the calls ended anyway.",
+        );
+        for (why, count) in c.bye_failures() {
+            out.sample(n, &[("reason", why)], count);
+        }
     }
 }
 

@@ -464,3 +464,25 @@ fn strict_rtp_relearn_default_values_and_errors() {
     let env = parse_env(MINIMAL, &[("HOTLINE_MEDIA_STRICT_RTP_RELEARN_MS", "5000")]).unwrap();
     assert_eq!(env.media.strict_rtp_relearn_ms, 5000);
 }
+
+/// Issue 11: the TCP limits are validated with key and line.
+#[test]
+fn tcp_limits_are_validated_with_key_and_line() {
+    let text = format!(
+        "{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 11\ntcp_message_timeout_secs = 0\n"
+    );
+    let errs = errors(parse(&text));
+    let e = find(&errs, "sip.tcp_max_connections_per_source");
+    assert_eq!(
+        e.line,
+        line(&text, "tcp_max_connections_per_source = 11"),
+        "{e}"
+    );
+    let e = find(&errs, "sip.tcp_message_timeout_secs");
+    assert_eq!(e.line, line(&text, "tcp_message_timeout_secs = 0"), "{e}");
+    let ok = parse(&format!(
+        "{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 10\n"
+    ));
+    let limits = ok.expect("valid").sip.tcp_limits();
+    assert_eq!((limits.max_connections, limits.max_per_source), (10, 10));
+}

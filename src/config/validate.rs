@@ -495,6 +495,26 @@ fn validate_trunks(c: &Config, err: &mut impl FnMut(&str, String)) {
     if c.sip.max_message_bytes < 1024 {
         err("sip.max_message_bytes", "must be at least 1024".into());
     }
+    if c.sip.tcp_max_connections == 0 {
+        err("sip.tcp_max_connections", "must be greater than 0".into());
+    }
+    if c.sip.tcp_max_connections_per_source == 0
+        || c.sip.tcp_max_connections_per_source > c.sip.tcp_max_connections
+    {
+        err(
+            "sip.tcp_max_connections_per_source",
+            format!(
+                "must be between 1 and sip.tcp_max_connections ({})",
+                c.sip.tcp_max_connections
+            ),
+        );
+    }
+    if !(1..=600).contains(&c.sip.tcp_message_timeout_secs) {
+        err(
+            "sip.tcp_message_timeout_secs",
+            "must be between 1 and 600".into(),
+        );
+    }
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {

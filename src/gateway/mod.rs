@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::media::session::PortPool;
 use crate::media::stats::MediaCounters;
 use crate::sip::endpoint::{self, EndpointCounters, EndpointHandle};
-use crate::sip::guard::{GuardConfig, GuardCounters};
+use crate::sip::guard::GuardCounters;
 use crate::sip::transaction::TimerConfig;
 use crate::ticket::{TicketConfig, TicketService};
 use aftercall::RecordDirs;
@@ -95,7 +95,9 @@ impl Gateway {
             timers,
             tcp: config.sip.tcp,
             max_message_bytes: config.sip.max_message_bytes,
-            guard: Some(GuardConfig::from_config(&config)),
+            guard: Some(config.guard_config()),
+            tcp_limits: config.sip.tcp_limits(),
+            event_queue: 0,
         };
         let (endpoint, events) = endpoint::start_with(config.sip.listen, endpoint_config)
             .await

@@ -168,8 +168,7 @@ impl Gateway {
             needs_restart: restart_keys(&self.shared.started_with, &config),
         };
         // The SIP guard (rate limits, scanner list, trunk source addresses) follows too.
-        self.endpoint
-            .set_guard(crate::sip::guard::GuardConfig::from_config(&config));
+        self.endpoint.set_guard(config.guard_config());
         let services = services(Arc::new(config), Arc::new(prompts), &self.shared);
         self.live.store(Arc::new(services));
         Ok(report)
