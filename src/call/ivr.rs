@@ -205,7 +205,12 @@ pub async fn run(
         answered_at: Some(info.answered_at),
         ended_at,
         duration_ms: (ended_at - info.started_at).num_milliseconds().max(0) as u64,
-        language: info.language,
+        // The flow may have switched language (a language menu): the prompts' language is
+        // the one the caller spoke in, and the one to transcribe in.
+        language: match cx.language() {
+            "" => info.language,
+            chosen => chosen.to_owned(),
+        },
         menu: cx.menu.clone(),
         recording,
         barge_in: cx.barge_in.map(str::to_owned),
