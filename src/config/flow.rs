@@ -574,3 +574,59 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
     }
     Ok(sign * (h * 3600 + m * 60))
 }
+
+/// Keys still accepted but on their way out, as warnings naming key and line: `record` on
+/// `[[menu.option]]` (without a `[flow]`; next to one it is an error).
+pub fn deprecations(c: &Config) -> Vec<ConfigError> {
+    if c.flow.is_configured() {
+        return Vec::new();
+    }
+    (0..c.menu.options.len())
+        .map(|i| format!("menu.option[{i}].record"))
+        .filter(|k| c.source.has(k))
+        .map(|k| {
+            c.source.error(
+                &k,
+                "deprecated: what an option leads to belongs in [flow] (a `menu` step's \
+                 `options`); without a [flow] it still builds the flow from [menu]",
+            )
+        })
+        .collect()
+}
+
+/// For check-config: where the flow comes from and each step with where it leads.
+pub(super) fn summary(c: &Config) -> String {
+    use std::fmt::Write;
+    let flow = FlowConfig::effective(c);
+    let mut s = String::new();
+    let origin = match (&flow.source, c.flow.is_configured()) {
+        (Some(src), _) => src
+            .file
+            .as_ref()
+            .map_or("a flow file".to_owned(), |f| f.display().to_string()),
+        (None, true) => "[flow]".to_owned(),
+        (None, false) => "built from [menu] (no [flow]; `record` is deprecated)".to_owned(),
+    };
+    let _ = writeln!(s, "flow: {origin}, starts at `{}`", flow.start_step());
+    for d in deprecations(c) {
+        let _ = writeln!(s, "  warning: {d}");
+    }
+    for (name, step) in &flow.steps {
+        let targets: Vec<String> = step
+            .targets()
+            .into_iter()
+            .map(|(k, t)| format!("{k} → {t}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {name}: {}{}",
+            step.action(),
+            if targets.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", targets.join(", "))
+            }
+        );
+    }
+    s
+}

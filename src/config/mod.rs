@@ -354,6 +354,7 @@ impl Config {
             }
         }
         let _ = writeln!(s, "menu:");
+        let legacy = !self.flow.is_configured();
         for o in &self.menu.options {
             let _ = writeln!(
                 s,
@@ -361,7 +362,11 @@ impl Config {
                 o.digit,
                 o.label,
                 o.id,
-                if o.record { ", records a message" } else { "" }
+                if legacy && o.record {
+                    ", records a message"
+                } else {
+                    ""
+                }
             );
         }
         let fallback = match self.menu.on_no_input.as_str() {
@@ -387,6 +392,7 @@ impl Config {
                 self.ivr.barge_in_preroll_ms
             ),
         };
+        s.push_str(&flow::summary(self));
         let _ = writeln!(
             s,
             "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",

@@ -29,7 +29,12 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The flow of `c`; deprecated keys are logged here, since this runs at start and on
+    /// every reload.
     pub fn from_config(c: &Config) -> Flow {
+        for d in crate::config::deprecations(c) {
+            tracing::warn!("{d}");
+        }
         Flow {
             config: FlowConfig::effective(c),
             menu: c.menu.clone(),
