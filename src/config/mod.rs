@@ -24,6 +24,7 @@
 pub mod env;
 mod flow;
 mod flow_check;
+mod flow_steps;
 mod ivr;
 mod load;
 mod network;
