@@ -382,10 +382,16 @@ when = [{ hours = ["weekdays 8-20"], next = "ask" }]
         .find(|e| e.message.contains("dance"))
         .unwrap_or_else(|| panic!("{errs:#?}"));
     assert!(e.key.starts_with("flow.step.menu"), "{e}");
-    assert!(e.message.contains("collect_digits"), "the known actions are listed: {e}");
     assert!(
-        [line(&text, "[flow.step.menu]"), line(&text, "action = \"dance\"")]
-            .contains(&e.line.unwrap()),
+        e.message.contains("collect_digits"),
+        "the known actions are listed: {e}"
+    );
+    assert!(
+        [
+            line(&text, "[flow.step.menu]"),
+            line(&text, "action = \"dance\"")
+        ]
+        .contains(&e.line.unwrap()),
         "{e}"
     );
 }
@@ -400,9 +406,11 @@ fn record_on_an_option_is_deprecated_without_a_flow_and_refused_with_one() {
     );
     let c = load_with(&text, &[]).unwrap_or_else(|e| panic!("{e:#?}"));
     let flow = hotline_gateway::config::FlowConfig::effective(&c);
-    let StepConfigMenu { options } = menu_options(&flow);
-    assert_eq!(options["policy"], "goodbye");
-    assert_eq!(options["complaint"], "message");
+    let hotline_gateway::config::StepConfig::Menu(menu) = &flow.steps[flow.start_step()] else {
+        panic!("{flow:?}");
+    };
+    assert_eq!(menu.options["policy"], "goodbye");
+    assert_eq!(menu.options["complaint"], "message");
     let warnings = hotline_gateway::config::deprecations(&c);
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0].key, "menu.option[1].record");
@@ -418,19 +426,6 @@ fn record_on_an_option_is_deprecated_without_a_flow_and_refused_with_one() {
     let e = find(&errs, "menu.option[1].record");
     assert_eq!(e.line, Some(line(&text, "record = true")));
     assert!(e.message.contains("moved into the flow"), "{e}");
-}
-
-struct StepConfigMenu {
-    options: std::collections::BTreeMap<String, String>,
-}
-
-fn menu_options(flow: &hotline_gateway::config::FlowConfig) -> StepConfigMenu {
-    match &flow.steps[flow.start_step()] {
-        hotline_gateway::config::StepConfig::Menu(m) => StepConfigMenu {
-            options: m.options.clone(),
-        },
-        s => panic!("{s:?}"),
-    }
 }
 
 #[test]

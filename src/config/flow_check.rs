@@ -4,6 +4,7 @@
 //! when the flow has one).
 
 use super::flow::{parse_hours, parse_utc_offset, FlowConfig, StepConfig};
+use super::validate::is_dtmf;
 use super::{Config, ConfigError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,10 +13,6 @@ use std::path::Path;
 pub const GENERATED_PROMPTS: &[&str] = &["beep", "pause"];
 
 const BARGE_IN: &[&str] = &["none", "dtmf", "speech", "all"];
-
-fn is_dtmf(s: &str) -> bool {
-    s.len() == 1 && "0123456789*#".contains(s)
-}
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()

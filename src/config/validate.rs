@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 const DTMF: &str = "0123456789*#";
 
-fn is_dtmf(s: &str) -> bool {
+pub(super) fn is_dtmf(s: &str) -> bool {
     s.len() == 1 && DTMF.contains(s)
 }
 
