@@ -141,3 +141,19 @@ fn a_stale_timer_does_nothing() {
     );
     assert_eq!(call.engine.deadline(), None);
 }
+
+#[test]
+fn a_step_missing_at_run_time_ends_the_call() {
+    // check-config refuses this; a flow built in code might not be checked.
+    let mut f = (*example()).clone();
+    if let Some(StepConfig::Record(r)) = f.config.steps.get_mut("message") {
+        r.next = Some("nowhere".into());
+    }
+    let (mut call, _) = Call::start(Arc::new(f));
+    call.ev(Event::Digit('1'));
+    call.ev(Event::PlaybackDone);
+    call.ev(Event::PlaybackDone);
+    call.ev(Event::PlaybackDone);
+    assert_eq!(call.ev(Event::RecordingDone), [Command::Hangup]);
+    assert_eq!(call.engine.end(), Some(End::Completed));
+}
