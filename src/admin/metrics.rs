@@ -223,6 +223,11 @@ impl MetricSource for CallSource {
         for (why, count) in c.bye_failures() {
             out.sample(n, &[("reason", why)], count);
         }
+        let n = "hotline_transfers_total";
+        out.family(n, "counter", "Transfers to a person, by outcome.");
+        for (outcome, count) in c.transfers_by_outcome() {
+            out.sample(n, &[("outcome", outcome)], count);
+        }
     }
 }
 

@@ -11,7 +11,10 @@
 
 use super::flow::{BargePolicy, Command, Engine, Event, Flow, PromptRef, TicketLookup};
 use super::prompts::PromptLibrary;
-use super::record::{CallRecord, Hangup, MediaSummary, RecordingInfo, CALL_RECORD_SCHEMA};
+use super::record::{
+    CallRecord, Hangup, MediaSummary, RecordingInfo, TransferInfo, CALL_RECORD_SCHEMA,
+};
+use super::transfer::{context::Context, leg, LegServices, Outcome};
 use crate::config::{IvrConfig, MenuConfig, RecordingConfig};
 use crate::media::prompt::SharedPrompt;
 use crate::media::sdp::Negotiated;
@@ -115,6 +118,9 @@ struct Shell {
     /// Answers to commands, fed to the engine before waiting for anything else.
     pending: VecDeque<Event>,
     recording: Option<RecordingInfo>,
+    /// How to call an operator (`None`: transfers are unavailable, e.g. in unit tests).
+    legs: Option<LegServices>,
+    transfer: Option<TransferInfo>,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -144,6 +150,7 @@ pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
             ..MediaSummary::default()
         },
         flow: None,
+        transfer: None,
     }
 }
 
@@ -153,6 +160,7 @@ pub async fn run(
     settings: Arc<IvrSettings>,
     media: MediaSession,
     signals: mpsc::UnboundedReceiver<CallSignal>,
+    legs: Option<LegServices>,
 ) -> IvrOutcome {
     let now = Instant::now();
     let mut engine = Engine::new(
@@ -169,6 +177,8 @@ pub async fn run(
         signals,
         pending: VecDeque::new(),
         recording: None,
+        legs,
+        transfer: None,
     };
     engine.start(now.into_std());
     let (hangup, send_bye) = match shell.drive(&mut engine).await {
@@ -187,6 +197,7 @@ pub async fn run(
         media,
         recording,
         settings,
+        transfer,
         ..
     } = shell;
     let stats = media.close().await;
@@ -223,6 +234,7 @@ pub async fn run(
             packets_dropped: stats.packets_dropped,
         },
         flow: Some(engine.trace()),
+        transfer,
     };
     IvrOutcome { record, send_bye }
 }
@@ -233,6 +245,12 @@ impl Shell {
     async fn drive(&mut self, engine: &mut Engine) -> Result<(), Stop> {
         loop {
             while let Some(cmd) = engine.poll_command() {
+                if let Command::Transfer { target } = cmd {
+                    let menu = engine.ctx().menu.as_ref().map(|m| m.id.clone());
+                    let done = self.transfer(target, menu.unwrap_or_default()).await?;
+                    self.pending.push_back(Event::TransferDone(done));
+                    continue;
+                }
                 if self.carry_out(cmd).await {
                     return Ok(());
                 }
@@ -272,15 +290,81 @@ impl Shell {
                     .unwrap_or_else(|e| Err(e.to_string()));
                 self.pending.push_back(Event::LookupDone(r));
             }
-            Command::Transfer { target } => {
-                // Transfer to a person is not built yet: the flow takes its failure path.
-                tracing::info!(target = %target, "transfer requested: unavailable");
-                self.pending
-                    .push_back(Event::TransferDone(Err("unavailable".into())));
-            }
+            // Carried out by `transfer`, which may end the call.
+            Command::Transfer { .. } => {}
             Command::Hangup => return true,
         }
         false
+    }
+
+    /// The flow's transfer step: `Ok` with the step's answer (the operator talked to the
+    /// caller, or why not: `busy`, `out_of_hours`…, so the flow's failure step leaves a
+    /// message), `Err` when the caller's side ended meanwhile.
+    async fn transfer(&mut self, target: String, menu: String) -> Result<Result<(), String>, Stop> {
+        let Some(legs) = self.legs.clone() else {
+            tracing::info!("transfer requested: unavailable");
+            return Ok(Err("unavailable".into()));
+        };
+        let target = match target.trim() {
+            "" => legs.config.target.trim().to_owned(),
+            t => t.to_owned(),
+        };
+        if target.is_empty() {
+            tracing::info!("transfer requested, but no [transfer] target: unavailable");
+            return Ok(Err("unavailable".into()));
+        }
+        if legs.config.mode == "refer" {
+            // REFER mode is not built yet: bridge instead (the caller still reaches a person).
+            tracing::warn!("transfer mode \"refer\" is not implemented: bridging");
+        }
+        let started_at = Utc::now();
+        let mut info = TransferInfo {
+            mode: "bridge".into(),
+            target: target.clone(),
+            outcome: Outcome::OutOfHours.as_str().into(),
+            started_at,
+            answered_at: None,
+            talk_ms: None,
+        };
+        if !legs.config.open_at(started_at) {
+            tracing::info!("transfer requested outside the operators' hours");
+            legs.counters.transferred(Outcome::OutOfHours.as_str());
+            self.transfer = Some(info);
+            return Ok(Err(Outcome::OutOfHours.as_str().into()));
+        }
+        let cx = Context {
+            caller: self.info.caller.clone(),
+            menu,
+            // No reference allocator yet: the header is left out.
+            reference: String::new(),
+            call_uid: self.info.call_id.clone(),
+        };
+        let connecting = self.prompts(&[PromptRef {
+            language: self.info.language.clone(),
+            name: "transfer_connecting".into(),
+        }]);
+        let side = leg::CallerSide {
+            media: &mut self.media,
+            signals: &mut self.signals,
+            deadline: self.call_deadline,
+            connecting,
+            caller: self.info.caller.clone(),
+        };
+        let r = leg::bridge_call(&legs, &target, &cx, side).await;
+        legs.counters.transferred(r.outcome.as_str());
+        info.outcome = r.outcome.as_str().into();
+        info.answered_at = r.answered_at;
+        info.talk_ms = r.talk.map(|d| d.as_millis() as u64);
+        self.transfer = Some(info);
+        match r.caller_end {
+            Some(leg::CallerEnd::Bye) => Err(Stop::CallerHangup),
+            Some(leg::CallerEnd::RtpTimeout) => Err(Stop::RtpTimeout),
+            Some(leg::CallerEnd::MaxDuration) => Err(Stop::MaxDuration),
+            Some(leg::CallerEnd::AckTimeout) => Err(Stop::AckTimeout),
+            Some(leg::CallerEnd::Shutdown) => Err(Stop::Shutdown),
+            None if r.outcome == Outcome::Answered => Ok(Ok(())),
+            None => Ok(Err(r.outcome.as_str().into())),
+        }
     }
 
     async fn start_recording(&mut self, preroll: bool) -> bool {

@@ -91,6 +91,11 @@ enum Finished {
     DialogOver { key: CallKey, send_bye: bool },
     /// The call record is on disk (or could not be written): forget the call.
     RecordWritten { key: CallKey },
+    /// A transfer's outgoing leg starts (`Some`: where its events go) or ends (`None`).
+    Leg {
+        call_id: String,
+        events: Option<mpsc::UnboundedSender<super::transfer::LegEvent>>,
+    },
 }
 
 pub use super::stats::CallCounters;
@@ -125,6 +130,9 @@ pub struct CallManager {
     /// Our BYEs still waiting for a final answer, by client transaction: the Call-ID, to
     /// log a 401/407 or a timeout against the call.
     byes: HashMap<TransactionKey, String>,
+    /// Transfers' outgoing legs by Call-ID: their responses and the operator's requests
+    /// go to the call's task (see `call::transfer`).
+    legs: HashMap<String, mpsc::UnboundedSender<super::transfer::LegEvent>>,
 }
 
 impl CallManager {
@@ -143,6 +151,7 @@ impl CallManager {
             live: None,
             request_transport: rsip::Transport::Udp,
             byes: HashMap::new(),
+            legs: HashMap::new(),
         }
     }
 
@@ -194,8 +203,27 @@ impl CallManager {
                     }
                 }
             }
-            TransactionEvent::Response { key, response } => self.bye_answered(&key, &response),
-            TransactionEvent::Timeout { key } => self.bye_timed_out(&key),
+            TransactionEvent::Response { key, response } => {
+                let leg = response
+                    .call_id_header()
+                    .ok()
+                    .and_then(|c| self.legs.get(c.value()));
+                match leg {
+                    Some(tx) => {
+                        let _ = tx.send(super::transfer::LegEvent::Response(key, response));
+                    }
+                    None => self.bye_answered(&key, &response),
+                }
+            }
+            TransactionEvent::Timeout { key } => {
+                if !self.byes.contains_key(&key) {
+                    // Not one of our BYEs: perhaps a leg's request (legs are few).
+                    for tx in self.legs.values() {
+                        let _ = tx.send(super::transfer::LegEvent::Timeout(key.clone()));
+                    }
+                }
+                self.bye_timed_out(&key)
+            }
         }
     }
 
@@ -206,6 +234,15 @@ impl CallManager {
         source: SocketAddr,
     ) {
         let in_dialog = to_tag(&req).is_some();
+        if let Some(tx) = req
+            .call_id_header()
+            .ok()
+            .and_then(|c| self.legs.get(c.value()))
+        {
+            // The operator's side of a transfer (its BYE): the leg answers.
+            let _ = tx.send(super::transfer::LegEvent::Request(key, req));
+            return;
+        }
         if !in_dialog
             && !matches!(req.method, rsip::Method::Ack | rsip::Method::Cancel)
             && !self.trunks.source_allowed(source.ip())
@@ -285,7 +322,8 @@ impl CallManager {
     }
 
     fn at_limit(&self) -> bool {
-        let in_progress = self.calls.values().filter(|c| !c.ended).count();
+        // A transfer's outgoing leg holds a call slot of its own.
+        let in_progress = self.calls.values().filter(|c| !c.ended).count() + self.legs.len();
         in_progress >= self.services.config.limits.max_calls
     }
 
@@ -456,6 +494,7 @@ impl CallManager {
             .active
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
+        let legs = self.leg_services(&cfg, &accepted);
         let services = self.services.clone();
         let finished = self.finished_tx.clone();
         let counters = self.counters.clone();
@@ -477,7 +516,7 @@ impl CallManager {
                     Err(e) => tracing::error!(error = %e, "provisional record task failed"),
                 }
                 let ivr = tokio::spawn(tracing::Instrument::instrument(
-                    ivr::run(info, services.ivr.clone(), media, sig_rx),
+                    ivr::run(info, services.ivr.clone(), media, sig_rx, Some(legs)),
                     tracing::Span::current(),
                 ));
                 let outcome = match ivr.await {

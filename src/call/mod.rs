@@ -12,4 +12,5 @@ pub mod prompts;
 pub mod record;
 mod sip_msg;
 pub mod stats;
+pub mod transfer;
 pub mod trunks;

@@ -49,6 +49,22 @@ pub struct CallRecord {
     /// a reference, a looked-up state). Absent in records written before flows existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<FlowTrace>,
+    /// The transfer to a person, when the flow tried one (issue 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferInfo>,
+}
+
+/// What became of a transfer: the ticket's `transfer` section, in the call's words.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransferInfo {
+    /// `bridge` or `refer`.
+    pub mode: String,
+    pub target: String,
+    /// `answered`, `busy`, `no_answer`, `failed`, `out_of_hours`, `abandoned`, `referred`.
+    pub outcome: String,
+    pub started_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub talk_ms: Option<u64>,
 }
 
 /// The call flow's part of the record.

@@ -35,7 +35,19 @@ pub struct CallCounters {
     rejected_codes: Box<[AtomicU64]>,
     ended: [AtomicU64; HANGUP_REASONS.len()],
     bye_failures: [AtomicU64; BYE_FAILURES.len()],
+    transfers: [AtomicU64; TRANSFER_OUTCOMES.len()],
 }
+
+/// Transfer outcomes (the ticket's `transfer.outcome`).
+pub const TRANSFER_OUTCOMES: [&str; 7] = [
+    "answered",
+    "busy",
+    "no_answer",
+    "failed",
+    "out_of_hours",
+    "abandoned",
+    "referred",
+];
 
 /// What can go wrong with our BYE: the peer wants credentials (401/407), refuses it
 /// otherwise, or never answers.
@@ -51,6 +63,7 @@ impl Default for CallCounters {
             rejected_codes: (0..REJECT_CODES).map(|_| AtomicU64::new(0)).collect(),
             ended: std::array::from_fn(|_| AtomicU64::new(0)),
             bye_failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            transfers: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -65,6 +78,21 @@ impl CallCounters {
         {
             slot.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A transfer ended with `outcome` (one of [`TRANSFER_OUTCOMES`]).
+    pub fn transferred(&self, outcome: &str) {
+        if let Some(i) = TRANSFER_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.transfers[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Transfers by outcome, every outcome listed.
+    pub fn transfers_by_outcome(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        TRANSFER_OUTCOMES
+            .iter()
+            .zip(&self.transfers)
+            .map(|(o, c)| (*o, c.load(Ordering::Relaxed)))
     }
 
     /// An answered call ended, for `reason` (the call record's `hangup.reason`).

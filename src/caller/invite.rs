@@ -7,7 +7,7 @@ use rsip::headers::UntypedHeader;
 use std::net::{IpAddr, SocketAddr};
 
 /// The digest challenge of a 401 (`WWW-Authenticate`) or 407 (`Proxy-Authenticate`).
-pub(super) fn challenge(response: &rsip::Response) -> Option<Challenge> {
+pub(crate) fn challenge(response: &rsip::Response) -> Option<Challenge> {
     response.headers.iter().find_map(|h| match h {
         rsip::Header::WwwAuthenticate(v) => Challenge::parse(v.value()),
         rsip::Header::ProxyAuthenticate(v) => Challenge::parse(v.value()),
@@ -17,7 +17,7 @@ pub(super) fn challenge(response: &rsip::Response) -> Option<Challenge> {
 
 /// The INVITE again with credentials: a new branch (a new transaction), the next CSeq,
 /// `Authorization` (or `Proxy-Authorization` after a 407) replacing any earlier one.
-pub(super) fn with_authorization(
+pub(crate) fn with_authorization(
     invite: &rsip::Request,
     cseq: u32,
     status: u16,
@@ -53,7 +53,7 @@ pub(super) fn with_authorization(
     next
 }
 
-pub(super) fn build_invite(
+pub(crate) fn build_invite(
     target: &rsip::Uri,
     from_user: &str,
     local: SocketAddr,

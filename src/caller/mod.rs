@@ -9,7 +9,7 @@
 //! what codec, do I hear the greeting?") and as the engine of the integration tests.
 
 mod call;
-mod invite;
+pub(crate) mod invite;
 pub mod load;
 
 use crate::media::prompt::{Prompt, SharedPrompt};

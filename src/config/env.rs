@@ -45,6 +45,7 @@ pub const SECTIONS: &[&str] = &[
     "security",
     "log",
     "admin",
+    "transfer",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -128,6 +129,19 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("security", "nonce_ttl_secs", Kind::Int),
     ("log", "mask_caller_numbers", Kind::Bool),
     ("admin", "listen", Kind::Str),
+    ("transfer", "target", Kind::Str),
+    ("transfer", "mode", Kind::Str),
+    ("transfer", "hours", Kind::StrList),
+    ("transfer", "timezone", Kind::Str),
+    ("transfer", "closed_dates", Kind::StrList),
+    ("transfer", "open_dates", Kind::StrList),
+    ("transfer", "ring_timeout_secs", Kind::Int),
+    ("transfer", "caller_id", Kind::Str),
+    ("transfer", "username", Kind::Str),
+    ("transfer", "password", Kind::Str),
+    ("transfer", "record_bridged", Kind::Bool),
+    ("transfer", "urgent_target", Kind::Str),
+    ("transfer", "urgent_action", Kind::Str),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.

@@ -31,6 +31,7 @@ mod network;
 mod pipeline;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 mod validate;
 
 pub use flow::*;
@@ -38,6 +39,7 @@ pub use ivr::*;
 pub use load::ConfigSource;
 pub use network::*;
 pub use pipeline::*;
+pub use transfer::TransferConfig;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -76,6 +78,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The admin HTTP listener (metrics, health).
     pub admin: AdminConfig,
+    /// Reaching a person: the operators' target, mode and hours.
+    pub transfer: TransferConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]

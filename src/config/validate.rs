@@ -244,6 +244,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         );
     }
 
+    super::transfer::validate(&c.transfer, &mut err);
     validate_ivr(c, &mut err);
 
     // [recording]

@@ -9,6 +9,7 @@
 pub mod arrivals;
 #[cfg(test)]
 mod barge_tests;
+pub mod bridge;
 mod recorder;
 pub mod source;
 mod speech;
@@ -281,6 +282,13 @@ impl MediaSession {
             codec,
             dtmf_pt,
         });
+    }
+
+    /// Join a bridge (`Some`, see [`bridge`]): from now on what this session hears also goes
+    /// to the other end, and when no prompt is playing it plays what the other end hears
+    /// (silence when there is none); digits cross as RFC 4733. `None` leaves the bridge.
+    pub fn bridge(&self, end: Option<bridge::BridgeEnd>) {
+        self.command(Command::Bridge(end));
     }
 
     /// Queue prompts; a DTMF digit stops the queue when `dtmf_barge_in`.

@@ -63,6 +63,17 @@ impl CallManager {
     pub(super) fn call_finished(&mut self, done: Finished) {
         let (key, send_bye) = match done {
             Finished::DialogOver { key, send_bye } => (key, send_bye),
+            Finished::Leg { call_id, events } => {
+                match events {
+                    Some(tx) => {
+                        self.legs.insert(call_id, tx);
+                    }
+                    None => {
+                        self.legs.remove(&call_id);
+                    }
+                }
+                return;
+            }
             Finished::RecordWritten { key } => {
                 self.dialog_ended(&key);
                 if let Some(call) = self.calls.remove(&key) {

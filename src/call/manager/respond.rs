@@ -75,4 +75,30 @@ impl CallManager {
         let resp = self.build(req, code, reason, Some(local_tag));
         with_dialog_headers(resp, &self.contact_uri(self.request_transport), sdp_body)
     }
+
+    /// What a call's transfer step needs to call an operator.
+    pub(super) fn leg_services(
+        &self,
+        cfg: &Config,
+        codecs: &[Codec],
+    ) -> super::super::transfer::LegServices {
+        let finished = self.finished_tx.clone();
+        super::super::transfer::LegServices {
+            endpoint: self.endpoint.clone(),
+            register: Arc::new(move |call_id, events| {
+                let _ = finished.send(Finished::Leg { call_id, events });
+            }),
+            ports: self.services.ports.clone(),
+            session: SessionConfig {
+                inactivity_timeout: Duration::from_secs(cfg.media.rtp_timeout_secs),
+                counters: self.services.media_counters.clone(),
+                strict_rtp_relearn: (cfg.media.strict_rtp_relearn_ms > 0)
+                    .then(|| Duration::from_millis(cfg.media.strict_rtp_relearn_ms)),
+            },
+            codecs: codecs.to_vec(),
+            advertised_ip: self.advertised_ip(),
+            config: cfg.transfer.clone(),
+            counters: self.counters.clone(),
+        }
+    }
 }

@@ -59,6 +59,8 @@ pub(super) enum Command {
     TrackArrivals,
     /// The peer's direction from the latest offer/answer.
     Direction(Direction),
+    /// Join (`Some`) or leave a bridge with another session.
+    Bridge(Option<super::bridge::BridgeEnd>),
     Close,
 }
 
@@ -120,6 +122,10 @@ pub(super) struct Task {
     /// is no RTP timeout.
     peer_direction: Direction,
     stats: MediaStats,
+    /// The other session of a transfer's bridge, when bridged.
+    bridge: Option<super::bridge::BridgeEnd>,
+    /// PCM taken from the bridge for the next frame.
+    relay_pcm: [i16; FRAME_SAMPLES],
     tx_buf: Box<[u8; MAX_DATAGRAM]>,
     pcm_buf: Box<[i16; RX_BUF]>,
     frame: [u8; FRAME_SAMPLES],
@@ -145,10 +151,12 @@ impl Task {
             speech: SpeechWatch::default(),
             dtmf_rx: DtmfReceiver::new(),
             dtmf_tx: None,
-            dtmf_pending: VecDeque::new(),
+            dtmf_pending: VecDeque::with_capacity(8),
             recorder: None,
             peer_direction: Direction::SendRecv,
             stats: MediaStats::default(),
+            bridge: None,
+            relay_pcm: [0; FRAME_SAMPLES],
             tx_buf: Box::new([0; MAX_DATAGRAM]),
             pcm_buf: Box::new([0; RX_BUF]),
             frame: [0; FRAME_SAMPLES],
@@ -315,6 +323,7 @@ impl Task {
                     .get_or_insert_with(super::ArrivalStats::new);
             }
             Command::Direction(d) => self.set_peer_direction(d, now),
+            Command::Bridge(end) => self.bridge = end,
             Command::Close => {}
         }
     }

@@ -87,6 +87,9 @@ impl Task {
                 let n = pkt.payload.len().min(self.pcm_buf.len());
                 let pcm = &mut self.pcm_buf[..n];
                 stream.codec.decode(&pkt.payload[..n], pcm);
+                if let Some(b) = &self.bridge {
+                    b.out.push(pcm);
+                }
                 let speech_barge_in = self.speech.on_audio(pcm) && self.playing;
                 if let Some(end) = self
                     .recorder
@@ -114,6 +117,9 @@ impl Task {
     }
 
     pub(super) fn on_digit(&mut self, digit: char) {
+        if let Some(b) = &self.bridge {
+            b.out.push_digit(digit);
+        }
         self.emit(MediaEvent::Dtmf(digit));
         if self.playing && self.barge_in {
             self.queue.clear();

@@ -65,6 +65,11 @@ impl Task {
                 }
             }
         }
+        if let Some(d) = self.bridge.as_ref().and_then(|b| b.inp.pop_digit()) {
+            if self.dtmf_pending.len() < self.dtmf_pending.capacity() {
+                self.dtmf_pending.push_back((d, Duration::from_millis(100)));
+            }
+        }
         if self.dtmf_tx.is_none() {
             self.start_pending_dtmf();
         }
@@ -101,6 +106,18 @@ impl Task {
                 self.queue.pop_front();
                 self.offset = 0;
             }
+        }
+        if let (Some(b), true) = (&self.bridge, self.queue.is_empty()) {
+            // Bridged: the other side's voice, when no prompt is playing over it.
+            let want = FRAME_SAMPLES - filled;
+            let got = b.inp.pop(&mut self.relay_pcm[..want]);
+            for (o, &s) in self.frame[filled..filled + got]
+                .iter_mut()
+                .zip(&self.relay_pcm[..got])
+            {
+                *o = codec.encode_sample(s);
+            }
+            filled += got;
         }
         self.frame[filled..].fill(codec.encode_sample(0));
         if self.playing && self.queue.is_empty() {

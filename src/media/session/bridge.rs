@@ -1,0 +1,145 @@
+//! Bridging two media sessions (the transfer's B2BUA, issue 14): what one session hears
+//! the other plays, both ways, with the digits (RFC 4733) too.
+//!
+//! Each session stays the owner of its socket, its strict source, its SSRC, sequence
+//! numbers and 20 ms cadence; only the audio crosses, as decoded PCM through a fixed ring.
+//! So the two legs may use different codecs (PCMA caller, PCMU operator), and each side's
+//! timing is its own pacer's, not the other side's arrival jitter.
+//!
+//! Hot path: the rings are allocated once when the bridge is made; a packet costs a
+//! `try_lock` of an uncontended mutex (never waited on: if the other task holds it, that
+//! frame is dropped) and a copy. No allocation, no blocking.
+
+use std::sync::{Arc, Mutex};
+
+/// The most audio a ring holds: 200 ms. Older audio is dropped first, so a stall on one
+/// side never builds up delay on the other.
+const CAPACITY: usize = 1600;
+/// Digits waiting to be sent on the other side.
+const DIGITS: usize = 8;
+
+struct Ring {
+    pcm: Box<[i16; CAPACITY]>,
+    start: usize,
+    len: usize,
+    digits: [char; DIGITS],
+    ndigits: usize,
+}
+
+/// One direction of the bridge.
+pub struct PcmRing(Mutex<Ring>);
+
+impl PcmRing {
+    fn new() -> PcmRing {
+        PcmRing(Mutex::new(Ring {
+            pcm: Box::new([0; CAPACITY]),
+            start: 0,
+            len: 0,
+            digits: ['\0'; DIGITS],
+            ndigits: 0,
+        }))
+    }
+
+    /// Add heard audio; when full, the oldest samples go.
+    pub fn push(&self, samples: &[i16]) {
+        let Ok(mut r) = self.0.try_lock() else {
+            return;
+        };
+        for &s in samples {
+            if r.len == CAPACITY {
+                r.start = (r.start + 1) % CAPACITY;
+                r.len -= 1;
+            }
+            let at = (r.start + r.len) % CAPACITY;
+            r.pcm[at] = s;
+            r.len += 1;
+        }
+    }
+
+    /// Fill `out` with the oldest audio; returns how many samples were there (the rest
+    /// is left untouched for the caller to pad).
+    pub fn pop(&self, out: &mut [i16]) -> usize {
+        let Ok(mut r) = self.0.try_lock() else {
+            return 0;
+        };
+        let n = out.len().min(r.len);
+        for o in out.iter_mut().take(n) {
+            *o = r.pcm[r.start];
+            r.start = (r.start + 1) % CAPACITY;
+        }
+        r.len -= n;
+        n
+    }
+
+    pub fn push_digit(&self, d: char) {
+        if let Ok(mut r) = self.0.try_lock() {
+            if r.ndigits < DIGITS {
+                let i = r.ndigits;
+                r.digits[i] = d;
+                r.ndigits += 1;
+            }
+        }
+    }
+
+    pub fn pop_digit(&self) -> Option<char> {
+        let mut r = self.0.try_lock().ok()?;
+        if r.ndigits == 0 {
+            return None;
+        }
+        let d = r.digits[0];
+        r.digits.copy_within(1.., 0);
+        r.ndigits -= 1;
+        Some(d)
+    }
+}
+
+/// One session's end of a bridge: what it hears goes `out`, what it plays comes `inp`.
+#[derive(Clone)]
+pub struct BridgeEnd {
+    pub(super) out: Arc<PcmRing>,
+    pub(super) inp: Arc<PcmRing>,
+}
+
+impl std::fmt::Debug for BridgeEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BridgeEnd")
+    }
+}
+
+/// The two ends of a new bridge: give one to each session (`MediaSession::bridge`).
+pub fn pair() -> (BridgeEnd, BridgeEnd) {
+    let (ab, ba) = (Arc::new(PcmRing::new()), Arc::new(PcmRing::new()));
+    (
+        BridgeEnd {
+            out: ab.clone(),
+            inp: ba.clone(),
+        },
+        BridgeEnd { out: ba, inp: ab },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_and_digits_cross_in_order_and_a_full_ring_drops_the_oldest() {
+        let (a, b) = pair();
+        a.out.push(&[1, 2, 3]);
+        let mut out = [0i16; 2];
+        assert_eq!(b.inp.pop(&mut out), 2);
+        assert_eq!(out, [1, 2]);
+        assert_eq!(b.inp.pop(&mut out), 1);
+        assert_eq!(out[0], 3);
+        let many: Vec<i16> = (0..CAPACITY as i16 + 10).collect();
+        b.out.push(&many);
+        let mut first = [0i16; 1];
+        assert_eq!(a.inp.pop(&mut first), 1);
+        assert_eq!(first[0], 10, "the 10 oldest samples were dropped");
+        a.out.push_digit('5');
+        a.out.push_digit('#');
+        assert_eq!(b.inp.pop_digit(), Some('5'));
+        assert_eq!(b.inp.pop_digit(), Some('#'));
+        assert_eq!(b.inp.pop_digit(), None);
+    }
+}
