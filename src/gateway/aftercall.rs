@@ -234,6 +234,32 @@ async fn ticket_record(tickets: &TicketService, dirs: &RecordDirs, path: &Path) 
 }
 
 /// A call record as the ticket layer sees it.
+/// The call record's transfer, in the ticket's terms; an outcome this build does not know
+/// reads as `failed`.
+fn transfer_facts(t: &crate::call::record::TransferInfo) -> crate::ticket::model::Transfer {
+    use crate::ticket::model::{Transfer, TransferMode, TransferOutcome};
+    Transfer {
+        mode: if t.mode == "refer" {
+            TransferMode::Refer
+        } else {
+            TransferMode::Bridge
+        },
+        target: t.target.clone(),
+        outcome: match t.outcome.as_str() {
+            "answered" => TransferOutcome::Answered,
+            "busy" => TransferOutcome::Busy,
+            "no_answer" => TransferOutcome::NoAnswer,
+            "out_of_hours" => TransferOutcome::OutOfHours,
+            "abandoned" => TransferOutcome::Abandoned,
+            "referred" => TransferOutcome::Referred,
+            _ => TransferOutcome::Failed,
+        },
+        started_at: t.started_at,
+        answered_at: t.answered_at,
+        talk_ms: t.talk_ms,
+    }
+}
+
 pub fn facts_from(record: &CallRecord) -> CallFacts {
     CallFacts {
         call_uid: record.call_id.clone(),
@@ -263,7 +289,7 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
             id: m.id.clone(),
             label: m.label.clone(),
         }),
-        transfer: None,
+        transfer: record.transfer.as_ref().map(transfer_facts),
         urgent_trigger: None,
         transcript: record.transcript.as_ref().map(|t| TranscriptFacts {
             language: t.language.clone(),

@@ -101,7 +101,7 @@ pub fn assemble(
     candidates: &[Candidate],
 ) -> (Ticket, String) {
     let f = draft.facts;
-    let transcript = match &f.transcript {
+    let mut transcript = match &f.transcript {
         None => TranscriptSection {
             language: None,
             text: String::new(),
@@ -142,6 +142,11 @@ pub fn assemble(
             }
         }
     };
+    if transcript.text.is_empty() && f.transfer.is_some() && f.recording.is_none() {
+        // The caller talked to a person (or tried to) and left no message: nothing was
+        // missed, there was nothing to transcribe.
+        transcript.empty_reason = Some("transferred".into());
+    }
     let menu_id = f.menu.as_ref().map(|m| m.id.as_str());
     let classification = rules.classify(&transcript.text, menu_id, draft.created_at);
     let norm_text = duplicate::normalise(&transcript.text);

@@ -25,3 +25,4 @@ mod tickets_common;
 mod torture;
 #[path = "../torture_common/mod.rs"]
 mod torture_common;
+mod transfer;
