@@ -30,6 +30,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+mod refer;
+
 /// What the manager tells a running call.
 #[derive(Debug)]
 pub enum CallSignal {
@@ -43,6 +45,10 @@ pub enum CallSignal {
     MediaUpdate(Negotiated),
     /// The daemon is stopping.
     Shutdown,
+    /// The final answer to our REFER (408 when none came).
+    ReferAnswer(u16),
+    /// A NOTIFY of our REFER's subscription (answered 200 by the manager).
+    Notify { body: String, state: String },
     // A "caller put us on hold" signal (from media or a re-INVITE) would go here and
     // become an engine event, so that a flow can pause its prompts.
 }
@@ -313,10 +319,6 @@ impl Shell {
             tracing::info!("transfer requested, but no [transfer] target: unavailable");
             return Ok(Err("unavailable".into()));
         }
-        if legs.config.mode == "refer" {
-            // REFER mode is not built yet: bridge instead (the caller still reaches a person).
-            tracing::warn!("transfer mode \"refer\" is not implemented: bridging");
-        }
         let started_at = Utc::now();
         let mut info = TransferInfo {
             mode: "bridge".into(),
@@ -339,6 +341,13 @@ impl Shell {
             reference: String::new(),
             call_uid: self.info.call_id.clone(),
         };
+        if legs.config.mode == "refer" {
+            if let Some(send) = legs.refer.clone() {
+                info.mode = "refer".into();
+                let refer_to = super::transfer::refer::refer_to(&target, &cx);
+                return self.refer(&legs, send, refer_to, info).await;
+            }
+        }
         let connecting = self.prompts(&[PromptRef {
             language: self.info.language.clone(),
             name: "transfer_connecting".into(),
@@ -488,6 +497,8 @@ impl Shell {
                         self.media.start(n.remote_rtp, n.codec, n.dtmf_pt);
                         continue;
                     }
+                    // Late word about a REFER already decided.
+                    Some(CallSignal::ReferAnswer(_) | CallSignal::Notify { .. }) => continue,
                 },
                 _ = tokio::time::sleep_until(until) => {
                     if Instant::now() >= self.call_deadline {

@@ -32,10 +32,11 @@ mod admission;
 mod bye;
 mod drain;
 mod in_dialog;
+mod refer;
 mod respond;
 
 /// Methods we serve; sent in Allow (RFC 3261 §20.5) so peers know what to try.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY";
 /// Bodies we understand.
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 /// Extensions we support: none (no 100rel, no timers). Replaces (RFC 3891) is not
@@ -91,6 +92,8 @@ enum Finished {
     DialogOver { key: CallKey, send_bye: bool },
     /// The call record is on disk (or could not be written): forget the call.
     RecordWritten { key: CallKey },
+    /// REFER mode: send a REFER with this Refer-To in the call's dialog.
+    Refer { key: CallKey, refer_to: String },
     /// A transfer's outgoing leg starts (`Some`: where its events go) or ends (`None`).
     Leg {
         call_id: String,
@@ -133,6 +136,8 @@ pub struct CallManager {
     /// Transfers' outgoing legs by Call-ID: their responses and the operator's requests
     /// go to the call's task (see `call::transfer`).
     legs: HashMap<String, mpsc::UnboundedSender<super::transfer::LegEvent>>,
+    /// Our REFERs waiting for their final answer, by client transaction.
+    refers: HashMap<TransactionKey, CallKey>,
 }
 
 impl CallManager {
@@ -152,6 +157,7 @@ impl CallManager {
             request_transport: rsip::Transport::Udp,
             byes: HashMap::new(),
             legs: HashMap::new(),
+            refers: HashMap::new(),
         }
     }
 
@@ -212,11 +218,16 @@ impl CallManager {
                     Some(tx) => {
                         let _ = tx.send(super::transfer::LegEvent::Response(key, response));
                     }
+                    None if self.refers.contains_key(&key) => {
+                        self.refer_answered(&key, response.status_code.code())
+                    }
                     None => self.bye_answered(&key, &response),
                 }
             }
             TransactionEvent::Timeout { key } => {
-                if !self.byes.contains_key(&key) {
+                if self.refers.contains_key(&key) {
+                    self.refer_answered(&key, 408);
+                } else if !self.byes.contains_key(&key) {
                     // Not one of our BYEs: perhaps a leg's request (legs are few).
                     for tx in self.legs.values() {
                         let _ = tx.send(super::transfer::LegEvent::Timeout(key.clone()));
@@ -297,6 +308,13 @@ impl CallManager {
                     if let (Some(d), Some(call)) = (info_digit(&req), self.calls.get(&ck)) {
                         let _ = call.signals.send(CallSignal::Digit(d));
                     }
+                }
+            }
+            rsip::Method::Notify => self.notify(key, req),
+            rsip::Method::Refer if in_dialog => {
+                // RFC 3515 §2.4.2: a caller may not move our side of the call elsewhere.
+                if self.dialog_for(&key, &req).is_some() {
+                    self.reply(&key, &req, 603, "Decline", None);
                 }
             }
             rsip::Method::Options => {
@@ -494,7 +512,15 @@ impl CallManager {
             .active
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-        let legs = self.leg_services(&cfg, &accepted);
+        let mut legs = self.leg_services(&cfg, &accepted);
+        let refer_tx = self.finished_tx.clone();
+        let refer_key = ck.clone();
+        legs.refer = Some(Arc::new(move |refer_to| {
+            let _ = refer_tx.send(Finished::Refer {
+                key: refer_key.clone(),
+                refer_to,
+            });
+        }));
         let services = self.services.clone();
         let finished = self.finished_tx.clone();
         let counters = self.counters.clone();

@@ -344,3 +344,75 @@ async fn out_of_hours_nobody_is_called_and_the_caller_leaves_a_message() {
     assert!(rec["recording"].is_object(), "{rec:#}");
     assert_eq!(tickets[0]["transfer"]["outcome"], "out_of_hours");
 }
+
+/// REFER mode against sipp as the caller: `scenario` under tests/sipp/.
+async fn refer_call(scenario: &str) -> (std::process::Output, Vec<serde_json::Value>, String) {
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_TRANSFER_TARGET", "sip:queue@192.0.2.10"),
+        ("HOTLINE_TRANSFER_MODE", "refer"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let sip_port = free_udp_port();
+    let media_port = gw.rtp.0 + 100;
+    let mut sipp = std::process::Command::new("sipp");
+    sipp.current_dir(dir.path())
+        .arg(gw.sip.to_string())
+        .args(["-sf", repo().join(scenario).to_str().unwrap(), "-s", "8890"])
+        .args(["-m", "1", "-l", "1"])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
+        .args(["-timeout", "90", "-timeout_error", "-nostdin", "-trace_err"])
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || sipp.output().expect("run sipp"))
+        .await
+        .unwrap();
+    let tickets = gw.wait_tickets(1, Duration::from_secs(15));
+    let log = gw.stop();
+    let tail = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        out.status.success(),
+        "sipp failed ({}):\n{tail}\n{}\ndaemon:\n{log}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, tickets, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refer_accepted_with_a_200_sipfrag_then_our_bye() {
+    if !super::harness::peer_available("sipp") {
+        return;
+    }
+    let (_, tickets, log) = refer_call("tests/sipp/uac_refer_accept.xml").await;
+    assert_eq!(tickets.len(), 1, "{log}");
+    let t = &tickets[0];
+    assert_eq!(t["transfer"]["mode"], "refer", "{t:#}");
+    assert_eq!(t["transfer"]["outcome"], "referred", "{t:#}");
+    assert!(t["transfer"]["talk_ms"].is_null(), "{t:#}");
+    assert_eq!(t["transcript"]["empty_reason"], "transferred", "{t:#}");
+    assert_eq!(
+        t["call"]["hangup"]["by"], "gateway",
+        "our BYE after the 200 sipfrag: {t:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refer_refused_falls_back_to_the_message_path() {
+    if !super::harness::peer_available("sipp") {
+        return;
+    }
+    let (_, tickets, log) = refer_call("tests/sipp/uac_refer_refuse.xml").await;
+    assert_eq!(tickets.len(), 1, "{log}");
+    let t = &tickets[0];
+    assert_eq!(t["transfer"]["mode"], "refer", "{t:#}");
+    assert_eq!(t["transfer"]["outcome"], "failed", "{t:#}");
+    assert!(
+        t["recording"].is_object(),
+        "the caller was offered the message: {t:#}"
+    );
+}

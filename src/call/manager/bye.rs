@@ -63,6 +63,10 @@ impl CallManager {
     pub(super) fn call_finished(&mut self, done: Finished) {
         let (key, send_bye) = match done {
             Finished::DialogOver { key, send_bye } => (key, send_bye),
+            Finished::Refer { key, refer_to } => {
+                self.send_refer(&key, refer_to);
+                return;
+            }
             Finished::Leg { call_id, events } => {
                 match events {
                     Some(tx) => {
@@ -92,17 +96,29 @@ impl CallManager {
     }
 
     fn send_bye(&mut self, key: &CallKey) {
-        let local = self.endpoint.local_addr();
-        let host = self.advertised_ip().to_string();
-        let Some(call) = self.calls.get_mut(key) else {
-            return;
-        };
-        let (bye, hop) =
-            call.dialog
-                .new_request(rsip::Method::Bye, &host, local.port(), call.transport);
-        if let Some(tx) = crate::sip::transaction::client_key(&bye) {
+        if let Some(tx) = self.send_in_dialog(key, rsip::Method::Bye, Vec::new()) {
             self.byes.insert(tx, key.call_id.clone());
         }
+    }
+
+    /// A request of ours in the call's dialog, sent where the caller really is (see the
+    /// module's doc); returns its client transaction.
+    pub(super) fn send_in_dialog(
+        &mut self,
+        key: &CallKey,
+        method: rsip::Method,
+        extra: Vec<rsip::Header>,
+    ) -> Option<TransactionKey> {
+        let local = self.endpoint.local_addr();
+        let host = self.advertised_ip().to_string();
+        let call = self.calls.get_mut(key)?;
+        let (mut bye, hop) = call
+            .dialog
+            .new_request(method, &host, local.port(), call.transport);
+        for h in extra {
+            bye.headers.push(h);
+        }
+        let tx = crate::sip::transaction::client_key(&bye);
         let source = call.source;
         match next_hop(&call.dialog, &hop, source, call.transport) {
             NextHop::Addr(dest) => self.endpoint.send(bye, dest),
@@ -121,6 +137,7 @@ impl CallManager {
                 });
             }
         }
+        tx
     }
 
     /// A response to one of our requests: for our BYEs, a refusal is worth knowing.

@@ -99,6 +99,7 @@ impl CallManager {
             advertised_ip: self.advertised_ip(),
             config: cfg.transfer.clone(),
             counters: self.counters.clone(),
+            refer: None,
         }
     }
 }

@@ -212,7 +212,7 @@ pub async fn bridge_call(
                         side.media.start(n.remote_rtp, n.codec, n.dtmf_pt);
                         continue;
                     }
-                    Some(CallSignal::Digit(_)) => continue,
+                    Some(CallSignal::Digit(_) | CallSignal::ReferAnswer(_) | CallSignal::Notify { .. }) => continue,
                 };
                 result.caller_end = Some(end);
                 if cancelled.is_none() {
@@ -290,7 +290,7 @@ pub async fn bridge_call(
                 Some(CallSignal::AckTimeout) => { result.caller_end = Some(CallerEnd::AckTimeout); break; }
                 None | Some(CallSignal::Shutdown) => { result.caller_end = Some(CallerEnd::Shutdown); break; }
                 Some(CallSignal::MediaUpdate(n)) => side.media.start(n.remote_rtp, n.codec, n.dtmf_pt),
-                Some(CallSignal::Digit(_)) => {}
+                Some(_) => {}
             },
             ev = side.media.next_event() => if let None | Some(MediaEvent::RtpTimeout) = ev {
                 result.caller_end = Some(CallerEnd::RtpTimeout);

@@ -16,6 +16,7 @@
 
 pub mod context;
 pub mod leg;
+pub mod refer;
 
 use crate::config::TransferConfig;
 use crate::media::session::{PortPool, SessionConfig};
@@ -54,6 +55,9 @@ pub struct LegServices {
     pub config: TransferConfig,
     /// Transfers by outcome (metrics).
     pub counters: Arc<crate::call::stats::CallCounters>,
+    /// Sends a REFER with this Refer-To in the caller's dialog (REFER mode); its answer and
+    /// the NOTIFYs come back as [`crate::call::ivr::CallSignal`]s.
+    pub refer: Option<Arc<dyn Fn(String) + Send + Sync>>,
 }
 
 /// How a transfer ended (the ticket's `transfer.outcome`).
