@@ -258,6 +258,7 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
         Codec::Pcmu,
     );
     let (corr, overlap) = find(&op_report.heard, &caller_voice);
+    eprintln!("operator heard the caller: corr {corr:.3}, overlap {overlap:.2}");
     assert!(
         corr > 0.9 && overlap > 0.9,
         "the operator did not hear the caller: corr {corr:.3}, overlap {overlap:.2}\n{log}"
@@ -268,6 +269,7 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
     );
     let heard = read_wav_8k(&heard_path);
     let (corr, overlap) = find(&heard, &operator_voice);
+    eprintln!("caller heard the operator: corr {corr:.3}, overlap {overlap:.2}");
     assert!(
         corr > 0.9 && overlap > 0.9,
         "the caller did not hear the operator: corr {corr:.3}, overlap {overlap:.2}\n{log}"

@@ -17,11 +17,18 @@ use std::sync::{Arc, Mutex};
 const CAPACITY: usize = 1600;
 /// Digits waiting to be sent on the other side.
 const DIGITS: usize = 8;
+/// A minimal jitter buffer: after an underrun, play nothing until two frames are there, so
+/// that arrival jitter costs one 40 ms gap rather than a gap every other frame.
+const PRIME: usize = 320;
+/// `try_lock` attempts before giving a frame up: the other side holds the lock only for a
+/// copy of one frame, so a short spin always wins unless that thread was preempted.
+const SPINS: usize = 64;
 
 struct Ring {
     pcm: Box<[i16; CAPACITY]>,
     start: usize,
     len: usize,
+    primed: bool,
     digits: [char; DIGITS],
     ndigits: usize,
 }
@@ -30,11 +37,23 @@ struct Ring {
 pub struct PcmRing(Mutex<Ring>);
 
 impl PcmRing {
+    /// The lock, if it can be had without waiting on another thread.
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Ring>> {
+        for _ in 0..SPINS {
+            if let Ok(g) = self.0.try_lock() {
+                return Some(g);
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+
     fn new() -> PcmRing {
         PcmRing(Mutex::new(Ring {
             pcm: Box::new([0; CAPACITY]),
             start: 0,
             len: 0,
+            primed: false,
             digits: ['\0'; DIGITS],
             ndigits: 0,
         }))
@@ -42,7 +61,7 @@ impl PcmRing {
 
     /// Add heard audio; when full, the oldest samples go.
     pub fn push(&self, samples: &[i16]) {
-        let Ok(mut r) = self.0.try_lock() else {
+        let Some(mut r) = self.lock() else {
             return;
         };
         for &s in samples {
@@ -59,9 +78,18 @@ impl PcmRing {
     /// Fill `out` with the oldest audio; returns how many samples were there (the rest
     /// is left untouched for the caller to pad).
     pub fn pop(&self, out: &mut [i16]) -> usize {
-        let Ok(mut r) = self.0.try_lock() else {
+        let Some(mut r) = self.lock() else {
             return 0;
         };
+        if !r.primed {
+            if r.len < PRIME {
+                return 0;
+            }
+            r.primed = true;
+        }
+        if r.len < out.len() {
+            r.primed = false; // underrun: wait for two frames again
+        }
         let n = out.len().min(r.len);
         for o in out.iter_mut().take(n) {
             *o = r.pcm[r.start];
@@ -72,7 +100,7 @@ impl PcmRing {
     }
 
     pub fn push_digit(&self, d: char) {
-        if let Ok(mut r) = self.0.try_lock() {
+        if let Some(mut r) = self.lock() {
             if r.ndigits < DIGITS {
                 let i = r.ndigits;
                 r.digits[i] = d;
@@ -82,7 +110,7 @@ impl PcmRing {
     }
 
     pub fn pop_digit(&self) -> Option<char> {
-        let mut r = self.0.try_lock().ok()?;
+        let mut r = self.lock()?;
         if r.ndigits == 0 {
             return None;
         }
@@ -127,12 +155,27 @@ mod tests {
         let (a, b) = pair();
         a.out.push(&[1, 2, 3]);
         let mut out = [0i16; 2];
+        assert_eq!(b.inp.pop(&mut out), 0, "not two frames yet: nothing");
+        a.out.push(&[0; PRIME]);
         assert_eq!(b.inp.pop(&mut out), 2);
         assert_eq!(out, [1, 2]);
-        assert_eq!(b.inp.pop(&mut out), 1);
+        assert_eq!(b.inp.pop(&mut out), 2);
         assert_eq!(out[0], 3);
+        let mut rest = [0i16; PRIME];
+        assert_eq!(
+            b.inp.pop(&mut rest),
+            PRIME - 1,
+            "an underrun gives what is there"
+        );
+        a.out.push(&[7; 10]);
+        assert_eq!(
+            b.inp.pop(&mut out),
+            0,
+            "and then waits for two frames again"
+        );
         let many: Vec<i16> = (0..CAPACITY as i16 + 10).collect();
         b.out.push(&many);
+        assert!(CAPACITY > PRIME);
         let mut first = [0i16; 1];
         assert_eq!(a.inp.pop(&mut first), 1);
         assert_eq!(first[0], 10, "the 10 oldest samples were dropped");
