@@ -178,6 +178,53 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
     })
 }
 
+/// Two sessions bridged (`MediaSession::bridge`), each streaming with its own peer.
+fn measure_bridge(warm: Duration, window: Duration) -> Window {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let (end_a, end_b) = hotline_gateway::media::session::bridge::pair();
+        let mut sessions = Vec::new();
+        let mut peers = Vec::new();
+        for (ssrc, end) in [(0xa1u32, end_a), (0xb2, end_b)] {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let session = MediaSession::spawn(sock, SessionConfig::new(Duration::from_secs(30)));
+            let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+            session.start(peer.local_addr().unwrap(), Codec::Pcmu, Some(101));
+            session.bridge(Some(end));
+            peers.push(spawn_peer(
+                peer,
+                session.local_addr(),
+                ssrc,
+                stop.clone(),
+                received.clone(),
+            ));
+            sessions.push(session);
+        }
+        tokio::time::sleep(warm).await;
+        let (a0, in0) = (allocs(), received.load(Ordering::Relaxed));
+        tokio::time::sleep(window).await;
+        let (a1, in1) = (allocs(), received.load(Ordering::Relaxed));
+        stop.store(true, Ordering::Relaxed);
+        for p in peers {
+            assert!(p.join().unwrap() > 0);
+        }
+        for s in sessions {
+            let stats = s.close().await;
+            assert!(stats.packets_received > 0, "{stats:?}");
+        }
+        Window {
+            allocs: a1 - a0,
+            packets_out: in1 - in0,
+            packets_in: 2 * (window.as_millis() / 20) as u64,
+        }
+    })
+}
+
 fn main() {
     // `cargo test -- --list` (and IDEs) ask for the test names without running them.
     if std::env::args().any(|a| a == "--list") {
@@ -238,5 +285,19 @@ fn main() {
     );
     assert!(w.packets_out >= 100);
     assert_eq!(w.allocs, 0, "allocations while refusing a stranger");
+
+    // A transfer's bridge (issue 14): two sessions, each with its peer, relaying each
+    // other's audio both ways; nothing allocates per packet.
+    let w = measure_bridge(warm, window);
+    println!(
+        "bridge, both ways: {} allocations for {} packets relayed to the peers",
+        w.allocs, w.packets_out
+    );
+    assert!(
+        w.packets_out >= 200,
+        "both peers hear the bridge ({})",
+        w.packets_out
+    );
+    assert_eq!(w.allocs, 0, "allocations while bridging");
     println!("test alloc::steady_state_media_is_allocation_free ... ok");
 }

@@ -486,3 +486,30 @@ fn tcp_limits_are_validated_with_key_and_line() {
     let limits = ok.expect("valid").sip.tcp_limits();
     assert_eq!((limits.max_connections, limits.max_per_source), (10, 10));
 }
+
+#[test]
+fn transfer_keys_are_checked_with_their_line_and_env_sets_the_target() {
+    let text = format!(
+        "{MINIMAL}\n[transfer]\ntarget = \"sip:8000@pbx.example.gov\"\nurgent_action = \"transfer\"\nhours = [\"mon-fri 8-20\"]\n"
+    );
+    let errs = errors(parse(&text));
+    let e = find(&errs, "transfer.urgent_action");
+    assert_eq!(e.line, line(&text, "urgent_action"));
+    assert!(e.message.contains("urgent_target"), "{}", e.message);
+    assert_eq!(find(&errs, "transfer.hours[0]").line, line(&text, "hours"));
+    let c = parse_env(
+        MINIMAL,
+        &[
+            ("HOTLINE_TRANSFER_TARGET", "sip:queue@10.0.0.5"),
+            ("HOTLINE_TRANSFER_MODE", "refer"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.transfer.target, "sip:queue@10.0.0.5");
+    assert_eq!(c.transfer.mode, "refer");
+    let errs = errors(parse_env(MINIMAL, &[("HOTLINE_TRANSFER_MODE", "blind")]));
+    assert_eq!(
+        find(&errs, "transfer.mode").env_var.as_deref(),
+        Some("HOTLINE_TRANSFER_MODE")
+    );
+}
