@@ -102,6 +102,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("storage", "data_dir", Kind::Str),
     ("intake", "url", Kind::Str),
     ("intake", "token", Kind::Str),
+    ("intake", "schema", Kind::Str),
     ("intake", "concurrency", Kind::Int),
     ("intake", "connect_timeout_ms", Kind::Int),
     ("intake", "request_timeout_ms", Kind::Int),
