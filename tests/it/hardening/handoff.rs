@@ -235,6 +235,30 @@ async fn a_full_disk_refuses_new_calls_with_503() {
     gw.stop();
 }
 
+/// An in-dialog request from caller `i` (tag `tag`) of a test dialog.
+#[allow(clippy::too_many_arguments)]
+fn in_dialog(
+    method: &str,
+    cseq: u32,
+    gw: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    i: usize,
+    tag: &str,
+    to: &str,
+    call_id: &str,
+) -> String {
+    format!(
+        "{method} sip:8890@{gw} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}-{cseq}-{method};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:1380000000{i}@{local}>;tag={tag}\r\n\
+         To: {to}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
 /// Point 11: two dialogs may share a Call-ID (different From tags). The second used to
 /// overwrite the first's record and recording and got no ticket (`call_id UNIQUE`). Each call
 /// now has its own `call_uid`: two records, two tickets, both carrying the shared Call-ID.
@@ -295,33 +319,13 @@ fn two_dialogs_sharing_a_call_id_both_get_tickets() {
         };
         assert!(ok.starts_with("SIP/2.0 200"), "{tag}: {ok}");
         let to = field(&ok, "To").unwrap();
-        let ack = format!(
-            "ACK sip:8890@{gw} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}-ack;rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:1380000000{i}@{local}>;tag={tag}\r\n\
-             To: {to}\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: 1 ACK\r\n\
-             Content-Length: 0\r\n\r\n",
-            gw = gw.sip,
-        );
+        let ack = in_dialog("ACK", 1, gw.sip, local, i, tag, &to, &call_id);
         sock.send_to(ack.as_bytes(), gw.sip).unwrap();
         dialogs.push((sock, local, to, i, *tag));
     }
     std::thread::sleep(Duration::from_millis(500));
     for (sock, local, to, i, tag) in &dialogs {
-        let bye = format!(
-            "BYE sip:8890@{gw} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}-bye;rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:1380000000{i}@{local}>;tag={tag}\r\n\
-             To: {to}\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: 2 BYE\r\n\
-             Content-Length: 0\r\n\r\n",
-            gw = gw.sip,
-        );
+        let bye = in_dialog("BYE", 2, gw.sip, *local, *i, tag, to, &call_id);
         sock.send_to(bye.as_bytes(), gw.sip).unwrap();
     }
     let tickets = gw.wait_tickets(2, Duration::from_secs(60));
