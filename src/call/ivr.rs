@@ -55,6 +55,8 @@ pub struct IvrSettings {
 /// Facts about the call known when it is answered.
 #[derive(Clone, Debug)]
 pub struct CallInfo {
+    /// The gateway's own id of this call (see `CallRecord::call_uid`); set by the manager.
+    pub call_uid: String,
     pub call_id: String,
     pub caller: String,
     pub caller_name: Option<String>,
@@ -142,6 +144,7 @@ struct Ivr {
 pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
     CallRecord {
         schema: CALL_RECORD_SCHEMA.into(),
+        call_uid: info.call_uid.clone(),
         call_id: info.call_id.clone(),
         instance: instance.to_string(),
         caller: info.caller.clone(),
@@ -209,6 +212,7 @@ pub async fn run(
     let ended_at = Utc::now();
     let record = CallRecord {
         schema: CALL_RECORD_SCHEMA.into(),
+        call_uid: info.call_uid,
         call_id: info.call_id,
         instance: settings.instance.clone(),
         caller: info.caller,
@@ -367,7 +371,7 @@ impl Ivr {
         }
         let path = dir.join(format!(
             "{}.wav",
-            super::record::file_safe(&self.info.call_id)
+            super::record::file_safe(&self.info.call_uid)
         ));
         self.recording_started = true;
         self.media.start_recording_with_preroll(

@@ -100,6 +100,8 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "retry_after_secs", Kind::Int),
     ("limits", "drain_timeout_secs", Kind::Int),
     ("storage", "data_dir", Kind::Str),
+    ("storage", "retention_days", Kind::Int),
+    ("storage", "min_free_mb", Kind::Int),
     ("intake", "url", Kind::Str),
     ("intake", "token", Kind::Str),
     ("intake", "schema", Kind::Str),
@@ -126,6 +128,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("security", "nonce_ttl_secs", Kind::Int),
     ("log", "mask_caller_numbers", Kind::Bool),
     ("admin", "listen", Kind::Str),
+    ("admin", "token", Kind::Str),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.
