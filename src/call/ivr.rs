@@ -252,6 +252,7 @@ impl Shell {
 
     /// True when the command ends the flow.
     async fn carry_out(&mut self, cmd: Command) -> bool {
+        tracing::debug!(?cmd, "flow command");
         match cmd {
             Command::Play { prompts, barge_in } => {
                 let prompts = self.prompts(&prompts);
