@@ -49,6 +49,17 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         PRIMARY KEY (ticket_id, attempt)
     );",
+    // Branch `classify` (issue 17): operators' category corrections, the labelled requests
+    // the classifier folds into its model (ticket::classify::corrections).
+    "CREATE TABLE classification_corrections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        category_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        corrected_by TEXT NOT NULL,
+        corrected_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX classification_corrections_ticket ON classification_corrections(ticket_id);",
 ];
 
 /// Delivery state of a ticket.
@@ -179,7 +190,7 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back on drop), so a poisoned lock is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
