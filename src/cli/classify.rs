@@ -99,11 +99,7 @@ fn execute(args: ClassifyArgs) -> Result<(), String> {
             json,
         } => {
             let set = labelled(&file)?;
-            let rules = if rules_only {
-                base.rules_only()
-            } else {
-                rules
-            };
+            let rules = if rules_only { base.rules_only() } else { rules };
             let report = evaluate::evaluate(&rules, &set);
             if json {
                 println!(
@@ -121,12 +117,7 @@ fn execute(args: ClassifyArgs) -> Result<(), String> {
             Ok(())
         }
         ClassifyAction::Crossval { folds } => {
-            let acc = evaluate::cross_validate(&base, folds);
-            let (examples, _) = base.trained_on();
-            println!(
-                "{}",
-                serde_json::json!({"examples": examples, "folds": folds, "accuracy": round3(acc)})
-            );
+            print!("{}", describe(&evaluate::cross_validate(&base, folds)));
             Ok(())
         }
     }
@@ -170,7 +161,12 @@ fn retrain(
             .count()
     };
     let (examples, used) = retrained.trained_on();
+    // Training alone (the segmenter's dictionary is loaded already): what a reload costs.
+    let started = std::time::Instant::now();
+    let _ = base.with_corrections(corrections);
+    let train_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut v = serde_json::json!({
+        "train_ms": round3(train_ms),
         "examples": examples,
         "corrections": corrections.len(),
         "corrections_used": used,
@@ -193,7 +189,7 @@ fn round3(x: f64) -> f64 {
 /// The report for a person.
 fn describe(r: &Report) -> String {
     let mut s = format!(
-        "accuracy: {}/{} = {:.1} %\nurgent flagged: {}/{}\nfalse alarms: {}/{} ordinary\nneeds review: {} ({} of them wrong)\n",
+        "accuracy: {}/{} = {:.1} %\nurgent flagged: {}/{}\nfalse alarms: {}/{} ordinary\nneeds review: {} ({} of them wrong)\ntime per request: {:.0} µs\n",
         r.correct,
         r.requests,
         100.0 * r.accuracy,
@@ -203,6 +199,7 @@ fn describe(r: &Report) -> String {
         r.ordinary,
         r.needs_review,
         r.needs_review_wrong,
+        r.micros_per_request,
     );
     if !r.confusion.is_empty() {
         s.push_str("confusion (expected → got):\n");

@@ -36,6 +36,11 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Correction, TicketError> {
         let record = self.get(ticket_id)?;
+        // Stored to the millisecond; answer what a later read gives back.
+        let at = Utc
+            .timestamp_millis_opt(at.timestamp_millis())
+            .single()
+            .unwrap_or(at);
         let text = parse_doc(&record.ticket_id, &record.document)?
             .transcript
             .text;
@@ -77,10 +82,7 @@ impl Store {
                 category_id: r.get(1)?,
                 text: r.get(2)?,
                 by: r.get(3)?,
-                at: Utc
-                    .timestamp_millis_opt(at_ms)
-                    .single()
-                    .unwrap_or_default(),
+                at: Utc.timestamp_millis_opt(at_ms).single().unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -11,10 +11,11 @@ use super::words::{Hit, Words};
 use super::{CategoryRule, Rules};
 
 /// Score added per keyword of the category found in the text (at most [`KEYWORD_CAP`]).
-pub const KEYWORD_WEIGHT: f64 = 2.0;
+pub const KEYWORD_WEIGHT: f64 = 4.0;
 const KEYWORD_CAP: usize = 3;
-/// Score added to the category of the caller's menu choice.
-pub const MENU_WEIGHT: f64 = 1.5;
+/// Score added to the category of the caller's menu choice: below a keyword, enough to
+/// outweigh a model that is less than twenty times surer of another category.
+pub const MENU_WEIGHT: f64 = 3.0;
 /// How far below the weakest trained category a category without examples starts.
 const UNTRAINED_GAP: f64 = 2.0;
 /// Features listed as evidence.

@@ -30,8 +30,7 @@ pub use decide::{Assessment, Source};
 /// The default table shipped with the gateway (`config/classification.toml`).
 pub const DEFAULT_RULES_TOML: &str = include_str!("../../../config/classification.toml");
 /// The example requests shipped beside it (`config/classification/examples.tsv`).
-pub const DEFAULT_EXAMPLES_TSV: &str =
-    include_str!("../../../config/classification/examples.tsv");
+pub const DEFAULT_EXAMPLES_TSV: &str = include_str!("../../../config/classification/examples.tsv");
 
 /// A parsed classification table, with its trained classifier.
 #[derive(Clone, Debug, Deserialize)]

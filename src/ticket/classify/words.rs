@@ -4,8 +4,11 @@
 //!
 //! Text is cut into clauses at punctuation and each clause into words by jieba, with the
 //! hotline vocabulary (every keyword, every urgent word and the table's `[segmenter] words`)
-//! added at a frequency high enough that jieba keeps them whole. A keyword then matches
-//! where a run of whole words spells it. Urgent words also match by sound (toned pinyin),
+//! added at a frequency high enough that jieba keeps them whole. A word then matches where
+//! a run of whole words spells it. A topic keyword also matches at the start of a longer
+//! word: Chinese compounds put the modifier first, so "公交车" and "垃圾桶" are about "公交"
+//! and "垃圾", while a word that merely ends with one ("打不着火") is not about it; urgent
+//! words never match inside a word. Urgent words also match by sound (toned pinyin),
 //! because the transcriber writes homophones ("然气泄漏" for "燃气泄漏", "煤气位" for
 //! "煤气味"); only words of three or more characters, where a chance homophone is rare.
 //! A negation a few words before an urgent word in the same clause ("没有漏气", "不是着火")
@@ -25,9 +28,30 @@ const MAX_WORD_CHARS: usize = 12;
 const NEGATION_REACH: usize = 3;
 /// Words that say "not" / "no" / "without".
 const NEGATORS: &[&str] = &[
-    "不", "没", "没有", "不是", "并不是", "并没有", "并非", "无", "未", "并未", "从未", "从没",
-    "没什么", "no", "not", "isn't", "don't", "doesn't", "never", "without",
+    "不",
+    "没",
+    "没有",
+    "不是",
+    "并不是",
+    "并没有",
+    "并非",
+    "无",
+    "未",
+    "并未",
+    "从未",
+    "从没",
+    "没什么",
+    "no",
+    "not",
+    "isn't",
+    "don't",
+    "doesn't",
+    "never",
+    "without",
 ];
+
+/// Questions that contain a negator but ask rather than deny.
+const A_NOT_A: &[&str] = &["是不是", "有没有", "会不会", "是没是", "算不算"];
 
 /// jieba's embedded dictionary, loaded once per process (it takes longer than training the
 /// classifier) and cloned for each table, which adds its own words.
@@ -36,12 +60,23 @@ fn base_dictionary() -> &'static Jieba {
     BASE.get_or_init(Jieba::new)
 }
 
-/// Lower case, no whitespace: the form in which words and keywords are compared.
+/// Lower case, no whitespace: the form in which words and keywords are compared. Latin
+/// words stay apart ("street light" is not "streetlight"), as [`join`] keeps them.
 pub fn normalize(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut out = String::new();
+    for piece in s.split_whitespace() {
+        join(&mut out, &piece.to_lowercase());
+    }
+    out
+}
+
+/// Appends a word to a run: a space only between two Latin words.
+fn join(run: &mut String, word: &str) {
+    let latin = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if latin(run.chars().last()) && latin(word.chars().next()) {
+        run.push(' ');
+    }
+    run.push_str(word);
 }
 
 /// A clause of the text: its words, in order, normalized.
@@ -66,6 +101,8 @@ pub struct Words {
     exact: HashMap<String, Vec<usize>>,
     /// Toned pinyin of sound-matchable words → indices into `listed`.
     by_sound: HashMap<String, Vec<usize>>,
+    /// Per listed word: may it match at the start of a longer word.
+    as_prefix: Vec<bool>,
     /// The words as the table writes them.
     listed: Vec<String>,
 }
@@ -80,9 +117,10 @@ impl std::fmt::Debug for Words {
 
 impl Words {
     /// `listed`: the words to find (keywords and urgent words; index = caller's id);
-    /// `sound`: which of them may also match by sound; `extra`: vocabulary that only
-    /// shapes the segmentation (compounds like "打不着火" that contain a listed word).
-    pub fn new(listed: &[String], sound: &[bool], extra: &[String]) -> Words {
+    /// `urgent`: which of them are urgent words (matched by sound too, never as a prefix);
+    /// `extra`: vocabulary that only shapes the segmentation (compounds like "打不着火").
+    pub fn new(listed: &[String], urgent: &[bool], extra: &[String]) -> Words {
+        let sound = urgent;
         let mut jieba = base_dictionary().clone();
         for w in listed.iter().chain(extra) {
             let n = normalize(w);
@@ -103,6 +141,7 @@ impl Words {
             jieba,
             exact,
             by_sound,
+            as_prefix: urgent.iter().map(|u| !u).collect(),
             listed: listed.to_vec(),
         }
     }
@@ -128,11 +167,39 @@ impl Words {
     /// its index; a word found twice is reported once (un-negated wins).
     pub fn find(&self, clauses: &[Clause]) -> Vec<(usize, Hit)> {
         let mut found: Vec<(usize, Hit)> = Vec::new();
+        let mut note = |i: usize, hit: Hit| match found.iter_mut().find(|(j, _)| *j == i) {
+            Some((_, h)) => {
+                if h.negated && !hit.negated {
+                    *h = hit;
+                }
+            }
+            None => found.push((i, hit)),
+        };
         for clause in clauses {
+            for (start, word) in clause.iter().enumerate() {
+                // Topic keywords at the start of a longer Chinese word.
+                if word.is_ascii() {
+                    continue;
+                }
+                let chars: Vec<(usize, char)> = word.char_indices().collect();
+                for &(cut, _) in chars.iter().skip(1) {
+                    for &i in self.exact.get(&word[..cut]).into_iter().flatten() {
+                        if self.as_prefix[i] {
+                            let negated = negated_before(clause, start);
+                            let hit = Hit {
+                                word: self.listed[i].clone(),
+                                heard: None,
+                                negated,
+                            };
+                            note(i, hit);
+                        }
+                    }
+                }
+            }
             for start in 0..clause.len() {
                 let mut run = String::new();
                 for end in start..clause.len() {
-                    run.push_str(&clause[end]);
+                    join(&mut run, &clause[end]);
                     if run.chars().count() > MAX_WORD_CHARS {
                         break;
                     }
@@ -151,14 +218,7 @@ impl Words {
                             heard: heard.clone(),
                             negated,
                         };
-                        match found.iter_mut().find(|(j, _)| *j == i) {
-                            Some((_, h)) => {
-                                if h.negated && !negated {
-                                    *h = hit;
-                                }
-                            }
-                            None => found.push((i, hit)),
-                        }
+                        note(i, hit);
                     }
                 }
             }
@@ -194,11 +254,13 @@ fn is_clause_break(c: char) -> bool {
     )
 }
 
-/// A negation within [`NEGATION_REACH`] words before `start` in the same clause.
+/// A negation within [`NEGATION_REACH`] words before `start` in the same clause, unless
+/// it is part of an A-not-A question ("是不是", however jieba cut it).
 fn negated_before(clause: &Clause, start: usize) -> bool {
-    clause[start.saturating_sub(NEGATION_REACH)..start]
-        .iter()
-        .any(|w| NEGATORS.contains(&w.as_str()))
+    let window = &clause[start.saturating_sub(NEGATION_REACH)..start];
+    let joined = window.concat();
+    window.iter().any(|w| NEGATORS.contains(&w.as_str()))
+        && !A_NOT_A.iter().any(|q| joined.contains(q))
 }
 
 /// Toned pinyin of every character ("ran2 qi4 …"); characters without a reading stand for
@@ -247,8 +309,14 @@ mod tests {
         assert_eq!(found(&w, "不是着火，是烧垃圾"), vec![("着火".into(), true)]);
         assert_eq!(found(&w, "我们没闻到煤气味"), vec![("煤气味".into(), true)]);
         // A worried question is not a denial; a negation in another clause does not reach.
-        assert_eq!(found(&w, "不知道是不是漏气了"), vec![("漏气".into(), false)]);
-        assert_eq!(found(&w, "我没事，但是着火了"), vec![("着火".into(), false)]);
+        assert_eq!(
+            found(&w, "不知道是不是漏气了"),
+            vec![("漏气".into(), false)]
+        );
+        assert_eq!(
+            found(&w, "我没事，但是着火了"),
+            vec![("着火".into(), false)]
+        );
     }
 
     #[test]
@@ -261,6 +329,17 @@ mod tests {
         assert_eq!(found(&w, "屋里有煤气位"), vec![("煤气味".into(), false)]);
         // Two-character words match only as written.
         assert!(found(&w, "我在找货").is_empty());
+    }
+
+    #[test]
+    fn topic_keywords_match_at_the_start_of_a_word_urgent_words_do_not() {
+        let listed: Vec<String> = ["公交", "着火"].iter().map(|s| s.to_string()).collect();
+        let w = Words::new(&listed, &[false, true], &["着火点".to_string()]);
+        assert_eq!(
+            found(&w, "公交车司机不等人"),
+            vec![("公交".to_string(), false)]
+        );
+        assert!(found(&w, "找到着火点了").is_empty());
     }
 
     #[test]
