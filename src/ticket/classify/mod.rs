@@ -274,13 +274,11 @@ impl Rules {
         } else {
             cat.deadline_hours
         };
-        // The v1 document has no `model` source yet: until the v2 model lands, a model
-        // decision is reported by the strongest rule evidence it agrees with.
         let source = match a.source {
             Source::Keywords => ClassificationSource::Keywords,
             Source::Menu => ClassificationSource::Menu,
-            Source::Model if menu_matches(cat, menu_id) => ClassificationSource::Menu,
-            Source::Model | Source::Default => ClassificationSource::Default,
+            Source::Model => ClassificationSource::Model,
+            Source::Default => ClassificationSource::Default,
         };
         Classification {
             category_id: a.category_id,
@@ -293,12 +291,12 @@ impl Rules {
             urgent_keywords: a.urgent_keywords,
             source,
             rules_version: self.version.clone(),
+            // Three decimals, like the transcript's confidences.
+            confidence: (a.confidence * 1000.0).round() / 1000.0,
+            needs_review: a.needs_review,
+            operator_override: None,
         }
     }
-}
-
-fn menu_matches(cat: &CategoryRule, menu_id: Option<&str>) -> bool {
-    menu_id.is_some_and(|id| cat.menu_ids.iter().any(|m| m == id))
 }
 
 fn read(path: &Path) -> Result<String, TicketError> {
