@@ -367,3 +367,31 @@ fn schema_rejects_malformed_tickets() {
         assert!(!validator.is_valid(&bad), "schema accepted: {what}");
     }
 }
+
+#[tokio::test]
+async fn the_model_s_confidence_and_review_flag_reach_the_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), 3600);
+    let validator = schema();
+    // No keyword of the table occurs: the model reads it.
+    let clear = svc
+        .create(facts("m1", "13800000001", "街边的公共厕所又脏又臭", None, 0))
+        .await
+        .unwrap();
+    let c = &clear.classification;
+    assert_eq!(c.category_id, "sanitation");
+    assert_eq!(c.source, ClassificationSource::Model);
+    assert!(c.matched_keywords.is_empty());
+    assert!(c.confidence >= 0.5 && !c.needs_review, "{c:?}");
+    // Nothing to go on: the default category, and a person must look.
+    let vague = svc
+        .create(facts("m2", "13800000002", "嗯嗯", None, 10))
+        .await
+        .unwrap();
+    assert_eq!(vague.classification.category_id, "other");
+    assert!(vague.classification.needs_review);
+    assert!(vague.classification.confidence < 0.5);
+    for t in [&clear, &vague] {
+        assert_valid(&validator, &serde_json::to_value(t).unwrap());
+    }
+}
