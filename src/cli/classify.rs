@@ -117,7 +117,18 @@ fn execute(args: ClassifyArgs) -> Result<(), String> {
             Ok(())
         }
         ClassifyAction::Crossval { folds } => {
-            print!("{}", describe(&evaluate::cross_validate(&base, folds)));
+            // The examples carry no urgency: only the category figures mean anything.
+            let r = evaluate::cross_validate(&base, folds);
+            let v = serde_json::json!({
+                "examples": r.requests,
+                "folds": folds,
+                "accuracy": round3(r.accuracy),
+                "needs_review": r.needs_review,
+                "needs_review_wrong": r.needs_review_wrong,
+                "wrong": r.requests - r.correct,
+                "confusion": r.confusion,
+            });
+            println!("{v}");
             Ok(())
         }
     }

@@ -81,8 +81,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the segmenter from `rules` and trains on `examples` (category index, text).
-    /// `model` false: keywords and menu only.
+    /// Builds the segmenter from `rules` and trains on `examples` (category index, text),
+    /// the last `corrections` of which are operators' corrections. A table without
+    /// `[model]` gets no model: keywords and menu only.
     pub fn build(rules: &Rules, examples: &[(usize, String)], corrections: usize) -> Engine {
         let cats = rules.all();
         let mut texts = Vec::new();
