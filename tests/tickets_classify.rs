@@ -375,7 +375,13 @@ async fn the_model_s_confidence_and_review_flag_reach_the_ticket() {
     let validator = schema();
     // No keyword of the table occurs: the model reads it.
     let clear = svc
-        .create(facts("m1", "13800000001", "街边的公共厕所又脏又臭", None, 0))
+        .create(facts(
+            "m1",
+            "13800000001",
+            "街边的公共厕所又脏又臭",
+            None,
+            0,
+        ))
         .await
         .unwrap();
     let c = &clear.classification;
