@@ -53,16 +53,10 @@ const MIGRATIONS: &[&str] = &[
     // `call_id UNIQUE` is dropped (SQLite needs the table rebuilt for that); an index for the
     // duplicate look-up by caller; `purged_at_ms` for retention.
     CALL_UID_STEP,
-    // Branch `classify` (issue 17): operators' category corrections, the labelled requests
-    // the classifier folds into its model (ticket::classify::corrections).
-    "CREATE TABLE classification_corrections (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ticket_id TEXT NOT NULL,
-        category_id TEXT NOT NULL,
-        text TEXT NOT NULL,
-        corrected_by TEXT NOT NULL,
-        corrected_at_ms INTEGER NOT NULL
-    );
+    // Branch `classify` (issue 17): operators' category corrections (ticket::classify::corrections).
+    "CREATE TABLE classification_corrections (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL, category_id TEXT NOT NULL, text TEXT NOT NULL,
+        corrected_by TEXT NOT NULL, corrected_at_ms INTEGER NOT NULL);
     CREATE INDEX classification_corrections_ticket ON classification_corrections(ticket_id);",
 ];
 
