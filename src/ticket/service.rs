@@ -140,6 +140,7 @@ impl TicketService {
             None => None,
         };
         let store = Arc::new(Store::open(&cfg.db_path)?);
+        let rules = super::classify::corrections::fold(rules, &store)?;
         let recovered = store.recover_in_flight(now_ms())?;
         if recovered > 0 {
             tracing::info!(
@@ -169,13 +170,15 @@ impl TicketService {
         &self.inner.counters
     }
 
-    /// Load classification rules from `path` (`None`: the built-in table) and use them for
-    /// tickets created from now on. On error the rules in use stay. Blocking (file I/O).
+    /// Load classification rules from `path` (`None`: the built-in table), retrain them with
+    /// the operators' corrections in the store, and use them for tickets created from now
+    /// on. On error the rules in use stay. Blocking (file I/O).
     pub fn reload_rules(&self, path: Option<&Path>) -> Result<(), TicketError> {
         let rules = match path {
             Some(p) => Rules::load(p)?,
             None => Rules::builtin(),
         };
+        let rules = super::classify::corrections::fold(rules, &self.inner.store)?;
         self.inner.rules.store(Arc::new(rules));
         Ok(())
     }

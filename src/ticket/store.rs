@@ -53,6 +53,11 @@ const MIGRATIONS: &[&str] = &[
     // `call_id UNIQUE` is dropped (SQLite needs the table rebuilt for that); an index for the
     // duplicate look-up by caller; `purged_at_ms` for retention.
     CALL_UID_STEP,
+    // Branch `classify` (issue 17): operators' category corrections (ticket::classify::corrections).
+    "CREATE TABLE classification_corrections (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL, category_id TEXT NOT NULL, text TEXT NOT NULL,
+        corrected_by TEXT NOT NULL, corrected_at_ms INTEGER NOT NULL);
+    CREATE INDEX classification_corrections_ticket ON classification_corrections(ticket_id);",
 ];
 
 mod candidates;
@@ -195,7 +200,7 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back on drop), so a poisoned lock is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
