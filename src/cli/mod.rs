@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check-config`, `dial`, `demo`, `tickets`, `load`.
+//! Command line: `serve`, `check-config`, `dial`, `demo`, `tickets`, `load`, `classify`.
 //!
 //! The only place that turns errors into exit codes and messages for people; everything
 //! below returns typed errors.
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod classify;
 mod load;
 mod signals;
 
@@ -57,6 +58,9 @@ enum Command {
         #[command(subcommand)]
         action: TicketAction,
     },
+    /// The ticket classifier: `text` tries it, `eval` measures it on a labelled set,
+    /// `retrain` folds the operators' corrections in, `crossval` checks the examples.
+    Classify(classify::ClassifyArgs),
     /// Start the gateway in-process and place one demo call to it, then show the result.
     Demo {
         #[arg(long, short, default_value = "config/hotline.toml")]
@@ -190,6 +194,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Load(args) => rt.block_on(load::run(args)),
+        Command::Classify(args) => classify::run(args),
     }
 }
 
@@ -301,7 +306,14 @@ async fn serve(path: &Path) -> ExitCode {
         }
     };
     let admin = match admin_addr {
-        Some(addr) => match AdminServer::start(addr, gw.metrics(), gw.health().clone()).await {
+        Some(addr) => match AdminServer::start_with_token(
+            addr,
+            gw.metrics(),
+            gw.health().clone(),
+            Some(gw.config().admin.token.clone()).filter(|t| !t.trim().is_empty()),
+        )
+        .await
+        {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("error: cannot bind admin listener {addr}: {e}");
