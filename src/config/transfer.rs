@@ -4,7 +4,7 @@
 //! parsed here once, so that a bad entry is a check-config error with its key and line,
 //! and the call path only asks [`TransferConfig::open_at`].
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 /// `[transfer]`.
@@ -63,65 +63,18 @@ impl Default for TransferConfig {
     }
 }
 
-/// One `hours` entry: a weekday range and a time range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HoursEntry {
-    pub from_day: u32,
-    pub to_day: u32,
-    pub open: NaiveTime,
-    pub close: NaiveTime,
-}
-
-fn weekday(s: &str) -> Option<u32> {
-    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    DAYS.iter()
-        .position(|d| d.eq_ignore_ascii_case(s))
-        .map(|i| i as u32)
-}
-
-/// `"mon-fri 08:00-20:00"`, `"sat 09:00-12:00"`.
-pub fn parse_hours(s: &str) -> Result<HoursEntry, String> {
-    let bad = || format!("`{s}` is not like \"mon-fri 08:00-20:00\"");
-    let (days, times) = s.trim().split_once(' ').ok_or_else(bad)?;
-    let (d1, d2) = days.split_once('-').unwrap_or((days, days));
-    let (from_day, to_day) = (weekday(d1).ok_or_else(bad)?, weekday(d2).ok_or_else(bad)?);
-    let (t1, t2) = times.trim().split_once('-').ok_or_else(bad)?;
-    let t = |x: &str| NaiveTime::parse_from_str(x.trim(), "%H:%M").map_err(|_| bad());
-    let (open, close) = (t(t1)?, t(t2)?);
-    if close <= open {
-        return Err(format!(
-            "`{s}`: the closing time must be after the opening time"
-        ));
-    }
-    Ok(HoursEntry {
-        from_day,
-        to_day,
-        open,
-        close,
-    })
-}
+pub use super::flow::parse_hours;
 
 /// `Asia/Shanghai`, `UTC`, `+08:00`.
 pub fn parse_timezone(s: &str) -> Result<FixedOffset, String> {
-    match s {
-        "Asia/Shanghai" | "Asia/Chongqing" | "Asia/Harbin" | "Asia/Urumqi" | "PRC" => {
-            return Ok(FixedOffset::east_opt(8 * 3600).expect("valid"))
-        }
-        "UTC" | "Etc/UTC" => return Ok(FixedOffset::east_opt(0).expect("valid")),
-        _ => {}
-    }
-    let bad = || format!("`{s}` is not Asia/Shanghai, UTC or a fixed offset like +08:00");
-    let (sign, rest) = match s.as_bytes().first() {
-        Some(b'+') => (1, &s[1..]),
-        Some(b'-') => (-1, &s[1..]),
-        _ => return Err(bad()),
+    let secs = match s {
+        "Asia/Shanghai" | "Asia/Chongqing" | "Asia/Harbin" | "Asia/Urumqi" | "PRC" => 8 * 3600,
+        "UTC" | "Etc/UTC" => 0,
+        _ => super::flow::parse_utc_offset(s).map_err(|_| {
+            format!("`{s}` is not Asia/Shanghai, UTC or a fixed offset like +08:00")
+        })?,
     };
-    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 14 || m > 59 {
-        return Err(bad());
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+    FixedOffset::east_opt(secs).ok_or_else(|| format!("`{s}`: offset out of range"))
 }
 
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -154,11 +107,15 @@ impl TransferConfig {
         } else {
             local.weekday().num_days_from_monday()
         };
-        let time = local.time();
+        let minute = local.hour() * 60 + local.minute();
         self.hours
             .iter()
             .filter_map(|h| parse_hours(h).ok())
-            .any(|h| day >= h.from_day && day <= h.to_day && time >= h.open && time < h.close)
+            .any(|h| {
+                (h.first_day..=h.last_day).contains(&day)
+                    && minute >= h.from_min
+                    && minute < h.to_min
+            })
     }
 }
 

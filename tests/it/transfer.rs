@@ -10,7 +10,7 @@
 //! - out of hours (today is a closed date): nobody is called, the caller leaves a message,
 //!   the ticket says `out_of_hours`.
 
-use super::audio::{find, read_wav_8k, through_g711};
+use super::audio::{chunks_found, find, read_wav_8k, through_g711};
 use super::harness::{free_udp_port, repo, GatewayProcess};
 use super::ops::http_get;
 use hotline_gateway::caller::{dial, DialOptions, DialReport};
@@ -257,11 +257,16 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
         &read_wav_8k(&repo().join("prompts/demo/caller_en.wav")),
         Codec::Pcmu,
     );
+    // Half-second chunks, in order (as tests/it/sipp.rs): a scheduling stall on this
+    // shared machine shifts the stream by a frame or two, which a whole-file correlation
+    // punishes but a listener does not notice.
     let (corr, overlap) = find(&op_report.heard, &caller_voice);
-    eprintln!("operator heard the caller: corr {corr:.3}, overlap {overlap:.2}");
+    let found = chunks_found(&op_report.heard, &caller_voice, 0.9);
+    eprintln!("operator heard the caller: corr {corr:.3}, overlap {overlap:.2}, chunks {found:.2}");
     assert!(
-        corr > 0.9 && overlap > 0.9,
-        "the operator did not hear the caller: corr {corr:.3}, overlap {overlap:.2}\n{log}"
+        found >= 0.8,
+        "the operator did not hear the caller: {:.0}% of it found\n{log}",
+        found * 100.0
     );
     let operator_voice = through_g711(
         &read_wav_8k(&repo().join("prompts/demo/caller_zh.wav")),
@@ -269,10 +274,12 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
     );
     let heard = read_wav_8k(&heard_path);
     let (corr, overlap) = find(&heard, &operator_voice);
-    eprintln!("caller heard the operator: corr {corr:.3}, overlap {overlap:.2}");
+    let found = chunks_found(&heard, &operator_voice, 0.9);
+    eprintln!("caller heard the operator: corr {corr:.3}, overlap {overlap:.2}, chunks {found:.2}");
     assert!(
-        corr > 0.9 && overlap > 0.9,
-        "the caller did not hear the operator: corr {corr:.3}, overlap {overlap:.2}\n{log}"
+        found >= 0.8,
+        "the caller did not hear the operator: {:.0}% of it found\n{log}",
+        found * 100.0
     );
     assert!(
         op_report.dtmf_packets >= 3,

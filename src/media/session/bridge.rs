@@ -175,7 +175,7 @@ mod tests {
         );
         let many: Vec<i16> = (0..CAPACITY as i16 + 10).collect();
         b.out.push(&many);
-        assert!(CAPACITY > PRIME);
+        const { assert!(CAPACITY > PRIME) };
         let mut first = [0i16; 1];
         assert_eq!(a.inp.pop(&mut first), 1);
         assert_eq!(first[0], 10, "the 10 oldest samples were dropped");
