@@ -49,6 +49,17 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         PRIMARY KEY (ticket_id, attempt)
     );",
+    // voice (issue 13, reference numbers; the integrator renumbers on merge): the day's
+    // counter per instance that `reference::allocate_reference` advances, and each ticket's
+    // reference so `get` finds a ticket by the number the caller was told.
+    "CREATE TABLE reference_days (
+        day TEXT NOT NULL,
+        instance INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (day, instance)
+    );
+    ALTER TABLE tickets ADD COLUMN reference TEXT;
+    CREATE UNIQUE INDEX tickets_reference ON tickets(reference) WHERE reference IS NOT NULL;",
 ];
 
 /// Delivery state of a ticket.
@@ -179,7 +190,7 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back on drop), so a poisoned lock is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -351,7 +362,8 @@ impl Store {
         Ok(rec.state)
     }
 
-    /// Looks a ticket up by full id or a unique prefix of at least 8 characters.
+    /// Looks a ticket up by full id, exact reference, or a unique id prefix of at least 8
+    /// characters (in that order: a reference is all digits, so it could also be a prefix).
     pub fn get(&self, id_or_prefix: &str) -> Result<TicketRecord, TicketError> {
         let conn = self.lock();
         let sql = format!("SELECT {RECORD_COLUMNS} FROM tickets WHERE id = ?1");
@@ -360,6 +372,15 @@ impl Store {
             .optional()?
         {
             return Ok(r);
+        }
+        if super::reference::is_reference(id_or_prefix) {
+            let sql = format!("SELECT {RECORD_COLUMNS} FROM tickets WHERE reference = ?1");
+            if let Some(r) = conn
+                .query_row(&sql, [id_or_prefix], record_from_row)
+                .optional()?
+            {
+                return Ok(r);
+            }
         }
         if id_or_prefix.len() >= 8
             && id_or_prefix
