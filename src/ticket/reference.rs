@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(s.allocate_reference(d1, 0).unwrap(), "261202000001");
         assert_eq!(s.allocate_reference(d1, 0).unwrap(), "261202000002");
         assert_eq!(s.allocate_reference(d1, 5).unwrap(), "261202050001");
-        assert_eq!(s.allocate_reference(day(2026, 12, 3), 0).unwrap(), "261203000001");
+        assert_eq!(
+            s.allocate_reference(day(2026, 12, 3), 0).unwrap(),
+            "261203000001"
+        );
         assert_eq!(s.allocate_reference(d1, 0).unwrap(), "261202000003");
         assert!(s.allocate_reference(d1, 100).is_err());
     }
@@ -115,7 +118,10 @@ mod tests {
         let first = store(&dir).allocate_reference(d, 1).unwrap();
         // A new process on the same file (the daemon restarted) continues the day's count.
         let again = store(&dir).allocate_reference(d, 1).unwrap();
-        assert_eq!((first.as_str(), again.as_str()), ("261202010001", "261202010002"));
+        assert_eq!(
+            (first.as_str(), again.as_str()),
+            ("261202010001", "261202010002")
+        );
     }
 
     #[test]
@@ -183,7 +189,10 @@ mod tests {
         let found = s.get(&reference).unwrap();
         assert_eq!(found.ticket_id, "0b9c4c3e-6f1d-4d4e-9a55-1f0e2d3c4b5a");
         // Ids and prefixes still work; an unknown reference is not found.
-        assert_eq!(s.get("261202000001aa").unwrap().ticket_id, "261202000001aaaa");
+        assert_eq!(
+            s.get("261202000001aa").unwrap().ticket_id,
+            "261202000001aaaa"
+        );
         assert!(matches!(
             s.get("261202000002"),
             Err(TicketError::NotFound(_))
