@@ -4,10 +4,10 @@
 //! Mandarin: CER ≤ 0.35; English: WER ≤ 0.25. A machine that understands the prompt over a phone
 //! line is a floor, not a proof, that a person will; espeak-ng's prompts did not reach it.
 //!
-//! Single digits (`digit_0`…`digit_9`), the date units and month names are one syllable or
+//! Single digits (`digit_0`…`digit_9`) and month names are one syllable or
 //! word: alone, Whisper hears homophones (九 → 酒, 四 → 是) or nothing, which says nothing about
 //! the voice. They are checked the way callers hear them, strung together by the IVR: a
-//! reference number read back digit by digit, a date (see `read_backs`), each scored whole,
+//! reference number read back digit by digit, an English date (see `read_backs`), each scored whole,
 //! against a lower bar (error ≤ 0.5, `MAX_ERROR_READ_BACK`): Whisper base mishears isolated
 //! digits whatever the voice.
 //!
@@ -16,14 +16,15 @@
 //!
 //! Needs `models/ggml-base.bin` (`models/fetch.sh base`). Without it the model tests skip, except
 //! under `HOTLINE_REQUIRE_MODEL=1` or `CI=true`, where they fail. `HOTLINE_PROMPTS_UNDER_TEST`
-//! points them at another prompt folder (used once to score the old espeak-ng set).
+//! points them at another prompt folder (used once to score the old espeak-ng set);
+//! `HOTLINE_PROMPTS_ONLY=menu,record` scores only the prompts named.
 
 mod asr_common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use asr_common::{normalise_zh, telephone};
+use asr_common::{edit_distance, normalise_zh, telephone};
 use hotline_gateway::asr::{AsrConfig, AsrPool, Transcript};
 use hotline_gateway::config::REQUIRED_PROMPTS;
 use hotline_gateway::ticket::model::ClassificationSource;
@@ -64,8 +65,16 @@ fn model() -> Option<PathBuf> {
 /// Model tests take turns: each runs Whisper on both cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn pool(model: PathBuf) -> AsrPool {
+/// `trust_low_confidence`: read-backs only. Whisper is seldom sure of a string of bare digits or
+/// month names, and the gateway's guards, made to keep invented text out of tickets, drop a
+/// segment under their log-probability floor whole: scored as 1.0 however well it was said.
+fn pool(model: PathBuf, trust_low_confidence: bool) -> AsrPool {
+    let mut guards = hotline_gateway::asr::guards::GuardConfig::default();
+    if trust_low_confidence {
+        guards.min_avg_logprob = f32::NEG_INFINITY;
+    }
     AsrPool::start(AsrConfig {
+        guards,
         model_path: model,
         workers: 1,
         threads_per_worker: 2,
@@ -133,20 +142,6 @@ fn fold_en(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn edit_rate<T: PartialEq>(reference: &[T], hyp: &[T]) -> f64 {
     edit_distance(reference, hyp) as f64 / reference.len().max(1) as f64
 }
@@ -162,14 +157,14 @@ fn error_rate(lang: &str, reference: &str, hyp: &str) -> f64 {
 
 /// Prompts too short to score alone (one syllable or word: Whisper hears a homophone or
 /// nothing), scored as the IVR strings them together: a reference number read back digit by
-/// digit (260913 57 8240 holds every digit) and, in English, a progress date. Each is one
+/// digit (260913 57 8240 holds every digit) and, in English, a progress date and the months. Each is one
 /// utterance; `true` would mark numbers spoken as quantities (十二月).
 fn read_backs(lang: &str) -> Vec<(&'static str, Vec<String>, bool)> {
     let digits = "260913578240".chars().map(|d| format!("digit_{d}"));
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut reference = names(&["reference_intro"]);
-    reference.extend(digits);
-    let mut out = vec![("reference read-back", reference, false)];
+    // The digits alone: after `reference_intro` in the same clip, Whisper ends the segment at
+    // the sentence and drops the digit string (measured, English), which is no fault of the audio.
+    let mut out = vec![("reference read-back", digits.collect(), false)];
     if lang == "en" {
         // zh has no date fragments yet: 十 / 月 / 日 strung from single syllables were not
         // understood (a date wants whole-word prompts, 一月…十二月, 一日…三十一日).
@@ -194,7 +189,7 @@ fn is_fragment(name: &str) -> bool {
 fn check_language(lang: &str, max: f64) {
     let Some(model) = model() else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let pool = pool(model);
+    let (pool, lenient) = (pool(model.clone(), false), pool(model, true));
     let dir = prompts_dir().join(lang);
     let all = texts(lang);
     let text_of = |n: &str| {
@@ -240,13 +235,17 @@ fn check_language(lang: &str, max: f64) {
     for (name, _) in all.iter().filter(|(n, _)| is_fragment(n)) {
         assert!(covered.contains(name), "{lang}/{name} is in no read-back");
     }
+    // HOTLINE_PROMPTS_ONLY=menu,record: score only these (after re-recording a few).
+    let only = std::env::var("HOTLINE_PROMPTS_ONLY").unwrap_or_default();
+    items.retain(|(name, ..)| only.is_empty() || only.split(',').any(|o| o == name));
     let mut failed = Vec::new();
     let mut total = 0.0;
     for (name, text, pcm, quantity, bar) in &items {
         if pcm.is_empty() {
             continue;
         }
-        let t = transcribe(&pool, pcm.clone(), lang);
+        let read_back = *bar == MAX_ERROR_READ_BACK;
+        let t = transcribe(if read_back { &lenient } else { &pool }, pcm.clone(), lang);
         let er = if *quantity {
             edit_rate(&normalise_zh(text), &normalise_zh(&t.text))
         } else {
@@ -331,7 +330,7 @@ fn folding_treats_digits_and_hanzi_numerals_alike() {
 fn the_demo_caller_is_transcribed_and_classified_by_keywords() {
     let Some(model) = model() else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let pool = pool(model);
+    let pool = pool(model, false);
     let demo = prompts_dir().join("demo");
     let text = std::fs::read_to_string(demo.join("caller_zh.txt")).expect("caller_zh.txt");
     let heard = transcribe(&pool, telephone(&demo.join("caller_zh.wav")), "zh").text;

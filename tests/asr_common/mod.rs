@@ -182,7 +182,8 @@ pub fn normalise_en(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+/// Levenshtein distance between two token sequences.
+pub fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, x) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
