@@ -184,6 +184,9 @@ fn is_fragment(name: &str) -> bool {
     ["digit_", "month_"].iter().any(|p| name.starts_with(p))
 }
 
+/// What is scored: label, reference text, audio, numbers as quantities, the bar.
+type Item = (String, String, Arc<[i16]>, bool, f64);
+
 /// Every prompt of `lang` (fragments within their read-backs), scored; panics listing those
 /// over `max`.
 fn check_language(lang: &str, max: f64) {
@@ -207,8 +210,7 @@ fn check_language(lang: &str, max: f64) {
             Arc::from(Vec::new())
         }
     };
-    // (label, reference text, audio, numbers as quantities, bar)
-    let mut items: Vec<(String, String, Arc<[i16]>, bool, f64)> = Vec::new();
+    let mut items: Vec<Item> = Vec::new();
     for (name, text) in all.iter().filter(|(n, _)| !is_fragment(n)) {
         items.push((name.clone(), text.clone(), audio(name), false, max));
     }
