@@ -24,8 +24,8 @@ mod asr_common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use asr_common::{edit_distance, normalise_zh, telephone};
-use hotline_gateway::asr::{AsrConfig, AsrPool, Transcript};
+use asr_common::{edit_distance, normalise_zh, telephone, transcribe};
+use hotline_gateway::asr::AsrPool;
 use hotline_gateway::config::REQUIRED_PROMPTS;
 use hotline_gateway::ticket::model::ClassificationSource;
 use hotline_gateway::ticket::Rules;
@@ -73,24 +73,7 @@ fn pool(model: PathBuf, trust_low_confidence: bool) -> AsrPool {
     if trust_low_confidence {
         guards.min_avg_logprob = f32::NEG_INFINITY;
     }
-    AsrPool::start(AsrConfig {
-        guards,
-        model_path: model,
-        workers: 1,
-        threads_per_worker: 2,
-        queue_depth: 4,
-        // Text, not speed, is under test: a busy CI box must not turn slowness into silence.
-        time_budget: std::time::Duration::from_secs(600),
-        ..AsrConfig::default()
-    })
-    .expect("pool starts")
-}
-
-fn transcribe(pool: &AsrPool, pcm: Arc<[i16]>, lang: &str) -> Transcript {
-    pool.submit(pcm, lang)
-        .expect("queue has room")
-        .blocking_recv()
-        .expect("worker replies")
+    asr_common::pool(model, 1, 2, 4, guards)
 }
 
 /// `name<TAB>text` lines of `prompts/<lang>/texts.tsv` (`#` lines are comments).
