@@ -14,6 +14,7 @@ pub mod duplicate;
 pub mod facts;
 pub mod model;
 mod record;
+pub mod reference;
 mod service;
 pub mod store;
 pub mod v1;

@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         PRIMARY KEY (ticket_id, attempt)
     );",
+<<<<<<< HEAD
     // Branch handoff (issue 11.11, 11.17): a call is not its Call-ID. Run by code, see
     // `migrate_call_uid`: `call_uid` becomes the unique key of ticket creation and
     // `call_id UNIQUE` is dropped (SQLite needs the table rebuilt for that); an index for the
@@ -58,6 +59,19 @@ const MIGRATIONS: &[&str] = &[
         ticket_id TEXT NOT NULL, category_id TEXT NOT NULL, text TEXT NOT NULL,
         corrected_by TEXT NOT NULL, corrected_at_ms INTEGER NOT NULL);
     CREATE INDEX classification_corrections_ticket ON classification_corrections(ticket_id);",
+=======
+    // voice (issue 13, reference numbers; the integrator renumbers on merge): the day's
+    // counter per instance that `reference::allocate_reference` advances, and each ticket's
+    // reference so `get` finds a ticket by the number the caller was told.
+    "CREATE TABLE reference_days (
+        day TEXT NOT NULL,
+        instance INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (day, instance)
+    );
+    ALTER TABLE tickets ADD COLUMN reference TEXT;
+    CREATE UNIQUE INDEX tickets_reference ON tickets(reference) WHERE reference IS NOT NULL;",
+>>>>>>> voice
 ];
 
 mod candidates;
@@ -381,7 +395,8 @@ impl Store {
         Ok(rec.state)
     }
 
-    /// Looks a ticket up by full id or a unique prefix of at least 8 characters.
+    /// Looks a ticket up by full id, exact reference, or a unique id prefix of at least 8
+    /// characters (in that order: a reference is all digits, so it could also be a prefix).
     pub fn get(&self, id_or_prefix: &str) -> Result<TicketRecord, TicketError> {
         let conn = self.lock();
         let sql = format!("SELECT {RECORD_COLUMNS} FROM tickets WHERE id = ?1");
@@ -390,6 +405,15 @@ impl Store {
             .optional()?
         {
             return Ok(r);
+        }
+        if super::reference::is_reference(id_or_prefix) {
+            let sql = format!("SELECT {RECORD_COLUMNS} FROM tickets WHERE reference = ?1");
+            if let Some(r) = conn
+                .query_row(&sql, [id_or_prefix], record_from_row)
+                .optional()?
+            {
+                return Ok(r);
+            }
         }
         if id_or_prefix.len() >= 8
             && id_or_prefix
