@@ -48,7 +48,6 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         PRIMARY KEY (ticket_id, attempt)
     );",
-<<<<<<< HEAD
     // Branch handoff (issue 11.11, 11.17): a call is not its Call-ID. Run by code, see
     // `migrate_call_uid`: `call_uid` becomes the unique key of ticket creation and
     // `call_id UNIQUE` is dropped (SQLite needs the table rebuilt for that); an index for the
@@ -59,7 +58,6 @@ const MIGRATIONS: &[&str] = &[
         ticket_id TEXT NOT NULL, category_id TEXT NOT NULL, text TEXT NOT NULL,
         corrected_by TEXT NOT NULL, corrected_at_ms INTEGER NOT NULL);
     CREATE INDEX classification_corrections_ticket ON classification_corrections(ticket_id);",
-=======
     // voice (issue 13, reference numbers; the integrator renumbers on merge): the day's
     // counter per instance that `reference::allocate_reference` advances, and each ticket's
     // reference so `get` finds a ticket by the number the caller was told.
@@ -71,7 +69,6 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE tickets ADD COLUMN reference TEXT;
     CREATE UNIQUE INDEX tickets_reference ON tickets(reference) WHERE reference IS NOT NULL;",
->>>>>>> voice
 ];
 
 mod candidates;
