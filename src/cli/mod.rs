@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod console;
 mod load;
 mod signals;
 
@@ -57,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: TicketAction,
     },
+    /// The operator desk: `console hash-password` prints an argon2id hash (password on stdin).
+    Console {
+        #[command(subcommand)]
+        action: ConsoleAction,
+    },
     /// Start the gateway in-process and place one demo call to it, then show the result.
     Demo {
         #[arg(long, short, default_value = "config/hotline.toml")]
@@ -78,6 +84,12 @@ enum ModelAction {
         #[arg(long, default_value = "models")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConsoleAction {
+    /// Read a password from stdin, print its argon2id hash for `[[console.user]] password_hash`.
+    HashPassword,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +202,9 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Load(args) => rt.block_on(load::run(args)),
+        Command::Console {
+            action: ConsoleAction::HashPassword,
+        } => console::hash_password(),
     }
 }
 
@@ -311,6 +326,14 @@ async fn serve(path: &Path) -> ExitCode {
         },
         None => None,
     };
+    let desk = match start_desk(&gw.config()).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            gw.shutdown_now().await;
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!("hotline-gateway answering SIP on udp:{}", gw.sip_addr());
     let stop = loop {
         match signals.next().await {
@@ -343,8 +366,23 @@ async fn serve(path: &Path) -> ExitCode {
     if let Some(admin) = admin {
         admin.stop().await;
     }
+    if let Some(desk) = desk {
+        desk.stop().await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The operator desk on `[console] listen`, when set.
+async fn start_desk(
+    cfg: &Config,
+) -> Result<Option<crate::console::ConsoleServer>, crate::console::ConsoleError> {
+    match cfg.console.listen_addr() {
+        Some(addr) => crate::console::ConsoleServer::start(addr, cfg)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// SIGHUP: reload, or keep the running configuration and say why.

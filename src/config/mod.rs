@@ -21,6 +21,7 @@
 //! [`ivr`] (prompts, menu, barge-in, recording), [`pipeline`] (storage, intake, ASR, tickets);
 //! `[log]` and `[admin]` are here. All are re-exported, so `config::SipConfig` is the path.
 
+mod console;
 pub mod env;
 mod ivr;
 mod load;
@@ -30,6 +31,7 @@ mod pipeline;
 mod tests;
 mod validate;
 
+pub use console::*;
 pub use ivr::*;
 pub use load::ConfigSource;
 pub use network::*;
@@ -70,6 +72,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The admin HTTP listener (metrics, health).
     pub admin: AdminConfig,
+    /// The operator desk and its HTTP API (`src/console/`).
+    pub console: ConsoleConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -384,6 +388,15 @@ impl Config {
         let _ = match self.admin.listen_addr() {
             Some(a) => writeln!(s, "admin: http://{a}/metrics, /healthz, /readyz"),
             None => writeln!(s, "admin: off"),
+        };
+        let _ = match self.console.listen_addr() {
+            Some(a) => writeln!(
+                s,
+                "operator desk: http://{a}/ ({} accounts, {} API tokens)",
+                self.console.users.len(),
+                self.console.api_tokens.len()
+            ),
+            None => writeln!(s, "operator desk: off"),
         };
         s
     }

@@ -231,6 +231,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         );
     }
 
+    super::console::validate(&c.console, &mut err);
     validate_ivr(c, &mut err);
 
     // [recording]

@@ -13,6 +13,8 @@ pub mod delivery;
 pub mod duplicate;
 pub mod facts;
 pub mod model;
+pub mod progress;
+pub mod query;
 mod record;
 mod service;
 pub mod store;

@@ -1,0 +1,543 @@
+//! The desk's HTTP API over real HTTP against the real daemon (issue 15): nothing without
+//! credentials, CSRF on state changes, numbers masked by role, Range on recordings,
+//! progress and corrections kept, search that finds one- and two-character Chinese words.
+
+use super::harness::GatewayProcess;
+use super::tickets_common::facts;
+use hotline_gateway::ticket::{RecordingFacts, TicketConfig, TicketService};
+use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, COOKIE, LOCATION, RANGE, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub const OPERATOR: (&str, &str) = ("li", "li-desk-pass");
+pub const SUPERVISOR: (&str, &str) = ("wang", "wang-desk-pass");
+pub const TOKEN: &str = "intake-token-0123456789abcdef";
+
+/// A gateway with the desk on its own port, an operator, a supervisor and an API token.
+pub struct DeskProcess {
+    pub gw: GatewayProcess,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl DeskProcess {
+    pub async fn start(env: &[(&str, &str)]) -> DeskProcess {
+        let hash = |p: &str| hotline_gateway::console::auth::hash_password(p).unwrap();
+        let extra = format!(
+            "[[console.user]]\nname = \"{}\"\npassword_hash = \"{}\"\nrole = \"operator\"\n\n\
+             [[console.user]]\nname = \"{}\"\npassword_hash = \"{}\"\nrole = \"supervisor\"\n",
+            OPERATOR.0,
+            hash(OPERATOR.1),
+            SUPERVISOR.0,
+            hash(SUPERVISOR.1)
+        );
+        let listen = format!("127.0.0.1:{}", free_tcp_port());
+        let mut all: Vec<(&str, &str)> = vec![
+            ("HOTLINE_CONSOLE_LISTEN", listen.as_str()),
+            ("HOTLINE_CONSOLE_API_TOKENS", TOKEN),
+        ];
+        all.extend_from_slice(env);
+        let gw = GatewayProcess::start_with(Some(&extra), &all);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = format!("http://{listen}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/login")).send().await {
+                if r.status() == StatusCode::OK {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "desk did not come up:\n{}", gw.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        DeskProcess { gw, base, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Logs in; returns the cookie header value and the session's CSRF token.
+    pub async fn login(&self, (name, password): (&str, &str)) -> Session {
+        let r = self
+            .http
+            .post(self.url("/login"))
+            .form(&[("name", name), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {name}");
+        let cookie = r
+            .headers()
+            .get(SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let page = self
+            .http
+            .get(self.url("/"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("csrf meta")
+            .to_owned();
+        Session { cookie, csrf }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.gw.data_dir.path().join("tickets.sqlite")
+    }
+
+    /// Commits a ticket straight into the daemon's store (as the ticket service would), with a
+    /// transcript of two segments and a recording of `secs` seconds of tone.
+    pub async fn seed(&self, call_id: &str, caller: &str, segments: &[&str]) -> String {
+        let service = TicketService::open(TicketConfig {
+            db_path: self.db(),
+            outbox_dir: self.gw.data_dir.path().join("outbox"),
+            ..TicketConfig::default()
+        })
+        .unwrap();
+        let text = segments.concat();
+        let mut f = facts(call_id, caller, &text, Some("complaint"), 0);
+        if let Some(t) = f.transcript.as_mut() {
+            t.segments = segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| hotline_gateway::ticket::SegmentFacts {
+                    start_ms: 1000 + i as u64 * 2000,
+                    end_ms: 2800 + i as u64 * 2000,
+                    text: (*s).into(),
+                    confidence: Some(0.9),
+                })
+                .collect();
+        }
+        let dir = self.gw.data_dir.path().join("recordings");
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join(format!("{call_id}.wav"));
+        write_tone(&wav, 2 + segments.len() as u32 * 2);
+        f.recording = Some(RecordingFacts {
+            path: wav,
+            duration_ms: 6000,
+        });
+        service.create(f).await.unwrap().ticket_id.to_string()
+    }
+}
+
+/// 8 kHz mono 16-bit: a quiet 440 Hz tone.
+pub fn write_tone(path: &std::path::Path, secs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..8000 * secs {
+        let v = (i as f32 * 440.0 * std::f32::consts::TAU / 8000.0).sin() * 3000.0;
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+async fn get_json(d: &DeskProcess, s: &Session, path: &str) -> Value {
+    let r = d
+        .http
+        .get(d.url(path))
+        .header(COOKIE, &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_only_the_login_page_answers() {
+    let d = DeskProcess::start(&[]).await;
+    let id = d.seed("c-anon", "13812345678", &["路灯坏了", "晚上很黑"]).await;
+    for path in [
+        "/api/v1/tickets".to_string(),
+        format!("/api/v1/tickets/{id}"),
+        format!("/api/v1/tickets/{id}/recording"),
+        "/api/v1/events".to_string(),
+    ] {
+        let r = d.http.get(d.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let r = d
+            .http
+            .get(d.url(&path))
+            .header(AUTHORIZATION, "Bearer not-a-token-of-ours-at-all")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} with a wrong token");
+        let r = d
+            .http
+            .get(d.url(&path))
+            .header(COOKIE, "hotline_desk=forged")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} with a forged cookie");
+    }
+    for path in ["/", "/supervisor", &format!("/tickets/{id}")] {
+        let r = d.http.get(d.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(r.headers()[LOCATION], "/login");
+    }
+    let r = d
+        .http
+        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
+        .json(&json!({"state": "resolved", "note": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let login = d.http.get(d.url("/login")).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert!(login.text().await.unwrap().contains("name=\"password\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
+    let d = DeskProcess::start(&[]).await;
+    let id = d.seed("c-mask", "13812345678", &["暖气不热", "已经三天了"]).await;
+    let op = d.login(OPERATOR).await;
+    let sup = d.login(SUPERVISOR).await;
+    let list = get_json(&d, &op, "/api/v1/tickets").await;
+    assert_eq!(list["tickets"][0]["ticket"]["call"]["caller"], "138****5678");
+    let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(one["ticket"]["call"]["caller"], "138****5678");
+    let page = d
+        .http
+        .get(d.url(&format!("/tickets/{id}")))
+        .header(COOKIE, &op.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("138****5678") && !page.contains("13812345678"));
+    let queue = d
+        .http
+        .get(d.url("/"))
+        .header(COOKIE, &op.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(queue.contains("138****5678") && !queue.contains("13812345678"));
+    let one = get_json(&d, &sup, &format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(one["ticket"]["call"]["caller"], "13812345678");
+    let by_token: Value = d
+        .http
+        .get(d.url(&format!("/api/v1/tickets/{id}")))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_token["ticket"]["call"]["caller"], "13812345678");
+    // The supervisor page is the supervisor's.
+    let r = d
+        .http
+        .get(d.url("/supervisor"))
+        .header(COOKIE, &op.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = d
+        .http
+        .get(d.url("/supervisor"))
+        .header(COOKIE, &sup.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("<svg"));
+    // Who opened the ticket is in the audit log, and in the daemon's log.
+    let store = hotline_gateway::ticket::store::Store::open(&d.db()).unwrap();
+    let audit = store.audit_log(&id).unwrap();
+    assert!(
+        audit.iter().any(|(_, u, a, _)| u == OPERATOR.0 && a == "open_ticket"),
+        "{audit:?}"
+    );
+    assert!(d.gw.log().contains("desk audit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_without_the_csrf_token_are_refused() {
+    let d = DeskProcess::start(&[]).await;
+    let id = d.seed("c-csrf", "13812345678", &["噪音扰民", "楼下装修"]).await;
+    let op = d.login(OPERATOR).await;
+    let patch = |csrf: Option<&str>| {
+        let mut r = d
+            .http
+            .patch(d.url(&format!("/api/v1/tickets/{id}")))
+            .header(COOKIE, &op.cookie)
+            .json(&json!({"category_id": "heating"}));
+        if let Some(c) = csrf {
+            r = r.header("X-CSRF-Token", c);
+        }
+        r.send()
+    };
+    assert_eq!(patch(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(patch(Some("wrong")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let r = d
+        .http
+        .post(d.url(&format!("/tickets/{id}/progress")))
+        .header(COOKIE, &op.cookie)
+        .form(&[("csrf", "wrong"), ("state", "resolved"), ("note", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "form without the token");
+    let r = d
+        .http
+        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
+        .header(COOKIE, &op.cookie)
+        .json(&json!({"state": "resolved", "note": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "JSON without the token");
+    // A bearer token may report progress but not correct the classification.
+    let r = d
+        .http
+        .patch(d.url(&format!("/api/v1/tickets/{id}")))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .json(&json!({"category_id": "heating"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
+    assert!(one["ticket"]["classification"]["operator_override"].is_null());
+    assert!(one["progress"]["history"].as_array().unwrap().is_empty());
+
+    // With the token: a correction, kept as operator_override, re-queued as revision 2.
+    let r = patch(Some(&op.csrf)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["revision"], 2);
+    let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
+    let o = &one["ticket"]["classification"]["operator_override"];
+    assert_eq!(o["category_id"], "heating");
+    assert_eq!(o["by"], OPERATOR.0);
+    assert_eq!(one["ticket"]["revision"], 2);
+    let heating = get_json(&d, &op, "/api/v1/tickets?category=heating").await;
+    assert_eq!(heating["total"], 1, "the queue filters on the corrected category");
+    let r = d
+        .http
+        .patch(d.url(&format!("/api/v1/tickets/{id}")))
+        .header(COOKIE, &op.cookie)
+        .header("X-CSRF-Token", &op.csrf)
+        .json(&json!({"category_id": "no-such-category"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_from_the_intake_and_the_desk_is_kept_with_its_history() {
+    let d = DeskProcess::start(&[]).await;
+    let id = d.seed("c-prog", "13812345678", &["路灯坏了", "请派人修"]).await;
+    let r = d
+        .http
+        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .json(&json!({"state": "in_progress", "note": "已派单"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let op = d.login(OPERATOR).await;
+    let r = d
+        .http
+        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
+        .header(COOKIE, &op.cookie)
+        .header("X-CSRF-Token", &op.csrf)
+        .json(&json!({"state": "resolved", "note": "已修复"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = d
+        .http
+        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .json(&json!({"state": "done"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "unknown state");
+    let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(one["progress"]["state"], "resolved");
+    let h = one["progress"]["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!((h[0]["by"].as_str(), h[0]["source"].as_str()), (Some("api"), Some("api")));
+    assert_eq!(h[1]["note"], "已修复");
+    assert_eq!(
+        get_json(&d, &op, "/api/v1/tickets?progress=resolved").await["total"],
+        1
+    );
+    assert_eq!(
+        get_json(&d, &op, "/api/v1/tickets?progress=accepted").await["total"],
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_are_served_with_range_and_gone_when_expired() {
+    let d = DeskProcess::start(&[]).await;
+    let id = d.seed("c-range", "13812345678", &["水管爆了", "快来人"]).await;
+    let sup = d.login(SUPERVISOR).await;
+    let file = d.gw.data_dir.path().join("recordings/c-range.wav");
+    let bytes = std::fs::read(&file).unwrap();
+    let url = d.url(&format!("/api/v1/tickets/{id}/recording"));
+    let r = d
+        .http
+        .get(&url)
+        .header(COOKIE, &sup.cookie)
+        .header(RANGE, "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()[CONTENT_RANGE],
+        format!("bytes 1000-1999/{}", bytes.len()).as_str()
+    );
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(&r.bytes().await.unwrap()[..], &bytes[1000..2000]);
+    let r = d
+        .http
+        .get(&url)
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), bytes.len());
+    let r = d
+        .http
+        .get(&url)
+        .header(COOKIE, &sup.cookie)
+        .header(RANGE, format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let store = hotline_gateway::ticket::store::Store::open(&d.db()).unwrap();
+    assert!(store
+        .audit_log(&id)
+        .unwrap()
+        .iter()
+        .any(|(_, u, a, _)| u == SUPERVISOR.0 && a == "play_recording"));
+    std::fs::remove_file(&file).unwrap();
+    let r = d
+        .http
+        .get(&url)
+        .header(COOKIE, &sup.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GONE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_one_and_two_character_chinese_words_and_filters_combine() {
+    let d = DeskProcess::start(&[]).await;
+    d.seed("c-s1", "13800000001", &["小区暖气不热", "已经三天了"]).await;
+    d.seed("c-s2", "13800000002", &["路灯坏了", "晚上很黑"]).await;
+    let op = d.login(OPERATOR).await;
+    let total = |q: &'static str| {
+        let (d, op) = (&d, &op);
+        async move {
+            get_json(d, op, &format!("/api/v1/tickets?q={}", urlencode(q))).await["total"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    assert_eq!(total("暖气").await, 1, "two characters");
+    assert_eq!(total("灯").await, 1, "one character");
+    assert_eq!(total("暖气不热").await, 1, "trigram index");
+    assert_eq!(total("了").await, 2);
+    assert_eq!(total("路灯 很黑").await, 1, "all words");
+    assert_eq!(total("下水道").await, 0);
+    let heating = get_json(&d, &op, "/api/v1/tickets?category=heating").await;
+    assert_eq!(heating["total"], 1);
+    let page = get_json(&d, &op, "/api/v1/tickets?per_page=1&page=2").await;
+    assert_eq!((page["total"].as_u64(), page["tickets"].as_array().map(Vec::len)), (Some(2), Some(1)));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_logins_are_throttled() {
+    let d = DeskProcess::start(&[]).await;
+    for _ in 0..5 {
+        let r = d
+            .http
+            .post(d.url("/login"))
+            .form(&[("name", OPERATOR.0), ("password", "guess")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = d
+        .http
+        .post(d.url("/login"))
+        .form(&[("name", OPERATOR.0), ("password", OPERATOR.1)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert!(r.headers().contains_key("retry-after"));
+    // The other account is not locked.
+    d.login(SUPERVISOR).await;
+}
