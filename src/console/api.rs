@@ -151,12 +151,11 @@ pub(crate) async fn apply_override(
         .blocking(move |s| {
             let r = s.find(&id)?;
             let rev = s.override_classification(&r.ticket_id, &o, now_ms())?;
+            // TODO(classify, merge): s.record_correction(&r.ticket_id, &o.category_id, &o.by, chrono::Utc::now())?;
             Ok((r.ticket_id, rev))
         })
         .await
         .map_err(|e| store_error(&e))?;
-    // TODO(classify): crate::ticket::classify::record_correction(...) once branch `classify`
-    // is merged, so that `classify retrain` learns from the desk's corrections.
     tracing::info!(user = who.name(), ticket = %ticket_id, category = %category_id, revision, "operator correction");
     let _ = desk.events.send(DeskEvent::Revised {
         ticket_id: ticket_id.clone(),

@@ -24,6 +24,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const FREE_FAILURES: u32 = 5;
 const FIRST_LOCK: Duration = Duration::from_secs(30);
 pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+/// Name/address pairs with failures remembered at most (beyond, unlocked ones are dropped).
+const MAX_TRACKED: usize = 10_000;
 
 /// The caller of a request, once authenticated.
 #[derive(Clone, Debug)]
@@ -214,6 +216,11 @@ impl Auth {
         let ok = verify_password(password, hash) && user.is_some();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let Some(user) = user.filter(|_| ok) else {
+            // Many names from many addresses must not grow the table without bound: forget
+            // the failures that no longer lock anything.
+            if failures.len() > MAX_TRACKED {
+                failures.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
+            }
             let f = failures.entry(key).or_default();
             f.count += 1;
             if f.count >= FREE_FAILURES {
