@@ -223,7 +223,8 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         .await
         .unwrap();
     let second = c
-        .wait_for_find(Locator::Css("#segments li.segment:nth-child(2)"))
+        .wait()
+        .for_element(Locator::Css("#segments li.segment:nth-child(2)"))
         .await
         .unwrap();
     let start: f64 = second.attr("data-start").await.unwrap().unwrap().parse().unwrap();
