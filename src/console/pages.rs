@@ -287,7 +287,7 @@ pub(crate) async fn queue(
             button type="submit" { "Filter" }
             a href="/" { "clear" }
         }
-        p.count { (page.total) " tickets" span #live { " · live" } }
+        p.count { span #total { (page.total) } " tickets" span #live { " · live" } }
         table.queue {
             thead { tr {
                 th { "started" } th { "reference" } th { "caller" } th { "channel" }
@@ -313,7 +313,11 @@ pub(crate) async fn queue_rows(
 ) -> Response {
     let filter = view::filter_from_query(&q);
     match desk.blocking(move |s| s.query(&filter)).await {
-        Ok(p) => rows(&desk, &who, &p).into_response(),
+        Ok(p) => (
+            [("x-total-count", p.total.to_string())],
+            rows(&desk, &who, &p),
+        )
+            .into_response(),
         Err(e) => (super::status_of(&e), e.to_string()).into_response(),
     }
 }

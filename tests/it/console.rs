@@ -196,6 +196,13 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         json!(true),
         "the row arrived without a reload"
     );
+    wait_js(
+        &c,
+        "return document.getElementById('total').textContent === '3'",
+        Duration::from_secs(10),
+        "the count to follow",
+    )
+    .await;
     let new_row_caller = c
         .execute(
             "return document.querySelector('#rows tr[data-id] td.caller').textContent",

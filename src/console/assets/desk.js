@@ -6,7 +6,12 @@ function liveQueue(rows) {
   if (!window.EventSource) return;
   const refresh = () =>
     fetch("/queue/rows" + window.location.search, { credentials: "same-origin" })
-      .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+      .then((r) => {
+        if (!r.ok) return Promise.reject(r.status);
+        const total = document.getElementById("total");
+        if (total && r.headers.get("x-total-count")) total.textContent = r.headers.get("x-total-count");
+        return r.text();
+      })
       .then((html) => {
         const before = new Set([...rows.querySelectorAll("tr[data-id]")].map((tr) => tr.dataset.id));
         rows.innerHTML = html;
