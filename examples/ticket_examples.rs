@@ -5,15 +5,17 @@
 
 use chrono::{TimeZone, Utc};
 use hotline_gateway::ticket::{
-    CallFacts, HangupBy, MenuChoice, RecordingFacts, SegmentFacts, TicketConfig, TicketService,
-    TranscriptFacts,
+    CallFacts, HangupBy, MenuChoice, MenuSource, RecordingFacts, SegmentFacts, TicketConfig,
+    TicketService, TranscriptFacts,
 };
 use std::path::Path;
 
 fn call(id: &str, caller: &str, minute: u32) -> CallFacts {
     let start = Utc.with_ymd_and_hms(2026, 11, 26, 1, minute, 5).unwrap();
     CallFacts {
+        call_uid: format!("019ac1d2-{id:0>4}-7000-8000-00000000{minute:04}"),
         call_id: format!("{id}@10.0.0.5"),
+        reference: Some(format!("26112600{:04}", minute + 1)),
         trunk: Some("pstn-unicom-1".into()),
         caller: caller.into(),
         called: "8890".into(),
@@ -24,6 +26,8 @@ fn call(id: &str, caller: &str, minute: u32) -> CallFacts {
         hangup_by: HangupBy::Caller,
         hangup_reason: "BYE".into(),
         menu: None,
+        transfer: None,
+        urgent_trigger: None,
         transcript: None,
         recording: None,
     }
@@ -78,7 +82,9 @@ async fn main() {
 
     let mut heating = call("a84c1f", "13904120001", 0);
     heating.menu = Some(MenuChoice {
-        digits: "1".into(),
+        source: MenuSource::Dtmf,
+        digits: Some("1".into()),
+        utterance: None,
         id: "complaint".into(),
         label: "投诉举报".into(),
     });
@@ -116,7 +122,9 @@ async fn main() {
     let mut silent = call("d01a55", "anonymous", 45);
     silent.trunk = None;
     silent.menu = Some(MenuChoice {
-        digits: "2".into(),
+        source: MenuSource::Speech,
+        digits: None,
+        utterance: Some("政策咨询".into()),
         id: "policy".into(),
         label: "政策咨询".into(),
     });

@@ -346,7 +346,14 @@ fn schema_rejects_malformed_tickets() {
     type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
     #[rustfmt::skip]
     let mutations: Vec<(&str, Mutation)> = vec![
-        ("wrong schema id", Box::new(|v| v["schema"] = "hotline.ticket/v2".into())),
+        ("wrong schema id", Box::new(|v| v["schema"] = "hotline.ticket/v1".into())),
+        ("revision 0", Box::new(|v| v["revision"] = 0.into())),
+        ("short reference", Box::new(|v| v["reference"] = "2611260".into())),
+        ("menu without source", Box::new(|v| { v["menu"].as_object_mut().unwrap().remove("source"); })),
+        ("unknown progress state", Box::new(|v| v["progress"]["state"] = "closed".into())),
+        ("confidence > 1", Box::new(|v| v["classification"]["confidence"] = 1.5.into())),
+        ("transfer without outcome", Box::new(|v| v["transfer"] = serde_json::json!({"mode": "bridge", "target": "sip:op@pbx", "started_at": "2026-11-26T01:00:00Z", "answered_at": null, "talk_ms": null}))),
+        ("missing call_uid", Box::new(|v| { v["call"].as_object_mut().unwrap().remove("call_uid"); })),
         ("v4 ticket id", Box::new(|v| v["ticket_id"] = "0b6a1d9e-3c7f-4d2a-9e1b-2f8c6a4d5e7f".into())),
         ("empty text without reason", Box::new(|v| v["transcript"]["text"] = "".into())),
         ("reason with text", Box::new(|v| v["transcript"]["empty_reason"] = "no_speech".into())),

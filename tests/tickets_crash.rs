@@ -166,7 +166,14 @@ async fn supervisor() {
         assert_eq!(p.authorization.as_deref(), Some("Bearer crash-token"));
         let doc: serde_json::Value =
             serde_json::from_str(&p.body).expect("no torn document was ever sent");
-        assert_eq!(doc["ticket_id"].as_str(), p.idempotency_key.as_deref());
+        assert_eq!(
+            Some(format!(
+                "{}:{}",
+                doc["ticket_id"].as_str().unwrap(),
+                doc["revision"]
+            )),
+            p.idempotency_key
+        );
         assert_valid(&validator, &doc);
     }
     let svc = TicketService::open(config(dir.path())).unwrap();
@@ -174,7 +181,7 @@ async fn supervisor() {
     assert_eq!(records.len(), CALLS);
     for r in &records {
         assert_eq!(r.state, DeliveryState::Delivered, "{}", r.ticket_id);
-        assert!(applied.contains_key(&r.ticket_id));
+        assert!(applied.contains_key(&format!("{}:1", r.ticket_id)));
     }
     println!(
         "{CALLS} tickets, {} posts ({} before the kills, {} re-sends absorbed by Idempotency-Key)",

@@ -2,11 +2,13 @@
 
 mod tickets_common;
 
-use hotline_gateway::ticket::{admin, DeliveryState, TicketConfig, TicketService};
+use hotline_gateway::ticket::{
+    admin, DeliveryState, MenuSource, TicketConfig, TicketService, WireSchema,
+};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tickets_common::{assert_valid, facts, schema, Intake, Reply};
+use tickets_common::{assert_valid, facts, schema, schema_v1, Intake, Reply};
 use tokio::sync::oneshot;
 
 fn config(dir: &Path, url: Option<String>) -> TicketConfig {
@@ -112,8 +114,8 @@ async fn outage_then_recovery_delivers_every_ticket_once() {
     task.await.unwrap();
 
     let applied = intake.applied();
-    let got: HashSet<&String> = applied.keys().collect();
-    let want: HashSet<&String> = ids.iter().collect();
+    let got: HashSet<String> = applied.keys().cloned().collect();
+    let want: HashSet<String> = ids.iter().map(|id| format!("{id}:1")).collect();
     assert_eq!(got, want, "the intake got exactly the created tickets");
     assert!(applied.values().all(|&n| n == 1));
     let posts = intake.posts();
@@ -123,9 +125,13 @@ async fn outage_then_recovery_delivers_every_ticket_once() {
         assert_eq!(p.content_type.as_deref(), Some("application/json"));
         let doc: serde_json::Value = serde_json::from_str(&p.body).unwrap();
         assert_eq!(
-            doc["ticket_id"].as_str(),
-            p.idempotency_key.as_deref(),
-            "key = ticket id"
+            Some(format!(
+                "{}:{}",
+                doc["ticket_id"].as_str().unwrap(),
+                doc["revision"]
+            )),
+            p.idempotency_key,
+            "key = ticket id : revision"
         );
         assert_valid(&validator, &doc);
     }
@@ -149,8 +155,9 @@ async fn outage_then_recovery_delivers_every_ticket_once() {
         assert_eq!(r.state, DeliveryState::Delivered);
         assert!(matches!(r.last_status, Some(201)));
     }
+    let lost_id = lost.split(':').next().unwrap();
     let shown: serde_json::Value =
-        serde_json::from_str(&admin::show(&dir.path().join("tickets.sqlite"), &lost).unwrap())
+        serde_json::from_str(&admin::show(&dir.path().join("tickets.sqlite"), lost_id).unwrap())
             .unwrap();
     assert!(
         shown["attempts"].as_array().unwrap().len() >= 2,
@@ -205,7 +212,7 @@ async fn client_error_dead_letters_with_body_and_admin_retry_resends() {
     assert!(msg.contains("was dead"), "{msg}");
     intake
         .wait_for(Duration::from_secs(5), "second post", |s| {
-            s.applied.contains_key(&id)
+            s.applied.contains_key(&format!("{id}:1"))
         })
         .await;
     svc.flush(tokio::time::Instant::now() + Duration::from_secs(5))
@@ -454,10 +461,71 @@ async fn restart_resumes_pending_deliveries() {
     let applied = intake.applied();
     assert_eq!(applied.len(), 3);
     for id in &ids {
-        assert!(applied.contains_key(id));
+        assert!(applied.contains_key(&format!("{id}:1")));
         assert!(
             state_of(&svc, id).attempts >= 2,
             "first run tried and failed"
         );
+    }
+}
+
+/// `[intake] schema = "v1"`: an intake built for v1 keeps getting valid v1 documents under the
+/// key it knew (the bare ticket id), also for tickets whose menu choice v1 cannot express;
+/// the default sends v2 under `<ticket_id>:<revision>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_intake_gets_v1_documents_and_a_v2_intake_v2() {
+    for wire in [WireSchema::V1, WireSchema::V2] {
+        let dir = tempfile::tempdir().unwrap();
+        let intake = Intake::start(|_, _| Reply::Accept(200)).await;
+        let mut cfg = config(dir.path(), Some(intake.url()));
+        cfg.intake.schema = wire;
+        let svc = TicketService::open(cfg).unwrap();
+        let (stop, task) = spawn_delivery(&svc);
+        let pressed = svc
+            .create(facts(
+                "v-1",
+                "13800000000",
+                "暖气不热",
+                Some("complaint"),
+                0,
+            ))
+            .await
+            .unwrap();
+        let mut said = facts("v-2", "13800000001", "路灯坏了", Some("policy"), 5);
+        if let Some(m) = said.menu.as_mut() {
+            m.source = MenuSource::Speech;
+            m.digits = None;
+            m.utterance = Some("政策咨询".into());
+        }
+        let said = svc.create(said).await.unwrap();
+        let report = svc
+            .flush(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(report.undelivered, 0);
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        let docs = intake.documents();
+        assert_eq!(docs.len(), 2, "{wire:?}");
+        for t in [&pressed, &said] {
+            let id = t.ticket_id.to_string();
+            let (key, validator, schema_id) = match wire {
+                WireSchema::V1 => (id.clone(), schema_v1(), "hotline.ticket/v1"),
+                WireSchema::V2 => (format!("{id}:1"), schema(), "hotline.ticket/v2"),
+            };
+            let doc = docs
+                .get(&key)
+                .unwrap_or_else(|| panic!("{wire:?}: no {key}"));
+            assert_eq!(doc["schema"], schema_id);
+            assert_valid(&validator, doc);
+        }
+        let said_doc = &docs[&match wire {
+            WireSchema::V1 => said.ticket_id.to_string(),
+            WireSchema::V2 => format!("{}:1", said.ticket_id),
+        }];
+        match wire {
+            WireSchema::V1 => assert!(said_doc["menu"].is_null(), "v1 needs digits"),
+            WireSchema::V2 => assert_eq!(said_doc["menu"]["utterance"], "政策咨询"),
+        }
     }
 }

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+pub use crate::ticket::WireSchema;
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -29,7 +31,7 @@ impl StorageConfig {
     pub fn calls_dir(&self) -> PathBuf {
         self.data_dir.join("calls")
     }
-    /// Tickets as JSON files (`hotline.ticket/v1`), for operators without an intake API.
+    /// Tickets as JSON files (`hotline.ticket/v2`), for operators without an intake API.
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")
     }
@@ -48,6 +50,9 @@ pub struct IntakeConfig {
     pub url: String,
     /// Bearer token. Prefer the environment (`HOTLINE_INTAKE_TOKEN`) to the file; never logged.
     pub token: String,
+    /// Ticket document version posted: `v2` (default), or `v1` for an intake that has not
+    /// moved on (the v2-only fields are dropped; see docs/ticket.md).
+    pub schema: WireSchema,
     /// Posts in flight at once.
     pub concurrency: usize,
     pub connect_timeout_ms: u64,
@@ -62,6 +67,7 @@ impl Default for IntakeConfig {
         IntakeConfig {
             url: String::new(),
             token: String::new(),
+            schema: WireSchema::V2,
             concurrency: 4,
             connect_timeout_ms: 3000,
             request_timeout_ms: 15000,

@@ -15,7 +15,8 @@
 use crate::asr::AsrPool;
 use crate::call::record::{CallRecord, Transcript, TranscriptSegment};
 use crate::ticket::{
-    CallFacts, HangupBy, MenuChoice, RecordingFacts, SegmentFacts, TicketService, TranscriptFacts,
+    CallFacts, HangupBy, MenuChoice, MenuSource, RecordingFacts, SegmentFacts, TicketService,
+    TranscriptFacts,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -235,7 +236,9 @@ async fn ticket_record(tickets: &TicketService, dirs: &RecordDirs, path: &Path) 
 /// A call record as the ticket layer sees it.
 pub fn facts_from(record: &CallRecord) -> CallFacts {
     CallFacts {
+        call_uid: record.call_id.clone(),
         call_id: record.call_id.clone(),
+        reference: None,
         trunk: record.trunk.clone(),
         caller: record.caller.clone(),
         called: record.called.clone(),
@@ -250,10 +253,18 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
         },
         hangup_reason: record.hangup.reason.clone(),
         menu: record.menu.as_ref().map(|m| MenuChoice {
-            digits: m.digit.clone(),
+            source: if m.defaulted {
+                MenuSource::Default
+            } else {
+                MenuSource::Dtmf
+            },
+            digits: (!m.defaulted).then(|| m.digit.clone()),
+            utterance: None,
             id: m.id.clone(),
             label: m.label.clone(),
         }),
+        transfer: None,
+        urgent_trigger: None,
         transcript: record.transcript.as_ref().map(|t| TranscriptFacts {
             language: t.language.clone(),
             text: t.text.clone(),

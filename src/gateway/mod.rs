@@ -350,6 +350,7 @@ fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
     let i = &config.intake;
     t.intake.url = (!i.url.is_empty()).then(|| i.url.clone());
     t.intake.token = (!i.token.is_empty()).then(|| i.token.clone());
+    t.intake.schema = i.schema;
     t.intake.concurrency = i.concurrency;
     t.intake.connect_timeout_ms = i.connect_timeout_ms;
     t.intake.request_timeout_ms = i.request_timeout_ms;

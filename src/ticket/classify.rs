@@ -173,7 +173,21 @@ impl Rules {
             urgent_keywords,
             source,
             rules_version: self.version.clone(),
+            confidence: source_confidence(source),
+            // Nothing in the text or the menu pointed anywhere: a person should look.
+            needs_review: source == ClassificationSource::Default,
+            operator_override: None,
         }
+    }
+}
+
+/// The keyword table gives no score of its own: a keyword hit is taken as certain, the menu
+/// fallback as a fair guess, the default category as no knowledge at all.
+fn source_confidence(source: ClassificationSource) -> f64 {
+    match source {
+        ClassificationSource::Keywords | ClassificationSource::Model => 1.0,
+        ClassificationSource::Menu => 0.6,
+        ClassificationSource::Default => 0.0,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Delivery to the city's intake API: one POST per attempt, and what to do with the answer.
 //!
-//! Exactly-once *in effect* rests on two things: every attempt for a ticket carries the same
-//! `Idempotency-Key` (the ticket id), so the intake applies repeats once; and the gateway
+//! Exactly-once *in effect* rests on two things: every attempt for a ticket revision carries
+//! the same `Idempotency-Key` (`<ticket_id>:<revision>`, see [`super::v1::wire`]), so the intake applies repeats once; and the gateway
 //! only stops retrying on a definite answer (2xx, or a 4xx that a retry cannot change).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::v1::WireSchema;
 use super::TicketError;
 
 /// `[tickets.intake]`: where and how tickets are posted.
@@ -21,6 +22,8 @@ pub struct IntakeConfig {
     pub url: Option<String>,
     /// Bearer token. Env: `HOTLINE_INTAKE_TOKEN`.
     pub token: Option<String>,
+    /// Document version posted (and written to the outbox): v2, or v1 for an older intake.
+    pub schema: WireSchema,
     pub connect_timeout_ms: u64,
     /// Whole-request timeout (connect + send + response).
     pub request_timeout_ms: u64,
@@ -43,6 +46,7 @@ impl Default for IntakeConfig {
         IntakeConfig {
             url: None,
             token: None,
+            schema: WireSchema::V2,
             connect_timeout_ms: 3_000,
             request_timeout_ms: 15_000,
             concurrency: 4,
@@ -88,19 +92,19 @@ pub fn build_client(cfg: &IntakeConfig) -> Result<reqwest::Client, TicketError> 
         .map_err(|e| TicketError::Http(e.to_string()))
 }
 
-/// Posts one ticket document once.
+/// Posts one ticket document once (`body` and `idempotency_key` as [`super::v1::wire`] made them).
 pub async fn post_once(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
-    ticket_id: &str,
-    document: &str,
+    idempotency_key: &str,
+    body: String,
 ) -> Outcome {
     let mut req = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", ticket_id)
-        .body(document.to_owned());
+        .header("Idempotency-Key", idempotency_key)
+        .body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

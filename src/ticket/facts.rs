@@ -8,12 +8,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+pub use super::model::{MenuSource, Transfer, UrgentTrigger};
+
 /// Everything the ticket layer needs to know about one answered call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallFacts {
-    /// SIP Call-ID (or any id unique per call). Creating a ticket twice for the same
-    /// `call_id` returns the first ticket, so a retried hand-over never makes two tickets.
+    /// The gateway's own id of the call, unique even when two dialogs share a Call-ID.
+    /// Creating a ticket twice for the same `call_uid` returns the first ticket, so a retried
+    /// hand-over never makes two tickets.
+    pub call_uid: String,
+    /// SIP Call-ID, as the caller chose it (informational; not unique).
     pub call_id: String,
+    /// Reference number allocated during the call (message or transfer started), if any.
+    #[serde(default)]
+    pub reference: Option<String>,
     /// Name of the trunk / peer the call came in on, when known.
     pub trunk: Option<String>,
     /// Caller number as presented (may be `anonymous`).
@@ -29,6 +37,12 @@ pub struct CallFacts {
     /// Free text: `BYE`, `no input`, `max duration`, `rtp timeout`, ...
     pub hangup_reason: String,
     pub menu: Option<MenuChoice>,
+    /// The call was put through to an operator.
+    #[serde(default)]
+    pub transfer: Option<Transfer>,
+    /// A live segment contained an urgent word.
+    #[serde(default)]
+    pub urgent_trigger: Option<UrgentTrigger>,
     /// `None` when no ASR ran at all (the ticket then says `empty_reason: "no_asr"`).
     pub transcript: Option<TranscriptFacts>,
     /// `None` when nothing was recorded.
@@ -46,8 +60,12 @@ pub enum HangupBy {
 /// The IVR menu option the caller chose.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MenuChoice {
-    /// DTMF digits as pressed, e.g. `"2"`.
-    pub digits: String,
+    /// Pressed, spoken, or the menu's default.
+    pub source: MenuSource,
+    /// DTMF digits as pressed, e.g. `"2"`; `None` when not chosen by key.
+    pub digits: Option<String>,
+    /// What the caller said, when chosen by speech.
+    pub utterance: Option<String>,
     /// Stable machine id of the option (`complaint`, `policy`, ...): classification falls
     /// back on it when no keyword matches.
     pub id: String,

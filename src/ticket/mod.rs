@@ -1,4 +1,4 @@
-//! Tickets: every answered call becomes one structured `hotline.ticket/v1` document that
+//! Tickets: every answered call becomes one structured `hotline.ticket/v2` document that
 //! reaches the city's intake API exactly once in effect, whatever fails in between.
 //!
 //! Flow: the call layer hands over [`CallFacts`] → [`TicketService::create`] classifies the
@@ -18,14 +18,18 @@ pub mod query;
 mod record;
 mod service;
 pub mod store;
+pub mod v1;
 
 pub use classify::Rules;
 pub use delivery::IntakeConfig;
 pub use duplicate::DuplicateConfig;
-pub use facts::{CallFacts, HangupBy, MenuChoice, RecordingFacts, SegmentFacts, TranscriptFacts};
+pub use facts::{
+    CallFacts, HangupBy, MenuChoice, MenuSource, RecordingFacts, SegmentFacts, TranscriptFacts,
+};
 pub use model::{Ticket, SCHEMA_ID};
 pub use service::{DeliveryCounters, FlushReport, TicketService};
 pub use store::DeliveryState;
+pub use v1::WireSchema;
 
 use std::path::PathBuf;
 

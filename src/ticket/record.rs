@@ -10,9 +10,12 @@ use super::classify::Rules;
 use super::duplicate::{self, Candidate, DuplicateConfig};
 use super::facts::{CallFacts, RecordingFacts};
 use super::model::{
-    CallSection, Hangup, MenuSection, RecordingSection, Segment, Ticket, TranscriptSection,
-    SCHEMA_ID,
+    CallSection, Hangup, MenuSection, Progress, ProgressState, RecordingSection, Segment, Ticket,
+    TranscriptSection, SCHEMA_ID,
 };
+
+/// `progress.by` of a ticket nobody has handled yet.
+pub const GATEWAY_ACTOR: &str = "gateway";
 
 fn millis_between(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
     u64::try_from((b - a).num_milliseconds()).unwrap_or(0)
@@ -36,6 +39,7 @@ pub fn describe_recording(rec: &RecordingFacts) -> RecordingSection {
         .unwrap_or_else(|| "unknown".into());
     let mut section = RecordingSection {
         location,
+        url: None,
         sha256: None,
         size_bytes: None,
         duration_ms: rec.duration_ms,
@@ -145,9 +149,12 @@ pub fn assemble(
     let ticket = Ticket {
         schema: SCHEMA_ID.into(),
         ticket_id: draft.ticket_id,
+        reference: f.reference.clone(),
+        revision: 1,
         created_at: draft.created_at,
         gateway_instance: draft.gateway_instance.to_owned(),
         call: CallSection {
+            call_uid: f.call_uid.clone(),
             call_id: f.call_id.clone(),
             trunk: f.trunk.clone(),
             caller: f.caller.clone(),
@@ -164,14 +171,24 @@ pub fn assemble(
             },
         },
         menu: f.menu.as_ref().map(|m| MenuSection {
+            source: m.source,
             digits: m.digits.clone(),
+            utterance: m.utterance.clone(),
             id: m.id.clone(),
             label: m.label.clone(),
         }),
+        transfer: f.transfer.clone(),
         transcript,
         classification,
+        progress: Progress {
+            state: ProgressState::Accepted,
+            note: None,
+            at: draft.created_at,
+            by: GATEWAY_ACTOR.into(),
+        },
         duplicate,
         recording: draft.recording,
+        urgent_trigger: f.urgent_trigger.clone(),
     };
     (ticket, norm_text)
 }

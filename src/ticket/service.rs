@@ -15,6 +15,7 @@ use super::classify::Rules;
 use super::delivery::{self, Outcome};
 use super::record::{self, Draft};
 use super::store::{Claimed, Created, DeliveryState, Store};
+use super::v1;
 use super::{CallFacts, Ticket, TicketConfig, TicketError};
 
 /// Tickets still waiting after [`TicketService::flush`].
@@ -145,7 +146,7 @@ impl TicketService {
 
     /// Classifies the call, looks for a duplicate, commits the ticket and queues it for
     /// delivery. Returns once the ticket is durable (fsynced); delivery happens later.
-    /// A second call with the same `call_id` returns the first ticket unchanged.
+    /// A second call with the same `call_uid` returns the first ticket unchanged.
     pub async fn create(&self, facts: CallFacts) -> Result<Ticket, TicketError> {
         let inner = self.inner.clone();
         let (ticket, new) = blocking(move || {
@@ -164,7 +165,7 @@ impl TicketService {
                 recording,
             };
             let created = inner.store.create(
-                &facts.call_id,
+                &facts.call_uid,
                 started_ms.saturating_sub(window),
                 started_ms,
                 created_at.timestamp_millis(),
@@ -324,14 +325,8 @@ async fn attempt(
     claimed: Claimed,
 ) -> Result<(), TicketError> {
     let cfg = &inner.cfg.intake;
-    let outcome = delivery::post_once(
-        client,
-        url,
-        cfg.token.as_deref(),
-        &claimed.ticket_id,
-        &claimed.document,
-    )
-    .await;
+    let (key, body) = v1::wire(&claimed.ticket_id, &claimed.document, cfg.schema);
+    let outcome = delivery::post_once(client, url, cfg.token.as_deref(), &key, body).await;
     let now = now_ms();
     let (state, next, status, error, body) = match outcome {
         Outcome::Delivered { status } => (DeliveryState::Delivered, now, Some(status), None, None),
@@ -405,6 +400,7 @@ async fn attempt(
 
 fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketError> {
     let doc = serde_json::to_string(ticket).map_err(|e| TicketError::Encode(e.to_string()))?;
+    let (_, doc) = v1::wire(id, &doc, inner.cfg.intake.schema);
     delivery::write_outbox_file(&inner.cfg.outbox_dir, id, &doc)?;
     inner
         .counters
@@ -416,7 +412,8 @@ fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketEr
 /// Writes outbox files missing after a crash between commit and file write.
 fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
     for c in inner.store.outbox_backlog(256)? {
-        delivery::write_outbox_file(&inner.cfg.outbox_dir, &c.ticket_id, &c.document)?;
+        let (_, doc) = v1::wire(&c.ticket_id, &c.document, inner.cfg.intake.schema);
+        delivery::write_outbox_file(&inner.cfg.outbox_dir, &c.ticket_id, &doc)?;
         inner
             .counters
             .outbox_written

@@ -498,7 +498,7 @@ impl Store {
 
 /// Parses a stored document; a failure means the database was edited by hand.
 pub fn parse_doc(id: &str, doc: &str) -> Result<Ticket, TicketError> {
-    serde_json::from_str(doc).map_err(|e| TicketError::Corrupt {
+    super::v1::parse(doc).map_err(|e| TicketError::Corrupt {
         id: id.to_owned(),
         message: e.to_string(),
     })

@@ -52,7 +52,7 @@ async fn caller_hears_the_greeting_chooses_complaint_and_leaves_a_message() {
     assert_eq!(records.len(), 1, "one call record; daemon log:\n{log}");
     assert_eq!(tickets.len(), 1, "one ticket; daemon log:\n{log}");
     let ticket = &tickets[0];
-    assert_eq!(ticket["schema"], "hotline.ticket/v1");
+    assert_eq!(ticket["schema"], "hotline.ticket/v2");
     assert_eq!(ticket["call"]["call_id"], report.call_id.as_str());
     assert_eq!(ticket["call"]["caller"], "13912345678");
     assert_eq!(ticket["menu"]["id"], "complaint");

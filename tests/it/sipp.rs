@@ -242,9 +242,9 @@ async fn sipp_call_with_pcap_audio_and_rfc4733_digits_ends_in_a_ticket_at_the_in
     let (key, ticket) = docs.iter().next().unwrap();
     assert_valid(&schema(), ticket);
     assert_eq!(
-        ticket["ticket_id"],
+        format!("{}:1", ticket["ticket_id"].as_str().unwrap()),
         key.as_str(),
-        "Idempotency-Key is the ticket id"
+        "Idempotency-Key is the ticket id and revision"
     );
     assert_eq!(ticket["call"]["call_id"], rec["call_id"]);
     assert_eq!(ticket["call"]["caller"], "13700000000");

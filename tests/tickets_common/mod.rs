@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
-use hotline_gateway::ticket::{CallFacts, HangupBy, MenuChoice, SegmentFacts, TranscriptFacts};
+use hotline_gateway::ticket::{
+    CallFacts, HangupBy, MenuChoice, MenuSource, SegmentFacts, TranscriptFacts,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -286,13 +288,17 @@ pub fn facts(
 ) -> CallFacts {
     let started = t0() + chrono::Duration::seconds(offset_secs);
     let menu = menu_id.map(|id| MenuChoice {
-        digits: match id {
-            "complaint" => "1",
-            "policy" => "2",
-            "service" => "3",
-            _ => "0",
-        }
-        .into(),
+        source: MenuSource::Dtmf,
+        digits: Some(
+            match id {
+                "complaint" => "1",
+                "policy" => "2",
+                "service" => "3",
+                _ => "0",
+            }
+            .into(),
+        ),
+        utterance: None,
         id: id.into(),
         label: match id {
             "complaint" => "投诉举报",
@@ -303,7 +309,10 @@ pub fn facts(
         .into(),
     });
     CallFacts {
+        // One dialog per Call-ID here; tests of shared Call-IDs set their own uid.
+        call_uid: format!("uid-{call_id}"),
         call_id: call_id.into(),
+        reference: None,
         trunk: Some("pstn-1".into()),
         caller: caller.into(),
         called: "8890".into(),
@@ -314,6 +323,8 @@ pub fn facts(
         hangup_by: HangupBy::Caller,
         hangup_reason: "BYE".into(),
         menu,
+        transfer: None,
+        urgent_trigger: None,
         transcript: Some(TranscriptFacts {
             language: if text.is_ascii() { "en" } else { "zh" }.into(),
             text: text.into(),
@@ -334,13 +345,19 @@ pub fn facts(
     }
 }
 
-/// The JSON Schema of `hotline.ticket/v1`, compiled.
+/// The JSON Schema of `hotline.ticket/v2`, compiled.
 pub fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/ticket.schema.json"
-    ))
-    .unwrap();
+    schema_file("ticket.schema.json")
+}
+
+/// The JSON Schema of `hotline.ticket/v1` (`[intake] schema = "v1"`), compiled.
+pub fn schema_v1() -> jsonschema::Validator {
+    schema_file("ticket.v1.schema.json")
+}
+
+fn schema_file(name: &str) -> jsonschema::Validator {
+    let text =
+        std::fs::read_to_string(format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
