@@ -63,8 +63,7 @@ impl ConsoleConfig {
 
     /// The recording endpoint of a ticket as the intake should fetch it, when `public_url` is set.
     pub fn recording_url(&self, ticket_id: &str) -> Option<String> {
-        let base = self.public_url.trim().trim_end_matches('/');
-        (!base.is_empty()).then(|| format!("{base}/api/v1/tickets/{ticket_id}/recording"))
+        crate::ticket::progress::recording_url(&self.public_url, ticket_id)
     }
 }
 

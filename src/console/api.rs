@@ -13,7 +13,7 @@ use super::events::DeskEvent;
 use super::view;
 use super::{now_ms, status_of, ApiCaller, Desk};
 use crate::ticket::progress::Override;
-use crate::ticket::store::parse_doc;
+use crate::ticket::progress::decode as doc_value;
 use crate::ticket::TicketError;
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -24,14 +24,6 @@ fn store_error(e: &TicketError) -> Response {
     error(status_of(e), e.to_string())
 }
 
-fn doc_value(id: &str, doc: &str) -> Result<Value, TicketError> {
-    // Parsing through the model first refuses a corrupt document the same way the CLI does.
-    parse_doc(id, doc)?;
-    serde_json::from_str(doc).map_err(|e| TicketError::Corrupt {
-        id: id.into(),
-        message: e.to_string(),
-    })
-}
 
 /// `GET /api/v1/tickets`: filters, search, paging.
 pub(crate) async fn list(

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::ticket::progress::decode;
 use super::auth::{self, LoginError, Principal};
 use super::view::{self, str_at};
 use super::{Desk, PageUser};
@@ -169,7 +170,7 @@ fn excerpt(text: &str) -> String {
 }
 
 fn row(desk: &Desk, who: &Principal, r: &QueueRow) -> Markup {
-    let doc: serde_json::Value = serde_json::from_str(&r.record.document).unwrap_or_default();
+    let doc = decode(&r.record.ticket_id, &r.record.document).unwrap_or_default();
     let (cat, dept) = view::effective_class(&doc);
     let review = doc
         .pointer("/classification/needs_review")

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::io::{Read, Seek, SeekFrom};
 
+use crate::ticket::progress::decode;
 use super::api::error;
 use super::{status_of, ApiCaller, Desk};
 
@@ -57,7 +58,7 @@ pub(crate) async fn serve(
         Ok(r) => r,
         Err(e) => return error(status_of(&e), e.to_string()),
     };
-    let doc: serde_json::Value = serde_json::from_str(&rec.document).unwrap_or_default();
+    let doc = decode(&rec.ticket_id, &rec.document).unwrap_or_default();
     let Some(location) = doc.pointer("/recording/location").and_then(|v| v.as_str()) else {
         return error(StatusCode::NOT_FOUND, "this ticket has no recording");
     };

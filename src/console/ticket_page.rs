@@ -9,6 +9,7 @@ use axum::Form;
 use maud::{html, Markup};
 use serde_json::Value;
 
+use crate::ticket::progress::decode;
 use super::api::{apply_override, apply_progress};
 use super::pages::{category_name, layout};
 use super::view::{self, str_at};
@@ -37,7 +38,7 @@ pub(crate) async fn show(
         Err(e) => return (super::status_of(&e), e.to_string()).into_response(),
     };
     desk.audit(&who, "open_ticket", &r.ticket_id).await;
-    let mut doc: Value = serde_json::from_str(&r.document).unwrap_or_default();
+    let mut doc = decode(&r.ticket_id, &r.document).unwrap_or_default();
     view::document_for(&who, &mut doc, &desk.console);
     let (cat, dept) = view::effective_class(&doc);
     let c = &doc["classification"];

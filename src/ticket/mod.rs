@@ -47,6 +47,9 @@ pub struct TicketConfig {
     pub classification_path: Option<PathBuf>,
     pub intake: IntakeConfig,
     pub duplicate: DuplicateConfig,
+    /// `[console] public_url`: tickets' `recording.url` is the desk API's recording endpoint
+    /// under it ([`progress::recording_url`]); `None` = no URL.
+    pub public_url: Option<String>,
 }
 
 impl Default for TicketConfig {
@@ -58,6 +61,7 @@ impl Default for TicketConfig {
             classification_path: None,
             intake: IntakeConfig::default(),
             duplicate: DuplicateConfig::default(),
+            public_url: None,
         }
     }
 }

@@ -35,6 +35,13 @@ pub struct Override {
     pub by: String,
 }
 
+/// The desk API's endpoint for a ticket's recording under `public_url` (`[console]`);
+/// `None` when `public_url` is empty.
+pub fn recording_url(public_url: &str, ticket_id: &str) -> Option<String> {
+    let base = public_url.trim().trim_end_matches('/');
+    (!base.is_empty()).then(|| format!("{base}/api/v1/tickets/{ticket_id}/recording"))
+}
+
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -45,11 +52,11 @@ fn encode(doc: &Value) -> Result<String, TicketError> {
     serde_json::to_string(doc).map_err(|e| TicketError::Encode(e.to_string()))
 }
 
-fn decode(id: &str, doc: &str) -> Result<Value, TicketError> {
-    serde_json::from_str(doc).map_err(|e| TicketError::Corrupt {
-        id: id.to_owned(),
-        message: e.to_string(),
-    })
+/// The stored document as JSON in the current schema (a document stored as v1 by an older
+/// build is read as v2, so what is written back is v2).
+pub fn decode(id: &str, doc: &str) -> Result<Value, TicketError> {
+    serde_json::to_value(super::store::parse_doc(id, doc)?)
+        .map_err(|e| TicketError::Encode(e.to_string()))
 }
 
 impl Store {
@@ -86,9 +93,10 @@ impl Store {
             params![ticket_id, state, note, now_ms, by, source],
         )?;
         let mut doc = decode(ticket_id, &doc)?;
-        // v1 documents have no `progress` field and forbid unknown ones: only a document that
-        // carries the field gets it updated.
+        // Documents stored as v1 by an older build have no `progress` field: only a document
+        // that carries the field gets it updated (the history above is complete either way).
         if let Some(p) = doc.get_mut("progress") {
+            let note = (!note.is_empty()).then_some(note);
             *p = json!({"state": state, "note": note, "at": rfc3339(now_ms), "by": by});
             tx.execute(
                 "UPDATE tickets SET document = ?2 WHERE id = ?1",
