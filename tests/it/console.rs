@@ -135,6 +135,7 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         ("HOTLINE_ASR_ENABLED", "true"),
         ("HOTLINE_ASR_REQUIRED", "true"),
         ("HOTLINE_ASR_MODEL", model.as_str()),
+        ("HOTLINE_CONSOLE_PUBLIC_URL", "https://desk.example.gov/"),
     ])
     .await;
     // Two tickets with known segments: the player and the search need exact times and words.
@@ -203,6 +204,25 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         "the count to follow",
     )
     .await;
+    // The ticket the gateway made points the intake at the desk's recording endpoint.
+    let newest: Value = d
+        .http
+        .get(d.url("/api/v1/tickets?per_page=1"))
+        .bearer_auth(super::console_api::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = &newest["tickets"][0]["ticket"];
+    assert_eq!(
+        t["recording"]["url"].as_str().unwrap_or_default(),
+        format!(
+            "https://desk.example.gov/api/v1/tickets/{}/recording",
+            t["ticket_id"].as_str().unwrap_or_default()
+        )
+    );
     let new_row_caller = c
         .execute(
             "return document.querySelector('#rows tr[data-id] td.caller').textContent",

@@ -553,3 +553,63 @@ async fn repeated_failed_logins_are_throttled() {
     // The other account is not locked.
     d.login(SUPERVISOR).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_reaches_the_intake_as_a_new_revision_of_the_same_ticket() {
+    use super::tickets_common::{Intake, Reply};
+    let intake = Intake::start(|_, _| Reply::Accept(200)).await;
+    let url = intake.url();
+    let d = DeskProcess::start(&[("HOTLINE_INTAKE_URL", url.as_str())]).await;
+    let id = d.seed("c-rev", "13812345678", &["楼下很吵", "每天半夜"]).await;
+    let first = format!("{id}:1");
+    intake
+        .wait_for(Duration::from_secs(30), "revision 1", |s| {
+            s.applied.contains_key(&first)
+        })
+        .await;
+    let op = d.login(OPERATOR).await;
+    let r = d
+        .http
+        .patch(d.url(&format!("/api/v1/tickets/{id}")))
+        .header(COOKIE, &op.cookie)
+        .header("X-CSRF-Token", &op.csrf)
+        .json(&json!({"category_id": "noise", "department": "区环保局"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let second = format!("{id}:2");
+    intake
+        .wait_for(Duration::from_secs(30), "revision 2", |s| {
+            s.applied.contains_key(&second)
+        })
+        .await;
+    let post = intake
+        .posts()
+        .into_iter()
+        .find(|p| p.idempotency_key.as_deref() == Some(&second))
+        .unwrap();
+    let doc: Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!(doc["ticket_id"], id.as_str());
+    assert_eq!(doc["revision"], 2);
+    let o = &doc["classification"]["operator_override"];
+    assert_eq!((o["category_id"].as_str(), o["department"].as_str()), (Some("noise"), Some("区环保局")));
+    assert_eq!(o["by"], OPERATOR.0);
+    // Progress set on the desk is not sent to the intake.
+    let posts = intake.post_count();
+    let r = d
+        .http
+        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
+        .header(COOKIE, &op.cookie)
+        .header("X-CSRF-Token", &op.csrf)
+        .json(&json!({"state": "in_progress", "note": "已联系"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(one["ticket"]["progress"]["state"], "in_progress");
+    assert_eq!(one["ticket"]["progress"]["note"], "已联系");
+    assert_eq!(one["delivery"]["state"], "delivered", "not queued again");
+    assert_eq!(intake.post_count(), posts);
+}
