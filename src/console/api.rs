@@ -12,8 +12,8 @@ use super::auth::Principal;
 use super::events::DeskEvent;
 use super::view;
 use super::{now_ms, status_of, ApiCaller, Desk};
-use crate::ticket::progress::Override;
 use crate::ticket::progress::decode as doc_value;
+use crate::ticket::progress::Override;
 use crate::ticket::TicketError;
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -23,7 +23,6 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 fn store_error(e: &TicketError) -> Response {
     error(status_of(e), e.to_string())
 }
-
 
 /// `GET /api/v1/tickets`: filters, search, paging.
 pub(crate) async fn list(
@@ -165,7 +164,10 @@ pub(crate) async fn patch(
     Json(body): Json<PatchBody>,
 ) -> Response {
     if matches!(who, Principal::Machine) {
-        return error(StatusCode::FORBIDDEN, "corrections need an operator's session");
+        return error(
+            StatusCode::FORBIDDEN,
+            "corrections need an operator's session",
+        );
     }
     if !who.csrf_ok(csrf_header(&headers)) {
         return error(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token");

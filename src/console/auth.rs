@@ -283,9 +283,14 @@ mod tests {
             a.login("li", "secret", ip, now),
             Err(LoginError::Throttled(_))
         ));
-        assert!(a.login("li", "secret", "10.0.0.1".parse().unwrap(), now).is_ok());
+        assert!(a
+            .login("li", "secret", "10.0.0.1".parse().unwrap(), now)
+            .is_ok());
         assert!(a.login("li", "secret", ip, now + FIRST_LOCK).is_ok());
-        assert_eq!(a.login("nobody", "secret", ip, now), Err(LoginError::Invalid));
+        assert_eq!(
+            a.login("nobody", "secret", ip, now),
+            Err(LoginError::Invalid)
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! and knows no SIP. It opens its own connection to the store (SQLite's WAL lets it read
 //! beside the gateway's writer), so nothing in the call path waits for a page.
 
-pub mod auth;
 mod api;
+pub mod auth;
 mod events;
 mod pages;
 mod recording;

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::ticket::progress::decode;
 use super::auth::{self, LoginError, Principal};
 use super::view::{self, str_at};
 use super::{Desk, PageUser};
+use crate::ticket::progress::decode;
 use crate::ticket::progress::PROGRESS_STATES;
 use crate::ticket::query::{QueueRow, TicketPage};
 
@@ -147,7 +147,10 @@ pub(crate) async fn logout(
     if let Some(t) = token {
         desk.auth.logout(&t);
     }
-    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", auth::COOKIE);
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        auth::COOKIE
+    );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 
@@ -271,7 +274,10 @@ pub(crate) async fn queue(
         .iter()
         .map(|s| (s.to_string(), s.to_string()))
         .collect();
-    let yes_no = vec![("1".to_string(), "yes".to_string()), ("0".into(), "no".into())];
+    let yes_no = vec![
+        ("1".to_string(), "yes".to_string()),
+        ("0".into(), "no".into()),
+    ];
     let pages = page.total.div_ceil(u64::from(page.per_page)).max(1) as u32;
     let body = html! {
         form #filters.filters method="get" action="/" {

@@ -9,9 +9,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::ticket::progress::decode;
 use super::api::error;
 use super::{status_of, ApiCaller, Desk};
+use crate::ticket::progress::decode;
 
 /// The largest range served at once (a player asks again for the rest).
 const MAX_CHUNK: u64 = 4 << 20;
@@ -72,8 +72,8 @@ pub(crate) async fn serve(
     }
     let location = std::path::PathBuf::from(location);
     let root = desk.recordings_dir.clone();
-    let read = tokio::task::spawn_blocking(move || read_range(&root, &location, range.as_deref()))
-        .await;
+    let read =
+        tokio::task::spawn_blocking(move || read_range(&root, &location, range.as_deref())).await;
     match read {
         Ok(Ok(r)) => r,
         Ok(Err(status)) => error(status, "recording not available"),
@@ -112,7 +112,13 @@ fn read_range(
         None => (StatusCode::OK, 0, len.saturating_sub(1)),
     };
     let n = if len == 0 { 0 } else { end - start + 1 };
-    tracing::debug!(status = status.as_u16(), start, end, len, "recording range served");
+    tracing::debug!(
+        status = status.as_u16(),
+        start,
+        end,
+        len,
+        "recording range served"
+    );
     let mut body = vec![0u8; n as usize];
     f.seek(SeekFrom::Start(start))
         .and_then(|_| f.read_exact(&mut body))
@@ -121,7 +127,10 @@ fn read_range(
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
             h.insert(header::CONTENT_RANGE, v);

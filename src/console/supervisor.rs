@@ -51,7 +51,13 @@ fn call_hours(dir: &Path, from_ms: i64) -> Vec<u32> {
 
 /// Vertical bars per hour, two series side by side.
 fn hour_chart(calls: &[u64; 24], tickets: &[u64; 24]) -> Markup {
-    let max = calls.iter().chain(tickets).copied().max().unwrap_or(0).max(1) as f64;
+    let max = calls
+        .iter()
+        .chain(tickets)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let (w, h, bw) = (24.0 * 26.0 + 40.0, 160.0, 11.0);
     let mut svg = format!(
         r#"<svg class="chart" viewBox="0 0 {w} {}" role="img" aria-label="calls and tickets per hour">"#,
@@ -59,7 +65,10 @@ fn hour_chart(calls: &[u64; 24], tickets: &[u64; 24]) -> Markup {
     );
     for i in 0..24 {
         let x = 30.0 + i as f64 * 26.0;
-        for (k, (v, class)) in [(calls[i], "calls"), (tickets[i], "tickets")].iter().enumerate() {
+        for (k, (v, class)) in [(calls[i], "calls"), (tickets[i], "tickets")]
+            .iter()
+            .enumerate()
+        {
             let bh = *v as f64 / max * h;
             svg.push_str(&format!(
                 r#"<rect class="{class}" x="{}" y="{}" width="{bw}" height="{bh}"><title>{i}:00 {class} {v}</title></rect>"#,

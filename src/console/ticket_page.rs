@@ -9,11 +9,11 @@ use axum::Form;
 use maud::{html, Markup};
 use serde_json::Value;
 
-use crate::ticket::progress::decode;
 use super::api::{apply_override, apply_progress};
 use super::pages::{category_name, layout};
 use super::view::{self, str_at};
 use super::{Desk, PageUser};
+use crate::ticket::progress::decode;
 use crate::ticket::progress::PROGRESS_STATES;
 
 fn field(label: &str, value: Markup) -> Markup {
@@ -44,7 +44,11 @@ pub(crate) async fn show(
     let c = &doc["classification"];
     let kw = |k: &str| -> Vec<String> {
         c[k].as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let progress = history.last().map_or("accepted", |p| p.state.as_str());

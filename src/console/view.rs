@@ -78,7 +78,11 @@ pub fn clock(ms: u64) -> String {
 
 /// The queue filter from query parameters as an HTML form sends them (empty = any).
 pub fn filter_from_query(q: &HashMap<String, String>) -> TicketFilter {
-    let s = |k: &str| q.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let s = |k: &str| {
+        q.get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let b = |k: &str| {
         s(k).and_then(|v| match v.as_str() {
             "1" | "true" | "yes" => Some(true),

@@ -124,6 +124,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             || old.tickets.duplicate_threshold != new.tickets.duplicate_threshold,
     );
     check("admin.listen", old.admin.listen != new.admin.listen);
+    check("console", differs(&old.console, &new.console));
     keys
 }
 

@@ -119,10 +119,16 @@ impl TicketFilter {
             );
         }
         if let Some(f) = non_empty(&self.from) {
-            push("started_at_ms >= ?".into(), Value::Integer(day_ms(f, false)?));
+            push(
+                "started_at_ms >= ?".into(),
+                Value::Integer(day_ms(f, false)?),
+            );
         }
         if let Some(t) = non_empty(&self.to) {
-            push("started_at_ms <= ?".into(), Value::Integer(day_ms(t, true)?));
+            push(
+                "started_at_ms <= ?".into(),
+                Value::Integer(day_ms(t, true)?),
+            );
         }
         if let Some(q) = non_empty(&self.q) {
             for term in q.split_whitespace().take(8) {
@@ -254,6 +260,10 @@ mod tests {
         assert!(sql.contains("instr("), "{sql}");
         assert!(sql.contains("MATCH ?2"), "{sql}");
         assert_eq!(params[1], Value::Text("\"没有热水\"".into()));
-        assert_eq!(params[2], Value::Text("\"a\"\"b\"".into()), "3 chars: FTS, quoted");
+        assert_eq!(
+            params[2],
+            Value::Text("\"a\"\"b\"".into()),
+            "3 chars: FTS, quoted"
+        );
     }
 }

@@ -160,7 +160,8 @@ pub enum Created {
     Existing(Ticket),
 }
 
-pub(super) const RECORD_COLUMNS: &str = "id, call_id, created_at_ms, caller, category_id, urgent, state, \
+pub(super) const RECORD_COLUMNS: &str =
+    "id, call_id, created_at_ms, caller, category_id, urgent, state, \
      attempts, next_attempt_at_ms, last_error, last_status, last_body, delivered_at_ms, \
      outbox_written_at_ms, document";
 

@@ -146,15 +146,21 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
             &["小区暖气一直不热", "已经三天了请尽快派人来看看"],
         )
         .await;
-    d.seed("seed-light", "13800001111", &["路口的路灯坏了", "晚上很黑很危险"])
-        .await;
+    d.seed(
+        "seed-light",
+        "13800001111",
+        &["路口的路灯坏了", "晚上很黑很危险"],
+    )
+    .await;
     let (_driver, c) = start_browser().await;
     login(&c, &d.base, OPERATOR).await;
     let before: Vec<String> =
         serde_json::from_value(c.execute(ROW_IDS, vec![]).await.unwrap()).unwrap();
     assert_eq!(before.len(), 2);
     // Marks this page load: a reload would lose it.
-    c.execute("window.__sameLoad = true; return true", vec![]).await.unwrap();
+    c.execute("window.__sameLoad = true; return true", vec![])
+        .await
+        .unwrap();
     wait_js(
         &c,
         "return document.getElementById('live').classList.contains('on')",
@@ -193,7 +199,9 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
     )
     .await;
     assert_eq!(
-        c.execute("return window.__sameLoad === true", vec![]).await.unwrap(),
+        c.execute("return window.__sameLoad === true", vec![])
+            .await
+            .unwrap(),
         json!(true),
         "the row arrived without a reload"
     );
@@ -239,7 +247,10 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         .await
         .unwrap();
     let callers = callers.as_str().unwrap();
-    assert!(callers.contains("138****5678") && !callers.contains("13812345678"), "{callers}");
+    assert!(
+        callers.contains("138****5678") && !callers.contains("13812345678"),
+        "{callers}"
+    );
     screenshot(&c, "desk-queue.png").await;
 
     // The ticket page: click the second segment, the player seeks there and highlights it.
@@ -254,8 +265,20 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         .for_element(Locator::Css("#segments li.segment:nth-child(2)"))
         .await
         .unwrap();
-    let start: f64 = second.attr("data-start").await.unwrap().unwrap().parse().unwrap();
-    let end: f64 = second.attr("data-end").await.unwrap().unwrap().parse().unwrap();
+    let start: f64 = second
+        .attr("data-start")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let end: f64 = second
+        .attr("data-end")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(start, 3.0);
     second.click().await.unwrap();
     wait_js(
@@ -273,12 +296,18 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
     )
     .await;
     let t = c
-        .execute("return document.getElementById('player').currentTime", vec![])
+        .execute(
+            "return document.getElementById('player').currentTime",
+            vec![],
+        )
         .await
         .unwrap()
         .as_f64()
         .unwrap();
-    assert!(t >= start && t < end, "currentTime {t} within [{start}, {end})");
+    assert!(
+        t >= start && t < end,
+        "currentTime {t} within [{start}, {end})"
+    );
     let first_playing = c
         .execute(
             "return document.querySelector('#segments li.segment:nth-child(1)').classList.contains('playing')",
@@ -299,13 +328,30 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
     c.goto(&format!("{}/", d.base)).await.unwrap();
     let search = c.find(Locator::Css("input[name=q]")).await.unwrap();
     search.send_keys("路灯").await.unwrap();
-    c.find(Locator::Css("#filters button")).await.unwrap().click().await.unwrap();
-    wait_js(&c, "return location.search.includes('q=')", Duration::from_secs(10), "search").await;
+    c.find(Locator::Css("#filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return location.search.includes('q=')",
+        Duration::from_secs(10),
+        "search",
+    )
+    .await;
     let rows: Vec<String> =
         serde_json::from_value(c.execute(ROW_IDS, vec![]).await.unwrap()).unwrap();
-    assert_eq!(rows.len(), 1, "only the street-light ticket says 路灯: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the street-light ticket says 路灯: {rows:?}"
+    );
     assert_ne!(rows[0], heating);
-    c.goto(&format!("{}/?category=heating", d.base)).await.unwrap();
+    c.goto(&format!("{}/?category=heating", d.base))
+        .await
+        .unwrap();
     let cats = c
         .execute(
             "return [...document.querySelectorAll('#rows td.category')].map(td => td.dataset.category)",
@@ -314,14 +360,32 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         .await
         .unwrap();
     let cats: Vec<String> = serde_json::from_value(cats).unwrap();
-    assert!(!cats.is_empty() && cats.iter().all(|c| c == "heating"), "{cats:?}");
     assert!(
-        c.execute(ROW_IDS, vec![]).await.unwrap().as_array().unwrap().contains(&json!(heating))
+        !cats.is_empty() && cats.iter().all(|c| c == "heating"),
+        "{cats:?}"
     );
+    assert!(c
+        .execute(ROW_IDS, vec![])
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .contains(&json!(heating)));
 
     // The supervisor's page (and whole numbers for the supervisor).
-    c.find(Locator::Css("form.logout button")).await.unwrap().click().await.unwrap();
-    wait_js(&c, "return location.pathname === '/login'", Duration::from_secs(10), "logout").await;
+    c.find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "return location.pathname === '/login'",
+        Duration::from_secs(10),
+        "logout",
+    )
+    .await;
     login(&c, &d.base, SUPERVISOR).await;
     assert!(c.source().await.unwrap().contains("13912345678"));
     c.goto(&format!("{}/supervisor", d.base)).await.unwrap();

@@ -60,7 +60,11 @@ impl DeskProcess {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "desk did not come up:\n{}", gw.log());
+            assert!(
+                Instant::now() < deadline,
+                "desk did not come up:\n{}",
+                gw.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         DeskProcess { gw, base, http }
@@ -87,7 +91,10 @@ impl DeskProcess {
             .to_str()
             .unwrap()
             .to_owned();
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
         let cookie = cookie.split(';').next().unwrap().to_owned();
         let page = self
             .http
@@ -183,7 +190,9 @@ async fn get_json(d: &DeskProcess, s: &Session, path: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_only_the_login_page_answers() {
     let d = DeskProcess::start(&[]).await;
-    let id = d.seed("c-anon", "13812345678", &["路灯坏了", "晚上很黑"]).await;
+    let id = d
+        .seed("c-anon", "13812345678", &["路灯坏了", "晚上很黑"])
+        .await;
     for path in [
         "/api/v1/tickets".to_string(),
         format!("/api/v1/tickets/{id}"),
@@ -199,7 +208,11 @@ async fn without_credentials_only_the_login_page_answers() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} with a wrong token");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} with a wrong token"
+        );
         let r = d
             .http
             .get(d.url(&path))
@@ -207,7 +220,11 @@ async fn without_credentials_only_the_login_page_answers() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} with a forged cookie");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} with a forged cookie"
+        );
     }
     for path in ["/", "/supervisor", &format!("/tickets/{id}")] {
         let r = d.http.get(d.url(path)).send().await.unwrap();
@@ -230,11 +247,16 @@ async fn without_credentials_only_the_login_page_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
     let d = DeskProcess::start(&[]).await;
-    let id = d.seed("c-mask", "13812345678", &["暖气不热", "已经三天了"]).await;
+    let id = d
+        .seed("c-mask", "13812345678", &["暖气不热", "已经三天了"])
+        .await;
     let op = d.login(OPERATOR).await;
     let sup = d.login(SUPERVISOR).await;
     let list = get_json(&d, &op, "/api/v1/tickets").await;
-    assert_eq!(list["tickets"][0]["ticket"]["call"]["caller"], "138****5678");
+    assert_eq!(
+        list["tickets"][0]["ticket"]["call"]["caller"],
+        "138****5678"
+    );
     let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
     assert_eq!(one["ticket"]["call"]["caller"], "138****5678");
     let page = d
@@ -294,7 +316,9 @@ async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
     let store = hotline_gateway::ticket::store::Store::open(&d.db()).unwrap();
     let audit = store.audit_log(&id).unwrap();
     assert!(
-        audit.iter().any(|(_, u, a, _)| u == OPERATOR.0 && a == "open_ticket"),
+        audit
+            .iter()
+            .any(|(_, u, a, _)| u == OPERATOR.0 && a == "open_ticket"),
         "{audit:?}"
     );
     assert!(d.gw.log().contains("desk audit"));
@@ -303,7 +327,9 @@ async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_changes_without_the_csrf_token_are_refused() {
     let d = DeskProcess::start(&[]).await;
-    let id = d.seed("c-csrf", "13812345678", &["噪音扰民", "楼下装修"]).await;
+    let id = d
+        .seed("c-csrf", "13812345678", &["噪音扰民", "楼下装修"])
+        .await;
     let op = d.login(OPERATOR).await;
     let patch = |csrf: Option<&str>| {
         let mut r = d
@@ -317,7 +343,10 @@ async fn state_changes_without_the_csrf_token_are_refused() {
         r.send()
     };
     assert_eq!(patch(None).await.unwrap().status(), StatusCode::FORBIDDEN);
-    assert_eq!(patch(Some("wrong")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        patch(Some("wrong")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     let r = d
         .http
         .post(d.url(&format!("/tickets/{id}/progress")))
@@ -361,7 +390,10 @@ async fn state_changes_without_the_csrf_token_are_refused() {
     assert_eq!(o["by"], OPERATOR.0);
     assert_eq!(one["ticket"]["revision"], 2);
     let heating = get_json(&d, &op, "/api/v1/tickets?category=heating").await;
-    assert_eq!(heating["total"], 1, "the queue filters on the corrected category");
+    assert_eq!(
+        heating["total"], 1,
+        "the queue filters on the corrected category"
+    );
     let r = d
         .http
         .patch(d.url(&format!("/api/v1/tickets/{id}")))
@@ -377,7 +409,9 @@ async fn state_changes_without_the_csrf_token_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_from_the_intake_and_the_desk_is_kept_with_its_history() {
     let d = DeskProcess::start(&[]).await;
-    let id = d.seed("c-prog", "13812345678", &["路灯坏了", "请派人修"]).await;
+    let id = d
+        .seed("c-prog", "13812345678", &["路灯坏了", "请派人修"])
+        .await;
     let r = d
         .http
         .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
@@ -411,7 +445,10 @@ async fn progress_from_the_intake_and_the_desk_is_kept_with_its_history() {
     assert_eq!(one["progress"]["state"], "resolved");
     let h = one["progress"]["history"].as_array().unwrap();
     assert_eq!(h.len(), 2);
-    assert_eq!((h[0]["by"].as_str(), h[0]["source"].as_str()), (Some("api"), Some("api")));
+    assert_eq!(
+        (h[0]["by"].as_str(), h[0]["source"].as_str()),
+        (Some("api"), Some("api"))
+    );
     assert_eq!(h[1]["note"], "已修复");
     assert_eq!(
         get_json(&d, &op, "/api/v1/tickets?progress=resolved").await["total"],
@@ -426,7 +463,9 @@ async fn progress_from_the_intake_and_the_desk_is_kept_with_its_history() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recordings_are_served_with_range_and_gone_when_expired() {
     let d = DeskProcess::start(&[]).await;
-    let id = d.seed("c-range", "13812345678", &["水管爆了", "快来人"]).await;
+    let id = d
+        .seed("c-range", "13812345678", &["水管爆了", "快来人"])
+        .await;
     let sup = d.login(SUPERVISOR).await;
     let file = d.gw.data_dir.path().join("recordings/c-range.wav");
     let bytes = std::fs::read(&file).unwrap();
@@ -496,8 +535,10 @@ async fn recordings_are_served_with_range_and_gone_when_expired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_finds_one_and_two_character_chinese_words_and_filters_combine() {
     let d = DeskProcess::start(&[]).await;
-    d.seed("c-s1", "13800000001", &["小区暖气不热", "已经三天了"]).await;
-    d.seed("c-s2", "13800000002", &["路灯坏了", "晚上很黑"]).await;
+    d.seed("c-s1", "13800000001", &["小区暖气不热", "已经三天了"])
+        .await;
+    d.seed("c-s2", "13800000002", &["路灯坏了", "晚上很黑"])
+        .await;
     let op = d.login(OPERATOR).await;
     let total = |q: &'static str| {
         let (d, op) = (&d, &op);
@@ -516,7 +557,13 @@ async fn search_finds_one_and_two_character_chinese_words_and_filters_combine() 
     let heating = get_json(&d, &op, "/api/v1/tickets?category=heating").await;
     assert_eq!(heating["total"], 1);
     let page = get_json(&d, &op, "/api/v1/tickets?per_page=1&page=2").await;
-    assert_eq!((page["total"].as_u64(), page["tickets"].as_array().map(Vec::len)), (Some(2), Some(1)));
+    assert_eq!(
+        (
+            page["total"].as_u64(),
+            page["tickets"].as_array().map(Vec::len)
+        ),
+        (Some(2), Some(1))
+    );
 }
 
 fn urlencode(s: &str) -> String {
@@ -548,7 +595,11 @@ async fn repeated_failed_logins_are_throttled() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
     assert!(r.headers().contains_key("retry-after"));
     // The other account is not locked.
     d.login(SUPERVISOR).await;
@@ -560,7 +611,9 @@ async fn a_correction_reaches_the_intake_as_a_new_revision_of_the_same_ticket() 
     let intake = Intake::start(|_, _| Reply::Accept(200)).await;
     let url = intake.url();
     let d = DeskProcess::start(&[("HOTLINE_INTAKE_URL", url.as_str())]).await;
-    let id = d.seed("c-rev", "13812345678", &["楼下很吵", "每天半夜"]).await;
+    let id = d
+        .seed("c-rev", "13812345678", &["楼下很吵", "每天半夜"])
+        .await;
     let first = format!("{id}:1");
     intake
         .wait_for(Duration::from_secs(30), "revision 1", |s| {
@@ -593,7 +646,10 @@ async fn a_correction_reaches_the_intake_as_a_new_revision_of_the_same_ticket() 
     assert_eq!(doc["ticket_id"], id.as_str());
     assert_eq!(doc["revision"], 2);
     let o = &doc["classification"]["operator_override"];
-    assert_eq!((o["category_id"].as_str(), o["department"].as_str()), (Some("noise"), Some("区环保局")));
+    assert_eq!(
+        (o["category_id"].as_str(), o["department"].as_str()),
+        (Some("noise"), Some("区环保局"))
+    );
     assert_eq!(o["by"], OPERATOR.0);
     // Progress set on the desk is not sent to the intake.
     let posts = intake.post_count();
