@@ -85,7 +85,7 @@ pub(super) fn validate(c: &ConsoleConfig, err: &mut impl FnMut(&str, String)) {
         }
     }
     let url = c.public_url.trim();
-    if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
         err(
             "console.public_url",
             format!("`{url}` must start with http:// or https://"),

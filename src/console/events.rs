@@ -72,19 +72,18 @@ pub(crate) async fn stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = desk.events.subscribe();
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let data = serde_json::to_string(&ev).unwrap_or_default();
-                    return Some((Ok(Event::default().event(ev.name()).data(data)), rx));
-                }
-                // A slow client missed some: tell it to reload rather than pretend.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("lagged").data("{}")), rx));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+        let event = match rx.recv().await {
+            Ok(ev) => {
+                let data = serde_json::to_string(&ev).unwrap_or_default();
+                Event::default().event(ev.name()).data(data)
             }
-        }
+            // A slow client missed some: tell it to reload rather than pretend.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                Event::default().event("lagged").data("{}")
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
     });
     Sse::new(events).keep_alive(KeepAlive::default())
 }

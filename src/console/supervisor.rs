@@ -143,20 +143,22 @@ pub(crate) async fn page(State(desk): State<Desk>, PageUser(who): PageUser) -> R
     let mut per_cat: BTreeMap<String, u64> = BTreeMap::new();
     let mut empty: BTreeMap<String, u64> = BTreeMap::new();
     let mut urgent = 0;
-    for (ms, cat, is_urgent, reason) in &facts {
-        if let Some(t) = Local.timestamp_millis_opt(*ms).single() {
+    for f in &facts {
+        if let Some(t) = Local.timestamp_millis_opt(f.started_at_ms).single() {
             tickets[t.hour() as usize % 24] += 1;
         }
-        *per_cat.entry(category_name(&desk, cat)).or_default() += 1;
-        if let Some(r) = reason {
+        *per_cat
+            .entry(category_name(&desk, &f.category_id))
+            .or_default() += 1;
+        if let Some(r) = &f.empty_reason {
             *empty.entry(r.clone()).or_default() += 1;
         }
-        urgent += u64::from(*is_urgent);
+        urgent += u64::from(f.urgent);
     }
     let count = |s: DeliveryState| counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
     let backlog = count(DeliveryState::Pending) + count(DeliveryState::InFlight);
     let mut cats: Vec<(String, u64)> = per_cat.into_iter().collect();
-    cats.sort_by(|a, b| b.1.cmp(&a.1));
+    cats.sort_by_key(|c| std::cmp::Reverse(c.1));
     let body = html! {
         h1 { "Today" }
         div.tiles {

@@ -27,6 +27,16 @@ pub struct ProgressEntry {
     pub source: String,
 }
 
+/// One line of the desk's audit log.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub user: String,
+    /// `open_ticket` or `play_recording`.
+    pub action: String,
+    pub detail: Option<String>,
+}
+
 /// An operator's correction of the classification.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Override {
@@ -189,17 +199,19 @@ impl Store {
         Ok(())
     }
 
-    /// The audit entries of one ticket, oldest first, as `(at_ms, user, action, detail)`.
-    pub fn audit_log(
-        &self,
-        ticket_id: &str,
-    ) -> Result<Vec<(i64, String, String, Option<String>)>, TicketError> {
+    /// The audit entries of one ticket, oldest first.
+    pub fn audit_log(&self, ticket_id: &str) -> Result<Vec<AuditEntry>, TicketError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
             "SELECT at_ms, user, action, detail FROM desk_audit WHERE ticket_id = ?1 ORDER BY seq",
         )?;
         let rows = stmt.query_map([ticket_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(AuditEntry {
+                at_ms: r.get(0)?,
+                user: r.get(1)?,
+                action: r.get(2)?,
+                detail: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

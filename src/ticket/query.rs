@@ -60,6 +60,17 @@ pub struct QueueRow {
     pub progress: String,
 }
 
+/// What the supervisor's charts need of one ticket.
+#[derive(Clone, Debug)]
+pub struct DayFact {
+    pub started_at_ms: i64,
+    /// The category in force (an operator's correction wins).
+    pub category_id: String,
+    pub urgent: bool,
+    /// Why the transcript is empty, when it is.
+    pub empty_reason: Option<String>,
+}
+
 fn day_ms(day: &str, end: bool) -> Result<i64, TicketError> {
     let d = chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
         .map_err(|_| TicketError::Config(format!("date `{day}` is not YYYY-MM-DD")))?;
@@ -205,14 +216,8 @@ impl Store {
         self.get(key)
     }
 
-    /// Tickets whose call started in `[from_ms, to_ms)`, as
-    /// `(started_at_ms, effective category, urgent, transcript empty_reason)`, for the
-    /// supervisor's charts.
-    pub fn day_facts(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, String, bool, Option<String>)>, TicketError> {
+    /// Tickets whose call started in `[from_ms, to_ms)`, for the supervisor's charts.
+    pub fn day_facts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<DayFact>, TicketError> {
         let conn = self.lock();
         let mut stmt = conn.prepare(&format!(
             "SELECT started_at_ms, {EFFECTIVE_CATEGORY}, urgent,
@@ -220,7 +225,12 @@ impl Store {
              FROM tickets WHERE started_at_ms >= ?1 AND started_at_ms < ?2"
         ))?;
         let rows = stmt.query_map([from_ms, to_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(DayFact {
+                started_at_ms: r.get(0)?,
+                category_id: r.get(1)?,
+                urgent: r.get(2)?,
+                empty_reason: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -318,7 +318,7 @@ async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
     assert!(
         audit
             .iter()
-            .any(|(_, u, a, _)| u == OPERATOR.0 && a == "open_ticket"),
+            .any(|e| e.user == OPERATOR.0 && e.action == "open_ticket"),
         "{audit:?}"
     );
     assert!(d.gw.log().contains("desk audit"));
@@ -520,7 +520,7 @@ async fn recordings_are_served_with_range_and_gone_when_expired() {
         .audit_log(&id)
         .unwrap()
         .iter()
-        .any(|(_, u, a, _)| u == SUPERVISOR.0 && a == "play_recording"));
+        .any(|e| e.user == SUPERVISOR.0 && e.action == "play_recording"));
     std::fs::remove_file(&file).unwrap();
     let r = d
         .http
