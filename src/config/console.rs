@@ -54,11 +54,7 @@ pub struct ConsoleConfig {
 impl ConsoleConfig {
     /// The address to listen on; `None` when off (or invalid, which validation reports).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        let l = self.listen.trim();
-        if l.is_empty() {
-            return None;
-        }
-        l.parse().ok()
+        super::listen_addr(&self.listen)
     }
 
     /// The recording endpoint of a ticket as the intake should fetch it, when `public_url` is set.

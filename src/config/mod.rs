@@ -110,12 +110,17 @@ impl AdminConfig {
     /// The address to listen on; `None` when the listener is off (or the value is invalid,
     /// which validation reports).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        let l = self.listen.trim();
-        if l.is_empty() {
-            return None;
-        }
-        l.parse().ok()
+        listen_addr(&self.listen)
     }
+}
+
+/// An HTTP listener's `listen` value: `None` when empty (off) or invalid (validation says so).
+fn listen_addr(listen: &str) -> Option<SocketAddr> {
+    let l = listen.trim();
+    if l.is_empty() {
+        return None;
+    }
+    l.parse().ok()
 }
 
 /// A configuration error that names the key and, when known, the line.

@@ -59,6 +59,22 @@ impl Desk {
             .map_err(|e| TicketError::Task(e.to_string()))?
     }
 
+    /// A ticket with its delivery attempts and progress history (what both the ticket page
+    /// and the API show).
+    async fn load(&self, id: String) -> Result<Loaded, TicketError> {
+        self.blocking(move |s| {
+            let record = s.find(&id)?;
+            let attempts = s.attempts(&record.ticket_id)?;
+            let history = s.progress_history(&record.ticket_id)?;
+            Ok(Loaded {
+                record,
+                attempts,
+                history,
+            })
+        })
+        .await
+    }
+
     /// Appends to the audit log, in the store and in the log.
     async fn audit(&self, who: &Principal, action: &'static str, ticket_id: &str) {
         tracing::info!(user = who.name(), action, ticket = ticket_id, "desk audit");
@@ -70,6 +86,13 @@ impl Desk {
             tracing::error!(error = %e, "desk audit log not written");
         }
     }
+}
+
+/// What [`Desk::load`] returns.
+pub(crate) struct Loaded {
+    pub record: crate::ticket::store::TicketRecord,
+    pub attempts: Vec<crate::ticket::store::AttemptRecord>,
+    pub history: Vec<crate::ticket::progress::ProgressEntry>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -86,9 +109,8 @@ pub(crate) fn status_of(e: &TicketError) -> StatusCode {
 }
 
 /// The session cookie's value, if the request has one.
-fn cookie_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+pub(crate) fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -109,7 +131,8 @@ fn principal(parts: &Parts, desk: &Desk, bearer_allowed: bool) -> Option<Princip
             return desk.auth.bearer(token);
         }
     }
-    desk.auth.session(&cookie_token(parts)?, Instant::now())
+    desk.auth
+        .session(&cookie_token(&parts.headers)?, Instant::now())
 }
 
 /// An API caller: a session or a bearer token; anything else is 401.

@@ -136,15 +136,7 @@ pub(crate) async fn logout(
     if !who.csrf_ok(Some(&f.csrf)) {
         return (StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
     }
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == auth::COOKIE)
-        .map(|(_, v)| v.to_owned());
-    if let Some(t) = token {
+    if let Some(t) = super::cookie_token(&headers) {
         desk.auth.logout(&t);
     }
     let cookie = format!(

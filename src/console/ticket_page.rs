@@ -25,16 +25,8 @@ pub(crate) async fn show(
     PageUser(who): PageUser,
     Path(id): Path<String>,
 ) -> Response {
-    let found = desk
-        .blocking(move |s| {
-            let r = s.find(&id)?;
-            let attempts = s.attempts(&r.ticket_id)?;
-            let history = s.progress_history(&r.ticket_id)?;
-            Ok((r, attempts, history))
-        })
-        .await;
-    let (r, attempts, history) = match found {
-        Ok(x) => x,
+    let (r, attempts, history) = match desk.load(id).await {
+        Ok(l) => (l.record, l.attempts, l.history),
         Err(e) => return (super::status_of(&e), e.to_string()).into_response(),
     };
     desk.audit(&who, "open_ticket", &r.ticket_id).await;

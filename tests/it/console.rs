@@ -85,24 +85,14 @@ async fn wait_js(c: &Client, script: &str, limit: Duration, what: &str) -> Value
 
 async fn login(c: &Client, base: &str, (name, password): (&str, &str)) {
     c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Css("input[name=name]"))
-        .await
-        .unwrap()
-        .send_keys(name)
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    for (field, value) in [
+        ("input[name=name]", name),
+        ("input[name=password]", password),
+    ] {
+        let input = c.find(Locator::Css(field)).await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    click(c, "form.login button").await;
     wait_js(
         c,
         "return document.getElementById('rows') !== null",
@@ -110,6 +100,15 @@ async fn login(c: &Client, base: &str, (name, password): (&str, &str)) {
         "the queue after login",
     )
     .await;
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -254,12 +253,7 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
     screenshot(&c, "desk-queue.png").await;
 
     // The ticket page: click the second segment, the player seeks there and highlights it.
-    c.find(Locator::Css(&format!("tr[data-id='{heating}'] a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, &format!("tr[data-id='{heating}'] a")).await;
     let second = c
         .wait()
         .for_element(Locator::Css("#segments li.segment:nth-child(2)"))
@@ -328,12 +322,7 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
     c.goto(&format!("{}/", d.base)).await.unwrap();
     let search = c.find(Locator::Css("input[name=q]")).await.unwrap();
     search.send_keys("路灯").await.unwrap();
-    c.find(Locator::Css("#filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#filters button").await;
     wait_js(
         &c,
         "return location.search.includes('q=')",
@@ -373,12 +362,7 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
         .contains(&json!(heating)));
 
     // The supervisor's page (and whole numbers for the supervisor).
-    c.find(Locator::Css("form.logout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form.logout button").await;
     wait_js(
         &c,
         "return location.pathname === '/login'",

@@ -6,7 +6,7 @@ use super::harness::GatewayProcess;
 use super::tickets_common::facts;
 use hotline_gateway::ticket::{RecordingFacts, TicketConfig, TicketService};
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, COOKIE, LOCATION, RANGE, SET_COOKIE};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -115,6 +115,27 @@ impl DeskProcess {
         Session { cookie, csrf }
     }
 
+    /// One request to the desk, JSON body optional.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        by: By<'_>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut r = self.http.request(method, self.url(path));
+        match by {
+            By::Anonymous => {}
+            By::Token => r = r.header(AUTHORIZATION, format!("Bearer {TOKEN}")),
+            By::Session(s) => r = r.header(COOKIE, &s.cookie).header("X-CSRF-Token", &s.csrf),
+            By::SessionWithoutCsrf(s) => r = r.header(COOKIE, &s.cookie),
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+
     pub fn db(&self) -> PathBuf {
         self.gw.data_dir.path().join("tickets.sqlite")
     }
@@ -175,14 +196,21 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// Who sends a request in [`DeskProcess::send`].
+pub enum By<'a> {
+    Anonymous,
+    /// The API token (a machine client).
+    Token,
+    /// A session, with its CSRF token in `X-CSRF-Token`.
+    Session(&'a Session),
+    /// A session's cookie alone (as a forged cross-site request would carry it).
+    SessionWithoutCsrf(&'a Session),
+}
+
 async fn get_json(d: &DeskProcess, s: &Session, path: &str) -> Value {
     let r = d
-        .http
-        .get(d.url(path))
-        .header(COOKIE, &s.cookie)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, path, By::SessionWithoutCsrf(&s), None)
+        .await;
     assert_eq!(r.status(), StatusCode::OK, "{path}");
     r.json().await.unwrap()
 }
@@ -199,32 +227,18 @@ async fn without_credentials_only_the_login_page_answers() {
         format!("/api/v1/tickets/{id}/recording"),
         "/api/v1/events".to_string(),
     ] {
-        let r = d.http.get(d.url(&path)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let r = d
-            .http
-            .get(d.url(&path))
-            .header(AUTHORIZATION, "Bearer not-a-token-of-ours-at-all")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::UNAUTHORIZED,
-            "{path} with a wrong token"
-        );
-        let r = d
-            .http
-            .get(d.url(&path))
-            .header(COOKIE, "hotline_desk=forged")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::UNAUTHORIZED,
-            "{path} with a forged cookie"
-        );
+        for (header, value) in [
+            (None, ""),
+            (Some(AUTHORIZATION), "Bearer not-a-token-of-ours-at-all"),
+            (Some(COOKIE), "hotline_desk=forged"),
+        ] {
+            let mut r = d.http.get(d.url(&path));
+            if let Some(h) = header {
+                r = r.header(h, value);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} {value}");
+        }
     }
     for path in ["/", "/supervisor", &format!("/tickets/{id}")] {
         let r = d.http.get(d.url(path)).send().await.unwrap();
@@ -232,12 +246,13 @@ async fn without_credentials_only_the_login_page_answers() {
         assert_eq!(r.headers()[LOCATION], "/login");
     }
     let r = d
-        .http
-        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
-        .json(&json!({"state": "resolved", "note": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/progress"),
+            By::Anonymous,
+            Some(json!({"state": "resolved", "note": "x"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let login = d.http.get(d.url("/login")).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::OK);
@@ -260,23 +275,20 @@ async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
     let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
     assert_eq!(one["ticket"]["call"]["caller"], "138****5678");
     let page = d
-        .http
-        .get(d.url(&format!("/tickets/{id}")))
-        .header(COOKIE, &op.cookie)
-        .send()
+        .send(
+            Method::GET,
+            &format!("/tickets/{id}"),
+            By::SessionWithoutCsrf(&op),
+            None,
+        )
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(page.contains("138****5678") && !page.contains("13812345678"));
     let queue = d
-        .http
-        .get(d.url("/"))
-        .header(COOKIE, &op.cookie)
-        .send()
+        .send(Method::GET, "/", By::SessionWithoutCsrf(&op), None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -284,32 +296,35 @@ async fn operators_see_masked_numbers_supervisors_and_tokens_whole_ones() {
     let one = get_json(&d, &sup, &format!("/api/v1/tickets/{id}")).await;
     assert_eq!(one["ticket"]["call"]["caller"], "13812345678");
     let by_token: Value = d
-        .http
-        .get(d.url(&format!("/api/v1/tickets/{id}")))
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .send()
+        .send(
+            Method::GET,
+            &format!("/api/v1/tickets/{id}"),
+            By::Token,
+            None,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(by_token["ticket"]["call"]["caller"], "13812345678");
     // The supervisor page is the supervisor's.
     let r = d
-        .http
-        .get(d.url("/supervisor"))
-        .header(COOKIE, &op.cookie)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::GET,
+            "/supervisor",
+            By::SessionWithoutCsrf(&op),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = d
-        .http
-        .get(d.url("/supervisor"))
-        .header(COOKIE, &sup.cookie)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::GET,
+            "/supervisor",
+            By::SessionWithoutCsrf(&sup),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("<svg"));
     // Who opened the ticket is in the audit log, and in the daemon's log.
@@ -357,23 +372,23 @@ async fn state_changes_without_the_csrf_token_are_refused() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "form without the token");
     let r = d
-        .http
-        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
-        .header(COOKIE, &op.cookie)
-        .json(&json!({"state": "resolved", "note": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/progress"),
+            By::SessionWithoutCsrf(&op),
+            Some(json!({"state": "resolved", "note": "x"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "JSON without the token");
     // A bearer token may report progress but not correct the classification.
     let r = d
-        .http
-        .patch(d.url(&format!("/api/v1/tickets/{id}")))
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .json(&json!({"category_id": "heating"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            By::Token,
+            Some(json!({"category_id": "heating"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
     assert!(one["ticket"]["classification"]["operator_override"].is_null());
@@ -395,14 +410,13 @@ async fn state_changes_without_the_csrf_token_are_refused() {
         "the queue filters on the corrected category"
     );
     let r = d
-        .http
-        .patch(d.url(&format!("/api/v1/tickets/{id}")))
-        .header(COOKIE, &op.cookie)
-        .header("X-CSRF-Token", &op.csrf)
-        .json(&json!({"category_id": "no-such-category"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            By::Session(&op),
+            Some(json!({"category_id": "no-such-category"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -413,33 +427,32 @@ async fn progress_from_the_intake_and_the_desk_is_kept_with_its_history() {
         .seed("c-prog", "13812345678", &["路灯坏了", "请派人修"])
         .await;
     let r = d
-        .http
-        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .json(&json!({"state": "in_progress", "note": "已派单"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/progress"),
+            By::Token,
+            Some(json!({"state": "in_progress", "note": "已派单"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let op = d.login(OPERATOR).await;
     let r = d
-        .http
-        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
-        .header(COOKIE, &op.cookie)
-        .header("X-CSRF-Token", &op.csrf)
-        .json(&json!({"state": "resolved", "note": "已修复"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/progress"),
+            By::Session(&op),
+            Some(json!({"state": "resolved", "note": "已修复"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = d
-        .http
-        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .json(&json!({"state": "done"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/progress"),
+            By::Token,
+            Some(json!({"state": "done"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "unknown state");
     let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
     assert_eq!(one["progress"]["state"], "resolved");
@@ -622,14 +635,13 @@ async fn a_correction_reaches_the_intake_as_a_new_revision_of_the_same_ticket() 
         .await;
     let op = d.login(OPERATOR).await;
     let r = d
-        .http
-        .patch(d.url(&format!("/api/v1/tickets/{id}")))
-        .header(COOKIE, &op.cookie)
-        .header("X-CSRF-Token", &op.csrf)
-        .json(&json!({"category_id": "noise", "department": "区环保局"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            By::Session(&op),
+            Some(json!({"category_id": "noise", "department": "区环保局"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let second = format!("{id}:2");
     intake
@@ -654,14 +666,13 @@ async fn a_correction_reaches_the_intake_as_a_new_revision_of_the_same_ticket() 
     // Progress set on the desk is not sent to the intake.
     let posts = intake.post_count();
     let r = d
-        .http
-        .post(d.url(&format!("/api/v1/tickets/{id}/progress")))
-        .header(COOKIE, &op.cookie)
-        .header("X-CSRF-Token", &op.csrf)
-        .json(&json!({"state": "in_progress", "note": "已联系"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/progress"),
+            By::Session(&op),
+            Some(json!({"state": "in_progress", "note": "已联系"})),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let one = get_json(&d, &op, &format!("/api/v1/tickets/{id}")).await;
     assert_eq!(one["ticket"]["progress"]["state"], "in_progress");
