@@ -3,7 +3,9 @@
 //! A counting global allocator wraps the system one; a real `MediaSession` plays a prompt
 //! to a peer on loopback while the peer streams 20 ms packets back (in the second phase the
 //! session records them through the end-pointer; in the third the prompt allows speech
-//! barge-in, so every packet also goes through the onset detector and the pre-roll ring). After a warm-up, the number
+//! barge-in, so every packet also goes through the onset detector and the pre-roll ring; in
+//! the fourth a stranger streams at the port too, and every one of its packets is refused by
+//! the strict source). After a warm-up, the number
 //! of allocations during a window of steady-state traffic is compared with the packets
 //! handled. Its own binary (`harness = false`): the libtest harness would allocate on other
 //! threads while we count.
@@ -55,13 +57,14 @@ fn allocs() -> u64 {
 fn spawn_peer(
     sock: UdpSocket,
     to: std::net::SocketAddr,
+    ssrc: u32,
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         sock.set_read_timeout(Some(Duration::from_millis(1)))
             .unwrap();
-        let mut tx = RtpSender::with_state(0x1234, 1, 0);
+        let mut tx = RtpSender::with_state(ssrc, 1, 0);
         let mut frame = [0u8; FRAME_SAMPLES];
         // a loud tone, so the end-pointer hears speech and keeps recording
         for (i, b) in frame.iter_mut().enumerate() {
@@ -95,7 +98,9 @@ struct Window {
 
 /// Run `warm` then `window` of two-way traffic; allocations counted in the window only.
 /// `speech`: the prompt may be stopped by speech (the peer's flat tone never does).
-fn measure(record: bool, speech: bool, warm: Duration, window: Duration) -> Window {
+/// `stranger`: a second peer streams at the session from another port, with its own SSRC,
+/// from half-way through the warm-up (after the caller's source is learnt).
+fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: Duration) -> Window {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,7 +115,13 @@ fn measure(record: bool, speech: bool, warm: Duration, window: Duration) -> Wind
         let peer_addr = peer.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
-        let thread = spawn_peer(peer, session.local_addr(), stop.clone(), received.clone());
+        let thread = spawn_peer(
+            peer,
+            session.local_addr(),
+            0x1234,
+            stop.clone(),
+            received.clone(),
+        );
         session.start(peer_addr, Codec::Pcmu, Some(101));
         // longer than the run: the prompt plays throughout the window
         session.play_with(
@@ -135,14 +146,30 @@ fn measure(record: bool, speech: bool, warm: Duration, window: Duration) -> Wind
                 stop_digit: Some('#'),
             });
         }
-        tokio::time::sleep(warm).await;
+        tokio::time::sleep(warm / 2).await;
+        let stranger_received = Arc::new(AtomicU64::new(0));
+        let stranger = stranger.then(|| {
+            spawn_peer(
+                UdpSocket::bind("127.0.0.1:0").unwrap(),
+                session.local_addr(),
+                0x5757,
+                stop.clone(),
+                stranger_received.clone(),
+            )
+        });
+        tokio::time::sleep(warm / 2).await;
         let (a0, in0) = (allocs(), received.load(Ordering::Relaxed));
         tokio::time::sleep(window).await;
         let (a1, in1) = (allocs(), received.load(Ordering::Relaxed));
         stop.store(true, Ordering::Relaxed);
         let peer_sent = thread.join().unwrap();
+        let stranger_sent = stranger.map(|t| t.join().unwrap());
         let stats = session.close().await;
         assert!(stats.packets_received > 0 && peer_sent > 0);
+        if let Some(sent) = stranger_sent {
+            assert!(sent > 0 && stats.packets_dropped >= sent / 2, "{stats:?}");
+            assert_eq!(stranger_received.load(Ordering::Relaxed), 0);
+        }
         Window {
             allocs: a1 - a0,
             packets_out: in1 - in0,
@@ -161,7 +188,7 @@ fn main() {
     let warm = Duration::from_millis(1500);
 
     // Playing a prompt and receiving audio: nothing at all may allocate.
-    let w = measure(false, false, warm, window);
+    let w = measure(false, false, false, warm, window);
     println!(
         "play + receive: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -175,7 +202,7 @@ fn main() {
 
     // Recording as well: the message buffer grows by one second of audio at a time
     // (recorder.rs), so at most one allocation per 50 packets received, none per packet.
-    let w = measure(true, false, warm, window);
+    let w = measure(true, false, false, warm, window);
     println!(
         "play + record: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -191,7 +218,7 @@ fn main() {
 
     // Speech barge-in armed: the onset detector and the pre-roll ring (allocated when the
     // play command arrived) see every packet, and allocate nothing.
-    let w = measure(false, true, warm, window);
+    let w = measure(false, true, false, warm, window);
     println!(
         "play with speech barge-in + receive: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -201,5 +228,15 @@ fn main() {
         w.allocs, 0,
         "allocations in the steady state with speech barge-in"
     );
+
+    // A stranger streams at the port: each of its packets is judged and dropped, and
+    // nothing allocates for it.
+    let w = measure(false, false, true, warm, window);
+    println!(
+        "play + receive with a stranger refused: {} allocations for {} packets sent",
+        w.allocs, w.packets_out
+    );
+    assert!(w.packets_out >= 100);
+    assert_eq!(w.allocs, 0, "allocations while refusing a stranger");
     println!("test alloc::steady_state_media_is_allocation_free ... ok");
 }

@@ -166,6 +166,21 @@ impl MetricSource for SipSource {
             "SIP sends that failed.",
             &c.send_errors,
         );
+        out.counter(
+            "hotline_sip_tcp_refused_total",
+            "TCP connections closed at accept (over a limit, or refused by the guard).",
+            &c.tcp_refused,
+        );
+        out.counter(
+            "hotline_sip_tcp_timeouts_total",
+            "TCP connections closed for sending no complete message in time.",
+            &c.tcp_timeouts,
+        );
+        out.counter(
+            "hotline_sip_overload_refused_total",
+            "Requests answered 503 by the endpoint because the call manager was behind.",
+            &c.overload_refused,
+        );
     }
 }
 
@@ -199,6 +214,15 @@ impl MetricSource for CallSource {
             "Calls in progress.",
             c.active.load(Ordering::Relaxed),
         );
+        let n = "hotline_bye_failures_total";
+        out.family(
+            n,
+            "counter",
+            "Our BYEs that failed (auth: 401/407, refused, timeout); the calls ended anyway.",
+        );
+        for (why, count) in c.bye_failures() {
+            out.sample(n, &[("reason", why)], count);
+        }
     }
 }
 
@@ -259,6 +283,16 @@ impl MetricSource for MediaSource {
             "hotline_rtp_packets_dropped_total",
             "Incoming RTP dropped: malformed, unexpected payload type, or wrong source.",
             &c.packets_dropped,
+        );
+        out.counter(
+            "hotline_rtp_packets_wrong_source_total",
+            "Incoming RTP dropped because it came from another source than the caller's (strict source; included in hotline_rtp_packets_dropped_total).",
+            &c.packets_wrong_source,
+        );
+        out.counter(
+            "hotline_rtp_sources_relearned_total",
+            "RTP sources re-learnt after the caller's fell silent and a new one passed probation.",
+            &c.sources_relearned,
         );
         out.counter(
             "hotline_rtp_packets_lost_total",
@@ -365,6 +399,36 @@ impl MetricSource for TicketSource {
             "Ticket files written to the outbox folder (no intake URL).",
             &c.outbox_written,
         );
+        out.counter(
+            "hotline_ticket_store_errors_total",
+            "Ticket store operations that failed (busy, disk full, I/O) and were retried.",
+            &c.store_errors,
+        );
+        out.gauge(
+            "hotline_ticket_store_failing",
+            "1 while the ticket store fails: tickets wait, /readyz says 503.",
+            u8::from(c.store_failing.load(Ordering::Relaxed)),
+        );
+        out.counter(
+            "hotline_ticket_intake_misconfigured_total",
+            "Attempts the intake answered 401, 403, 404, 3xx or another configuration problem (retried).",
+            &c.intake_misconfigured,
+        );
+        out.gauge(
+            "hotline_ticket_intake_misconfigured",
+            "1 while the intake's last answer was a configuration problem: alert on it.",
+            u8::from(c.intake_failing.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+impl crate::admin::ReadinessCheck for TicketSource {
+    fn not_ready(&self) -> Option<&'static str> {
+        self.0
+            .counters()
+            .store_failing
+            .load(Ordering::Relaxed)
+            .then_some("ticket store failing")
     }
 }
 

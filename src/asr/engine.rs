@@ -8,6 +8,7 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
 
 use super::audio::{self, SpeechClip};
 use super::guards::{self, Rejection, SegmentStats};
+use super::text::Utf8Joiner;
 use super::{AsrConfig, EmptyReason, Segment, Transcript};
 
 /// A worker's private decoder state on the shared model.
@@ -120,12 +121,12 @@ impl Engine {
         }
         let eot = self.ctx.token_eot();
         let mut rejected: Option<Rejection> = None;
+        // Text tokens are bytes; a character may straddle two segments (see `text.rs`).
+        let mut utf8 = Utf8Joiner::new();
+        let mut bytes = Vec::new();
         for seg in self.state.as_iter() {
-            let text = match seg.to_str_lossy() {
-                Ok(s) => s.into_owned(),
-                Err(_) => continue,
-            };
             let (mut sum_logp, mut sum_p, mut n) = (0.0f32, 0.0f32, 0usize);
+            bytes.clear();
             for i in 0..seg.n_tokens() {
                 if let Some(tok) = seg.get_token(i) {
                     let d = tok.token_data();
@@ -133,9 +134,11 @@ impl Engine {
                         sum_logp += d.plog;
                         sum_p += d.p;
                         n += 1;
+                        bytes.extend_from_slice(tok.to_bytes().unwrap_or_default());
                     }
                 }
             }
+            let text = utf8.push(&bytes);
             let n_f = n.max(1) as f32;
             // A short unit looping inside the segment: dropped when it is all the segment
             // says, else collapsed; then exact repeats of longer phrases.
@@ -177,6 +180,15 @@ impl Engine {
                 text,
                 confidence: stats.mean_prob,
             });
+        }
+        if let Err(r) = guards::check_message(t.segments.iter().map(|s| s.confidence), &cfg.guards)
+        {
+            tracing::debug!(segments = t.segments.len(), "asr message is all doubtful");
+            t.segments.clear();
+            rejected = Some(r);
+        }
+        if utf8.unfinished() {
+            tracing::debug!("asr text ended inside a character; the partial character is dropped");
         }
         let joiner = if t.language == "zh" || t.language == "ja" {
             ""

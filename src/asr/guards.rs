@@ -38,6 +38,9 @@ pub struct GuardConfig {
     pub no_speech_prob: f32,
     pub min_avg_logprob: f32,
     pub max_compression_ratio: f32,
+    /// A message none of whose kept segments reaches this confidence (mean token
+    /// probability) is syllable salad, not a transcript: see [`check_message`].
+    pub min_message_confidence: f32,
 }
 
 impl Default for GuardConfig {
@@ -46,6 +49,9 @@ impl Default for GuardConfig {
             no_speech_prob: 0.6,
             min_avg_logprob: -1.0,
             max_compression_ratio: 2.4,
+            // Real Mandarin and English messages through the phone path score 0.74–0.85
+            // (../shared/speech dev files, base model); 0.5 leaves a wide margin.
+            min_message_confidence: 0.5,
         }
     }
 }
@@ -262,9 +268,44 @@ pub fn check(seg: &SegmentStats, cfg: &GuardConfig) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Decide on the whole message from its kept segments' confidences: when not one of them is
+/// confident, each may have scraped past [`check`] but together they are syllable salad (a
+/// nonsense message once reached a ticket that way), and the message gets no text. One
+/// confident segment keeps the others: a caller's doubtful words beside clear ones are worth
+/// showing.
+pub fn check_message(
+    confidences: impl IntoIterator<Item = f32>,
+    cfg: &GuardConfig,
+) -> Result<(), Rejection> {
+    let mut any = false;
+    for c in confidences {
+        if c >= cfg.min_message_confidence {
+            return Ok(());
+        }
+        any = true;
+    }
+    if any {
+        Err(Rejection::LowConfidence)
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_of_only_doubtful_segments_is_rejected_one_confident_segment_keeps_it() {
+        let cfg = GuardConfig::default();
+        assert_eq!(
+            check_message([0.31, 0.42, 0.38], &cfg),
+            Err(Rejection::LowConfidence)
+        );
+        assert_eq!(check_message([0.31, 0.81, 0.38], &cfg), Ok(()));
+        assert_eq!(check_message([0.745], &cfg), Ok(()), "the dev set's lowest");
+        assert_eq!(check_message([], &cfg), Ok(()), "nothing to judge");
+    }
 
     fn seg(text: &str, no_speech: f32, logprob: f32) -> SegmentStats {
         SegmentStats {

@@ -43,6 +43,7 @@ pub mod guards;
 pub mod mel;
 pub mod model;
 mod pool;
+pub mod text;
 pub mod vocab;
 
 pub use pool::{AsrPool, QueueFull};

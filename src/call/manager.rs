@@ -7,17 +7,17 @@
 use super::ivr::{self, CallInfo, CallSignal, IvrSettings};
 use super::record::CallRecord;
 use super::sip_msg::{
-    advertised_ip, caller_identity, info_digit, push, to_tag, via_transport, with_dialog_headers,
+    advertised_ip, caller_identity, info_digit, push, to_tag, with_dialog_headers,
 };
 use super::trunks::Trunks;
 use crate::config::Config;
 use crate::media::sdp::{self, SdpError};
-use crate::media::session::{MediaSession, PortPool, SessionConfig};
+use crate::media::session::{MediaControl, MediaSession, PortPool, SessionConfig};
 use crate::media::Codec;
-use crate::sip::dialog::{uri_socket_addr, Dialog};
+use crate::sip::dialog::Dialog;
 use crate::sip::endpoint::EndpointHandle;
 use crate::sip::message;
-use crate::sip::transaction::{TransactionEvent, TransactionKey};
+use crate::sip::transaction::{TransactionEvent, TransactionKey, Transport};
 use admission::{Admitted, Refused};
 use rsip::headers::UntypedHeader;
 use rsip::prelude::HeadersExt;
@@ -26,9 +26,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 mod admission;
+mod bye;
+mod drain;
 mod in_dialog;
 mod respond;
 
@@ -36,8 +38,10 @@ mod respond;
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
 /// Bodies we understand.
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
-/// Extensions we support (none yet needed by callers: no 100rel, no timers).
-pub const SUPPORTED: &str = "replaces";
+/// Extensions we support: none (no 100rel, no timers). Replaces (RFC 3891) is not
+/// implemented, so it is not advertised: a peer would send us INVITEs with Replaces that
+/// we cannot honour (issue 11).
+pub const SUPPORTED: &str = "";
 
 /// Receives each finished call's record and where it was written.
 pub type RecordSink = Box<dyn Fn(&CallRecord, &std::path::Path) + Send + Sync>;
@@ -53,6 +57,8 @@ pub struct Services {
     pub on_record: Option<RecordSink>,
     /// Daemon-wide media counters every session adds to (metrics).
     pub media_counters: Arc<crate::media::stats::MediaCounters>,
+    /// Set while the data directory is below `[storage] min_free_mb`: new calls get 503.
+    pub disk_low: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -65,9 +71,10 @@ struct ActiveCall {
     dialog: Dialog,
     invite: TransactionKey,
     signals: mpsc::UnboundedSender<CallSignal>,
-    local_rtp: SocketAddr,
-    sdp_session: u64,
-    sdp_version: u64,
+    /// Our SDP over the call's life (`o=` version, an offer awaiting its answer in an ACK).
+    sdp: sdp::LocalSdp,
+    /// The outcome of re-offers that only media cares about (hold, resume).
+    media: MediaControl,
     /// The trunk's name (not its id, which a reload may change).
     trunk: Option<String>,
     /// Where the INVITE came from and over what: our BYE to a TCP caller goes back on its
@@ -115,6 +122,11 @@ pub struct CallManager {
     /// Where a reload puts new services; looked at before each event, so new calls get the
     /// new configuration and calls in progress keep the `Arc<Services>` they started with.
     live: Option<Arc<arc_swap::ArcSwap<Services>>>,
+    /// The transport the request being handled came on (its socket, never its Via).
+    request_transport: rsip::Transport,
+    /// Our BYEs still waiting for a final answer, by client transaction: the Call-ID, to
+    /// log a 401/407 or a timeout against the call.
+    byes: HashMap<TransactionKey, String>,
 }
 
 impl CallManager {
@@ -131,6 +143,8 @@ impl CallManager {
             trunks: Trunks::new(&services.config),
             services,
             live: None,
+            request_transport: rsip::Transport::Udp,
+            byes: HashMap::new(),
         }
     }
 
@@ -143,78 +157,6 @@ impl CallManager {
 
     pub fn counters(&self) -> Arc<CallCounters> {
         self.counters.clone()
-    }
-
-    /// Serve until `state` says [`RunState::Draining`] (or its sender is gone: drain with
-    /// no delay), then drain: refuse new calls, let the calls in progress finish until the
-    /// deadline, then end the rest (BYE, hang-up reason `shutdown`) and wait up to `grace`
-    /// for their records to be written.
-    pub async fn run(
-        mut self,
-        mut events: mpsc::Receiver<TransactionEvent>,
-        mut state: watch::Receiver<RunState>,
-        grace: Duration,
-    ) {
-        let drain_deadline = |s: &watch::Receiver<RunState>| match *s.borrow() {
-            RunState::Draining { deadline } => Some(deadline),
-            RunState::Serving => None,
-        };
-        let mut deadline = loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(ev) => self.handle_event(ev).await,
-                    None => break tokio::time::Instant::now(),
-                },
-                Some(done) = self.finished_rx.recv() => self.call_finished(done),
-                changed = state.changed() => {
-                    if changed.is_err() {
-                        break tokio::time::Instant::now();
-                    }
-                    if let Some(d) = drain_deadline(&state) {
-                        break d;
-                    }
-                }
-            }
-        };
-        self.draining = true;
-        tracing::info!(
-            calls = self.calls.len(),
-            wait_secs = deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .as_secs(),
-            "draining: new calls get 503; calls in progress may finish"
-        );
-        while !self.calls.is_empty() {
-            tokio::select! {
-                Some(done) = self.finished_rx.recv() => self.call_finished(done),
-                Some(ev) = events.recv() => self.handle_event(ev).await,
-                Ok(()) = state.changed() => {
-                    if let Some(d) = drain_deadline(&state) {
-                        deadline = deadline.min(d);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        if !self.calls.is_empty() {
-            tracing::warn!(
-                calls = self.calls.len(),
-                "drain deadline reached: hanging up on the calls still in progress"
-            );
-            for call in self.calls.values() {
-                let _ = call.signals.send(CallSignal::Shutdown);
-            }
-        }
-        let records_deadline = tokio::time::Instant::now() + grace;
-        while !self.calls.is_empty() {
-            tokio::select! {
-                Some(done) = self.finished_rx.recv() => self.call_finished(done),
-                Some(ev) = events.recv() => self.handle_event(ev).await,
-                _ = tokio::time::sleep_until(records_deadline) => break,
-            }
-        }
-        // Give the endpoint a moment to put the last BYEs on the wire.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     async fn handle_event(&mut self, ev: TransactionEvent) {
@@ -230,7 +172,14 @@ impl CallManager {
                 key,
                 request,
                 source,
-            } => self.handle_request(key, request, source).await,
+                transport,
+            } => {
+                self.request_transport = match transport {
+                    Transport::Tcp => rsip::Transport::Tcp,
+                    Transport::Udp => rsip::Transport::Udp,
+                };
+                self.handle_request(key, request, source).await
+            }
             TransactionEvent::Cancelled { invite } => {
                 if let Some(ck) = self.by_invite.get(&invite).cloned() {
                     if let Some(call) = self.calls.get(&ck) {
@@ -247,12 +196,8 @@ impl CallManager {
                     }
                 }
             }
-            TransactionEvent::Response { response, .. } => {
-                tracing::debug!(status = %response.status_code, "response to our request");
-            }
-            TransactionEvent::Timeout { key } => {
-                tracing::debug!(method = %key.method, "our request timed out");
-            }
+            TransactionEvent::Response { key, response } => self.bye_answered(&key, &response),
+            TransactionEvent::Timeout { key } => self.bye_timed_out(&key),
         }
     }
 
@@ -299,7 +244,7 @@ impl CallManager {
                 tracing::Instrument::instrument(self.new_call(key, req, source), span).await
             }
             rsip::Method::Invite | rsip::Method::Update => self.renegotiate(key, req),
-            rsip::Method::Ack => {}
+            rsip::Method::Ack => self.ack(req),
             rsip::Method::Bye => {
                 if let Some(ck) = self.dialog_for(&key, &req) {
                     self.reply(&key, &req, 200, "OK", None);
@@ -327,7 +272,9 @@ impl CallManager {
                 } else {
                     let mut resp = self.build(&req, 200, "OK", None);
                     push(&mut resp, rsip::headers::Accept::new(ACCEPT).into());
-                    push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
+                    if !SUPPORTED.is_empty() {
+                        push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
+                    }
                     self.endpoint.respond(key, resp);
                 }
             }
@@ -405,17 +352,19 @@ impl CallManager {
             SessionConfig {
                 inactivity_timeout: Duration::from_secs(cfg.media.rtp_timeout_secs),
                 counters: self.services.media_counters.clone(),
+                strict_rtp_relearn: (cfg.media.strict_rtp_relearn_ms > 0)
+                    .then(|| Duration::from_millis(cfg.media.strict_rtp_relearn_ms)),
             },
         );
         let local_rtp = SocketAddr::new(self.advertised_ip(), media.local_addr().port());
-        let sdp_session: u64 = rand::random::<u32>() as u64;
+        let mut local_sdp = sdp::LocalSdp::new(rand::random::<u32>() as u64, local_rtp);
         let accepted: Vec<Codec> = cfg
             .media
             .codecs
             .iter()
             .filter_map(|c| Codec::from_name(c))
             .collect();
-        let (negotiated, answer) = match sdp::answer(&offer, &accepted, local_rtp, sdp_session) {
+        let (negotiated, answer) = match local_sdp.answer(&offer, &accepted) {
             Ok(x) => x,
             Err(e) => {
                 tracing::info!(error = %e, "SDP offer rejected");
@@ -428,7 +377,7 @@ impl CallManager {
             }
         };
         let local_tag = message::new_tag();
-        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri(via_transport(&req))) {
+        let dialog = match Dialog::uas(&req, &local_tag, self.contact_uri(self.request_transport)) {
             Ok(d) => d,
             Err(e) => {
                 let _ = media.close().await;
@@ -437,6 +386,7 @@ impl CallManager {
             }
         };
         media.start(negotiated.remote_rtp, negotiated.codec, negotiated.dtmf_pt);
+        media.set_direction(negotiated.remote_direction);
 
         // Ring (or early media), then answer straight away: callers to a hotline should not wait.
         if cfg.sip.early_media {
@@ -453,10 +403,18 @@ impl CallManager {
             self.endpoint.respond(key.clone(), r);
         }
         let ok = self.build_dialog_response(&req, 200, "OK", &local_tag, Some(&answer));
-        self.endpoint.respond(key.clone(), ok);
+        // A CANCEL that crossed the INVITE has been answered 487 by the transaction layer,
+        // which then refuses our 200: nothing of the call may exist (no RTP port, no
+        // answered count, no record, no ticket). Only a 200 the layer sent makes a call.
+        if let Err(e) = self.endpoint.respond_confirmed(key.clone(), ok).await {
+            tracing::info!(error = %e, "INVITE ended before our 200 (CANCEL): no call");
+            let _ = media.close().await;
+            return;
+        }
 
         let (from_user, from_name) = caller_identity(&req);
         let info = CallInfo {
+            call_uid: uuid::Uuid::now_v7().to_string(),
             call_id: dialog.id().call_id.clone(),
             caller: from_user,
             caller_name: from_name,
@@ -484,12 +442,11 @@ impl CallManager {
                 dialog,
                 invite: key.clone(),
                 signals: sig_tx,
-                local_rtp,
-                sdp_session,
-                sdp_version: 0,
+                sdp: local_sdp,
+                media: media.control(),
                 trunk: info.trunk.clone(),
                 source,
-                transport: via_transport(&req),
+                transport: self.request_transport,
                 ended: false,
             },
         );
@@ -566,64 +523,5 @@ impl CallManager {
             },
             span,
         ));
-    }
-
-    /// Free a call's trunk and global slots once its dialog is over (idempotent).
-    fn dialog_ended(&mut self, ck: &CallKey) {
-        let Some(call) = self.calls.get_mut(ck) else {
-            return;
-        };
-        if std::mem::replace(&mut call.ended, true) {
-            return;
-        }
-        self.trunks.call_ended(call.trunk.as_deref());
-        self.counters
-            .active
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.counters
-            .completed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn call_finished(&mut self, done: Finished) {
-        let (key, send_bye) = match done {
-            Finished::DialogOver { key, send_bye } => (key, send_bye),
-            Finished::RecordWritten { key } => {
-                self.dialog_ended(&key);
-                if let Some(call) = self.calls.remove(&key) {
-                    self.by_invite.remove(&call.invite);
-                }
-                return;
-            }
-        };
-        // The caller's BYE (or CANCEL) already ended the dialog, crossing our decision to
-        // hang up: a BYE of ours would only earn a 481.
-        let caller_ended_it = self.calls.get(&key).is_some_and(|c| c.ended);
-        self.dialog_ended(&key);
-        let local = self.endpoint.local_addr();
-        let host = self.advertised_ip().to_string();
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
-        if send_bye && !caller_ended_it {
-            let (bye, next_hop) =
-                call.dialog
-                    .new_request(rsip::Method::Bye, &host, local.port(), call.transport);
-            let dest = uri_socket_addr(&next_hop).map(|hop| {
-                // RFC 5923-style reuse: a TCP caller's own host is reached on the connection
-                // it called on (its Contact port usually accepts no connections).
-                if call.transport == rsip::Transport::Tcp && hop.ip() == call.source.ip() {
-                    call.source
-                } else {
-                    hop
-                }
-            });
-            match dest {
-                Some(dest) => self.endpoint.send(bye, dest),
-                None => {
-                    tracing::warn!(uri = %next_hop, "cannot route BYE: next hop is not an IP address")
-                }
-            }
-        }
     }
 }

@@ -12,7 +12,8 @@ use rsip::prelude::{HeadersExt, ToTypedHeader};
 use std::net::IpAddr;
 
 /// Contact (our own reachable address, so in-dialog requests and RTP come straight to this
-/// instance even behind a balancer), Supported on 2xx, and the SDP body.
+/// instance even behind a balancer), Supported on 2xx when we support any extension, and
+/// the SDP body.
 ///
 /// Record-Route is not added here: [`message::response`] already copies it into 101–299
 /// answers to INVITE (§12.1.1). Copying it twice made callers (and proxies) see the proxy
@@ -26,7 +27,7 @@ pub(super) fn with_dialog_headers(
         &mut resp,
         rsip::headers::Contact::new(format!("<{}>", message::uri_to_string(contact))).into(),
     );
-    if resp.status_code.code() == 200 {
+    if resp.status_code.code() == 200 && !SUPPORTED.is_empty() {
         push(&mut resp, rsip::headers::Supported::new(SUPPORTED).into());
     }
     if let Some(body) = sdp_body {
@@ -64,24 +65,6 @@ pub(super) fn set_body(resp: &mut rsip::Response, body: Vec<u8>) {
     resp.headers
         .push(rsip::headers::ContentLength::new(body.len().to_string()).into());
     resp.body = body;
-}
-
-/// The transport of the request's top Via (`SIP/2.0/TCP` → TCP); UDP otherwise.
-pub(super) fn via_transport(req: &rsip::Request) -> rsip::Transport {
-    let top = req.headers.iter().find_map(|h| match h {
-        rsip::Header::Via(v) => Some(v.value().to_string()),
-        _ => None,
-    });
-    let proto = top
-        .as_deref()
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|p| p.rsplit('/').next())
-        .unwrap_or("");
-    if proto.eq_ignore_ascii_case("TCP") {
-        rsip::Transport::Tcp
-    } else {
-        rsip::Transport::Udp
-    }
 }
 
 pub(super) fn to_tag(req: &rsip::Request) -> Option<String> {

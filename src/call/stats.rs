@@ -34,7 +34,12 @@ pub struct CallCounters {
     pub active: AtomicU64,
     rejected_codes: Box<[AtomicU64]>,
     ended: [AtomicU64; HANGUP_REASONS.len()],
+    bye_failures: [AtomicU64; BYE_FAILURES.len()],
 }
+
+/// What can go wrong with our BYE: the peer wants credentials (401/407), refuses it
+/// otherwise, or never answers.
+pub const BYE_FAILURES: [&str; 3] = ["auth", "refused", "timeout"];
 
 impl Default for CallCounters {
     fn default() -> Self {
@@ -45,6 +50,7 @@ impl Default for CallCounters {
             active: AtomicU64::new(0),
             rejected_codes: (0..REJECT_CODES).map(|_| AtomicU64::new(0)).collect(),
             ended: std::array::from_fn(|_| AtomicU64::new(0)),
+            bye_failures: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -68,6 +74,22 @@ impl CallCounters {
             .position(|r| *r == reason)
             .unwrap_or(HANGUP_REASONS.len() - 1);
         self.ended[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Our BYE failed for `why` (one of [`BYE_FAILURES`]); the call ended anyway.
+    pub fn bye_failed(&self, why: &str) {
+        if let Some(i) = BYE_FAILURES.iter().position(|w| *w == why) {
+            self.bye_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every BYE failure kind with its count (zeros included).
+    pub fn bye_failures(&self) -> Vec<(&'static str, u64)> {
+        BYE_FAILURES
+            .iter()
+            .zip(&self.bye_failures)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Non-zero rejections: `(code, count)`.

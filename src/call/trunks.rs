@@ -8,12 +8,16 @@
 //! Nonces are ours to remember (random, 128 bits) with the highest `nc` seen: a replayed or
 //! decreasing `nc` is refused, an expired or unknown nonce with otherwise correct credentials
 //! gets a fresh challenge with `stale=true` (RFC 7616 §3.3) so the caller retries silently.
+//! A nonce is bound to the trunk and the source address it was issued to: one answered from
+//! elsewhere, or for another trunk, counts as unknown. The store is bounded and kept in
+//! issue order, so expiring and evicting cost O(1) per nonce and a challenge never scans
+//! the store (it used to scan all 10,000 on the manager task).
 
 use crate::config::{Config, TrunkConfig};
 use crate::sip::digest::{Algorithm, Challenge, Credentials};
 use ipnet::IpNet;
 use rsip::headers::UntypedHeader;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -46,11 +50,50 @@ struct NonceState {
     issued: Instant,
     /// Highest nonce count accepted so far (0: none yet).
     last_nc: u32,
+    /// Who it was issued to: the trunk (by name, which survives a reload) and the source.
+    trunk: String,
+    source: IpAddr,
+}
+
+/// Issued nonces: a map for lookups and their issue order for expiry and eviction (issue
+/// times only grow, so the oldest is always at the front).
+#[derive(Default)]
+struct Nonces {
+    by_value: HashMap<String, NonceState>,
+    order: VecDeque<String>,
+}
+
+impl Nonces {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_value.len()
+    }
+
+    /// Forget expired nonces, then the oldest until there is room for one more.
+    fn make_room(&mut self, now: Instant, ttl: Duration) {
+        while let Some(oldest) = self.order.front() {
+            let expired = self
+                .by_value
+                .get(oldest)
+                .is_none_or(|n| now.saturating_duration_since(n.issued) >= ttl);
+            if !expired && self.by_value.len() < MAX_NONCES {
+                break;
+            }
+            if let Some(v) = self.order.pop_front() {
+                self.by_value.remove(&v);
+            }
+        }
+    }
+
+    fn insert(&mut self, nonce: String, state: NonceState) {
+        self.order.push_back(nonce.clone());
+        self.by_value.insert(nonce, state);
+    }
 }
 
 pub struct Trunks {
     trunks: Vec<Trunk>,
-    nonces: HashMap<String, NonceState>,
+    nonces: Nonces,
     nonce_ttl: Duration,
 }
 
@@ -71,7 +114,7 @@ impl Trunks {
                     active: 0,
                 })
                 .collect(),
-            nonces: HashMap::new(),
+            nonces: Nonces::default(),
             nonce_ttl: Duration::from_secs(config.security.nonce_ttl_secs),
         }
     }
@@ -145,13 +188,15 @@ impl Trunks {
         if self.trunks[id].config.username.is_none() {
             return Ok(Some(id));
         }
-        self.authenticate(now, id, req, &creds).map(|()| Some(id))
+        self.authenticate(now, id, source, req, &creds)
+            .map(|()| Some(id))
     }
 
     fn authenticate(
         &mut self,
         now: Instant,
         id: TrunkId,
+        source: IpAddr,
         req: &rsip::Request,
         creds: &[Credentials],
     ) -> Result<(), Refusal> {
@@ -165,43 +210,51 @@ impl Trunks {
         let Some(c) = creds.iter().find(|c| {
             c.username == user && c.realm == t.config.realm && t.algorithms.contains(&c.algorithm)
         }) else {
-            return Err(self.challenge(now, id, false));
+            return Err(self.challenge(now, id, source, false));
         };
         // qop=auth is required: without nc/cnonce there is no replay protection.
         let (Some(_), Some((_, nc)), Some(_)) = (&c.qop, &c.nc, &c.cnonce) else {
-            return Err(self.challenge(now, id, false));
+            return Err(self.challenge(now, id, source, false));
         };
         // The digest must cover this request: its method (by construction) and its URI.
         let right = c.verify(&password, &method) && same_uri(&c.uri, &uri);
         if !right {
             tracing::info!(trunk = %t.config.name, "digest authentication failed");
-            return Err(self.challenge(now, id, false));
+            return Err(self.challenge(now, id, source, false));
         }
-        let fresh = self
-            .nonces
-            .get(&c.nonce)
-            .is_some_and(|n| now.saturating_duration_since(n.issued) < self.nonce_ttl);
+        // Ours, unexpired, and issued to this trunk at this address: else a stranger who
+        // saw a challenge (or another trunk's) could spend it.
+        let trunk_name = &self.trunks[id].config.name;
+        let fresh = self.nonces.by_value.get(&c.nonce).is_some_and(|n| {
+            now.saturating_duration_since(n.issued) < self.nonce_ttl
+                && n.trunk == *trunk_name
+                && n.source == source
+        });
         if !fresh {
-            return Err(self.challenge(now, id, true));
+            return Err(self.challenge(now, id, source, true));
         }
-        let state = self.nonces.get_mut(&c.nonce).expect("checked above");
+        let Some(state) = self.nonces.by_value.get_mut(&c.nonce) else {
+            return Err(self.challenge(now, id, source, true));
+        };
         if *nc <= state.last_nc {
             tracing::info!(trunk = %self.trunks[id].config.name, nc, last = state.last_nc, "digest nonce count replayed");
-            return Err(self.challenge(now, id, false));
+            return Err(self.challenge(now, id, source, false));
         }
         state.last_nc = *nc;
         Ok(())
     }
 
     /// A 401's challenges: one fresh nonce, offered with every algorithm of the trunk.
-    fn challenge(&mut self, now: Instant, id: TrunkId, stale: bool) -> Refusal {
-        self.forget_old_nonces(now);
+    fn challenge(&mut self, now: Instant, id: TrunkId, source: IpAddr, stale: bool) -> Refusal {
+        self.nonces.make_room(now, self.nonce_ttl);
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         self.nonces.insert(
             nonce.clone(),
             NonceState {
                 issued: now,
                 last_nc: 0,
+                trunk: self.trunks[id].config.name.clone(),
+                source,
             },
         );
         let t = &self.trunks[id];
@@ -221,23 +274,6 @@ impl Trunks {
                 })
                 .collect(),
         )
-    }
-
-    fn forget_old_nonces(&mut self, now: Instant) {
-        let ttl = self.nonce_ttl;
-        self.nonces
-            .retain(|_, n| now.saturating_duration_since(n.issued) < ttl);
-        while self.nonces.len() >= MAX_NONCES {
-            let Some(oldest) = self
-                .nonces
-                .iter()
-                .min_by_key(|(_, n)| n.issued)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            self.nonces.remove(&oldest);
-        }
     }
 
     /// Whether the trunk may reach the dialled number (`numbers` empty = all).
@@ -431,6 +467,54 @@ mod tests {
             t.identify(now, src, &invite(Some(answer(&stale[0], "pw", 1)))),
             Ok(Some(0))
         );
+    }
+
+    /// Issue 11: a nonce answered from another address, or for another trunk, is not one
+    /// we issued to that peer.
+    #[test]
+    fn a_nonce_is_bound_to_the_trunk_and_source_it_was_issued_to() {
+        let two = format!(
+            "{AUTH}[[trunk]]\nname = \"other\"\nsources = [\"198.51.100.0/24\"]\nusername = \"gw\"\npassword = \"pw\"\n"
+        );
+        let mut t = Trunks::new(&config(&two));
+        let now = Instant::now();
+        let src: IpAddr = "192.0.2.5".parse().unwrap();
+        let ch = challenges(t.identify(now, src, &invite(None)));
+        // Right password, right nonce, but from another address of the same trunk.
+        let elsewhere: IpAddr = "192.0.2.6".parse().unwrap();
+        let r = challenges(t.identify(now, elsewhere, &invite(Some(answer(&ch[0], "pw", 1)))));
+        assert!(r[0].contains("stale=true"), "{r:?}");
+        // Or from the other trunk's address.
+        let other: IpAddr = "198.51.100.9".parse().unwrap();
+        let r = challenges(t.identify(now, other, &invite(Some(answer(&ch[0], "pw", 1)))));
+        assert!(r[0].contains("stale=true"), "{r:?}");
+        // Where it was issued it works.
+        assert_eq!(
+            t.identify(now, src, &invite(Some(answer(&ch[0], "pw", 1)))),
+            Ok(Some(0))
+        );
+    }
+
+    /// The store stays bounded, and what goes is the oldest, taken from the front of the
+    /// issue order (no scan of the store per challenge).
+    #[test]
+    fn the_nonce_store_is_bounded_and_evicts_oldest_first() {
+        let mut t = Trunks::new(&config(AUTH));
+        let now = Instant::now();
+        let src: IpAddr = "192.0.2.5".parse().unwrap();
+        let first = challenges(t.identify(now, src, &invite(None)));
+        for i in 0..(MAX_NONCES as u64 + 10) {
+            let _ = t.identify(now + Duration::from_micros(i), src, &invite(None));
+        }
+        assert_eq!(t.nonces.len(), MAX_NONCES);
+        assert_eq!(t.nonces.order.len(), MAX_NONCES);
+        // The first was evicted: right credentials on it are stale.
+        let r = challenges(t.identify(now, src, &invite(Some(answer(&first[0], "pw", 1)))));
+        assert!(r[0].contains("stale=true"));
+        // Expiry empties the store from the front.
+        let later = now + Duration::from_secs(301);
+        let _ = t.identify(later + Duration::from_secs(1), src, &invite(None));
+        assert_eq!(t.nonces.len(), 1);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check-config`, `dial`, `demo`, `tickets`, `load`.
+//! Command line: `serve`, `check-config`, `dial`, `demo`, `tickets`, `load`, `classify`.
 //!
 //! The only place that turns errors into exit codes and messages for people; everything
 //! below returns typed errors.
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod classify;
 mod console;
 mod load;
 mod signals;
@@ -58,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         action: TicketAction,
     },
+    /// The ticket classifier: `text` tries it, `eval` measures it on a labelled set,
+    /// `retrain` folds the operators' corrections in, `crossval` checks the examples.
+    Classify(classify::ClassifyArgs),
     /// The operator desk: `console hash-password` prints an argon2id hash (password on stdin).
     Console {
         #[command(subcommand)]
@@ -202,6 +206,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Load(args) => rt.block_on(load::run(args)),
+        Command::Classify(args) => classify::run(args),
         Command::Console {
             action: ConsoleAction::HashPassword,
         } => console::hash_password(),
@@ -316,7 +321,14 @@ async fn serve(path: &Path) -> ExitCode {
         }
     };
     let admin = match admin_addr {
-        Some(addr) => match AdminServer::start(addr, gw.metrics(), gw.health().clone()).await {
+        Some(addr) => match AdminServer::start_with_token(
+            addr,
+            gw.metrics(),
+            gw.health().clone(),
+            Some(gw.config().admin.token.clone()).filter(|t| !t.trim().is_empty()),
+        )
+        .await
+        {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("error: cannot bind admin listener {addr}: {e}");

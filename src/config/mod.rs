@@ -23,6 +23,9 @@
 
 mod console;
 pub mod env;
+mod flow;
+mod flow_check;
+mod flow_steps;
 mod ivr;
 mod load;
 mod network;
@@ -31,6 +34,7 @@ mod pipeline;
 mod tests;
 mod validate;
 
+pub use flow::*;
 pub use console::*;
 pub use ivr::*;
 pub use load::ConfigSource;
@@ -55,6 +59,8 @@ pub struct Config {
     /// How the call flow treats a caller who talks over its prompts.
     pub ivr: IvrConfig,
     pub recording: RecordingConfig,
+    /// The call flow: named steps, each an action (see [`flow`]).
+    pub flow: FlowConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
     /// Where tickets are delivered (the city's intake API).
@@ -93,15 +99,19 @@ pub struct LogConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// `address:port`, empty = no listener. Default `127.0.0.1:9090`: loopback, because the
-    /// endpoints are unauthenticated. Env: `HOTLINE_ADMIN_LISTEN`.
+    /// `address:port`, empty = no listener. Default `127.0.0.1:9090`: loopback. Env:
+    /// `HOTLINE_ADMIN_LISTEN`.
     pub listen: String,
+    /// Bearer token required for `/metrics` when set (`/healthz` and `/readyz` stay open for
+    /// probes). Required for a non-loopback `listen`. Env: `HOTLINE_ADMIN_TOKEN`.
+    pub token: String,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:9090".to_owned(),
+            token: String::new(),
         }
     }
 }
@@ -208,7 +218,7 @@ impl Config {
         if !bad.is_empty() {
             return Err(bad);
         }
-        Config::from_str_with_env(&text, &env)
+        let mut config = Config::from_str_with_env(&text, &env)
             .map(|mut c| {
                 c.source.file = Some(path.to_owned());
                 c
@@ -219,8 +229,17 @@ impl Config {
                         e.file = Some(path.to_owned());
                         e
                     })
-                    .collect()
-            })
+                    .collect::<Vec<_>>()
+            })?;
+        if !config.flow.file.is_empty() {
+            // The flow file's own checks ran without it (there was nothing to check).
+            flow::load_file(&mut config, path)?;
+            let errors = flow_check::validate(&config);
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+        }
+        Ok(config)
     }
 
     /// Parse `text`, apply overrides from `env` (only `HOTLINE_*` entries are looked at), validate.
@@ -349,6 +368,7 @@ impl Config {
             }
         }
         let _ = writeln!(s, "menu:");
+        let legacy = !self.flow.is_configured();
         for o in &self.menu.options {
             let _ = writeln!(
                 s,
@@ -356,7 +376,11 @@ impl Config {
                 o.digit,
                 o.label,
                 o.id,
-                if o.record { ", records a message" } else { "" }
+                if legacy && o.record {
+                    ", records a message"
+                } else {
+                    ""
+                }
             );
         }
         let fallback = match self.menu.on_no_input.as_str() {
@@ -382,6 +406,7 @@ impl Config {
                 self.ivr.barge_in_preroll_ms
             ),
         };
+        s.push_str(&flow::summary(self));
         let _ = writeln!(
             s,
             "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",

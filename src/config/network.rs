@@ -28,6 +28,13 @@ pub struct SipConfig {
     /// Largest SIP message accepted over TCP, bytes (a bigger one closes the connection).
     /// Default 65535.
     pub max_message_bytes: usize,
+    /// TCP connections accepted at once; more are closed at accept. Default 1024.
+    pub tcp_max_connections: usize,
+    /// TCP connections accepted at once from one source address. Default 32.
+    pub tcp_max_connections_per_source: usize,
+    /// A TCP connection must send a complete message within this many seconds of opening
+    /// (and of starting each message), or it is closed. Default 10.
+    pub tcp_message_timeout_secs: u64,
     /// Names this instance in call records and tickets (`gateway_instance`), so that with
     /// several gateways behind one balancer every ticket says which one took the call.
     /// Default: `<hostname>:<SIP port>`. Env: `HOTLINE_SIP_INSTANCE_ID`.
@@ -47,6 +54,9 @@ impl Default for SipConfig {
             user_agent: concat!("hotline-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
             tcp: true,
             max_message_bytes: 65_535,
+            tcp_max_connections: 1024,
+            tcp_max_connections_per_source: 32,
+            tcp_message_timeout_secs: 10,
             instance_id: None,
         }
     }
@@ -68,6 +78,22 @@ pub struct MediaConfig {
     pub codecs: Vec<String>,
     /// Seconds without any RTP from the caller before the call is ended. Default 30.
     pub rtp_timeout_secs: u64,
+    /// Strict RTP source: once a call has learnt where the caller's RTP comes from, packets
+    /// from anywhere else are dropped; another source is learnt only after a re-INVITE with
+    /// a new address, or after the learnt one has been silent this long (ms) and the new one
+    /// sent 5 consecutive packets. 0: never on silence. Default 2000.
+    pub strict_rtp_relearn_ms: u64,
+}
+
+impl SipConfig {
+    /// The endpoint's TCP bounds.
+    pub fn tcp_limits(&self) -> crate::sip::endpoint::TcpLimits {
+        crate::sip::endpoint::TcpLimits {
+            max_connections: self.tcp_max_connections,
+            max_per_source: self.tcp_max_connections_per_source,
+            message_timeout: std::time::Duration::from_secs(self.tcp_message_timeout_secs),
+        }
+    }
 }
 
 impl Default for MediaConfig {
@@ -78,6 +104,8 @@ impl Default for MediaConfig {
             rtp_port_max: 20999,
             codecs: vec!["PCMU".to_owned(), "PCMA".to_owned()],
             rtp_timeout_secs: 30,
+            strict_rtp_relearn_ms: crate::media::session::DEFAULT_STRICT_RTP_RELEARN.as_millis()
+                as u64,
         }
     }
 }
@@ -207,19 +235,8 @@ pub struct SecurityConfig {
     pub nonce_ttl_secs: u64,
 }
 
-/// User-Agent substrings of SIP scanners seen on the Internet.
-pub const SCANNER_USER_AGENTS: &[&str] = &[
-    "friendly-scanner",
-    "sipvicious",
-    "sipcli",
-    "sundayddr",
-    "iwar",
-    "vaxsipuseragent",
-    "pplsip",
-    "sip-scan",
-    "sipsak",
-    "smap",
-];
+/// The guard's list is the default of `security.scanner_user_agents`.
+pub use crate::sip::guard::SCANNER_USER_AGENTS;
 
 impl Default for SecurityConfig {
     fn default() -> Self {
@@ -230,6 +247,37 @@ impl Default for SecurityConfig {
             ban_secs: 600,
             scanner_user_agents: SCANNER_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
             nonce_ttl_secs: 300,
+        }
+    }
+}
+
+impl super::Config {
+    /// The flood guard's rules: `[security]`, and with `unknown_source = "drop"` the union
+    /// of every `[[trunk]]`'s sources. The guard takes its own type, so `sip` knows nothing
+    /// of the daemon's configuration.
+    pub fn guard_config(&self) -> crate::sip::guard::GuardConfig {
+        use crate::sip::guard::{GuardConfig, TrunkRate};
+        let s = &self.security;
+        let allowed = (s.unknown_source == "drop" && !self.trunks.is_empty())
+            .then(|| self.trunks.iter().flat_map(|t| t.networks()).collect());
+        GuardConfig {
+            rate: f64::from(s.rate_limit),
+            burst: f64::from(s.rate_burst.max(1)),
+            ban: std::time::Duration::from_secs(s.ban_secs),
+            scanner_agents: s
+                .scanner_user_agents
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
+            allowed,
+            trunks: self
+                .trunks
+                .iter()
+                .map(|t| TrunkRate {
+                    networks: t.networks(),
+                    rate: f64::from(t.max_request_rate),
+                })
+                .collect(),
         }
     }
 }

@@ -448,3 +448,63 @@ fn ivr_speech_barge_in_defaults_values_and_errors() {
         Some("HOTLINE_IVR_SPEECH_BARGE_IN")
     );
 }
+
+#[test]
+fn strict_rtp_relearn_default_values_and_errors() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.media.strict_rtp_relearn_ms, 2000);
+    let never = format!("[media]\nstrict_rtp_relearn_ms = 0\n\n{MINIMAL}");
+    assert_eq!(parse(&never).unwrap().media.strict_rtp_relearn_ms, 0);
+    for bad in ["50", "31000"] {
+        let text =
+            format!("[media]\nrtp_timeout_secs = 30\nstrict_rtp_relearn_ms = {bad}\n\n{MINIMAL}");
+        let errs = errors(parse(&text));
+        let e = find(&errs, "media.strict_rtp_relearn_ms");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+    }
+    let env = parse_env(MINIMAL, &[("HOTLINE_MEDIA_STRICT_RTP_RELEARN_MS", "5000")]).unwrap();
+    assert_eq!(env.media.strict_rtp_relearn_ms, 5000);
+}
+
+/// Issue 11: the TCP limits are validated with key and line.
+#[test]
+fn tcp_limits_are_validated_with_key_and_line() {
+    let text = format!(
+        "{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 11\ntcp_message_timeout_secs = 0\n"
+    );
+    let errs = errors(parse(&text));
+    let e = find(&errs, "sip.tcp_max_connections_per_source");
+    assert_eq!(
+        e.line,
+        line(&text, "tcp_max_connections_per_source = 11"),
+        "{e}"
+    );
+    let e = find(&errs, "sip.tcp_message_timeout_secs");
+    assert_eq!(e.line, line(&text, "tcp_message_timeout_secs = 0"), "{e}");
+    let ok = parse(&format!(
+        "{MINIMAL}\n[sip]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 10\n"
+    ));
+    let limits = ok.expect("valid").sip.tcp_limits();
+    assert_eq!((limits.max_connections, limits.max_per_source), (10, 10));
+}
+
+/// Issue 11.18: `/metrics` off loopback needs `[admin] token`; loopback or a token is fine.
+#[test]
+fn a_non_loopback_admin_listener_needs_a_token() {
+    let text = format!("{MINIMAL}\n[admin]\nlisten = \"0.0.0.0:9090\"\n");
+    let errs = errors(parse(&text));
+    let e = find(&errs, "admin.listen");
+    assert_eq!(e.line, line(&text, "listen"));
+    assert!(e.message.contains("admin.token"), "{e:?}");
+    let c = parse_env(&text, &[("HOTLINE_ADMIN_TOKEN", "s3cret")]).unwrap();
+    assert_eq!(c.admin.token, "s3cret");
+    let local = format!("{MINIMAL}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
+    assert!(parse(&local).is_ok());
+    let c = parse(&format!(
+        "{MINIMAL}\n[storage]\nretention_days = 30\nmin_free_mb = 64\n"
+    ))
+    .unwrap();
+    assert_eq!((c.storage.retention_days, c.storage.min_free_mb), (30, 64));
+    assert_eq!(parse(MINIMAL).unwrap().storage.min_free_mb, 1024);
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 const DTMF: &str = "0123456789*#";
 
-fn is_dtmf(s: &str) -> bool {
+pub(super) fn is_dtmf(s: &str) -> bool {
     s.len() == 1 && DTMF.contains(s)
 }
 
@@ -110,6 +110,19 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
     }
     if m.rtp_timeout_secs == 0 {
         err("media.rtp_timeout_secs", "must be greater than 0".into());
+    }
+    // Shorter than a few frames, a stranger could slip in between a live caller's packets;
+    // longer than the RTP timeout, the call ends before anyone could be re-learnt.
+    let relearn = m.strict_rtp_relearn_ms;
+    if relearn != 0 && (relearn < 200 || relearn > m.rtp_timeout_secs.saturating_mul(1000)) {
+        err(
+            "media.strict_rtp_relearn_ms",
+            format!(
+                "{relearn} is out of range: 0 (never) or 200 up to media.rtp_timeout_secs \
+                 ({} ms)",
+                m.rtp_timeout_secs.saturating_mul(1000)
+            ),
+        );
     }
 
     // [[number]]
@@ -224,11 +237,19 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
 
     // [admin]
     let admin = c.admin.listen.trim();
-    if !admin.is_empty() && admin.parse::<std::net::SocketAddr>().is_err() {
-        err(
+    match admin.parse::<std::net::SocketAddr>() {
+        Err(_) if !admin.is_empty() => err(
             "admin.listen",
             format!("`{admin}` is not an address:port (e.g. 127.0.0.1:9090), or empty for off"),
-        );
+        ),
+        // Call volumes and error rates are for the operator only.
+        Ok(a) if !a.ip().is_loopback() && c.admin.token.trim().is_empty() => err(
+            "admin.listen",
+            format!(
+                "`{admin}` is not loopback: set admin.token (HOTLINE_ADMIN_TOKEN) to protect /metrics"
+            ),
+        ),
+        _ => {}
     }
 
     super::console::validate(&c.console, &mut err);
@@ -282,6 +303,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
     if c.storage.data_dir.as_os_str().is_empty() {
         err("storage.data_dir", "must not be empty".into());
     }
+    errs.extend(super::flow_check::validate(c));
     errs
 }
 
@@ -303,7 +325,7 @@ fn validate_ivr(c: &Config, err: &mut impl FnMut(&str, String)) {
             .options
             .iter()
             .find(|o| o.digit == c.menu.on_no_input);
-        if !default.is_some_and(|o| o.record) {
+        if !default.is_some_and(|o| super::flow_check::takes_message(c, o)) {
             err(
                 "ivr.speech_barge_in",
                 format!(
@@ -483,6 +505,26 @@ fn validate_trunks(c: &Config, err: &mut impl FnMut(&str, String)) {
     if c.sip.max_message_bytes < 1024 {
         err("sip.max_message_bytes", "must be at least 1024".into());
     }
+    if c.sip.tcp_max_connections == 0 {
+        err("sip.tcp_max_connections", "must be greater than 0".into());
+    }
+    if c.sip.tcp_max_connections_per_source == 0
+        || c.sip.tcp_max_connections_per_source > c.sip.tcp_max_connections
+    {
+        err(
+            "sip.tcp_max_connections_per_source",
+            format!(
+                "must be between 1 and sip.tcp_max_connections ({})",
+                c.sip.tcp_max_connections
+            ),
+        );
+    }
+    if !(1..=600).contains(&c.sip.tcp_message_timeout_secs) {
+        err(
+            "sip.tcp_message_timeout_secs",
+            "must be between 1 and 600".into(),
+        );
+    }
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -529,6 +571,7 @@ pub(super) fn check_files(c: &Config, base: &Path) -> Vec<ConfigError> {
             }
         }
     }
+    errs.extend(super::flow_check::check_prompts(c, &prompts_dir));
     let data = resolve(base, &c.storage.data_dir);
     if data.exists() && !data.is_dir() {
         errs.push(c.source.error(

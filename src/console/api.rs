@@ -134,7 +134,8 @@ pub(crate) async fn apply_override(
         .blocking(move |s| {
             let r = s.find(&id)?;
             let rev = s.override_classification(&r.ticket_id, &o, now_ms())?;
-            // TODO(classify, merge): s.record_correction(&r.ticket_id, &o.category_id, &o.by, chrono::Utc::now())?;
+            // The classifier learns from it (`classify retrain`, and at start-up and reload).
+            s.record_correction(&r.ticket_id, &o.category_id, &o.by, chrono::Utc::now())?;
             Ok((r.ticket_id, rev))
         })
         .await

@@ -4,6 +4,7 @@
 
 pub mod aftercall;
 mod reload;
+pub mod storage;
 
 pub use reload::{ReloadError, ReloadReport};
 
@@ -15,7 +16,7 @@ use crate::config::Config;
 use crate::media::session::PortPool;
 use crate::media::stats::MediaCounters;
 use crate::sip::endpoint::{self, EndpointCounters, EndpointHandle};
-use crate::sip::guard::{GuardConfig, GuardCounters};
+use crate::sip::guard::GuardCounters;
 use crate::sip::transaction::TimerConfig;
 use crate::ticket::{TicketConfig, TicketService};
 use aftercall::RecordDirs;
@@ -61,6 +62,8 @@ pub struct Gateway {
     tickets: TicketService,
     delivery: tokio::task::JoinHandle<()>,
     stop_delivery: tokio::sync::oneshot::Sender<()>,
+    storage: tokio::task::JoinHandle<()>,
+    stop_storage: watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -95,7 +98,9 @@ impl Gateway {
             timers,
             tcp: config.sip.tcp,
             max_message_bytes: config.sip.max_message_bytes,
-            guard: Some(GuardConfig::from_config(&config)),
+            guard: Some(config.guard_config()),
+            tcp_limits: config.sip.tcp_limits(),
+            event_queue: 0,
         };
         let (endpoint, events) = endpoint::start_with(config.sip.listen, endpoint_config)
             .await
@@ -126,6 +131,14 @@ impl Gateway {
                 }
             })
         };
+        let disk = Arc::new(storage::DiskGuard::new(config.storage.min_free_mb));
+        let (stop_storage, storage_rx) = watch::channel(false);
+        let storage = tokio::spawn(storage::run(
+            disk.clone(),
+            tickets.clone(),
+            config.storage.clone(),
+            storage_rx,
+        ));
         let asr = start_asr(&config).await?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel::<PathBuf>();
         let aftercall = tokio::spawn(aftercall::run(
@@ -149,6 +162,7 @@ impl Gateway {
                 let _ = finished_tx.send(path.to_path_buf());
             }),
             media_counters: Arc::new(MediaCounters::default()),
+            disk,
             instance,
             started_with: config.clone(),
         };
@@ -164,6 +178,8 @@ impl Gateway {
         let grace = Duration::from_secs(10);
         let manager = tokio::spawn(manager.run(events, shutdown_rx, grace));
         let health = Arc::new(Health::default());
+        health.add_check(Arc::new(metrics::TicketSource(tickets.clone())));
+        health.add_check(shared.disk.clone());
         health.set_ready(true);
         tracing::info!(sip = %endpoint.local_addr(), tcp = endpoint.serves_tcp(), trunks, "gateway answering");
         Ok(Gateway {
@@ -178,6 +194,8 @@ impl Gateway {
             tickets,
             delivery,
             stop_delivery,
+            storage,
+            stop_storage,
         })
     }
 
@@ -231,6 +249,7 @@ impl Gateway {
         r.register(Arc::new(metrics::GuardSource(
             self.endpoint.guard_counters().clone(),
         )));
+        r.register(self.shared.disk.clone());
         r
     }
 
@@ -279,6 +298,8 @@ impl Gateway {
         }
         let _ = self.stop_delivery.send(());
         let _ = self.delivery.await;
+        let _ = self.stop_storage.send(true);
+        let _ = self.storage.await;
     }
 }
 

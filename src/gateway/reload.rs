@@ -31,6 +31,8 @@ pub(super) struct Shared {
     pub records_dir: PathBuf,
     pub sink: SharedSink,
     pub media_counters: Arc<MediaCounters>,
+    /// Free-space guard: its flag refuses new calls when the disk is nearly full.
+    pub disk: Arc<super::storage::DiskGuard>,
     pub instance: String,
     /// Effective values of what needs a restart, as the daemon started.
     pub started_with: Arc<Config>,
@@ -60,6 +62,7 @@ pub struct ReloadReport {
 pub(super) fn languages(config: &Config) -> Vec<String> {
     let mut languages: Vec<String> = vec![config.prompts.language.clone()];
     languages.extend(config.numbers.iter().filter_map(|n| n.language.clone()));
+    languages.extend(crate::config::FlowConfig::effective(config).languages());
     languages
 }
 
@@ -74,6 +77,10 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
     let on_record: RecordSink = Box::new(move |record, path| sink(record, path));
     Services {
         ivr: Arc::new(IvrSettings {
+            // The flow of new calls; calls in progress keep the one they started with.
+            flow: Arc::new(crate::call::flow::Flow::from_config(&config)),
+            // No ticket store answers by reference yet: `lookup` steps find nothing.
+            lookup: Arc::new(crate::call::flow::NoTickets),
             menu: config.menu.clone(),
             ivr: config.ivr.clone(),
             recording: config.recording.clone(),
@@ -86,6 +93,7 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
         records_dir: s.records_dir.clone(),
         on_record: Some(on_record),
         media_counters: s.media_counters.clone(),
+        disk_low: s.disk.low.clone(),
         config,
     }
 }
@@ -124,6 +132,12 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             || old.tickets.duplicate_threshold != new.tickets.duplicate_threshold,
     );
     check("admin.listen", old.admin.listen != new.admin.listen);
+    check("admin.token", old.admin.token != new.admin.token);
+    check(
+        "storage.retention_days/min_free_mb",
+        old.storage.retention_days != new.storage.retention_days
+            || old.storage.min_free_mb != new.storage.min_free_mb,
+    );
     check("console", differs(&old.console, &new.console));
     keys
 }
@@ -169,8 +183,7 @@ impl Gateway {
             needs_restart: restart_keys(&self.shared.started_with, &config),
         };
         // The SIP guard (rate limits, scanner list, trunk source addresses) follows too.
-        self.endpoint
-            .set_guard(crate::sip::guard::GuardConfig::from_config(&config));
+        self.endpoint.set_guard(config.guard_config());
         let services = services(Arc::new(config), Arc::new(prompts), &self.shared);
         self.live.store(Arc::new(services));
         Ok(report)

@@ -39,7 +39,7 @@ pub enum Direction {
     Inactive,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SdpError {
     #[error("malformed SDP: {0}")]
     Malformed(String),
@@ -62,6 +62,17 @@ pub fn answer(
     local_rtp: SocketAddr,
     session_id: u64,
 ) -> Result<(Negotiated, String), SdpError> {
+    let (negotiated, sd) = answer_description(offer, accepted, local_rtp, session_id)?;
+    Ok((negotiated, sd.marshal()))
+}
+
+/// [`answer`] before printing, so that [`LocalSdp`] can set the version.
+fn answer_description(
+    offer: &str,
+    accepted: &[Codec],
+    local_rtp: SocketAddr,
+    session_id: u64,
+) -> Result<(Negotiated, SessionDescription), SdpError> {
     let sd = parse(offer)?;
     let mut saw_audio = false;
     let mut chosen: Option<(usize, Negotiated)> = None;
@@ -78,14 +89,7 @@ pub fn answer(
         };
         let remote_ip = connection_ip(&sd, md)?;
         let remote_rtp = SocketAddr::new(remote_ip, media_port(md)?);
-        let mut remote_direction = direction(&sd, md);
-        if remote_ip.is_unspecified() {
-            remote_direction = match remote_direction {
-                Direction::SendRecv => Direction::SendOnly,
-                Direction::RecvOnly | Direction::Inactive => Direction::Inactive,
-                Direction::SendOnly => Direction::SendOnly,
-            };
-        }
+        let remote_direction = fold_hold(direction(&sd, md), remote_ip);
         let dtmf_pt = telephone_event_pt(md);
         chosen = Some((
             i,
@@ -132,22 +136,41 @@ pub fn answer(
             });
         }
     }
-    Ok((negotiated, out.marshal()))
+    Ok((negotiated, out))
+}
+
+/// An old-style hold (`c=0.0.0.0`, RFC 2543) folded into the direction: the peer does not
+/// want to receive, so `sendrecv` reads as `SendOnly` and `recvonly` as `Inactive`.
+fn fold_hold(d: Direction, ip: IpAddr) -> Direction {
+    if !ip.is_unspecified() {
+        return d;
+    }
+    match d {
+        Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+        Direction::RecvOnly | Direction::Inactive => Direction::Inactive,
+    }
 }
 
 /// Build an offer (used by the test caller): the codecs in our order + telephone-event/8000 at `dtmf_pt`.
 pub fn offer(codecs: &[Codec], dtmf_pt: u8, local_rtp: SocketAddr, session_id: u64) -> String {
-    let mut sd = session_skeleton(local_rtp.ip(), session_id);
-    sd.media_descriptions.push(audio_media(
-        codecs,
-        Some(dtmf_pt),
-        local_rtp.port(),
-        Direction::SendRecv,
-    ));
-    sd.marshal()
+    offer_description(codecs, dtmf_pt, local_rtp, session_id, Direction::SendRecv).marshal()
 }
 
-/// Read the answer to our offer (test caller side).
+fn offer_description(
+    codecs: &[Codec],
+    dtmf_pt: u8,
+    local_rtp: SocketAddr,
+    session_id: u64,
+    dir: Direction,
+) -> SessionDescription {
+    let mut sd = session_skeleton(local_rtp.ip(), session_id);
+    sd.media_descriptions
+        .push(audio_media(codecs, Some(dtmf_pt), local_rtp.port(), dir));
+    sd
+}
+
+/// Read the answer to our offer (the test caller's INVITE, the gateway's offer in a 2xx to a
+/// re-INVITE without SDP). A `c=0.0.0.0` hold is folded into the direction as in [`answer`].
 pub fn parse_answer(answer: &str) -> Result<Negotiated, SdpError> {
     let sd = parse(answer)?;
     let mut saw_audio = false;
@@ -168,7 +191,7 @@ pub fn parse_answer(answer: &str) -> Result<Negotiated, SdpError> {
             codec,
             dtmf_pt: telephone_event_pt(md),
             remote_rtp: SocketAddr::new(remote_ip, media_port(md)?),
-            remote_direction: direction(&sd, md),
+            remote_direction: fold_hold(direction(&sd, md), remote_ip),
         });
     }
     Err(if saw_audio {
@@ -379,6 +402,9 @@ fn audio_media(
         ..Default::default()
     }
 }
+
+mod local;
+pub use local::{AckAnswer, LocalSdp};
 
 #[cfg(test)]
 mod tests;

@@ -10,13 +10,17 @@ pub mod arrivals;
 #[cfg(test)]
 mod barge_tests;
 mod recorder;
+pub mod source;
 mod speech;
+#[cfg(test)]
+mod strict_tests;
 mod task;
 #[cfg(test)]
 mod tests;
 
 pub use super::onset::OnsetConfig;
 use super::prompt::SharedPrompt;
+use super::sdp::Direction;
 use super::stats::MediaCounters;
 use super::vad::EndpointerConfig;
 use super::Codec;
@@ -99,14 +103,24 @@ pub struct SessionConfig {
     /// Daemon-wide counters this session adds to (packets, pacing lateness, recordings);
     /// a fresh `Default` when nobody reads them (the test caller).
     pub counters: Arc<MediaCounters>,
+    /// Strict RTP source: how long the learnt source must be silent before another may
+    /// take its place (after [`source::PROBATION`] consecutive packets); `None`: only a
+    /// re-offer with a new address moves it. See [`source`].
+    pub strict_rtp_relearn: Option<Duration>,
 }
 
+/// Default of [`SessionConfig::strict_rtp_relearn`] (and of `[media] strict_rtp_relearn_ms`):
+/// long against the 20 ms of a live stream, so that a stranger cannot slip in while the
+/// caller talks, short against a call, so that a caller whose NAT moved is soon heard again.
+pub const DEFAULT_STRICT_RTP_RELEARN: Duration = Duration::from_millis(2000);
+
 impl SessionConfig {
-    /// Settings with private counters.
+    /// Settings with private counters and the default strict source.
     pub fn new(inactivity_timeout: Duration) -> Self {
         SessionConfig {
             inactivity_timeout,
             counters: Arc::default(),
+            strict_rtp_relearn: Some(DEFAULT_STRICT_RTP_RELEARN),
         }
     }
 }
@@ -189,8 +203,8 @@ pub struct MediaStats {
     /// the latched source.
     pub packets_received: u64,
     /// Malformed datagrams, unknown payload types, short telephone-event payloads, and
-    /// packets of the latched SSRC from another address. (Well-formed packets arriving
-    /// before `start()` are ignored without being counted.)
+    /// packets from a source other than the learnt one (strict source). (Well-formed
+    /// packets arriving before `start()` are ignored without being counted.)
     pub packets_dropped: u64,
     /// Inter-arrival timing of the received audio, when
     /// [`track_arrivals`](MediaSession::track_arrivals) was asked for.
@@ -236,6 +250,19 @@ impl MediaSession {
         let _ = self.commands.send(cmd);
     }
 
+    /// A handle for whoever negotiates the media (the call manager answering re-INVITEs)
+    /// while the call's own task holds this session.
+    pub fn control(&self) -> MediaControl {
+        MediaControl {
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// The peer's direction from the latest offer/answer (see [`MediaControl::set_direction`]).
+    pub fn set_direction(&self, direction: Direction) {
+        self.command(Command::Direction(direction));
+    }
+
     /// Local RTP address (for the SDP).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -246,7 +273,8 @@ impl MediaSession {
     ///
     /// Comfort silence flows from now on, paced from this instant. An unspecified `remote`
     /// (`0.0.0.0`, hold) sends nothing until the caller's first packet. Calling it again
-    /// (re-INVITE) keeps SSRC and sequence numbers and forgets the latch.
+    /// (re-INVITE) keeps SSRC and sequence numbers, and the learnt source unless `remote`
+    /// changed (strict source: see [`source`]).
     pub fn start(&self, remote: SocketAddr, codec: Codec, dtmf_pt: Option<u8>) {
         self.command(Command::Start {
             remote,
@@ -330,5 +358,25 @@ impl MediaSession {
     pub async fn close(self) -> MediaStats {
         self.command(Command::Close);
         self.task.await.unwrap_or_default()
+    }
+}
+
+/// What the call manager may tell a session it does not own: the outcome of an offer/answer
+/// that only media cares about. Cheap to clone; commands sent after the session ended are
+/// dropped.
+#[derive(Clone, Debug)]
+pub struct MediaControl {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl MediaControl {
+    /// The peer's direction from the latest offer/answer (RFC 3264 §6.1). While the peer
+    /// does not receive (`sendonly`, `inactive`: it put the call on hold) the session sends
+    /// nothing and its play queue pauses where it is (so `PlaybackDone` waits, and the IVR
+    /// with it); audio it receives then is not recorded nor taken for speech. While the peer
+    /// does not send (anything but `sendrecv`), silence is no RTP timeout. `sendrecv`
+    /// resumes both, the inactivity clock starting over.
+    pub fn set_direction(&self, direction: Direction) {
+        let _ = self.commands.send(Command::Direction(direction));
     }
 }

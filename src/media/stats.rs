@@ -75,6 +75,11 @@ pub struct MediaCounters {
     pub packets_out: AtomicU64,
     /// Malformed, unexpected payload type, or spoofed source: see `MediaStats::packets_dropped`.
     pub packets_dropped: AtomicU64,
+    /// Of `packets_dropped`: valid packets from a source other than the learnt one (strict
+    /// source; a stranger on the port, or a newcomer on probation).
+    pub packets_wrong_source: AtomicU64,
+    /// Sources re-learnt after the old one fell silent and the new one passed probation.
+    pub sources_relearned: AtomicU64,
     /// Sends that failed (full socket buffer, unreachable): the frame is lost.
     pub send_errors: AtomicU64,
     /// Outgoing frames skipped because the media task woke up more than a frame late.

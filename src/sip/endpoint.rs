@@ -10,29 +10,38 @@
 //!
 //! TCP (RFC 3261 §18): the same port as UDP. Each connection has a small task that frames
 //! the byte stream ([`super::framing`]) and writes what the driver gives it; responses go
-//! back on the connection their request came on, and a request to a TCP peer without a
-//! connection opens one. A connection that cannot be framed is closed.
+//! back on the connection their request came on. How a request is answered follows the
+//! socket it came on, never its Via: a UDP datagram whose Via says `TCP` is answered over
+//! UDP, and the only connections we open are for requests of our own. Accepted connections
+//! are bounded and guarded (`tcp`).
+//!
+//! The driver never waits on the TU: events that do not fit the TU's channel wait in a
+//! bounded backlog, and while it is non-empty new INVITEs get 503 (`backlog`). So a stalled
+//! call manager cannot freeze SIP timers and retransmissions.
 
 use super::guard::{DropReason, Guard, GuardConfig, GuardCounters, Verdict};
 use super::message::{self, ParseError};
 use super::stats::{Direction, SipCounters};
-use super::transaction::{
-    TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transmit, Transport,
-};
+use super::transaction::{TimerConfig, TransactionEvent, TransactionLayer, Transmit, Transport};
 use rsip::headers::UntypedHeader;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+mod backlog;
+mod handle;
 mod socket;
 mod tcp;
+pub use backlog::OVERLOAD_RETRY_AFTER_SECS;
+use backlog::{Backlog, Handed};
+pub use handle::{EndpointCommand, EndpointHandle};
 use socket::enlarge_buffers;
 pub use socket::SOCKET_BUFFER_BYTES;
-use tcp::{accept_loop, connection, Inbound};
+pub use tcp::TcpLimits;
+use tcp::{Connections, Inbound};
 
 /// Largest datagram we accept; bigger ones are truncated by the kernel and then fail to parse.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -42,11 +51,12 @@ const RECV_BATCH: usize = 64;
 /// and timers are not starved).
 const COMMAND_BATCH: usize = 64;
 
-/// Messages queued for one TCP connection before further ones are dropped (a peer that
-/// does not read).
-const TCP_WRITE_QUEUE: usize = 256;
-/// Idle TCP connections are closed after this long (RFC 5626 keep-alives keep them open).
-const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+/// Commands the TU may queue before `respond`/`send` drop (counted).
+pub const COMMAND_QUEUE: usize = 65_536;
+/// Events in the TU's channel, by default.
+const EVENT_QUEUE: usize = 4096;
+/// Events held beyond the channel while the TU is behind.
+const EVENT_BACKLOG: usize = 8192;
 
 /// How to run an endpoint.
 #[derive(Clone, Debug, Default)]
@@ -58,6 +68,12 @@ pub struct EndpointConfig {
     pub max_message_bytes: usize,
     /// The scanner/flood guard; `None` lets everything through (the test caller).
     pub guard: Option<GuardConfig>,
+    /// Bounds on accepted TCP connections.
+    pub tcp_limits: TcpLimits,
+    /// Events the TU's channel holds; 0 = 4096 (as before the backlog, so the bursts
+    /// measured in BENCHMARKS.md still fit). Beyond it the endpoint keeps a bounded backlog
+    /// and refuses new INVITEs with 503.
+    pub event_queue: usize,
 }
 
 /// Counters the endpoint keeps; shared with the admin/metrics side.
@@ -74,103 +90,19 @@ pub struct EndpointCounters {
     pub tcp_connections: AtomicU64,
     /// TCP connections closed because their stream could not be framed.
     pub tcp_framing_errors: AtomicU64,
+    /// TCP connections closed at accept: over a limit, or refused by the guard.
+    pub tcp_refused: AtomicU64,
+    /// TCP connections closed for sending no complete message in time.
+    pub tcp_timeouts: AtomicU64,
+    /// Requests answered 503 by the endpoint because the TU was behind.
+    pub overload_refused: AtomicU64,
+    /// Events dropped because the TU was behind and the backlog full.
+    pub events_dropped: AtomicU64,
+    /// TU commands dropped because their queue was full.
+    pub commands_dropped: AtomicU64,
     /// Requests and responses by method and code, both directions (parsed ones in, sent
     /// ones out).
     pub messages: SipCounters,
-}
-
-/// What the TU asks of the endpoint.
-#[derive(Debug)]
-pub enum EndpointCommand {
-    /// Answer a server transaction.
-    Respond {
-        key: TransactionKey,
-        response: rsip::Response,
-    },
-    /// Send a request (creates a client transaction; ACK goes out statelessly).
-    SendRequest {
-        request: rsip::Request,
-        destination: SocketAddr,
-        reply: Option<oneshot::Sender<Option<TransactionKey>>>,
-    },
-    /// Replace the guard's rules (configuration reload); bans in force are kept.
-    SetGuard(GuardConfig),
-    /// Stop the task.
-    Shutdown,
-}
-
-/// The TU's side of a running endpoint.
-#[derive(Clone, Debug)]
-pub struct EndpointHandle {
-    commands: mpsc::UnboundedSender<EndpointCommand>,
-    local_addr: SocketAddr,
-    counters: Arc<EndpointCounters>,
-    guard: Arc<GuardCounters>,
-    tcp: bool,
-}
-
-impl EndpointHandle {
-    /// The address the socket is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    pub fn counters(&self) -> &Arc<EndpointCounters> {
-        &self.counters
-    }
-
-    /// The guard's decisions (all zero when the endpoint runs without a guard).
-    pub fn guard_counters(&self) -> &Arc<GuardCounters> {
-        &self.guard
-    }
-
-    /// Whether TCP is served on [`EndpointHandle::local_addr`] too.
-    pub fn serves_tcp(&self) -> bool {
-        self.tcp
-    }
-
-    /// Answer a server transaction. Fire-and-forget: a response to a transaction that has
-    /// since ended is dropped by the layer.
-    pub fn respond(&self, key: TransactionKey, response: rsip::Response) {
-        let _ = self
-            .commands
-            .send(EndpointCommand::Respond { key, response });
-    }
-
-    /// Send a request without waiting for the transaction key.
-    pub fn send(&self, request: rsip::Request, destination: SocketAddr) {
-        let _ = self.commands.send(EndpointCommand::SendRequest {
-            request,
-            destination,
-            reply: None,
-        });
-    }
-
-    /// Send a request and learn its client transaction key (to match the responses).
-    pub async fn send_request(
-        &self,
-        request: rsip::Request,
-        destination: SocketAddr,
-    ) -> Option<TransactionKey> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(EndpointCommand::SendRequest {
-                request,
-                destination,
-                reply: Some(tx),
-            })
-            .ok()?;
-        rx.await.ok().flatten()
-    }
-
-    /// New guard rules (SIGHUP reload). Ignored by an endpoint started without a guard.
-    pub fn set_guard(&self, config: GuardConfig) {
-        let _ = self.commands.send(EndpointCommand::SetGuard(config));
-    }
-
-    pub fn shutdown(&self) {
-        let _ = self.commands.send(EndpointCommand::Shutdown);
-    }
 }
 
 /// Bind `addr` (UDP only, no guard) and start the endpoint task. Returns the handle and the
@@ -227,8 +159,11 @@ fn start_inner(
     config: EndpointConfig,
 ) -> (EndpointHandle, mpsc::Receiver<TransactionEvent>) {
     let local_addr = socket.local_addr().expect("bound socket has an address");
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(match config.event_queue {
+        0 => EVENT_QUEUE,
+        n => n,
+    });
     let (in_tx, in_rx) = mpsc::channel(1024);
     let counters = Arc::new(EndpointCounters::default());
     let guard = config.guard.map(Guard::new);
@@ -241,26 +176,16 @@ fn start_inner(
         n => n,
     };
     let tcp = listener.is_some();
-    if let Some(listener) = listener {
-        tokio::spawn(accept_loop(
-            listener,
-            in_tx.clone(),
-            max_message,
-            counters.clone(),
-        ));
-    }
     let driver = Driver {
         socket,
         layer: TransactionLayer::new(config.timers),
         events: ev_tx,
+        backlog: Backlog::new(EVENT_BACKLOG),
         counters: counters.clone(),
         guard,
-        connections: HashMap::new(),
-        next_conn: 0,
-        inbound_tx: in_tx,
-        max_message,
+        tcp: Connections::new(in_tx, max_message, config.tcp_limits),
     };
-    tokio::spawn(driver.run(cmd_rx, in_rx));
+    tokio::spawn(driver.run(cmd_rx, in_rx, listener));
     (
         EndpointHandle {
             commands: cmd_tx,
@@ -277,24 +202,36 @@ struct Driver {
     socket: UdpSocket,
     layer: TransactionLayer,
     events: mpsc::Sender<TransactionEvent>,
+    /// Events the TU's channel had no room for.
+    backlog: Backlog,
     counters: Arc<EndpointCounters>,
     guard: Option<Guard>,
-    /// Live TCP connections by peer address: connection id and its write queue.
-    connections: HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)>,
-    next_conn: u64,
-    inbound_tx: mpsc::Sender<Inbound>,
-    max_message: usize,
+    tcp: Connections,
 }
 
 impl Driver {
     async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<EndpointCommand>,
+        mut commands: mpsc::Receiver<EndpointCommand>,
         mut inbound: mpsc::Receiver<Inbound>,
+        listener: Option<TcpListener>,
     ) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let events = self.events.clone();
+        // After a failed accept (out of file descriptors): when to try again, so the loop
+        // neither spins on the error nor sleeps through its timers.
+        let mut accept_resume: Option<Instant> = None;
         loop {
-            let deadline = self.layer.poll_timeout().map(Instant::from_std);
+            if accept_resume.is_some_and(|t| t <= Instant::now()) {
+                accept_resume = None;
+            }
+            let deadline = match (
+                self.layer.poll_timeout().map(Instant::from_std),
+                accept_resume,
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
@@ -311,7 +248,19 @@ impl Driver {
                 _ = sleep_until_opt(deadline) => {
                     self.layer.handle_timeout(now());
                 }
+                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
+                    Ok(permit) => self.backlog.refill(permit, &events),
+                    Err(_) => break,
+                },
                 Some(msg) = inbound.recv() => self.handle_inbound(msg),
+                Some(accepted) = accept_opt(listener.as_ref()), if accept_resume.is_none() => match accepted {
+                    Ok((stream, peer)) => self.tcp_accepted(stream, peer),
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "sip tcp accept failed");
+                        accept_resume = Some(Instant::now() + std::time::Duration::from_millis(100));
+                    }
+                },
                 r = self.socket.recv_from(&mut buf) => {
                     match r {
                         Ok((n, src)) => {
@@ -341,7 +290,7 @@ impl Driver {
 
     /// Take what else the TU has queued (its 180/200/BYE burst under load) in the same loop
     /// turn, bounded, so one flush sends it all. `false` on shutdown.
-    fn more_commands(&mut self, commands: &mut mpsc::UnboundedReceiver<EndpointCommand>) -> bool {
+    fn more_commands(&mut self, commands: &mut mpsc::Receiver<EndpointCommand>) -> bool {
         for _ in 1..COMMAND_BATCH {
             match commands.try_recv() {
                 Ok(EndpointCommand::Shutdown) => return false,
@@ -355,9 +304,17 @@ impl Driver {
 
     fn handle_command(&mut self, cmd: EndpointCommand) {
         match cmd {
-            EndpointCommand::Respond { key, response } => {
-                if let Err(e) = self.layer.respond(now(), &key, response) {
+            EndpointCommand::Respond {
+                key,
+                response,
+                reply,
+            } => {
+                let result = self.layer.respond(now(), &key, response);
+                if let Err(e) = &result {
                     tracing::debug!(error = %e, branch = %key.branch, "response not sent");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
                 }
             }
             EndpointCommand::SendRequest {
@@ -382,27 +339,6 @@ impl Driver {
         }
     }
 
-    fn handle_inbound(&mut self, msg: Inbound) {
-        match msg {
-            Inbound::Opened { peer, id, writer } => {
-                let banned = self
-                    .guard
-                    .as_ref()
-                    .is_some_and(|g| g.is_banned(now(), peer.ip()));
-                // A banned peer's writer is dropped at once, which closes the connection.
-                if !banned {
-                    self.connections.insert(peer, (id, writer));
-                }
-            }
-            Inbound::Message { peer, bytes } => self.handle_message(&bytes, peer, Transport::Tcp),
-            Inbound::Closed { peer, id } => {
-                if self.connections.get(&peer).is_some_and(|(i, _)| *i == id) {
-                    self.connections.remove(&peer);
-                }
-            }
-        }
-    }
-
     fn handle_message(&mut self, bytes: &[u8], source: SocketAddr, transport: Transport) {
         self.counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
         // Cheapest first: a banned or flooding source costs a hash lookup, no parsing.
@@ -411,7 +347,7 @@ impl Driver {
                 tracing::trace!(%source, ?why, "dropped by guard");
                 // A throttled trunk keeps its connection: only this message is dropped.
                 if transport == Transport::Tcp && why != DropReason::Throttled {
-                    self.connections.remove(&source);
+                    self.tcp.by_peer.remove(&source);
                 }
                 return;
             }
@@ -434,7 +370,7 @@ impl Driver {
                     }
                 }
                 message::stamp_via(&mut req, source);
-                self.layer.handle_request(now(), req, source);
+                self.layer.handle_request_on(now(), req, source, transport);
             }
             Ok(rsip::SipMessage::Response(resp)) => {
                 self.counters.messages.count(Direction::In, bytes);
@@ -482,99 +418,72 @@ impl Driver {
         }
     }
 
-    /// Write every pending transmit and hand every pending event to the TU.
-    /// Returns false when the TU has gone away.
+    /// Write every pending transmit and hand every pending event to the TU (or its
+    /// backlog; requests it cannot take now are answered 503 here, which makes more
+    /// transmits). Never waits on the TU. Returns false when the TU has gone away.
     async fn flush(&mut self) -> bool {
-        while let Some(Transmit {
-            destination,
-            transport,
-            bytes,
-        }) = self.layer.poll_transmit()
-        {
-            if transport == Transport::Tcp {
-                self.send_tcp(destination, bytes);
-                continue;
+        loop {
+            while let Some(Transmit {
+                destination,
+                transport,
+                bytes,
+            }) = self.layer.poll_transmit()
+            {
+                if transport == Transport::Tcp {
+                    self.send_tcp(destination, bytes);
+                    continue;
+                }
+                match self.socket.send_to(&bytes, destination).await {
+                    Ok(_) => {
+                        self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                        self.counters.messages.count(Direction::Out, &bytes);
+                    }
+                    Err(e) => {
+                        self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(error = %e, %destination, "sip send failed");
+                    }
+                }
             }
-            match self.socket.send_to(&bytes, destination).await {
-                Ok(_) => {
-                    self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
-                    self.counters.messages.count(Direction::Out, &bytes);
+            let mut refused = false;
+            while let Some(ev) = self.layer.poll_event() {
+                match self.backlog.hand(&self.events, ev) {
+                    Handed::Queued => {}
+                    Handed::Refuse(key, response) => {
+                        self.counters
+                            .overload_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            backlog = self.backlog.len(),
+                            method = %key.method,
+                            "call manager is behind: request refused with 503"
+                        );
+                        let _ = self.layer.respond(now(), &key, response);
+                        refused = true;
+                    }
+                    Handed::Dropped => {
+                        self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Handed::Closed => return false,
                 }
-                Err(e) => {
-                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(error = %e, %destination, "sip send failed");
-                }
+            }
+            if !refused {
+                return true;
             }
         }
-        while let Some(ev) = self.layer.poll_event() {
-            if self.events.send(ev).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-impl Driver {
-    /// Queue `bytes` on the connection to `destination`, opening one if there is none
-    /// (our BYE to a TCP caller whose connection is gone). Never waits: a full queue drops.
-    fn send_tcp(&mut self, destination: SocketAddr, bytes: Vec<u8>) {
-        if let Some((_, writer)) = self.connections.get(&destination) {
-            match writer.try_send(bytes) {
-                Ok(()) => {
-                    self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%destination, "sip tcp write queue full or closed");
-                }
-            }
-            return;
-        }
-        if self
-            .guard
-            .as_ref()
-            .is_some_and(|g| g.is_banned(now(), destination.ip()))
-        {
-            // Its connection was closed by the ban: do not open another to it.
-            return;
-        }
-        self.next_conn += 1;
-        let id = self.next_conn;
-        let (tx, rx) = mpsc::channel(TCP_WRITE_QUEUE);
-        let _ = tx.try_send(bytes);
-        self.counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
-        self.connections.insert(destination, (id, tx));
-        let inbound = self.inbound_tx.clone();
-        let max = self.max_message;
-        let counters = self.counters.clone();
-        tokio::spawn(async move {
-            let connect = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                TcpStream::connect(destination),
-            );
-            match connect.await {
-                Ok(Ok(stream)) => {
-                    counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
-                    connection(stream, destination, id, rx, inbound, max, counters).await
-                }
-                _ => {
-                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%destination, "cannot open sip tcp connection");
-                    let _ = inbound
-                        .send(Inbound::Closed {
-                            peer: destination,
-                            id,
-                        })
-                        .await;
-                }
-            }
-        });
     }
 }
 
 fn now() -> std::time::Instant {
     Instant::now().into_std()
+}
+
+async fn accept_opt(
+    listener: Option<&TcpListener>,
+) -> Option<std::io::Result<(tokio::net::TcpStream, SocketAddr)>> {
+    match listener {
+        Some(l) => Some(l.accept().await),
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -26,6 +26,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// User-Agent substrings of SIP scanners seen on the Internet.
+pub const SCANNER_USER_AGENTS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sundayddr",
+    "iwar",
+    "vaxsipuseragent",
+    "pplsip",
+    "sip-scan",
+    "sipsak",
+    "smap",
+];
+
 /// Most sources tracked at once; beyond it the idle ones are forgotten first.
 pub const MAX_TRACKED: usize = 100_000;
 
@@ -61,10 +75,7 @@ impl Default for GuardConfig {
             rate: 50.0,
             burst: 200.0,
             ban: Duration::from_secs(600),
-            scanner_agents: crate::config::SCANNER_USER_AGENTS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            scanner_agents: SCANNER_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
             allowed: None,
             trunks: Vec::new(),
         }
@@ -72,33 +83,6 @@ impl Default for GuardConfig {
 }
 
 impl GuardConfig {
-    /// From the daemon's configuration: `[security]`, and with `unknown_source = "drop"` the
-    /// union of every `[[trunk]]`'s sources.
-    pub fn from_config(c: &crate::config::Config) -> GuardConfig {
-        let s = &c.security;
-        let allowed = (s.unknown_source == "drop" && !c.trunks.is_empty())
-            .then(|| c.trunks.iter().flat_map(|t| t.networks()).collect());
-        GuardConfig {
-            rate: f64::from(s.rate_limit),
-            burst: f64::from(s.rate_burst.max(1)),
-            ban: Duration::from_secs(s.ban_secs),
-            scanner_agents: s
-                .scanner_user_agents
-                .iter()
-                .map(|a| a.to_ascii_lowercase())
-                .collect(),
-            allowed,
-            trunks: c
-                .trunks
-                .iter()
-                .map(|t| TrunkRate {
-                    networks: t.networks(),
-                    rate: f64::from(t.max_request_rate),
-                })
-                .collect(),
-        }
-    }
-
     /// Rate and bucket size for `ip`, and whether it is a trunk source (never banned).
     fn limits_for(&self, ip: IpAddr) -> (f64, f64, bool) {
         let trunk_rate = self
@@ -199,7 +183,25 @@ impl Guard {
             .is_some_and(|t| t > now)
     }
 
-    /// Before parsing: one message (datagram, or TCP message/connection) from `ip`.
+    /// At TCP accept: a banned source, or one outside the allowed networks (drop mode), is
+    /// not let in. No token is taken: the connection's messages pay for themselves, and
+    /// connection floods are bounded by the endpoint's per-source limit.
+    pub fn check_connection(&self, now: Instant, ip: IpAddr) -> Verdict {
+        let c = &self.counters;
+        if let Some(allowed) = &self.config.allowed {
+            if !allowed.iter().any(|n| n.contains(&ip)) {
+                c.dropped_unknown_source.fetch_add(1, Ordering::Relaxed);
+                return Verdict::Drop(DropReason::UnknownSource);
+            }
+        }
+        if self.is_banned(now, ip) {
+            c.dropped_banned.fetch_add(1, Ordering::Relaxed);
+            return Verdict::Drop(DropReason::Banned);
+        }
+        Verdict::Pass
+    }
+
+    /// Before parsing: one message (datagram, or TCP message) from `ip`.
     pub fn check_source(&mut self, now: Instant, ip: IpAddr) -> Verdict {
         self.prune(now);
         let c = &self.counters;
@@ -517,7 +519,7 @@ mod tests {
             "{base}\n[[trunk]]\nname = \"a\"\nsources = [\"203.0.113.0/28\"]\nmax_request_rate = 750\n\n[[trunk]]\nname = \"b\"\nsources = [\"2001:db8::1\"]\n"
         );
         let c = crate::config::Config::from_str_with_env(&text, &[]).unwrap();
-        let g = GuardConfig::from_config(&c);
+        let g = c.guard_config();
         assert_eq!(g.trunks.len(), 2);
         assert_eq!(g.trunks[0].rate, 750.0);
         assert_eq!(g.trunks[1].rate, 200.0, "the default");

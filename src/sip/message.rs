@@ -20,7 +20,7 @@ mod scan;
 
 pub use access::{
     call_id, cseq_number, from_tag, header_value, header_values, method_of_cseq, request_uri_user,
-    to_tag, top_via, ViaInfo,
+    to_tag, top_via, top_via_in, top_via_text, ViaInfo,
 };
 pub use build::{
     parse_uri, reason_phrase, response, response_destination, stamp_via, to_bytes, uri_to_string,

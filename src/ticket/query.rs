@@ -186,7 +186,7 @@ impl Store {
         let rows = stmt.query_map(params_from_iter(params.iter()), |r| {
             Ok(QueueRow {
                 record: record_from_row(r)?,
-                progress: r.get(15)?,
+                progress: r.get(RECORD_COLUMNS.split(',').count())?,
             })
         })?;
         Ok(TicketPage {

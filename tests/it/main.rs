@@ -12,6 +12,7 @@ mod call_flow;
 mod carrier;
 mod console;
 mod console_api;
+mod flow;
 mod hardening;
 mod harness;
 mod kamailio;

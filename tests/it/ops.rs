@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn free_tcp_port() -> u16 {
+pub(super) fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -17,7 +17,7 @@ fn free_tcp_port() -> u16 {
 }
 
 /// A gateway with the admin listener on a free loopback port.
-fn start_with_admin(config: &Path) -> (GatewayProcess, SocketAddr) {
+pub(crate) fn start_with_admin(config: &Path) -> (GatewayProcess, SocketAddr) {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let gw =
         GatewayProcess::start_with_config(config, &[("HOTLINE_ADMIN_LISTEN", &admin.to_string())]);
@@ -25,7 +25,7 @@ fn start_with_admin(config: &Path) -> (GatewayProcess, SocketAddr) {
 }
 
 /// `GET path` over a plain TCP connection: (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     // The admin listener binds just after SIP answers: allow it a moment at start.
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut s = loop {
@@ -57,7 +57,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of one sample, `series` being the name with its labels as exported.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -1,7 +1,9 @@
 //! Requests inside a dialog: which call they belong to (§12.2.2) and re-INVITE/UPDATE
-//! offers (hold, resume, a new address) passed on to the call's media.
+//! offers (hold, resume, a new address) passed on to the call's media, and our own offer
+//! when a re-INVITE brings none.
 
 use super::*;
+use crate::media::sdp::AckAnswer;
 
 impl CallManager {
     /// re-INVITE / UPDATE in a dialog: session refresh, hold/resume, new address.
@@ -28,8 +30,15 @@ impl CallManager {
         let local_tag = ck.local_tag.clone();
         let offer = match crate::call::checks::sdp_offer(&req) {
             Ok(Some(offer)) => offer,
+            Ok(None) if req.method == rsip::Method::Invite => {
+                // RFC 3261 §14.2: a re-INVITE without SDP asks for our offer, in the 2xx;
+                // the answer comes in the ACK (`ack`). PBXs send these after a transfer.
+                let offer = call.sdp.offer(&accepted);
+                let r = self.build_dialog_response(&req, 200, "OK", &local_tag, Some(&offer));
+                return self.endpoint.respond(key, r);
+            }
             Ok(None) => {
-                // A refresh without SDP: confirm, nothing changes.
+                // An UPDATE without SDP only refreshes the session: confirm, nothing changes.
                 let r = self.build_dialog_response(&req, 200, "OK", &local_tag, None);
                 return self.endpoint.respond(key, r);
             }
@@ -37,11 +46,9 @@ impl CallManager {
                 return self.reply(&key, &req, code, message::reason_phrase(code), None);
             }
         };
-        call.sdp_version += 1;
-        let session = call.sdp_session;
-        let local_rtp = call.local_rtp;
-        match sdp::answer(&offer, &accepted, local_rtp, session) {
+        match call.sdp.answer(&offer, &accepted) {
             Ok((negotiated, answer)) => {
+                call.media.set_direction(negotiated.remote_direction);
                 let _ = call.signals.send(CallSignal::MediaUpdate(negotiated));
                 let r = self.build_dialog_response(&req, 200, "OK", &local_tag, Some(&answer));
                 self.endpoint.respond(key, r);
@@ -49,6 +56,32 @@ impl CallManager {
             Err(e) => {
                 tracing::info!(error = %e, "re-offer rejected; the call continues as it was");
                 self.reply(&key, &req, 488, "Not Acceptable Here", None);
+            }
+        }
+    }
+
+    /// The ACK to a 2xx: when that 2xx carried our offer (a re-INVITE without SDP), the ACK
+    /// carries the answer. An ACK cannot be refused: without a usable answer the session
+    /// goes on as it was before the re-INVITE.
+    pub(super) fn ack(&mut self, req: rsip::Request) {
+        let Some(call) = self.find_call(&req).and_then(|ck| self.calls.get_mut(&ck)) else {
+            return; // a late ACK of a call that is gone
+        };
+        // a body that is not SDP (or a multipart without one) answers nothing
+        let body = crate::call::checks::sdp_offer(&req).ok().flatten();
+        match call.sdp.on_ack(body.as_deref()) {
+            AckAnswer::NotExpected => {}
+            AckAnswer::Answer(negotiated) => {
+                call.media.set_direction(negotiated.remote_direction);
+                let _ = call.signals.send(CallSignal::MediaUpdate(negotiated));
+            }
+            AckAnswer::Missing => {
+                tracing::info!(
+                    "ACK without the answer to our offer; the session continues as it was"
+                );
+            }
+            AckAnswer::Unusable(e) => {
+                tracing::info!(error = %e, "unusable answer in ACK; the session continues as it was");
             }
         }
     }

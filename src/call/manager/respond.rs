@@ -73,6 +73,6 @@ impl CallManager {
         sdp_body: Option<&str>,
     ) -> rsip::Response {
         let resp = self.build(req, code, reason, Some(local_tag));
-        with_dialog_headers(resp, &self.contact_uri(via_transport(req)), sdp_body)
+        with_dialog_headers(resp, &self.contact_uri(self.request_transport), sdp_body)
     }
 }

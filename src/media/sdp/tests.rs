@@ -283,3 +283,150 @@ fn parse_answer_errors() {
     assert_eq!(parse_answer(&video).unwrap_err(), SdpError::NoAudio);
     assert!(matches!(parse_answer("nope"), Err(SdpError::Malformed(_))));
 }
+
+/// The `o=` version of an SDP text.
+fn o_version(sdp: &str) -> u64 {
+    let o = lines(sdp)
+        .into_iter()
+        .find(|l| l.starts_with("o="))
+        .unwrap();
+    o.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+fn attribute_direction(sdp: &str) -> &str {
+    lines(sdp)
+        .into_iter()
+        .find(|l| {
+            matches!(
+                *l,
+                "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"
+            )
+        })
+        .unwrap()
+}
+
+#[test]
+fn o_version_goes_up_by_one_per_change_and_stays_for_the_same_sdp() {
+    let mut s = LocalSdp::new(1000, local());
+    let offer = crlf(BARESIP);
+    let (_, first) = s.answer(&offer, &G711).unwrap();
+    assert_eq!(o_version(&first), 1000);
+    // a session refresh with the same offer: same answer, same version
+    let (_, again) = s.answer(&offer, &G711).unwrap();
+    assert_eq!(again, first);
+    // hold: our answer changes to recvonly, version + 1
+    let hold = offer.replace("a=sendrecv", "a=sendonly");
+    let (n, held) = s.answer(&hold, &G711).unwrap();
+    assert_eq!(n.remote_direction, Direction::SendOnly);
+    assert_eq!(attribute_direction(&held), "a=recvonly");
+    assert_eq!(o_version(&held), 1001);
+    let (_, held_again) = s.answer(&hold, &G711).unwrap();
+    assert_eq!(o_version(&held_again), 1001);
+    // resume: sendrecv again, + 1
+    let (n, resumed) = s.answer(&offer, &G711).unwrap();
+    assert_eq!(n.remote_direction, Direction::SendRecv);
+    assert_eq!(attribute_direction(&resumed), "a=sendrecv");
+    assert_eq!(o_version(&resumed), 1002);
+    assert_eq!(s.version(), 1002);
+    // the session id never changes
+    for sdp in [&first, &held, &resumed] {
+        assert!(sdp.contains("o=hotline 1000 "), "{sdp}");
+    }
+}
+
+#[test]
+fn a_failed_re_offer_changes_neither_version_nor_state() {
+    let mut s = LocalSdp::new(7, local());
+    s.answer(&crlf(BARESIP), &G711).unwrap();
+    let bad = crlf(BARESIP).replace("RTP/AVP 0 8 101", "RTP/AVP 18");
+    assert_eq!(s.answer(&bad, &G711), Err(SdpError::NoCommonCodec));
+    assert_eq!(s.version(), 7);
+    assert_eq!(s.current().unwrap().codec, Codec::Pcmu);
+}
+
+#[test]
+fn inactive_offer_is_answered_inactive() {
+    let mut s = LocalSdp::new(7, local());
+    let inactive = crlf(BARESIP).replace("a=sendrecv", "a=inactive");
+    let (n, text) = s.answer(&inactive, &G711).unwrap();
+    assert_eq!(n.remote_direction, Direction::Inactive);
+    assert_eq!(attribute_direction(&text), "a=inactive");
+}
+
+#[test]
+fn re_invite_without_sdp_gets_our_offer_and_the_ack_carries_the_answer() {
+    let mut s = LocalSdp::new(500, local());
+    // the call was set up with PCMA and telephone-event at 101
+    let pcma_first = crlf(BARESIP).replace("RTP/AVP 0 8 101", "RTP/AVP 8 0 101");
+    let (n, _) = s.answer(&pcma_first, &G711).unwrap();
+    assert_eq!(n.codec, Codec::Pcma);
+    let offer = s.offer(&G711);
+    assert_eq!(o_version(&offer), 501, "{offer}");
+    assert!(
+        offer.contains("m=audio 30000 RTP/AVP 8 0 101\r\n"),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/8000"),
+        "{offer}"
+    );
+    assert_eq!(attribute_direction(&offer), "a=sendrecv");
+    // the answer in the ACK: the caller holds, at a new address
+    let answer = "v=0\r\no=- 1 2 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\n\
+                  m=audio 7000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+    match s.on_ack(Some(answer)) {
+        AckAnswer::Answer(n) => {
+            assert_eq!(n.codec, Codec::Pcma);
+            assert_eq!(n.remote_rtp, "192.0.2.99:7000".parse().unwrap());
+            assert_eq!(n.remote_direction, Direction::SendOnly);
+            assert_eq!(n.dtmf_pt, Some(101));
+        }
+        other => panic!("{other:?}"),
+    }
+    // a retransmitted or later ACK expects nothing
+    assert_eq!(s.on_ack(Some(answer)), AckAnswer::NotExpected);
+    // the same offer again (another refresh without SDP): same version
+    let again = s.offer(&G711);
+    assert_eq!(o_version(&again), 501);
+}
+
+#[test]
+fn an_ack_without_answer_or_with_a_bad_one_leaves_the_session_as_it_was() {
+    let mut s = LocalSdp::new(9, local());
+    s.answer(&crlf(BARESIP), &G711).unwrap();
+    s.offer(&G711);
+    assert_eq!(s.on_ack(None), AckAnswer::Missing);
+    assert_eq!(
+        s.current().unwrap().remote_rtp,
+        "192.0.2.2:15654".parse().unwrap()
+    );
+    s.offer(&[Codec::Pcmu]);
+    let g729 = "v=0\r\no=- 1 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+                m=audio 7000 RTP/AVP 8\r\n";
+    assert_eq!(
+        s.on_ack(Some(g729)),
+        AckAnswer::Unusable(SdpError::NoCommonCodec),
+        "PCMA was not offered"
+    );
+    s.offer(&G711);
+    assert!(matches!(
+        s.on_ack(Some("garbage")),
+        AckAnswer::Unusable(SdpError::Malformed(_))
+    ));
+    assert_eq!(
+        s.current().unwrap().remote_rtp,
+        "192.0.2.2:15654".parse().unwrap()
+    );
+    // an ACK to a 2xx that carried our answer is not an answer
+    assert_eq!(s.on_ack(None), AckAnswer::NotExpected);
+}
+
+#[test]
+fn answer_to_our_offer_with_c_zero_is_a_hold() {
+    let answer = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+                  m=audio 7000 RTP/AVP 0\r\na=sendrecv\r\n";
+    assert_eq!(
+        parse_answer(answer).unwrap().remote_direction,
+        Direction::SendOnly
+    );
+}

@@ -4,14 +4,19 @@
 //! which is re-armed to the earliest of the next frame deadline, the next DTMF packet, the
 //! inactivity deadline and the recording's own limits. Every buffer is allocated once when
 //! the task starts; a packet in the steady state costs no allocation.
+//!
+//! The outgoing half (tick, play queue, DTMF out) is in `send.rs`, the incoming half (strict
+//! source, audio, digits) in `receive.rs`; this file holds the loop and the commands.
 
 use super::recorder::{write_wav, Recorder};
+use super::source::{StrictSource, Verdict};
 use super::speech::SpeechWatch;
 use super::{BargeIn, MediaEvent, MediaStats, RecordEnd, RecordSpec, SessionConfig};
 use crate::media::dtmf::{self, DtmfPacket, DtmfReceiver, TelephoneEvent};
 use crate::media::pacer::Pacer;
 use crate::media::prompt::SharedPrompt;
 use crate::media::rtp::{self, RtpSender, MAX_DATAGRAM};
+use crate::media::sdp::Direction;
 use crate::media::stats::MediaCounters;
 use crate::media::{Codec, FRAME_SAMPLES};
 use std::collections::VecDeque;
@@ -27,6 +32,9 @@ const PT_COMFORT_NOISE: u8 = 13;
 /// Receive buffer: larger than any sane RTP datagram, so oversize ones are truncated
 /// rather than split (and then fail to decode as nothing worse than noise).
 const RX_BUF: usize = 2048;
+
+mod receive;
+mod send;
 
 pub(super) enum Command {
     Start {
@@ -49,6 +57,8 @@ pub(super) enum Command {
         duration: Duration,
     },
     TrackArrivals,
+    /// The peer's direction from the latest offer/answer.
+    Direction(Direction),
     Close,
 }
 
@@ -58,7 +68,10 @@ struct Stream {
     dtmf_pt: Option<u8>,
     /// SDP address until latched, then the caller's packet source.
     remote: SocketAddr,
-    latched_ssrc: Option<u32>,
+    /// The address the latest offer/answer gave (a re-offer with another one re-learns).
+    offered: SocketAddr,
+    /// Which datagrams are the caller's.
+    source: StrictSource,
     pacer: Pacer,
     sender: RtpSender,
     last_rx: Instant,
@@ -102,6 +115,10 @@ pub(super) struct Task {
     dtmf_tx: Option<DtmfSending>,
     dtmf_pending: VecDeque<(char, Duration)>,
     recorder: Option<Recorder>,
+    /// The peer's direction (RFC 3264): while it does not receive (`sendonly`, `inactive`:
+    /// on hold) nothing is sent and the play queue waits; while it does not send, silence
+    /// is no RTP timeout.
+    peer_direction: Direction,
     stats: MediaStats,
     tx_buf: Box<[u8; MAX_DATAGRAM]>,
     pcm_buf: Box<[i16; RX_BUF]>,
@@ -130,6 +147,7 @@ impl Task {
             dtmf_tx: None,
             dtmf_pending: VecDeque::new(),
             recorder: None,
+            peer_direction: Direction::SendRecv,
             stats: MediaStats::default(),
             tx_buf: Box::new([0; MAX_DATAGRAM]),
             pcm_buf: Box::new([0; RX_BUF]),
@@ -179,7 +197,7 @@ impl Task {
         self.stats
     }
 
-    fn emit(&self, ev: MediaEvent) {
+    pub(super) fn emit(&self, ev: MediaEvent) {
         // The call may have dropped its handle; events then have nobody to go to.
         let _ = self.events.send(ev);
     }
@@ -189,7 +207,7 @@ impl Task {
         let mut consider = |t: Instant| d = Some(d.map_or(t, |d| d.min(t)));
         if let Some(s) = &self.stream {
             consider(s.pacer.next_deadline());
-            if !s.timeout_reported {
+            if !s.timeout_reported && self.expects_rx() {
                 consider(s.last_rx + self.cfg.inactivity_timeout);
             }
         }
@@ -210,9 +228,11 @@ impl Task {
                 dtmf_pt,
             } => {
                 // A re-start (re-INVITE) continues the same stream: SSRC, sequence numbers,
-                // the 20 ms cadence and the timestamp clock carry on, only the target, codec
-                // and latch are new.
-                let (sender, t0) = match self.stream.take() {
+                // the 20 ms cadence and the timestamp clock carry on, only the target and
+                // codec are new. The learnt source stays unless the address moved: a
+                // session refresh or a hold/resume at the same address must not open the
+                // port to whoever sends first.
+                let (sender, t0, source, target, next_seq) = match self.stream.take() {
                     Some(old) => {
                         let next = old.pacer.next_index();
                         let sender = RtpSender::with_state(
@@ -220,20 +240,35 @@ impl Task {
                             old.sender.next_sequence(),
                             old.sender.timestamp_for_frame(next),
                         );
-                        (sender, old.pacer.deadline_of(next))
+                        let t0 = old.pacer.deadline_of(next);
+                        if old.offered == remote {
+                            (sender, t0, old.source, old.remote, old.next_seq)
+                        } else {
+                            tracing::debug!(%remote, "new RTP address offered: learning the source again");
+                            let mut source = old.source;
+                            source.relearn();
+                            (sender, t0, source, remote, None)
+                        }
                     }
-                    None => (RtpSender::new(), now),
+                    None => (
+                        RtpSender::new(),
+                        now,
+                        StrictSource::new(self.cfg.strict_rtp_relearn),
+                        remote,
+                        None,
+                    ),
                 };
                 self.stream = Some(Stream {
                     codec,
                     dtmf_pt,
-                    remote,
-                    latched_ssrc: None,
+                    remote: target,
+                    offered: remote,
+                    source,
                     pacer: Pacer::new(t0),
                     sender,
                     last_rx: now,
                     timeout_reported: false,
-                    next_seq: None,
+                    next_seq,
                 });
                 self.start_pending_dtmf();
             }
@@ -279,302 +314,46 @@ impl Task {
                     .arrivals
                     .get_or_insert_with(super::ArrivalStats::new);
             }
+            Command::Direction(d) => self.set_peer_direction(d, now),
             Command::Close => {}
         }
     }
 
-    /// Begin the next queued key press at the next frame boundary, if none is running.
-    fn start_pending_dtmf(&mut self) {
-        let Some(stream) = &self.stream else { return };
-        if stream.dtmf_pt.is_none() {
-            if !self.dtmf_pending.is_empty() {
-                tracing::warn!("send_dtmf without a negotiated telephone-event payload type");
-                self.dtmf_pending.clear();
-            }
-            return;
-        }
-        while self.dtmf_tx.is_none() {
-            let Some((digit, duration)) = self.dtmf_pending.pop_front() else {
-                return;
-            };
-            let Some(packets) = dtmf::digit_packets(digit, duration) else {
-                tracing::warn!(%digit, "not a DTMF key");
-                continue;
-            };
-            let index = stream.pacer.next_index();
-            self.dtmf_tx = Some(DtmfSending {
-                start: stream.pacer.deadline_of(index),
-                timestamp: stream.sender.timestamp_for_frame(index),
-                packets,
-                next: 0,
-            });
-        }
+    /// The peer may receive our audio: not on hold.
+    fn may_send(&self) -> bool {
+        matches!(
+            self.peer_direction,
+            Direction::SendRecv | Direction::RecvOnly
+        )
     }
 
-    fn on_timer(&mut self, now: Instant) {
-        self.send_due_dtmf(now);
+    /// The peer promised to send: its silence means a dead line. A holding peer
+    /// (`sendonly`) may or may not play music; `inactive` and `recvonly` send nothing.
+    fn expects_rx(&self) -> bool {
+        self.peer_direction == Direction::SendRecv
+    }
+
+    fn set_peer_direction(&mut self, d: Direction, now: Instant) {
+        if d == self.peer_direction {
+            return;
+        }
+        tracing::info!(direction = d.attribute(), "peer media direction");
+        self.peer_direction = d;
         if let Some(stream) = self.stream.as_mut() {
-            let due_at = stream.pacer.next_deadline();
-            if let Some(due) = stream.pacer.on_tick(now) {
-                self.cfg
-                    .counters
-                    .lateness
-                    .observe(now.duration_since(due_at));
-                if due.skipped > 0 {
-                    MediaCounters::add(&self.cfg.counters.frames_skipped, due.skipped);
-                    tracing::debug!(skipped = due.skipped, "media task stalled");
-                    stream.sender.start_talkspurt();
-                }
-                stream.sender.set_frame(due.index);
-                if self.dtmf_tx.is_some() {
-                    // RFC 4733 §2.5.1.1: the event replaces the audio while it lasts.
-                    stream.sender.start_talkspurt();
-                } else {
-                    let codec = stream.codec;
-                    self.fill_frame(codec);
-                    self.speech.on_output(codec, &self.frame);
-                    self.send_audio_frame();
-                }
-            }
-        }
-        if self.dtmf_tx.is_none() {
-            self.start_pending_dtmf();
-        }
-        if let Some(end) = self.recorder.as_ref().and_then(|r| r.on_tick(now)) {
-            self.finish_recording(end);
-        }
-        if let Some(stream) = self.stream.as_mut() {
-            if !stream.timeout_reported && now >= stream.last_rx + self.cfg.inactivity_timeout {
-                stream.timeout_reported = true;
-                self.emit(MediaEvent::RtpTimeout);
-            }
-        }
-    }
-
-    /// Next 20 ms of the play queue (prompts join seamlessly), padded with silence. With
-    /// nothing to play the frame is all silence: comfort silence keeps the caller's NAT
-    /// binding and jitter buffer alive.
-    fn fill_frame(&mut self, codec: Codec) {
-        let mut filled = 0;
-        while filled < FRAME_SAMPLES {
-            let Some(prompt) = self.queue.front() else {
-                break;
-            };
-            let enc = prompt.encoded(codec);
-            let take = (FRAME_SAMPLES - filled).min(enc.len().saturating_sub(self.offset));
-            self.frame[filled..filled + take]
-                .copy_from_slice(&enc[self.offset..self.offset + take]);
-            filled += take;
-            self.offset += take;
-            if self.offset >= enc.len() {
-                self.queue.pop_front();
-                self.offset = 0;
-            }
-        }
-        self.frame[filled..].fill(codec.encode_sample(0));
-        if self.playing && self.queue.is_empty() {
-            self.playing = false;
-            self.emit(MediaEvent::PlaybackDone { interrupted: false });
-        }
-    }
-
-    fn send_audio_frame(&mut self) {
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
-        if !can_send(stream.remote) {
-            return; // no destination: do not burn sequence numbers either
-        }
-        let pt = stream.codec.payload_type();
-        match stream
-            .sender
-            .build_audio(pt, &self.frame, &mut self.tx_buf[..])
-        {
-            Ok(len) => transmit(
-                &self.socket,
-                self.send_socket.as_ref(),
-                &self.tx_buf[..len],
-                stream.remote,
-                &mut self.stats,
-                &self.cfg.counters,
-            ),
-            Err(e) => tracing::error!(error = %e, "RTP build"),
-        }
-    }
-
-    fn send_due_dtmf(&mut self, now: Instant) {
-        let (Some(stream), Some(tx)) = (self.stream.as_mut(), self.dtmf_tx.as_mut()) else {
-            return;
-        };
-        let Some(pt) = stream.dtmf_pt else {
-            self.dtmf_tx = None;
-            return;
-        };
-        let remote = stream.remote;
-        while let Some(p) = tx.packets.get(tx.next) {
-            if tx.start + p.at > now {
-                break;
-            }
-            tx.next += 1;
-            if !can_send(remote) {
-                continue;
-            }
-            match stream.sender.build_at(
-                pt,
-                p.marker,
-                tx.timestamp,
-                &p.payload,
-                &mut self.tx_buf[..],
-            ) {
-                Ok(len) => transmit(
-                    &self.socket,
-                    self.send_socket.as_ref(),
-                    &self.tx_buf[..len],
-                    remote,
-                    &mut self.stats,
-                    &self.cfg.counters,
-                ),
-                Err(e) => tracing::error!(error = %e, "RTP build"),
-            }
-        }
-        if tx.next >= tx.packets.len() {
-            self.dtmf_tx = None;
+            // the first frame after a hold is a new talkspurt (marker bit), and the dead-line
+            // clock starts over rather than counting the hold
             stream.sender.start_talkspurt();
+            stream.last_rx = now;
+            stream.timeout_reported = false;
         }
-    }
-
-    fn on_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
-        let Ok(pkt) = rtp::parse(data) else {
-            self.drop_packet();
-            return;
-        };
-        let Some(stream) = self.stream.as_mut() else {
-            // Well-formed but before start(): the caller's media may race our answer.
-            // Ignored, and not counted as dropped: nothing is wrong with it.
-            return;
-        };
-        let kind = if pkt.payload_type == stream.codec.payload_type() {
-            Kind::Audio
-        } else if Some(pkt.payload_type) == stream.dtmf_pt {
-            match TelephoneEvent::parse(pkt.payload) {
-                Ok(ev) => Kind::Dtmf(ev),
-                Err(_) => {
-                    self.drop_packet();
-                    return;
-                }
-            }
-        } else if pkt.payload_type == PT_COMFORT_NOISE {
-            Kind::ComfortNoise
-        } else {
-            self.drop_packet();
-            return;
-        };
-        // Symmetric RTP (RFC 4961): answer where the caller's packets come from, which is
-        // what gets through its NAT. Re-latch only when a new SSRC shows up; packets of the
-        // latched SSRC from elsewhere are spoofed or duplicated, not a move.
-        let new_timeline = match stream.latched_ssrc {
-            None => true,
-            Some(ssrc) if ssrc == pkt.ssrc => {
-                if src != stream.remote {
-                    self.drop_packet();
-                    return;
-                }
-                false
-            }
-            Some(_) => true,
-        };
-        if new_timeline {
-            if stream.latched_ssrc.is_some() {
-                tracing::debug!(%src, ssrc = pkt.ssrc, "RTP source re-latched");
-            } else {
-                tracing::debug!(%src, ssrc = pkt.ssrc, "RTP source latched");
-            }
-            stream.remote = src;
-            stream.latched_ssrc = Some(pkt.ssrc);
-            stream.next_seq = None;
-            self.dtmf_rx.reset();
-            if let Some(rec) = self.recorder.as_mut() {
-                rec.reset_timeline();
-            }
+        if let Some(rec) = self.recorder.as_mut() {
+            rec.reset_timeline(); // the hold is not filled in with silence
         }
-        self.stats.packets_received += 1;
-        MediaCounters::add(&self.cfg.counters.packets_in, 1);
-        // Loss by sequence gap (RFC 3550 A.1, simplified): a jump forward of less than half
-        // the sequence space counts the missing packets; older (reordered, duplicated)
-        // packets move nothing.
-        let gap = stream
-            .next_seq
-            .map_or(0, |expected| pkt.sequence.wrapping_sub(expected));
-        if gap < 0x8000 {
-            if gap > 0 {
-                MediaCounters::add(&self.cfg.counters.packets_lost, u64::from(gap));
-            }
-            stream.next_seq = Some(pkt.sequence.wrapping_add(1));
-        }
-        stream.last_rx = now;
-        stream.timeout_reported = false;
-
-        match kind {
-            Kind::Audio => {
-                if let Some(arrivals) = self.stats.arrivals.as_mut() {
-                    arrivals.on_packet(now, pkt.sequence, pkt.timestamp);
-                }
-                let n = pkt.payload.len().min(self.pcm_buf.len());
-                let pcm = &mut self.pcm_buf[..n];
-                stream.codec.decode(&pkt.payload[..n], pcm);
-                let speech_barge_in = self.speech.on_audio(pcm) && self.playing;
-                if let Some(end) = self
-                    .recorder
-                    .as_mut()
-                    .and_then(|r| r.push_audio(pkt.timestamp, pcm))
-                {
-                    self.finish_recording(end);
-                }
-                if speech_barge_in {
-                    self.stop_on_speech();
-                }
-            }
-            Kind::Dtmf(ev) => {
-                if let Some(digit) = self.dtmf_rx.on_event(pkt.timestamp, &ev) {
-                    self.on_digit(digit);
-                }
-            }
-            Kind::ComfortNoise => {}
-        }
-    }
-
-    fn drop_packet(&mut self) {
-        self.stats.packets_dropped += 1;
-        MediaCounters::add(&self.cfg.counters.packets_dropped, 1);
-    }
-
-    fn on_digit(&mut self, digit: char) {
-        self.emit(MediaEvent::Dtmf(digit));
-        if self.playing && self.barge_in {
-            self.queue.clear();
-            self.offset = 0;
-            self.playing = false;
-            self.emit(MediaEvent::PlaybackDone { interrupted: true });
-        }
-        if self.recorder.as_ref().and_then(Recorder::stop_digit) == Some(digit) {
-            self.finish_recording(RecordEnd::StopDigit);
-        }
-    }
-
-    /// The caller talked over a prompt that allows it: silence from the next frame on.
-    fn stop_on_speech(&mut self) {
-        self.queue.clear();
-        self.offset = 0;
-        self.playing = false;
-        self.speech.disarm();
-        tracing::debug!("speech barge-in");
-        self.emit(MediaEvent::SpeechStarted);
-        self.emit(MediaEvent::PlaybackDone { interrupted: true });
     }
 
     /// End the recording now; the WAV is written on a blocking thread, which then emits
     /// `RecordingDone` (so the event means the file is complete).
-    fn finish_recording(&mut self, reason: RecordEnd) {
+    pub(super) fn finish_recording(&mut self, reason: RecordEnd) {
         let Some(rec) = self.recorder.take() else {
             return;
         };
@@ -601,32 +380,6 @@ impl Task {
                 pcm,
             });
         });
-    }
-}
-
-/// Send one datagram without ever awaiting: a full socket buffer drops the packet, which
-/// is what a late audio packet is worth anyway.
-fn transmit(
-    socket: &UdpSocket,
-    dup: Option<&std::net::UdpSocket>,
-    datagram: &[u8],
-    remote: SocketAddr,
-    stats: &mut MediaStats,
-    counters: &MediaCounters,
-) {
-    let res = match dup {
-        Some(s) => s.send_to(datagram, remote),
-        None => socket.try_send_to(datagram, remote),
-    };
-    match res {
-        Ok(_) => {
-            stats.packets_sent += 1;
-            MediaCounters::add(&counters.packets_out, 1);
-        }
-        Err(e) => {
-            MediaCounters::add(&counters.send_errors, 1);
-            tracing::debug!(error = %e, %remote, "RTP send");
-        }
     }
 }
 
@@ -658,9 +411,4 @@ fn dup_for_sending(socket: &UdpSocket) -> Option<std::net::UdpSocket> {
 #[cfg(not(unix))]
 fn dup_for_sending(_socket: &UdpSocket) -> Option<std::net::UdpSocket> {
     None
-}
-
-/// No destination yet (hold with c=0.0.0.0, or port 0): stay silent until latched.
-fn can_send(remote: SocketAddr) -> bool {
-    !remote.ip().is_unspecified() && remote.port() != 0
 }

@@ -5,6 +5,7 @@
 use super::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 fn options(n: u32, body: &str) -> String {
     format!(
@@ -182,4 +183,264 @@ async fn a_throttled_trunk_keeps_its_tcp_connection() {
     let c = handle.guard_counters();
     assert_eq!(c.bans.load(Ordering::Relaxed), 0);
     assert!(c.throttled.load(Ordering::Relaxed) >= 6);
+}
+
+/// A raw UDP peer on loopback.
+async fn udp_peer() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+async fn recv_text(sock: &UdpSocket, within: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 65_535];
+    match tokio::time::timeout(within, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+fn udp_request(method: &str, n: u32, via_transport: &str, to_tag: &str) -> String {
+    format!(
+        "{method} sip:8890@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/{via_transport} 127.0.0.1:5999;branch=z9hG4bKudp{n};rport\r\n\
+         From: <sip:a@127.0.0.1>;tag=a{n}\r\n\
+         To: <sip:8890@127.0.0.1>{to_tag}\r\n\
+         Call-ID: udp-{n}@127.0.0.1\r\n\
+         CSeq: 1 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Issue 11, point 12: the driver awaited the TU's channel inside its loop, so a stalled
+/// call manager froze every timer. Here the TU never reads: our own request is still
+/// retransmitted (Timer E), and a new INVITE is answered 503 by the endpoint.
+#[tokio::test]
+async fn a_stalled_tu_freezes_no_timer_and_new_invites_get_503() {
+    let (handle, events) = start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        EndpointConfig {
+            timers: TimerConfig {
+                t1: Duration::from_millis(50),
+                t2: Duration::from_millis(400),
+                t4: Duration::from_millis(500),
+            },
+            event_queue: 1,
+            ..EndpointConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let _stalled = events; // held, never read
+    let gw = handle.local_addr();
+    let peer = udp_peer().await;
+    // Two requests: the first fills the TU's channel, the second waits in the backlog.
+    for n in 1..=2 {
+        peer.send_to(udp_request("OPTIONS", n, "UDP", "").as_bytes(), gw)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The TU is behind: a new call is refused at once, with Retry-After.
+    peer.send_to(udp_request("INVITE", 3, "UDP", "").as_bytes(), gw)
+        .await
+        .unwrap();
+    let mut got = String::new();
+    while !got.contains("SIP/2.0 503") {
+        let text = recv_text(&peer, Duration::from_secs(5))
+            .await
+            .expect("503 to the INVITE");
+        got.push_str(&text);
+    }
+    assert!(got.contains("Retry-After:"), "{got}");
+    assert!(handle.counters().overload_refused.load(Ordering::Relaxed) >= 1);
+    // Our own request to the peer keeps being retransmitted while the TU sleeps.
+    let ours = message::parse(udp_request("OPTIONS", 4, "UDP", "").as_bytes()).unwrap();
+    let rsip::SipMessage::Request(ours) = ours else {
+        panic!("request")
+    };
+    handle.send(ours, peer.local_addr().unwrap());
+    let mut copies = 0;
+    while copies < 3 {
+        let text = recv_text(&peer, Duration::from_secs(5))
+            .await
+            .expect("Timer E retransmissions go on");
+        if text.starts_with("OPTIONS ") {
+            copies += 1;
+        }
+    }
+}
+
+/// Issue 11, point 3: a UDP datagram whose Via says TCP made the endpoint open a TCP
+/// connection to the sender. It is answered over UDP, and no connection is opened.
+#[tokio::test]
+async fn a_udp_request_claiming_tcp_is_answered_over_udp_and_opens_nothing() {
+    let handle = serving(TcpLimits::default(), None).await;
+    // A TCP listener where the Via's sent-by points: it must see no connection.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = udp_peer().await;
+    let text = udp_request("OPTIONS", 7, "TCP", "")
+        .replace("127.0.0.1:5999", &trap.local_addr().unwrap().to_string());
+    peer.send_to(text.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    let answer = recv_text(&peer, Duration::from_secs(5))
+        .await
+        .expect("answered over UDP, to the source");
+    assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
+    let accepted = tokio::time::timeout(Duration::from_millis(300), trap.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "no TCP connection opened because of a Via"
+    );
+    assert_eq!(handle.counters().tcp_connections.load(Ordering::Relaxed), 0);
+}
+
+/// An endpoint serving TCP with `limits` and `guard`, answering every request 200.
+async fn serving(limits: TcpLimits, guard: Option<GuardConfig>) -> EndpointHandle {
+    let config = EndpointConfig {
+        tcp: true,
+        tcp_limits: limits,
+        guard,
+        ..EndpointConfig::default()
+    };
+    let (handle, events) = start_with("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    answer_all(handle.clone(), events);
+    handle
+}
+
+/// Whether the server closes `s` (EOF or reset) within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(within, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Issue 11, point 9: accepted connections are bounded per source (and globally).
+#[tokio::test]
+async fn tcp_connections_beyond_the_per_source_limit_are_closed_at_accept() {
+    let limits = TcpLimits {
+        max_connections: 10,
+        max_per_source: 2,
+        ..TcpLimits::default()
+    };
+    let handle = serving(limits, None).await;
+    let addr = handle.local_addr();
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)).await,
+        "third closed"
+    );
+    assert_eq!(handle.counters().tcp_refused.load(Ordering::Relaxed), 1);
+    for (s, n) in [(&mut a, 70), (&mut b, 71)] {
+        s.write_all(options(n, "").as_bytes()).await.unwrap();
+        read_until(s, 1, "SIP/2.0 200 OK").await;
+    }
+    // One goes: room for another.
+    drop(a);
+    let mut d = None;
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(options(72, "").as_bytes()).await.unwrap();
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await
+        {
+            if n > 0 {
+                d = Some(s);
+                break;
+            }
+        }
+    }
+    assert!(d.is_some(), "a freed slot is usable again");
+}
+
+/// Issue 11, point 9: a connection that sends no complete message in time is closed (a
+/// slow-loris header, or nothing at all).
+#[tokio::test]
+async fn a_tcp_connection_without_a_complete_message_in_time_is_closed() {
+    let limits = TcpLimits {
+        message_timeout: Duration::from_millis(500),
+        ..TcpLimits::default()
+    };
+    let handle = serving(limits, None).await;
+    let addr = handle.local_addr();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"OPTIONS sip:8890@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP h")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
+    assert!(closed_within(&mut slow, Duration::from_secs(5)).await);
+    assert_eq!(handle.counters().tcp_timeouts.load(Ordering::Relaxed), 2);
+}
+
+/// Issue 11, point 9: with `unknown_source = "drop"` a stranger's connection is closed at
+/// accept, before it can send anything.
+#[tokio::test]
+async fn the_guards_drop_mode_applies_at_accept() {
+    let guard = GuardConfig {
+        allowed: Some(vec!["192.0.2.0/24".parse().unwrap()]),
+        ..GuardConfig::default()
+    };
+    let handle = serving(TcpLimits::default(), Some(guard)).await;
+    let mut s = TcpStream::connect(handle.local_addr()).await.unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+    assert_eq!(handle.counters().tcp_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        handle
+            .guard_counters()
+            .dropped_unknown_source
+            .load(Ordering::Relaxed),
+        1
+    );
+}
+
+/// Issue 11, point 2: the TU learns that a CANCEL crossed its INVITE from the 200 being
+/// refused (`AlreadyFinal`), so it can make no call of it.
+#[tokio::test]
+async fn a_200_after_a_crossing_cancel_is_refused_to_the_tu() {
+    let (handle, mut events) =
+        start_with("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+            .await
+            .unwrap();
+    let peer = udp_peer().await;
+    let invite = udp_request("INVITE", 90, "UDP", "");
+    let cancel = invite
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    peer.send_to(invite.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    let Some(TransactionEvent::Request { key, request, .. }) = events.recv().await else {
+        panic!("the INVITE goes up");
+    };
+    peer.send_to(cancel.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    assert!(matches!(
+        events.recv().await,
+        Some(TransactionEvent::Cancelled { .. })
+    ));
+    let ok = message::response(&request, 200, "OK", Some("late"));
+    assert_eq!(
+        handle.respond_confirmed(key.clone(), ok).await,
+        Err(crate::sip::transaction::TransactionError::AlreadyFinal)
+    );
+    // Before any CANCEL the same call is accepted.
+    let invite = udp_request("INVITE", 91, "UDP", "");
+    peer.send_to(invite.as_bytes(), handle.local_addr())
+        .await
+        .unwrap();
+    let Some(TransactionEvent::Request { key, request, .. }) = events.recv().await else {
+        panic!("the INVITE goes up");
+    };
+    let ok = message::response(&request, 200, "OK", Some("ours"));
+    assert_eq!(handle.respond_confirmed(key, ok).await, Ok(()));
 }

@@ -9,8 +9,13 @@ use rsip::Header;
 use super::grammar::{find_param, parse_cseq, parse_name_addr, parse_via, split_top_level};
 use super::scan::long_name;
 use super::untyped_value;
+use std::net::SocketAddr;
 
 /// The top Via, read explicitly (RFC 3261 §17.1.3 / §17.2.3 key material, §18.2.2 routing).
+///
+/// The one reader of the top Via: the transaction layer keys and routes with it, the TU and
+/// the endpoint read it through it, so no two places can disagree about what a peer wrote
+/// (the transport spoof of issue 11 came from four readers with four rules).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViaInfo {
     /// `branch` parameter, if any (RFC 2543 peers send none).
@@ -19,13 +24,17 @@ pub struct ViaInfo {
     pub sent_by_host: String,
     /// sent-by port; `None` means the transport default (5060 for UDP).
     pub sent_by_port: Option<u16>,
-    /// Transport token, upper-cased (`UDP`, `TCP`, ...).
+    /// Transport token, upper-cased (`UDP`, `TCP`, ...). What the peer *says*: how a
+    /// message travels is the socket it came on, never this.
     pub transport: String,
     /// `received` parameter, if any.
     pub received: Option<String>,
     /// RFC 3581 `rport`: `None` absent, `Some(None)` requested (empty), `Some(Some(p))` filled.
     pub rport: Option<Option<u16>>,
 }
+
+/// §18.2.2: the port a response goes to when the Via names none.
+const DEFAULT_SIP_PORT: u16 = 5060;
 
 impl ViaInfo {
     /// sent-by as written for transaction matching: `host[:port]`, IPv6 bracketed.
@@ -36,19 +45,50 @@ impl ViaInfo {
             None => host,
         }
     }
+
+    /// sent-by in the canonical form transaction keys compare: lower-case host, port 5060
+    /// filled in, so `H` and `h:5060` match.
+    pub fn sent_by_key(&self) -> String {
+        let host = super::grammar::host_text(&self.sent_by_host.to_ascii_lowercase());
+        format!("{host}:{}", self.sent_by_port.unwrap_or(DEFAULT_SIP_PORT))
+    }
+
+    /// Where a response to a request that came from `source` goes over UDP (RFC 3261
+    /// §18.2.2 with RFC 3581): the source's address, since the `received` we stamp is
+    /// exactly that and one the peer wrote itself is never believed (a reflection
+    /// amplifier otherwise); the source's port with `rport`, else the sent-by port, else
+    /// 5060. The IP is never taken from the message, so a Via cannot aim our answers (and
+    /// their Timer G resends) at a third party.
+    pub fn response_destination(&self, source: SocketAddr) -> SocketAddr {
+        let port = match self.rport {
+            Some(_) => source.port(),
+            None => self.sent_by_port.unwrap_or(DEFAULT_SIP_PORT),
+        };
+        SocketAddr::new(source.ip(), port)
+    }
+}
+
+/// The text of the topmost Via value: the first element of the first Via row (the ACK of
+/// a non-2xx copies exactly this, §17.1.1.3).
+pub fn top_via_text(headers: &rsip::Headers) -> Option<&str> {
+    let raw = headers.iter().find_map(|h| match h {
+        Header::Via(v) => Some(v.value()),
+        _ => None,
+    })?;
+    Some(split_top_level(raw, ',')[0].trim())
 }
 
 /// The first value of the first Via row (comma-joined rows handled), parsed.
 pub fn top_via(message: &impl HasHeaders) -> Option<ViaInfo> {
-    let raw = message.headers().iter().find_map(|h| match h {
-        Header::Via(v) => Some(v.value().to_string()),
-        _ => None,
-    })?;
-    let first = split_top_level(&raw, ',')[0];
-    let via = parse_via(first).ok()?;
+    top_via_in(message.headers())
+}
+
+/// [`top_via`] on a header list.
+pub fn top_via_in(headers: &rsip::Headers) -> Option<ViaInfo> {
+    let via = parse_via(top_via_text(headers)?).ok()?;
     let param = |name: &str| find_param(&via.params, name).map(|p| p.value.clone());
     Some(ViaInfo {
-        branch: param("branch").flatten(),
+        branch: param("branch").flatten().filter(|b| !b.is_empty()),
         received: param("received")
             .flatten()
             .map(|r| r.trim_start_matches('[').trim_end_matches(']').to_string()),

@@ -148,6 +148,10 @@ pub(super) fn error_response(scanned: &Scanned, code: u16, detail: &str) -> Opti
 /// Build a response to `request` (§8.2.6): copies Via (all), From, To (adding `to_tag` if
 /// To has none and `to_tag` is given), Call-ID, CSeq; sets Content-Length 0.
 ///
+/// §8.2.6.2: every response but 100 to a request without a To tag MUST carry one. When the
+/// caller gives none (an OPTIONS 200, a 405 outside any dialog) a fresh one is made here,
+/// so no path of the TU or the layer can forget it.
+///
 /// Also copies Record-Route for 101–299 answers to INVITE: §12.1.1 requires it in
 /// dialog-creating responses, and proxies (kamailio) drop the ACK without it.
 /// `reason` is kept as given; a registered code with its standard phrase (or `""`) gets
@@ -159,6 +163,15 @@ pub fn response(
     to_tag: Option<&str>,
 ) -> rsip::Response {
     let copy_rr = request.method == rsip::Method::Invite && (101..300).contains(&code);
+    let fresh_tag;
+    let to_tag = match to_tag {
+        Some(tag) => Some(tag),
+        None if code > 100 => {
+            fresh_tag = super::new_tag();
+            Some(fresh_tag.as_str())
+        }
+        None => None,
+    };
     let mut headers = Vec::new();
     for h in request.headers().iter() {
         let keep = match h {
@@ -192,7 +205,7 @@ pub fn response(
 }
 
 /// RFC 3261 §18.2.1 + RFC 3581: stamp `received=` (when the source IP differs from the
-/// top Via's sent-by) and fill an empty `rport` with the source port.
+/// top Via's sent-by, or the peer wrote one) and fill an empty `rport` with the source port.
 ///
 /// With `rport` present, `received` is always added (RFC 3581 §4). A Via we cannot parse
 /// is left alone (parse has already rejected those for requests it produced).
@@ -215,7 +228,13 @@ pub fn stamp_via(request: &mut rsip::Request, source: SocketAddr) {
     if rport {
         top.set_param("rport", Some(source.port().to_string()));
     }
-    if rport || !same_ip {
+    // A `received` the peer wrote itself is overwritten with the truth: nothing reads it
+    // as an address, but a proxy above us or a log must not see a lie as if we wrote it.
+    let claimed = top
+        .params
+        .iter()
+        .any(|p| p.name.eq_ignore_ascii_case("received"));
+    if rport || !same_ip || claimed {
         top.set_param("received", Some(source.ip().to_string()));
     }
     let mut joined = top.to_canonical();
@@ -226,24 +245,11 @@ pub fn stamp_via(request: &mut rsip::Request, source: SocketAddr) {
     via.replace(joined);
 }
 
-/// Where a response to `request` goes (RFC 3261 §18.2.2 + RFC 3581): the top Via's
-/// `received`/`rport` when present, else its sent-by (default port 5060).
-///
-/// `None` when the host is a domain name (we resolve nothing; the driver may fall back
-/// to the packet's source) or there is no readable Via.
-pub fn response_destination(request: &rsip::Request) -> Option<SocketAddr> {
-    let via = super::top_via(request)?;
-    let host = via.received.as_deref().unwrap_or(&via.sent_by_host);
-    let ip: IpAddr = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
-    let port = match via.rport {
-        Some(Some(p)) => p,
-        _ => via.sent_by_port.unwrap_or(5060),
-    };
-    Some(SocketAddr::new(ip, port))
+/// Where a response to `request`, which came from `source` over UDP, goes (RFC 3261
+/// §18.2.2 + RFC 3581): see [`super::ViaInfo::response_destination`]. `None` without a
+/// readable Via.
+pub fn response_destination(request: &rsip::Request, source: SocketAddr) -> Option<SocketAddr> {
+    Some(super::top_via(request)?.response_destination(source))
 }
 
 /// A URI as it goes on the wire: IPv6 hosts bracketed, `scheme:` (rsip writes

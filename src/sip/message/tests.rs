@@ -160,41 +160,55 @@ fn stamp_via_adds_received_and_rport() {
     assert_eq!(via.received.as_deref(), Some("203.0.113.5"));
     assert_eq!(via.rport, Some(Some(40000)));
     assert_eq!(via.branch.as_deref(), Some("z9hG4bKaaa"));
-    assert_eq!(response_destination(&r), Some(source));
+    assert_eq!(response_destination(&r, source), Some(source));
 
-    // Same IP, no rport: nothing to add; response goes to sent-by.
+    // Same IP, no rport: nothing to add; the response goes to the sent-by port.
     let raw = INVITE.replace(";rport", "");
     let mut r = request(&raw);
-    stamp_via(&mut r, "192.0.2.10:5062".parse().unwrap());
+    let source: SocketAddr = "192.0.2.10:40001".parse().unwrap();
+    stamp_via(&mut r, source);
     assert_eq!(top_via(&r).unwrap().received, None);
     assert_eq!(
-        response_destination(&r),
+        response_destination(&r, source),
         Some("192.0.2.10:5062".parse().unwrap())
     );
 }
 
+/// Issue 11: a `received` the sender wrote itself is replaced by the truth, and never
+/// aims a response.
+#[test]
+fn a_received_written_by_the_sender_is_overwritten_and_not_believed() {
+    let raw = INVITE.replace(";rport", ";received=198.51.100.66");
+    let mut r = request(&raw);
+    let source: SocketAddr = "192.0.2.10:5062".parse().unwrap();
+    assert_eq!(
+        response_destination(&r, source),
+        Some(source),
+        "the source's address, not the claimed one"
+    );
+    stamp_via(&mut r, source);
+    assert_eq!(top_via(&r).unwrap().received.as_deref(), Some("192.0.2.10"));
+}
+
 #[test]
 fn response_destination_defaults_and_domains() {
+    let source: SocketAddr = "192.0.2.10:40000".parse().unwrap();
     let raw = INVITE.replace(
         "192.0.2.10:5062;branch=z9hG4bKaaa;rport",
         "192.0.2.10;branch=z9hG4bKaaa",
     );
     assert_eq!(
-        response_destination(&request(&raw)),
+        response_destination(&request(&raw), source),
         Some("192.0.2.10:5060".parse().unwrap())
     );
     let raw = INVITE.replace(
         "192.0.2.10:5062;branch=z9hG4bKaaa;rport",
         "ua.example.com;branch=z9hG4bKaaa",
     );
-    assert_eq!(response_destination(&request(&raw)), None);
-    let raw = INVITE.replace(
-        "192.0.2.10:5062;branch=z9hG4bKaaa;rport",
-        "[2001:db8::7]:5070;branch=z9hG4bKaaa",
-    );
     assert_eq!(
-        response_destination(&request(&raw)),
-        Some("[2001:db8::7]:5070".parse().unwrap())
+        response_destination(&request(&raw), source),
+        Some("192.0.2.10:5060".parse().unwrap()),
+        "a name is not resolved: the source's address"
     );
 }
 
@@ -316,4 +330,26 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n
         parse(code.as_bytes()),
         Err(ParseError::BadResponse(_))
     ));
+}
+
+/// Issue 11: §8.2.6.2, every response but 100 to a request without a To tag carries one,
+/// even when the TU gives none (an OPTIONS 200, a 405, a 503).
+#[test]
+fn final_responses_outside_a_dialog_always_get_a_to_tag() {
+    let r = request(INVITE);
+    assert_eq!(to_tag(&response(&r, 100, "Trying", None)), None);
+    for code in [180, 200, 403, 404, 405, 503] {
+        let resp = response(&r, code, "", None);
+        assert!(to_tag(&resp).is_some_and(|t| !t.is_empty()), "{code}");
+    }
+    // One the caller gives, or one the request has, is kept.
+    assert_eq!(
+        to_tag(&response(&r, 200, "OK", Some("mine"))).as_deref(),
+        Some("mine")
+    );
+    let in_dialog = request(&wire_request_with_to_tag());
+    assert_eq!(
+        to_tag(&response(&in_dialog, 200, "OK", None)).as_deref(),
+        Some("have")
+    );
 }

@@ -132,6 +132,8 @@ pub enum TransactionEvent {
         key: TransactionKey,
         request: rsip::Request,
         source: SocketAddr,
+        /// The transport it arrived on (the socket, not its Via).
+        transport: Transport,
     },
     /// A CANCEL matched a pending INVITE server transaction: the layer answered the CANCEL
     /// with 200 and the INVITE with 487. The TU drops the call.
@@ -253,29 +255,42 @@ impl TransactionLayer {
         }
     }
 
-    /// A request arrived from the network (already parsed, Via already stamped).
-    /// Requests without a readable top Via, Call-ID, CSeq, From or To are dropped.
+    /// A request arrived over UDP (already parsed, Via already stamped). See
+    /// [`TransactionLayer::handle_request_on`].
     pub fn handle_request(&mut self, now: Instant, request: rsip::Request, source: SocketAddr) {
+        self.handle_request_on(now, request, source, Transport::Udp)
+    }
+
+    /// A request arrived from `source` on `transport`: the socket it came on, never what
+    /// its Via claims (a UDP datagram saying `SIP/2.0/TCP` is answered over UDP, and no
+    /// connection is ever opened because a Via says so).
+    /// Requests without a readable top Via, Call-ID, CSeq, From or To are dropped.
+    pub fn handle_request_on(
+        &mut self,
+        now: Instant,
+        request: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let Some(ids) = MessageIds::read(&request.headers) else {
             tracing::debug!(%source, "request without Via/Call-ID/CSeq/From/To dropped");
             return;
         };
-        // §18.2.2 / RFC 3581; a Via naming a host we cannot resolve without I/O falls back
-        // to where the request came from. Over TCP the response goes back on the
-        // connection the request came on, i.e. to its source.
-        let transport = ids.via.transport;
+        // Over TCP the response goes back on the connection the request came on, i.e. to
+        // its source; over UDP to the source's address (§18.2.2 / RFC 3581, the Via only
+        // chooses the port).
         let destination = Peer {
             addr: if transport.is_reliable() {
                 source
             } else {
-                ids.via.response_destination().unwrap_or(source)
+                ids.via.response_destination(source)
             },
             transport,
         };
         match request.method {
-            rsip::Method::Ack => self.handle_ack(now, request, &ids, source),
+            rsip::Method::Ack => self.handle_ack(now, request, &ids, source, transport),
             rsip::Method::Cancel => self.handle_cancel(now, &request, &ids, destination),
-            _ => self.handle_new_or_retransmitted(now, request, &ids, source, destination),
+            _ => self.handle_new_or_retransmitted(now, request, &ids, destination, source),
         }
         self.prune_schedule();
     }
@@ -391,12 +406,19 @@ impl TransactionLayer {
         if via.branch.is_none() {
             return Err(TransactionError::NoVia);
         }
+        // Our own Via, written by the TU for the transport it chose: the one place a Via's
+        // transport is believed.
+        let transport = if via.transport == "TCP" {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
         let ids = MessageIds::read(&request.headers).ok_or_else(|| missing_header(&request))?;
         let method = request.method.to_string();
         let key = ids.key(&method);
         let destination = Peer {
             addr: destination,
-            transport: via.transport,
+            transport,
         };
         let machine = match request.method {
             rsip::Method::Ack => {
@@ -457,6 +479,13 @@ impl TransactionLayer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The client transaction key `request` gets when sent (to match its answers before
+/// they come). `None` when it could not be sent.
+pub fn client_key(request: &rsip::Request) -> Option<TransactionKey> {
+    let ids = MessageIds::read(&request.headers)?;
+    Some(ids.key(&request.method.to_string()))
 }
 
 /// Which header made [`MessageIds::read`] fail, for the TU's error message.

@@ -8,7 +8,7 @@ use super::key::{MessageIds, RequestId};
 use super::schedule::Slot;
 use super::server_invite::{self, AckDisposition, ServerInvite};
 use super::server_non_invite::ServerNonInvite;
-use super::{wire, Peer, TransactionEvent, TransactionKey, TransactionLayer};
+use super::{wire, Peer, TransactionEvent, TransactionKey, TransactionLayer, Transport};
 
 pub(super) enum ServerMachine {
     Invite(ServerInvite),
@@ -50,6 +50,7 @@ impl TransactionLayer {
         ack: rsip::Request,
         ids: &MessageIds,
         source: SocketAddr,
+        transport: Transport,
     ) {
         let invite_key = ids.key("INVITE");
         let by_dialog = || {
@@ -84,6 +85,7 @@ impl TransactionLayer {
                 key: ids.key("ACK"),
                 request: ack,
                 source,
+                transport,
             }),
         }
     }
@@ -142,8 +144,8 @@ impl TransactionLayer {
         now: Instant,
         request: rsip::Request,
         ids: &MessageIds,
-        source: SocketAddr,
         destination: Peer,
+        source: SocketAddr,
     ) {
         let method = request.method.to_string();
         let key = ids.key(&method);
@@ -217,6 +219,7 @@ impl TransactionLayer {
             key,
             request,
             source,
+            transport: destination.transport,
         });
     }
 

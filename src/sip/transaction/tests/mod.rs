@@ -20,7 +20,7 @@ mod via_proxy;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer};
+use super::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer, Transport};
 
 /// Where the layer under test listens.
 pub(super) const LOCAL: &str = "10.0.0.1:5060";
@@ -54,6 +54,7 @@ pub(in crate::sip::transaction) fn time_base() -> Instant {
 pub(super) struct Sent {
     pub at: Duration,
     pub destination: SocketAddr,
+    pub transport: Transport,
     pub message: rsip::SipMessage,
 }
 
@@ -101,6 +102,8 @@ pub(super) struct Scripted {
     now: Instant,
     pub sent: Vec<Sent>,
     pub events: Vec<(Duration, TransactionEvent)>,
+    /// The socket the peer's requests arrive on (UDP unless a test says TCP).
+    pub transport: Transport,
 }
 
 impl Scripted {
@@ -112,6 +115,7 @@ impl Scripted {
             now: base,
             sent: Vec::new(),
             events: Vec::new(),
+            transport: Transport::Udp,
         }
     }
 
@@ -144,7 +148,10 @@ impl Scripted {
 
     pub fn deliver_from(&mut self, text: &str, source: SocketAddr) {
         match parse(text) {
-            rsip::SipMessage::Request(r) => self.layer.handle_request(self.now, r, source),
+            rsip::SipMessage::Request(r) => {
+                self.layer
+                    .handle_request_on(self.now, r, source, self.transport)
+            }
             rsip::SipMessage::Response(r) => self.layer.handle_response(self.now, r, source),
         }
         self.drain();
@@ -174,6 +181,7 @@ impl Scripted {
             self.sent.push(Sent {
                 at,
                 destination: t.destination,
+                transport: t.transport,
                 message: parse(&text),
             });
         }

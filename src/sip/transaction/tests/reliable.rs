@@ -9,9 +9,16 @@ fn over_tcp(text: &str) -> String {
     text.replace("SIP/2.0/UDP", "SIP/2.0/TCP")
 }
 
+/// A harness whose peer's requests arrive on a TCP connection.
+fn tcp_peer() -> Scripted {
+    let mut h = Scripted::new(TimerConfig::default());
+    h.transport = Transport::Tcp;
+    h
+}
+
 #[test]
 fn invite_server_over_tcp_sends_each_response_once_and_forgets_at_once() {
-    let mut h = Scripted::new(TimerConfig::default());
+    let mut h = tcp_peer();
     h.deliver(&over_tcp(&invite("z9hG4bKtcp1")));
     let key = h.request_key(rsip::Method::Invite);
     let req = request_of(&h, rsip::Method::Invite);
@@ -34,7 +41,7 @@ fn invite_server_over_tcp_sends_each_response_once_and_forgets_at_once() {
 
 #[test]
 fn a_2xx_over_tcp_is_not_resent_and_the_ack_timeout_still_fires() {
-    let mut h = Scripted::new(TimerConfig::default());
+    let mut h = tcp_peer();
     h.deliver(&over_tcp(&invite("z9hG4bKtcp2")));
     let key = h.request_key(rsip::Method::Invite);
     let req = request_of(&h, rsip::Method::Invite);
@@ -49,7 +56,7 @@ fn a_2xx_over_tcp_is_not_resent_and_the_ack_timeout_still_fires() {
 
 #[test]
 fn responses_over_tcp_go_to_the_connection_not_the_via() {
-    let mut h = Scripted::new(TimerConfig::default());
+    let mut h = tcp_peer();
     // The Via names port 5062; the connection's far end is another port.
     let conn = addr("192.0.2.10:40001");
     h.deliver_from(
@@ -67,7 +74,7 @@ fn responses_over_tcp_go_to_the_connection_not_the_via() {
 
 #[test]
 fn client_requests_over_tcp_are_sent_once_and_still_time_out() {
-    let mut h = Scripted::new(TimerConfig::default());
+    let mut h = tcp_peer();
     let bye = over_tcp(&peer_request("BYE", "z9hG4bKtcp4", "b@x", 2, Some("t"), ""));
     h.send_request(&bye);
     let invite = over_tcp(&invite("z9hG4bKtcp5"));
@@ -95,7 +102,7 @@ fn client_requests_over_tcp_are_sent_once_and_still_time_out() {
 
 #[test]
 fn a_final_response_over_tcp_ends_the_client_transaction_at_once() {
-    let mut h = Scripted::new(TimerConfig::default());
+    let mut h = tcp_peer();
     let bye = over_tcp(&peer_request("BYE", "z9hG4bKtcp6", "b@x", 2, Some("t"), ""));
     h.send_request(&bye);
     let resp = bye
@@ -104,4 +111,57 @@ fn a_final_response_over_tcp_ends_the_client_transaction_at_once() {
     h.deliver(&resp);
     h.run_until(ms(1));
     assert!(h.layer.is_empty(), "Timer K is 0 on TCP");
+}
+
+/// Issue 11: a UDP datagram whose Via says `SIP/2.0/TCP` made the layer treat the request
+/// as TCP (no retransmissions; the endpoint then opened a connection to the sender). The
+/// transport is the socket's; TLS, WS and SCTP Vias are no different.
+#[test]
+fn a_udp_request_whose_via_claims_another_transport_is_answered_over_udp() {
+    for claimed in ["TCP", "TLS", "WS", "WSS", "SCTP"] {
+        let mut h = Scripted::new(TimerConfig::default());
+        let text = invite(&format!("z9hG4bKspoof{claimed}"))
+            .replace("SIP/2.0/UDP", &format!("SIP/2.0/{claimed}"));
+        h.deliver(&text);
+        let key = h.request_key(rsip::Method::Invite);
+        let req = request_of(&h, rsip::Method::Invite);
+        match h.events.last() {
+            Some((_, TransactionEvent::Request { transport, .. })) => {
+                assert_eq!(*transport, Transport::Udp, "{claimed}: the TU hears UDP")
+            }
+            other => panic!("{claimed}: {other:?}"),
+        }
+        h.respond(&key, tu_response(&req, 486, "Busy Here"));
+        h.run_until(ms(2_000));
+        assert!(
+            h.sent.iter().all(|s| s.transport == Transport::Udp),
+            "{claimed}: nothing goes over TCP"
+        );
+        assert!(
+            h.times_of(486).len() > 1,
+            "{claimed}: Timer G retransmits over UDP"
+        );
+    }
+}
+
+/// Issue 11: `received=` written by the sender (no rport) aimed the answer, and its Timer G
+/// resends, at another host. Answers go to the datagram's source address.
+#[test]
+fn received_written_by_the_sender_does_not_aim_our_answers() {
+    let mut h = Scripted::new(TimerConfig::default());
+    let text = invite("z9hG4bKrefl").replacen(
+        ";branch=z9hG4bKrefl",
+        ";branch=z9hG4bKrefl;received=198.51.100.77",
+        1,
+    );
+    let source = addr("192.0.2.10:5062");
+    h.deliver_from(&text, source);
+    let key = h.request_key(rsip::Method::Invite);
+    let req = request_of(&h, rsip::Method::Invite);
+    h.respond(&key, tu_response(&req, 401, "Unauthorized"));
+    h.run_until(ms(8_000));
+    assert!(h.sent.len() > 2, "100, 401 and its resends");
+    for s in &h.sent {
+        assert_eq!(s.destination.ip(), source.ip(), "{:?}", s.status());
+    }
 }
