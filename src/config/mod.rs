@@ -34,8 +34,8 @@ mod pipeline;
 mod tests;
 mod validate;
 
-pub use flow::*;
 pub use console::*;
+pub use flow::*;
 pub use ivr::*;
 pub use load::ConfigSource;
 pub use network::*;

@@ -209,7 +209,7 @@ pub enum By<'a> {
 
 async fn get_json(d: &DeskProcess, s: &Session, path: &str) -> Value {
     let r = d
-        .send(Method::GET, path, By::SessionWithoutCsrf(&s), None)
+        .send(Method::GET, path, By::SessionWithoutCsrf(s), None)
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{path}");
     r.json().await.unwrap()
@@ -663,6 +663,15 @@ async fn a_correction_reaches_the_intake_as_a_new_revision_of_the_same_ticket() 
         (Some("noise"), Some("区环保局"))
     );
     assert_eq!(o["by"], OPERATOR.0);
+    // The classifier learns from it.
+    let store = hotline_gateway::ticket::store::Store::open(&d.db()).unwrap();
+    let learned = store.corrections().unwrap();
+    assert!(
+        learned
+            .iter()
+            .any(|c| c.ticket_id == id && c.category_id == "noise"),
+        "{learned:?}"
+    );
     // Progress set on the desk is not sent to the intake.
     let posts = intake.post_count();
     let r = d
