@@ -70,3 +70,14 @@ for d in zero one two three four five six seven eight nine; do
     en "digit_$i" "$d"
     i=$((i + 1))
 done
+
+# The language choice of config/flows/language-first.toml: each language in its own voice,
+# the same file in both directories (it plays before the caller has chosen).
+zh language_zh "中文服务请按1。"
+en language_en "For English, press 2."
+for lang in zh en; do
+    sox "$here/zh/language_zh.wav" "$here/en/language_en.wav" "$here/$lang/language.wav"
+    echo "$lang/language.wav"
+done
+rm -f "$here/zh/language_zh.wav" "$here/en/language_en.wav"
+

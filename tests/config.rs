@@ -269,3 +269,236 @@ fn check_config_summarises_the_example() {
     assert!(summary.contains("12345 -> channel 12345"), "{summary}");
     assert!(summary.contains("0 人工服务 (operator)"), "{summary}");
 }
+
+// ---- [flow] (issue 12): named steps, validated with key and line ----
+
+/// The example with its `[flow]` tables replaced by `flow`.
+fn example_with_flow(flow: &str) -> String {
+    let text = example_text();
+    let start = text.find("\n[flow]\n").expect("the example has a [flow]");
+    let end = text[start..].find("\n[ivr]\n").unwrap() + start;
+    format!("{}\n{flow}\n{}", &text[..start], &text[end..])
+}
+
+#[test]
+fn flow_unknown_unreachable_and_inescapable_steps_are_named_with_their_lines() {
+    let text = example_with_flow(
+        r#"[flow]
+start = "menu"
+
+[flow.step.menu]
+action = "menu"
+options = { complaint = "mesage", policy = "spin", service = "spin", operator = "spin" }
+
+[flow.step.spin]
+action = "goto"
+next = "spin2"
+
+[flow.step.spin2]
+action = "set"
+var = "x"
+value = "1"
+next = "spin"
+
+[flow.step.orphan]
+action = "hangup"
+"#,
+    );
+    let errs = load_with(&text, &[]).unwrap_err();
+    let e = find(&errs, "flow.step.menu.options.complaint");
+    assert!(e.message.contains("unknown step `mesage`"), "{e}");
+    assert_eq!(e.line, Some(line(&text, "options = { complaint")));
+    let e = find(&errs, "flow.step.orphan");
+    assert!(e.message.contains("unreachable"), "{e}");
+    assert_eq!(e.line, Some(line(&text, "[flow.step.orphan]")));
+    let e = find(&errs, "flow.step.spin");
+    assert!(e.message.contains("no way out"), "{e}");
+    assert_eq!(e.line, Some(line(&text, "[flow.step.spin]")));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn flow_loop_with_a_limit_is_accepted() {
+    let text = example_with_flow(
+        r#"[flow]
+start = "menu"
+[flow.step.menu]
+action = "menu"
+options = { complaint = "again", policy = "again", service = "again", operator = "again" }
+[flow.step.again]
+action = "goto"
+next = "menu"
+max_visits = 3
+on_limit = "bye"
+[flow.step.bye]
+action = "hangup"
+"#,
+    );
+    load_with(&text, &[]).unwrap_or_else(|e| panic!("{e:#?}"));
+}
+
+#[test]
+fn flow_actions_and_parameters_are_checked() {
+    let text = example_with_flow(
+        r#"[flow]
+start = "menu"
+[flow.step.menu]
+action = "menu"
+options = { complaint = "ask", nobody = "ask" }
+[flow.step.ask]
+action = "collect_digits"
+var = "reference"
+max_digits = 0
+end_key = "x"
+next = "open"
+[flow.step.open]
+action = "branch"
+when = [{ hours = ["weekdays 8-20"], next = "ask" }]
+"#,
+    );
+    let errs = load_with(&text, &[]).unwrap_err();
+    assert_eq!(
+        find(&errs, "flow.step.menu.options.nobody").line,
+        Some(line(&text, "options = { complaint"))
+    );
+    assert_eq!(
+        find(&errs, "flow.step.ask.max_digits").line,
+        Some(line(&text, "max_digits = 0"))
+    );
+    assert_eq!(
+        find(&errs, "flow.step.ask.end_key").line,
+        Some(line(&text, "end_key = \"x\""))
+    );
+    assert!(find(&errs, "flow.step.open.when[0].hours")
+        .message
+        .contains("mon-fri 08:00-20:00"));
+
+    // An unknown action names its step and line.
+    let text =
+        example_with_flow("[flow]\nstart = \"menu\"\n[flow.step.menu]\naction = \"dance\"\n");
+    let errs = load_with(&text, &[]).unwrap_err();
+    let e = errs
+        .iter()
+        .find(|e| e.message.contains("dance"))
+        .unwrap_or_else(|| panic!("{errs:#?}"));
+    assert!(e.key.starts_with("flow.step.menu"), "{e}");
+    assert!(
+        e.message.contains("collect_digits"),
+        "the known actions are listed: {e}"
+    );
+    assert!(
+        [
+            line(&text, "[flow.step.menu]"),
+            line(&text, "action = \"dance\"")
+        ]
+        .contains(&e.line.unwrap()),
+        "{e}"
+    );
+}
+
+#[test]
+fn record_on_an_option_is_deprecated_without_a_flow_and_refused_with_one() {
+    // No [flow]: `record` still decides (record = false: no message), with a warning.
+    let text = example_with_flow("").replacen(
+        "label = \"政策咨询\"\n",
+        "label = \"政策咨询\"\nrecord = false\n",
+        1,
+    );
+    let c = load_with(&text, &[]).unwrap_or_else(|e| panic!("{e:#?}"));
+    let flow = hotline_gateway::config::FlowConfig::effective(&c);
+    let hotline_gateway::config::StepConfig::Menu(menu) = &flow.steps[flow.start_step()] else {
+        panic!("{flow:?}");
+    };
+    assert_eq!(menu.options["policy"], "goodbye");
+    assert_eq!(menu.options["complaint"], "message");
+    let warnings = hotline_gateway::config::deprecations(&c);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].key, "menu.option[1].record");
+    assert_eq!(warnings[0].line, Some(line(&text, "record = false")));
+
+    // With a [flow], the same key is an error naming it.
+    let text = example_text().replacen(
+        "label = \"政策咨询\"\n",
+        "label = \"政策咨询\"\nrecord = true\n",
+        1,
+    );
+    let errs = load_with(&text, &[]).unwrap_err();
+    let e = find(&errs, "menu.option[1].record");
+    assert_eq!(e.line, Some(line(&text, "record = true")));
+    assert!(e.message.contains("moved into the flow"), "{e}");
+}
+
+#[test]
+fn the_language_first_flow_file_loads_and_its_prompts_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::copy(
+        repo().join("config/flows/language-first.toml"),
+        dir.path().join("flows/language-first.toml"),
+    )
+    .unwrap();
+    let config = dir.path().join("hotline.toml");
+    std::fs::write(
+        &config,
+        example_with_flow("[flow]\nfile = \"flows/language-first.toml\"\n"),
+    )
+    .unwrap();
+    let c = Config::load(&config).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(c.flow.start_step(), "language");
+    assert!(c.flow.steps.contains_key("english"));
+    let errs = c.check_files(repo());
+    assert!(errs.is_empty(), "{errs:#?}");
+    let summary = c.summary();
+    assert!(summary.contains("language-first.toml"), "{summary}");
+    assert!(summary.contains("english: set (next → menu)"), "{summary}");
+
+    // Without the English language prompt, check-config names the step, the key and the
+    // flow file's line.
+    let prompts = dir.path().join("prompts");
+    for lang in ["zh", "en"] {
+        std::fs::create_dir_all(prompts.join(lang)).unwrap();
+        for e in std::fs::read_dir(repo().join("prompts").join(lang)).unwrap() {
+            let e = e.unwrap();
+            if !(lang == "en" && e.file_name() == "language.wav") {
+                std::fs::copy(e.path(), prompts.join(lang).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let errs = c.check_files(dir.path());
+    // `prompts` and `repeat_prompts` both play it.
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    let e = &errs[0];
+    assert_eq!(e.key, "flow.step.language.prompts");
+    assert_eq!(
+        e.file.as_deref(),
+        Some(dir.path().join("flows/language-first.toml").as_path())
+    );
+    let flow_text = std::fs::read_to_string(dir.path().join("flows/language-first.toml")).unwrap();
+    assert_eq!(e.line, Some(line(&flow_text, "prompts = [\"language\"]")));
+    assert!(e.message.contains("`en`"), "{e}");
+}
+
+#[test]
+fn errors_in_a_flow_file_name_that_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow =
+        "start = \"a\"\n\n[step.a]\naction = \"play\"\nprompts = [\"thanks\"]\nnext = \"b\"\n";
+    std::fs::write(dir.path().join("flow.toml"), flow).unwrap();
+    let config = dir.path().join("hotline.toml");
+    std::fs::write(&config, example_with_flow("[flow]\nfile = \"flow.toml\"\n")).unwrap();
+    let errs = Config::load(&config).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].key, "flow.step.a.next");
+    assert_eq!(errs[0].line, Some(6));
+    assert_eq!(
+        errs[0].file.as_deref(),
+        Some(dir.path().join("flow.toml").as_path())
+    );
+    assert!(errs[0].to_string().contains("flow.toml:6:"), "{}", errs[0]);
+
+    // A missing file is named with the `file` key's line in the configuration.
+    std::fs::remove_file(dir.path().join("flow.toml")).unwrap();
+    let errs = Config::load(&config).unwrap_err();
+    assert_eq!(errs[0].key, "flow.file");
+    assert!(errs[0].line.is_some());
+}

@@ -1,15 +1,17 @@
-//! The IVR for one answered call: greeting and menu, a DTMF choice, a recorded message,
-//! thanks, goodbye. Driven entirely by configuration; this file holds the order of steps
-//! and what happens when the caller does something unexpected.
+//! The IVR for one answered call: the async shell around the flow engine
+//! ([`super::flow::Engine`]). The engine decides (which prompt, which step, what a digit
+//! means); this shell carries its commands out against the [`MediaSession`], feeds it what
+//! happens, and writes the call record.
 //!
-//! The flow sees two inputs, merged by [`Ivr::next`]: media events (DTMF, playback done,
-//! recording done, RTP timeout) and [`CallSignal`]s from the manager (the caller's BYE,
-//! SIP INFO digits, re-negotiated media). It never touches SIP.
+//! The shell merges two inputs: media events (DTMF, playback done, recording done, RTP
+//! timeout) and [`CallSignal`]s from the manager (the caller's BYE, SIP INFO digits,
+//! re-negotiated media). It never touches SIP. What ends the call from outside (BYE, RTP
+//! timeout, `max_call_duration`, shutdown) is the shell's; the engine is told, so that an
+//! open recording is closed and described in the record.
 
+use super::flow::{BargePolicy, Command, Engine, Event, Flow, PromptRef, TicketLookup};
 use super::prompts::PromptLibrary;
-use super::record::{
-    CallRecord, Hangup, MediaSummary, MenuSelection, RecordingInfo, CALL_RECORD_SCHEMA,
-};
+use super::record::{CallRecord, Hangup, MediaSummary, RecordingInfo, CALL_RECORD_SCHEMA};
 use crate::config::{IvrConfig, MenuConfig, RecordingConfig};
 use crate::media::prompt::SharedPrompt;
 use crate::media::sdp::Negotiated;
@@ -38,10 +40,17 @@ pub enum CallSignal {
     MediaUpdate(Negotiated),
     /// The daemon is stopping.
     Shutdown,
+    // A "caller put us on hold" signal (from media or a re-INVITE) would go here and
+    // become an engine event, so that a flow can pause its prompts.
 }
 
 /// Everything the IVR needs that does not change during the call.
 pub struct IvrSettings {
+    /// The flow calls run; each call keeps the `Arc` it started with (SIGHUP swaps it for
+    /// new calls only).
+    pub flow: Arc<Flow>,
+    /// Where `lookup` steps find a ticket's state.
+    pub lookup: Arc<dyn TicketLookup>,
     pub menu: MenuConfig,
     /// Speech barge-in policy.
     pub ivr: IvrConfig,
@@ -96,45 +105,16 @@ impl Stop {
     }
 }
 
-enum Step {
-    Media(MediaEvent),
-    Digit(char),
-    Timeout,
-}
-
-/// What came while waiting for a menu choice.
-enum Input {
-    Digit(char),
-    /// The caller talked over the menu (speech barge-in `all`).
-    Speech,
-    Timeout,
-}
-
-/// Where in the flow a prompt plays, for `ivr.speech_barge_in`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Menu,
-    Message,
-}
-
-struct Ivr {
+/// The shell: the media session, the manager's signals and what the record needs.
+struct Shell {
     info: CallInfo,
     settings: Arc<IvrSettings>,
     media: MediaSession,
     signals: mpsc::UnboundedReceiver<CallSignal>,
     call_deadline: Instant,
-    digits: VecDeque<char>,
-    playing: bool,
-    /// A digit stops what is playing now.
-    playing_dtmf_barge_in: bool,
-    /// The caller talked over a prompt (speech barge-in): the message is recorded at once.
-    speech_barged_in: bool,
-    /// For the record: `speech` or `dtmf`.
-    barge_in: Option<&'static str>,
-    menu: Option<MenuSelection>,
+    /// Answers to commands, fed to the engine before waiting for anything else.
+    pending: VecDeque<Event>,
     recording: Option<RecordingInfo>,
-    /// A recording was started (and so a `RecordingDone` is owed by the media session).
-    recording_started: bool,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -163,6 +143,7 @@ pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
             codec: info.codec.clone(),
             ..MediaSummary::default()
         },
+        flow: None,
     }
 }
 
@@ -173,40 +154,44 @@ pub async fn run(
     media: MediaSession,
     signals: mpsc::UnboundedReceiver<CallSignal>,
 ) -> IvrOutcome {
-    let call_deadline = Instant::now() + settings.max_call_duration;
-    let mut ivr = Ivr {
+    let now = Instant::now();
+    let mut engine = Engine::new(
+        settings.flow.clone(),
+        &info.language,
+        Utc::now(),
+        now.into_std(),
+    );
+    let mut shell = Shell {
+        call_deadline: now + settings.max_call_duration,
         info,
         settings,
         media,
         signals,
-        call_deadline,
-        digits: VecDeque::new(),
-        playing: false,
-        playing_dtmf_barge_in: false,
-        speech_barged_in: false,
-        barge_in: None,
-        menu: None,
+        pending: VecDeque::new(),
         recording: None,
-        recording_started: false,
     };
-    let (hangup, send_bye) = match ivr.flow().await {
+    engine.start(now.into_std());
+    let (hangup, send_bye) = match shell.drive(&mut engine).await {
         Ok(()) => (Hangup::new("gateway", "completed"), true),
         Err(stop) => {
-            ivr.finish_recording_after(stop).await;
+            let open = engine.recording();
+            engine.handle(Event::Hangup, Instant::now().into_std());
+            if open && stop != Stop::AckTimeout {
+                shell.finish_recording().await;
+            }
             (stop.hangup(), stop != Stop::CallerHangup)
         }
     };
-    let Ivr {
+    let Shell {
         info,
         media,
-        menu,
         recording,
         settings,
-        barge_in,
         ..
-    } = ivr;
+    } = shell;
     let stats = media.close().await;
     let ended_at = Utc::now();
+    let cx = engine.ctx();
     let record = CallRecord {
         schema: CALL_RECORD_SCHEMA.into(),
         call_id: info.call_id,
@@ -220,10 +205,15 @@ pub async fn run(
         answered_at: Some(info.answered_at),
         ended_at,
         duration_ms: (ended_at - info.started_at).num_milliseconds().max(0) as u64,
-        language: info.language,
-        menu,
+        // The flow may have switched language (a language menu): the prompts' language is
+        // the one the caller spoke in, and the one to transcribe in.
+        language: match cx.language() {
+            "" => info.language,
+            chosen => chosen.to_owned(),
+        },
+        menu: cx.menu.clone(),
         recording,
-        barge_in: barge_in.map(str::to_owned),
+        barge_in: cx.barge_in.map(str::to_owned),
         transcript: None,
         hangup,
         media: MediaSummary {
@@ -232,144 +222,84 @@ pub async fn run(
             packets_received: stats.packets_received,
             packets_dropped: stats.packets_dropped,
         },
+        flow: Some(engine.trace()),
     };
     IvrOutcome { record, send_bye }
 }
 
-impl Ivr {
-    async fn flow(&mut self) -> Result<(), Stop> {
-        let option = self.menu().await?;
-        if let Some(option) = option {
-            let wants_message = self
-                .settings
-                .menu
-                .options
-                .iter()
-                .any(|o| o.digit == option.digit && o.record);
-            tracing::info!(
-                digit = %option.digit,
-                id = %option.id,
-                defaulted = option.defaulted,
-                "menu choice"
-            );
-            self.menu = Some(option);
-            if wants_message {
-                self.take_message().await?;
-            }
-        }
-        let thanks = self.prompts(&["thanks", "goodbye"]);
-        self.play_to_end(thanks, BargeIn::default()).await?;
-        Ok(())
-    }
-
-    /// Greeting + menu, repeated up to `max_attempts`, until a valid digit.
-    /// `Ok(None)` means nobody chose and `on_no_input` says hang up.
-    async fn menu(&mut self) -> Result<Option<MenuSelection>, Stop> {
-        let menu = self.settings.menu.clone();
-        let mut pressed = String::new();
-        for attempt in 0..menu.max_attempts.max(1) {
-            let names: &[&str] = if attempt == 0 {
-                &["greeting", "menu"]
-            } else {
-                &["menu"]
-            };
-            let prompts = self.prompts(names);
-            let barge_in = self.barge_in_for(Phase::Menu, true);
-            self.play(prompts, barge_in);
-            let input = self
-                .wait_digit(Duration::from_secs(menu.digit_timeout_secs))
-                .await?;
-            match input {
-                Input::Speech => {
-                    // The caller is already saying what they want: straight to the message
-                    // of the default option, whose recording starts with their words.
-                    self.stop_playing().await?;
-                    if let Some(o) = menu.options.iter().find(|o| o.digit == menu.on_no_input) {
-                        return Ok(Some(MenuSelection {
-                            digits: pressed,
-                            digit: o.digit.clone(),
-                            id: o.id.clone(),
-                            label: o.label.clone(),
-                            defaulted: true,
-                        }));
-                    }
-                    // (config validation makes `all` require such an option)
-                    self.speech_barged_in = false;
-                }
-                Input::Digit(d) => {
-                    pressed.push(d);
-                    if let Some(o) = menu.options.iter().find(|o| o.digit.starts_with(d)) {
-                        self.stop_playing().await?;
-                        return Ok(Some(MenuSelection {
-                            digits: pressed,
-                            digit: o.digit.clone(),
-                            id: o.id.clone(),
-                            label: o.label.clone(),
-                            defaulted: false,
-                        }));
-                    }
-                    self.stop_playing().await?;
-                    let invalid = self.prompts(&["invalid"]);
-                    self.play_to_end(invalid, dtmf_only()).await?;
-                }
-                Input::Timeout => {
-                    let no_input = self.prompts(&["no_input"]);
-                    self.play_to_end(no_input, dtmf_only()).await?;
+impl Shell {
+    /// Carry out the engine's commands and feed it events until the flow hangs up (`Ok`)
+    /// or the call ends under it.
+    async fn drive(&mut self, engine: &mut Engine) -> Result<(), Stop> {
+        loop {
+            while let Some(cmd) = engine.poll_command() {
+                if self.carry_out(cmd).await {
+                    return Ok(());
                 }
             }
+            if let Some(ev) = self.pending.pop_front() {
+                engine.handle(ev, Instant::now().into_std());
+                continue;
+            }
+            if engine.end().is_some() {
+                return Ok(());
+            }
+            let deadline = engine.deadline().map(Instant::from_std);
+            let ev = self.next(deadline).await?;
+            engine.handle(ev, Instant::now().into_std());
         }
-        if menu.on_no_input == "hangup" {
-            return Ok(None);
-        }
-        Ok(menu
-            .options
-            .iter()
-            .find(|o| o.digit == menu.on_no_input)
-            .map(|o| MenuSelection {
-                digits: pressed,
-                digit: o.digit.clone(),
-                id: o.id.clone(),
-                label: o.label.clone(),
-                defaulted: true,
-            }))
     }
 
-    /// "Please speak after the tone", beep, record until `#`, end of speech, max duration.
-    ///
-    /// A caller who talks over the instructions or the tone (speech barge-in) is recorded
-    /// at once, the recording starting with the pre-roll, so it holds the words that
-    /// triggered the barge-in; the rest of the instructions and the tone are skipped.
-    async fn take_message(&mut self) -> Result<(), Stop> {
-        if !self.speech_barged_in {
-            let prompt = self.prompts(&["record"]);
-            let barge_in = self.barge_in_for(Phase::Message, true);
-            self.play_to_end(prompt, barge_in).await?;
+    /// True when the command ends the flow.
+    async fn carry_out(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Play { prompts, barge_in } => {
+                let prompts = self.prompts(&prompts);
+                let barge_in = self.barge_in(barge_in);
+                self.media.play_with(prompts, barge_in);
+            }
+            Command::StopPlayback => self.media.stop_playback(),
+            Command::StartRecording { preroll } => {
+                if !self.start_recording(preroll).await {
+                    self.pending.push_back(Event::RecordingFailed);
+                }
+            }
+            Command::StopRecording => self.media.stop_recording(),
+            Command::Lookup { reference } => {
+                let lookup = self.settings.lookup.clone();
+                let r = tokio::task::spawn_blocking(move || lookup.state(&reference))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                self.pending.push_back(Event::LookupDone(r));
+            }
+            Command::Transfer { target } => {
+                // Transfer to a person is not built yet: the flow takes its failure path.
+                tracing::info!(target = %target, "transfer requested: unavailable");
+                self.pending
+                    .push_back(Event::TransferDone(Err("unavailable".into())));
+            }
+            Command::Hangup => return true,
         }
-        // A digit pressed during the instructions must not end the message before it starts.
-        self.digits.clear();
-        if !self.speech_barged_in {
-            let beep = self.settings.prompts.beep();
-            let barge_in = self.barge_in_for(Phase::Message, false);
-            self.play_to_end(vec![beep], barge_in).await?;
-        }
-        let preroll = if self.speech_barged_in {
-            Duration::from_millis(self.settings.ivr.barge_in_preroll_ms)
-        } else {
-            Duration::ZERO
-        };
+        false
+    }
 
+    async fn start_recording(&mut self, preroll: bool) -> bool {
         let rec = &self.settings.recording;
         let day = self.info.started_at.format("%Y-%m-%d").to_string();
         let dir = self.settings.recordings_dir.join(day);
         if let Err(e) = tokio::fs::create_dir_all(&dir).await {
             tracing::error!(error = %e, dir = %dir.display(), "cannot create recordings directory");
-            return Ok(());
+            return false;
         }
         let path = dir.join(format!(
             "{}.wav",
             super::record::file_safe(&self.info.call_id)
         ));
-        self.recording_started = true;
+        let preroll = if preroll {
+            Duration::from_millis(self.settings.ivr.barge_in_preroll_ms)
+        } else {
+            Duration::ZERO
+        };
         self.media.start_recording_with_preroll(
             RecordSpec {
                 path,
@@ -383,27 +313,7 @@ impl Ivr {
             },
             preroll,
         );
-        loop {
-            match self.next(None).await? {
-                Step::Media(MediaEvent::RecordingDone {
-                    path,
-                    reason,
-                    duration,
-                    heard_speech,
-                    ..
-                }) => {
-                    tracing::info!(
-                        ms = duration.as_millis() as u64,
-                        ?reason,
-                        heard_speech,
-                        "message recorded"
-                    );
-                    self.recording = Some(recording_info(path, reason, duration, heard_speech));
-                    return Ok(());
-                }
-                _ => continue,
-            }
-        }
+        true
     }
 
     /// On an early stop, make sure an open recording is closed and described in the record.
@@ -411,10 +321,7 @@ impl Ivr {
     /// Only when a recording was started: otherwise no `RecordingDone` ever comes, and
     /// waiting for it held every hang-up outside the message phase (max duration, shutdown,
     /// RTP timeout, caller BYE during the menu) for 3 s before our BYE and the record.
-    async fn finish_recording_after(&mut self, stop: Stop) {
-        if !self.recording_started || self.recording.is_some() || stop == Stop::AckTimeout {
-            return;
-        }
+    async fn finish_recording(&mut self) {
         self.media.stop_recording();
         let give_up = Instant::now() + Duration::from_secs(3);
         loop {
@@ -432,31 +339,29 @@ impl Ivr {
         }
     }
 
-    fn prompts(&self, names: &[&str]) -> Vec<SharedPrompt> {
-        names
-            .iter()
-            .filter_map(|n| {
-                let p = self.settings.prompts.get(&self.info.language, n);
+    fn prompts(&self, refs: &[PromptRef]) -> Vec<SharedPrompt> {
+        let library = &self.settings.prompts;
+        refs.iter()
+            .filter_map(|r| {
+                let p = match r.name.as_str() {
+                    "beep" => Some(library.beep()),
+                    "pause" => Some(library.pause()),
+                    name => library.get(&r.language, name),
+                };
                 if p.is_none() {
-                    tracing::warn!(prompt = n, language = %self.info.language, "prompt missing");
+                    tracing::warn!(prompt = %r.name, language = %r.language, "prompt missing");
                 }
                 p
             })
             .collect()
     }
 
-    /// What may cut a prompt of `phase` short: a digit when `dtmf`, speech as
-    /// `ivr.speech_barge_in` says.
-    fn barge_in_for(&self, phase: Phase, dtmf: bool) -> BargeIn {
+    /// The media session's barge-in for the engine's policy: speech with `[ivr]`'s onset.
+    fn barge_in(&self, policy: BargePolicy) -> BargeIn {
         let ivr = &self.settings.ivr;
-        let speech = match ivr.speech_barge_in.as_str() {
-            "all" => true,
-            "message" => phase == Phase::Message,
-            _ => false,
-        };
         BargeIn {
-            dtmf,
-            speech: speech.then(|| SpeechBargeIn {
+            dtmf: policy.dtmf,
+            speech: policy.speech.then(|| SpeechBargeIn {
                 onset: OnsetConfig {
                     min_speech: Duration::from_millis(ivr.barge_in_min_speech_ms),
                     min_level_dbfs: ivr.barge_in_level_dbfs,
@@ -468,103 +373,33 @@ impl Ivr {
         }
     }
 
-    fn play(&mut self, prompts: Vec<SharedPrompt>, barge_in: BargeIn) {
-        self.playing = true;
-        self.playing_dtmf_barge_in = barge_in.dtmf;
-        self.media.play_with(prompts, barge_in);
-    }
-
-    /// Play and wait until the queue has run out (or the caller cut it short as `barge_in`
-    /// allows).
-    async fn play_to_end(
-        &mut self,
-        prompts: Vec<SharedPrompt>,
-        barge_in: BargeIn,
-    ) -> Result<(), Stop> {
-        self.play(prompts, barge_in);
-        while self.playing {
-            if let Step::Digit(d) = self.next(None).await? {
-                self.digits.push_back(d);
-                if barge_in.dtmf {
-                    self.media.stop_playback();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn stop_playing(&mut self) -> Result<(), Stop> {
-        if self.playing {
-            self.media.stop_playback();
-            while self.playing {
-                if let Step::Digit(d) = self.next(None).await? {
-                    self.digits.push_back(d);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A digit pressed while the prompt plays or within `timeout` after it ended, or the
-    /// caller talking over the prompt when it allows speech barge-in.
-    async fn wait_digit(&mut self, timeout: Duration) -> Result<Input, Stop> {
-        let mut deadline: Option<Instant> = None;
-        loop {
-            if let Some(d) = self.digits.pop_front() {
-                return Ok(Input::Digit(d));
-            }
-            if !self.playing && deadline.is_none() {
-                deadline = Some(Instant::now() + timeout);
-            }
-            match self.next(deadline).await? {
-                Step::Digit(d) => return Ok(Input::Digit(d)),
-                Step::Timeout => return Ok(Input::Timeout),
-                Step::Media(MediaEvent::SpeechStarted) => return Ok(Input::Speech),
-                Step::Media(_) => {}
-            }
-        }
-    }
-
-    /// Bookkeeping for a digit, from RTP or SIP INFO: was it a barge-in?
-    fn on_digit(&mut self) {
-        if self.playing && self.playing_dtmf_barge_in && self.barge_in.is_none() {
-            self.barge_in = Some("dtmf");
-        }
-    }
-
-    /// The next thing that happens on the call. Bookkeeping for playback is done here so every
-    /// waiter sees the same state.
-    async fn next(&mut self, deadline: Option<Instant>) -> Result<Step, Stop> {
+    /// The next thing that happens on the call, as an engine event; what ends the call
+    /// from outside as `Err`.
+    async fn next(&mut self, deadline: Option<Instant>) -> Result<Event, Stop> {
         loop {
             let until = deadline.map_or(self.call_deadline, |d| d.min(self.call_deadline));
             tokio::select! {
                 ev = self.media.next_event() => match ev {
-                    None => return Err(Stop::RtpTimeout),
-                    Some(MediaEvent::RtpTimeout) => return Err(Stop::RtpTimeout),
-                    Some(MediaEvent::Dtmf(d)) => {
-                        self.on_digit();
-                        return Ok(Step::Digit(d));
+                    None | Some(MediaEvent::RtpTimeout) => return Err(Stop::RtpTimeout),
+                    Some(MediaEvent::Dtmf(d)) => return Ok(Event::Digit(d)),
+                    Some(MediaEvent::SpeechStarted) => return Ok(Event::SpeechStarted),
+                    Some(MediaEvent::PlaybackDone { .. }) => return Ok(Event::PlaybackDone),
+                    Some(MediaEvent::RecordingDone { path, reason, duration, heard_speech, .. }) => {
+                        tracing::info!(
+                            ms = duration.as_millis() as u64,
+                            ?reason,
+                            heard_speech,
+                            "message recorded"
+                        );
+                        self.recording = Some(recording_info(path, reason, duration, heard_speech));
+                        return Ok(Event::RecordingDone);
                     }
-                    Some(MediaEvent::SpeechStarted) => {
-                        tracing::info!("caller talked over the prompt: speech barge-in");
-                        self.speech_barged_in = true;
-                        self.barge_in = Some("speech");
-                        return Ok(Step::Media(MediaEvent::SpeechStarted));
-                    }
-                    Some(MediaEvent::PlaybackDone { .. }) => {
-                        self.playing = false;
-                        return Ok(Step::Media(MediaEvent::PlaybackDone { interrupted: false }));
-                    }
-                    Some(other) => return Ok(Step::Media(other)),
                 },
                 sig = self.signals.recv() => match sig {
                     None | Some(CallSignal::Shutdown) => return Err(Stop::Shutdown),
                     Some(CallSignal::CallerHangup) => return Err(Stop::CallerHangup),
                     Some(CallSignal::AckTimeout) => return Err(Stop::AckTimeout),
-                    Some(CallSignal::Digit(d)) => {
-                        self.on_digit();
-                        return Ok(Step::Digit(d));
-                    }
+                    Some(CallSignal::Digit(d)) => return Ok(Event::Digit(d)),
                     Some(CallSignal::MediaUpdate(n)) => {
                         self.media.start(n.remote_rtp, n.codec, n.dtmf_pt);
                         continue;
@@ -574,18 +409,10 @@ impl Ivr {
                     if Instant::now() >= self.call_deadline {
                         return Err(Stop::MaxDuration);
                     }
-                    return Ok(Step::Timeout);
+                    return Ok(Event::Timer);
                 }
             }
         }
-    }
-}
-
-/// A prompt only a digit may cut short.
-fn dtmf_only() -> BargeIn {
-    BargeIn {
-        dtmf: true,
-        speech: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! translates between them. The IVR itself sees media events and call signals, not SIP.
 
 pub mod checks;
+pub mod flow;
 pub mod ivr;
 pub mod manager;
 pub mod prompts;

@@ -45,6 +45,19 @@ pub struct CallRecord {
     pub transcript: Option<Transcript>,
     pub hangup: Hangup,
     pub media: MediaSummary,
+    /// What the call flow did and learnt: the steps taken and its variables (the choice,
+    /// a reference, a looked-up state). Absent in records written before flows existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<FlowTrace>,
+}
+
+/// The call flow's part of the record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowTrace {
+    /// Step names in the order the call went through them.
+    pub steps: Vec<String>,
+    /// Variables at the end of the call.
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

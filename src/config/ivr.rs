@@ -80,9 +80,14 @@ pub struct MenuOption {
     pub id: String,
     /// Label for humans, e.g. `投诉举报`.
     pub label: String,
-    /// Whether the caller is asked to leave a message after choosing this option.
-    /// Default true: taking messages is what the hotline is for.
+    /// Deprecated: what the option leads to is the flow's business (`[flow]`'s `menu` step).
+    /// Read only when no `[flow]` is configured (the flow is then built from `[menu]`):
+    /// whether the caller is asked to leave a message after choosing this option. Default
+    /// true. Next to a `[flow]`, check-config refuses it with its key and line.
     pub record: bool,
+    /// What a caller may say to choose this option, for the spoken menu (matched as a
+    /// substring of the recognised words). Default none.
+    pub phrases: Vec<String>,
 }
 
 impl Default for MenuOption {
@@ -92,6 +97,7 @@ impl Default for MenuOption {
             id: String::new(),
             label: String::new(),
             record: true,
+            phrases: Vec::new(),
         }
     }
 }

@@ -42,6 +42,11 @@ impl ConfigSource {
         }
     }
 
+    /// Whether `key` itself is written in the file (not only an enclosing table).
+    pub fn has(&self, key: &str) -> bool {
+        self.lines.contains_key(key)
+    }
+
     /// The environment variable that set `key` (or an enclosing key), if one did.
     pub fn env_var_of(&self, key: &str) -> Option<&str> {
         let mut k = key;
@@ -329,6 +334,41 @@ pub(super) fn parse(text: &str, env: &[(String, String)]) -> Result<Config, Vec<
         }
     }
     Err(errors)
+}
+
+/// Parse a part of the configuration kept in a file of its own (the flow file): its keys
+/// are named `<prefix>.<key>`, with that file's lines. Stops at the first type error.
+pub(super) fn parse_part<T: serde::de::DeserializeOwned>(
+    text: &str,
+    prefix: &str,
+) -> Result<(T, ConfigSource), Vec<ConfigError>> {
+    let doc = ImDocument::parse(text).map_err(|e| {
+        let line = e.span().map(|s| line_at(text, s.start));
+        vec![ConfigError::syntax(line, e.message().trim_end())]
+    })?;
+    let all = entries(&doc);
+    let mut source = ConfigSource::default();
+    for e in &all {
+        source.lines.insert(
+            format!("{prefix}.{}", path_string(&e.path)),
+            line_at(text, e.span.start),
+        );
+    }
+    match toml::from_str::<T>(text) {
+        Ok(v) => Ok((v, source)),
+        Err(e) => {
+            let key = e
+                .span()
+                .and_then(|s| locate(&all, s.start))
+                .map(|en| format!("{prefix}.{}", path_string(&en.path)))
+                .unwrap_or_else(|| prefix.to_owned());
+            let mut err = source.error(&key, e.message().trim_end());
+            if err.line.is_none() {
+                err.line = e.span().map(|s| line_at(text, s.start));
+            }
+            Err(vec![err])
+        }
+    }
 }
 
 /// Deserialisation or environment errors exist, but the rest of the file parsed (with the bad

@@ -22,6 +22,9 @@
 //! `[log]` and `[admin]` are here. All are re-exported, so `config::SipConfig` is the path.
 
 pub mod env;
+mod flow;
+mod flow_check;
+mod flow_steps;
 mod ivr;
 mod load;
 mod network;
@@ -30,6 +33,7 @@ mod pipeline;
 mod tests;
 mod validate;
 
+pub use flow::*;
 pub use ivr::*;
 pub use load::ConfigSource;
 pub use network::*;
@@ -53,6 +57,8 @@ pub struct Config {
     /// How the call flow treats a caller who talks over its prompts.
     pub ivr: IvrConfig,
     pub recording: RecordingConfig,
+    /// The call flow: named steps, each an action (see [`flow`]).
+    pub flow: FlowConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
     /// Where tickets are delivered (the city's intake API).
@@ -199,7 +205,7 @@ impl Config {
         if !bad.is_empty() {
             return Err(bad);
         }
-        Config::from_str_with_env(&text, &env)
+        let mut config = Config::from_str_with_env(&text, &env)
             .map(|mut c| {
                 c.source.file = Some(path.to_owned());
                 c
@@ -210,8 +216,17 @@ impl Config {
                         e.file = Some(path.to_owned());
                         e
                     })
-                    .collect()
-            })
+                    .collect::<Vec<_>>()
+            })?;
+        if !config.flow.file.is_empty() {
+            // The flow file's own checks ran without it (there was nothing to check).
+            flow::load_file(&mut config, path)?;
+            let errors = flow_check::validate(&config);
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+        }
+        Ok(config)
     }
 
     /// Parse `text`, apply overrides from `env` (only `HOTLINE_*` entries are looked at), validate.
@@ -340,6 +355,7 @@ impl Config {
             }
         }
         let _ = writeln!(s, "menu:");
+        let legacy = !self.flow.is_configured();
         for o in &self.menu.options {
             let _ = writeln!(
                 s,
@@ -347,7 +363,11 @@ impl Config {
                 o.digit,
                 o.label,
                 o.id,
-                if o.record { ", records a message" } else { "" }
+                if legacy && o.record {
+                    ", records a message"
+                } else {
+                    ""
+                }
             );
         }
         let fallback = match self.menu.on_no_input.as_str() {
@@ -373,6 +393,7 @@ impl Config {
                 self.ivr.barge_in_preroll_ms
             ),
         };
+        s.push_str(&flow::summary(self));
         let _ = writeln!(
             s,
             "limits: {} calls, {} s per call, {} s drain on SIGTERM; data in {}",

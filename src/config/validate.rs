@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 const DTMF: &str = "0123456789*#";
 
-fn is_dtmf(s: &str) -> bool {
+pub(super) fn is_dtmf(s: &str) -> bool {
     s.len() == 1 && DTMF.contains(s)
 }
 
@@ -294,6 +294,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
     if c.storage.data_dir.as_os_str().is_empty() {
         err("storage.data_dir", "must not be empty".into());
     }
+    errs.extend(super::flow_check::validate(c));
     errs
 }
 
@@ -315,7 +316,7 @@ fn validate_ivr(c: &Config, err: &mut impl FnMut(&str, String)) {
             .options
             .iter()
             .find(|o| o.digit == c.menu.on_no_input);
-        if !default.is_some_and(|o| o.record) {
+        if !default.is_some_and(|o| super::flow_check::takes_message(c, o)) {
             err(
                 "ivr.speech_barge_in",
                 format!(
@@ -561,6 +562,7 @@ pub(super) fn check_files(c: &Config, base: &Path) -> Vec<ConfigError> {
             }
         }
     }
+    errs.extend(super::flow_check::check_prompts(c, &prompts_dir));
     let data = resolve(base, &c.storage.data_dir);
     if data.exists() && !data.is_dir() {
         errs.push(c.source.error(

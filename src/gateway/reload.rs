@@ -60,6 +60,7 @@ pub struct ReloadReport {
 pub(super) fn languages(config: &Config) -> Vec<String> {
     let mut languages: Vec<String> = vec![config.prompts.language.clone()];
     languages.extend(config.numbers.iter().filter_map(|n| n.language.clone()));
+    languages.extend(crate::config::FlowConfig::effective(config).languages());
     languages
 }
 
@@ -74,6 +75,10 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
     let on_record: RecordSink = Box::new(move |record, path| sink(record, path));
     Services {
         ivr: Arc::new(IvrSettings {
+            // The flow of new calls; calls in progress keep the one they started with.
+            flow: Arc::new(crate::call::flow::Flow::from_config(&config)),
+            // No ticket store answers by reference yet: `lookup` steps find nothing.
+            lookup: Arc::new(crate::call::flow::NoTickets),
             menu: config.menu.clone(),
             ivr: config.ivr.clone(),
             recording: config.recording.clone(),

@@ -10,6 +10,7 @@ mod baresip;
 mod barge;
 mod call_flow;
 mod carrier;
+mod flow;
 mod hardening;
 mod harness;
 mod kamailio;
