@@ -144,6 +144,7 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
                     no_speech_timeout: Duration::from_secs(8),
                 }),
                 stop_digit: Some('#'),
+                utterance_pause: None,
             });
         }
         tokio::time::sleep(warm / 2).await;

@@ -12,6 +12,7 @@
 //! This is the only place that knows call records, transcripts and tickets: it translates
 //! between them, so none of those modules needs to know the others.
 
+use super::live::LiveTranscripts;
 use crate::asr::AsrPool;
 use crate::call::record::{CallRecord, Transcript, TranscriptSegment};
 use crate::ticket::{
@@ -50,6 +51,7 @@ impl RecordDirs {
 pub async fn run(
     tickets: TicketService,
     asr: Option<Arc<AsrPool>>,
+    live: Option<Arc<LiveTranscripts>>,
     dirs: RecordDirs,
     leftovers: Vec<PathBuf>,
     mut finished: mpsc::UnboundedReceiver<PathBuf>,
@@ -59,9 +61,10 @@ pub async fn run(
     let spawn = |path: PathBuf, work: &mut tokio::task::JoinSet<()>| {
         let (tickets, asr, dirs, slots) =
             (tickets.clone(), asr.clone(), dirs.clone(), slots.clone());
+        let live = live.clone();
         work.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            process_record(&tickets, asr.as_deref(), &dirs, &path).await;
+            process_record(&tickets, asr.as_deref(), live.as_deref(), &dirs, &path).await;
         });
     };
     for path in leftovers {
@@ -77,20 +80,22 @@ pub async fn run(
 async fn process_record(
     tickets: &TicketService,
     asr: Option<&AsrPool>,
+    live: Option<&LiveTranscripts>,
     dirs: &RecordDirs,
     path: &Path,
 ) {
     if let Some(asr) = asr {
-        transcribe_record(asr, path).await;
+        transcribe_record(asr, live, path).await;
     }
     ticket_record(tickets, dirs, path).await;
 }
 
 /// Add the transcript to the pending record (unless it has one from an earlier attempt).
-async fn transcribe_record(asr: &AsrPool, path: &Path) {
+async fn transcribe_record(asr: &AsrPool, live: Option<&LiveTranscripts>, path: &Path) {
     let Some(mut record) = read_record(path) else {
         return;
     };
+    let partials = live.and_then(|l| l.take(&record.call_id));
     if record.transcript.is_some() {
         return;
     }
@@ -103,7 +108,10 @@ async fn transcribe_record(asr: &AsrPool, path: &Path) {
     } else {
         let wav = recording.path.clone();
         match tokio::task::spawn_blocking(move || read_wav(&wav)).await {
-            Ok(Ok(pcm)) => transcribe(asr, pcm, &record.language).await,
+            Ok(Ok(pcm)) => match partials {
+                Some(p) => super::live_finish::finish(asr, p, pcm, &record.language).await,
+                None => transcribe_whole(asr, pcm, &record.language).await,
+            },
             Ok(Err(e)) => {
                 tracing::error!(path = %recording.path.display(), error = %e, "cannot read the message for transcription");
                 empty_transcript(
@@ -129,8 +137,23 @@ async fn transcribe_record(asr: &AsrPool, path: &Path) {
 }
 
 /// Submit with back-pressure: a full queue means wait for a worker, not drop the message.
-async fn transcribe(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcript {
-    let mut pcm = pcm;
+pub(super) async fn transcribe_whole(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcript {
+    match submit_waiting(asr, pcm, language).await {
+        Some(t) => record_transcript(t),
+        None => empty_transcript(
+            language,
+            asr.model_name(),
+            "error:transcription worker failed",
+        ),
+    }
+}
+
+/// Submit, waiting for room in the queue; `None` when the worker failed.
+pub(super) async fn submit_waiting(
+    asr: &AsrPool,
+    mut pcm: Arc<[i16]>,
+    language: &str,
+) -> Option<crate::asr::Transcript> {
     let rx = loop {
         match asr.submit(pcm, language) {
             Ok(rx) => break rx,
@@ -140,32 +163,30 @@ async fn transcribe(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcrip
             }
         }
     };
-    match rx.await {
-        Ok(t) => Transcript {
-            language: t.language,
-            text: t.text,
-            segments: t
-                .segments
-                .into_iter()
-                .map(|s| TranscriptSegment {
-                    start_ms: s.start_ms,
-                    end_ms: s.end_ms,
-                    text: s.text,
-                    confidence: s.confidence,
-                })
-                .collect(),
-            model: t.model,
-            empty_reason: t.empty_reason.map(|r| r.to_string()),
-        },
-        Err(_) => empty_transcript(
-            language,
-            asr.model_name(),
-            "error:transcription worker failed",
-        ),
+    rx.await.ok()
+}
+
+/// The ASR's transcript as the call record keeps it.
+pub(super) fn record_transcript(t: crate::asr::Transcript) -> Transcript {
+    Transcript {
+        language: t.language,
+        text: t.text,
+        segments: t
+            .segments
+            .into_iter()
+            .map(|s| TranscriptSegment {
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                text: s.text,
+                confidence: s.confidence,
+            })
+            .collect(),
+        model: t.model,
+        empty_reason: t.empty_reason.map(|r| r.to_string()),
     }
 }
 
-fn empty_transcript(language: &str, model: &str, reason: &str) -> Transcript {
+pub(super) fn empty_transcript(language: &str, model: &str, reason: &str) -> Transcript {
     Transcript {
         language: language.to_string(),
         text: String::new(),
