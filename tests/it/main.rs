@@ -14,6 +14,7 @@ mod flow;
 mod hardening;
 mod harness;
 mod kamailio;
+mod live_bench;
 mod load;
 mod ops;
 mod proxy_routing;
