@@ -1,9 +1,10 @@
 //! ASR end to end on the real model: the shared test utterances after a telephone round trip
 //! (16 kHz → 8 kHz → G.711 µ-law → 8 kHz PCM), through the worker pool.
 //!
-//! Gated: needs `models/ggml-base.bin` (CI runs `models/fetch.sh base` first; the tiny.en test
-//! needs `models/fetch.sh tiny.en`) and the shared speech folder (`../shared/speech`, or
-//! HOTLINE_SPEECH_DIR); each test prints why it skipped. Helpers shared with `benches/asr.rs`
+//! Gated: needs `models/ggml-base.bin` and `models/ggml-tiny.en.bin` (CI runs
+//! `models/fetch.sh base tiny.en` first) and the shared speech folder (`../shared/speech`, or
+//! HOTLINE_SPEECH_DIR); each test prints why it skipped, and fails instead under CI
+//! (`CI=true`) or `HOTLINE_REQUIRE_MODEL=1`. Helpers shared with `benches/asr.rs`
 //! are in `asr_common/`.
 
 mod asr_common;

@@ -368,3 +368,31 @@ fn schema_rejects_malformed_tickets() {
         assert!(!validator.is_valid(&bad), "schema accepted: {what}");
     }
 }
+
+/// Issue 11.11: two dialogs may share a SIP Call-ID (different tags). Each call has its own
+/// `call_uid`, so each gets its own ticket carrying the shared Call-ID; handing the same call
+/// over again still yields its first ticket.
+#[tokio::test]
+async fn two_calls_sharing_a_call_id_get_a_ticket_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(dir.path(), 3600);
+    let mut first = facts("shared@10.0.0.9", "13800000001", "暖气不热", None, 0);
+    first.call_uid = "019ac1d2-0000-7000-8000-000000000001".into();
+    let mut second = facts("shared@10.0.0.9", "13900000002", "路灯坏了", None, 30);
+    second.call_uid = "019ac1d2-0000-7000-8000-000000000002".into();
+    let a = svc.create(first.clone()).await.unwrap();
+    let b = svc.create(second).await.unwrap();
+    assert_ne!(
+        a.ticket_id, b.ticket_id,
+        "the second call got its own ticket"
+    );
+    assert_eq!(a.call.call_id, b.call.call_id);
+    assert_eq!(b.call.call_uid, "019ac1d2-0000-7000-8000-000000000002");
+    assert_eq!(b.call.caller, "13900000002");
+    let again = svc.create(first).await.unwrap();
+    assert_eq!(
+        again.ticket_id, a.ticket_id,
+        "creation is idempotent per call_uid"
+    );
+    assert_eq!(svc.store().list(None, 10).unwrap().len(), 2);
+}

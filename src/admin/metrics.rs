@@ -399,6 +399,36 @@ impl MetricSource for TicketSource {
             "Ticket files written to the outbox folder (no intake URL).",
             &c.outbox_written,
         );
+        out.counter(
+            "hotline_ticket_store_errors_total",
+            "Ticket store operations that failed (busy, disk full, I/O) and were retried.",
+            &c.store_errors,
+        );
+        out.gauge(
+            "hotline_ticket_store_failing",
+            "1 while the ticket store fails: tickets wait, /readyz says 503.",
+            u8::from(c.store_failing.load(Ordering::Relaxed)),
+        );
+        out.counter(
+            "hotline_ticket_intake_misconfigured_total",
+            "Attempts the intake answered 401, 403, 404, 3xx or another configuration problem (retried).",
+            &c.intake_misconfigured,
+        );
+        out.gauge(
+            "hotline_ticket_intake_misconfigured",
+            "1 while the intake's last answer was a configuration problem: alert on it.",
+            u8::from(c.intake_failing.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+impl crate::admin::ReadinessCheck for TicketSource {
+    fn not_ready(&self) -> Option<&'static str> {
+        self.0
+            .counters()
+            .store_failing
+            .load(Ordering::Relaxed)
+            .then_some("ticket store failing")
     }
 }
 

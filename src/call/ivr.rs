@@ -84,6 +84,8 @@ pub type UtteranceSink = Box<dyn Fn(UtteranceFacts) + Send + Sync>;
 /// Facts about the call known when it is answered.
 #[derive(Clone, Debug)]
 pub struct CallInfo {
+    /// The gateway's own id of this call (see `CallRecord::call_uid`); set by the manager.
+    pub call_uid: String,
     pub call_id: String,
     pub caller: String,
     pub caller_name: Option<String>,
@@ -142,6 +144,7 @@ struct Shell {
 pub fn provisional_record(info: &CallInfo, instance: &str) -> CallRecord {
     CallRecord {
         schema: CALL_RECORD_SCHEMA.into(),
+        call_uid: info.call_uid.clone(),
         call_id: info.call_id.clone(),
         instance: instance.to_string(),
         caller: info.caller.clone(),
@@ -214,6 +217,7 @@ pub async fn run(
     let cx = engine.ctx();
     let record = CallRecord {
         schema: CALL_RECORD_SCHEMA.into(),
+        call_uid: info.call_uid,
         call_id: info.call_id,
         instance: settings.instance.clone(),
         caller: info.caller,
@@ -272,6 +276,7 @@ impl Shell {
 
     /// True when the command ends the flow.
     async fn carry_out(&mut self, cmd: Command) -> bool {
+        tracing::debug!(?cmd, "flow command");
         match cmd {
             Command::Play { prompts, barge_in } => {
                 let prompts = self.prompts(&prompts);
@@ -313,7 +318,7 @@ impl Shell {
         }
         let path = dir.join(format!(
             "{}.wav",
-            super::record::file_safe(&self.info.call_id)
+            super::record::file_safe(&self.info.call_uid)
         ));
         let preroll = if preroll {
             Duration::from_millis(self.settings.ivr.barge_in_preroll_ms)

@@ -57,6 +57,8 @@ pub struct Services {
     pub on_record: Option<RecordSink>,
     /// Daemon-wide media counters every session adds to (metrics).
     pub media_counters: Arc<crate::media::stats::MediaCounters>,
+    /// Set while the data directory is below `[storage] min_free_mb`: new calls get 503.
+    pub disk_low: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -412,6 +414,7 @@ impl CallManager {
 
         let (from_user, from_name) = caller_identity(&req);
         let info = CallInfo {
+            call_uid: uuid::Uuid::now_v7().to_string(),
             call_id: dialog.id().call_id.clone(),
             caller: from_user,
             caller_name: from_name,

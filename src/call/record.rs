@@ -13,6 +13,11 @@ pub const CALL_RECORD_SCHEMA: &str = "hotline.call/v1";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CallRecord {
     pub schema: String,
+    /// The gateway's own id of the call (UUIDv7): names the record and recording files and
+    /// keys ticket creation. Two dialogs may share a SIP Call-ID; they never share this.
+    /// Empty in records written before it existed (their Call-ID stands in).
+    #[serde(default)]
+    pub call_uid: String,
     /// SIP Call-ID.
     pub call_id: String,
     /// Gateway instance that took the call.
@@ -128,11 +133,20 @@ impl Hangup {
 }
 
 impl CallRecord {
+    /// The call's identity: `call_uid`, or the Call-ID for a record from an older build.
+    pub fn uid(&self) -> &str {
+        if self.call_uid.is_empty() {
+            &self.call_id
+        } else {
+            &self.call_uid
+        }
+    }
+
     /// Write to `<dir>/<name>.json` atomically (temp file, fsync, rename), so a reader never
     /// sees half a record and a crash leaves either the old state or the whole file.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
-        let name = format!("{}.json", file_safe(&self.call_id));
+        let name = format!("{}.json", file_safe(self.uid()));
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
         {
@@ -174,6 +188,47 @@ pub fn file_safe(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(call_uid: &str, call_id: &str) -> CallRecord {
+        let at = Utc::now();
+        CallRecord {
+            schema: CALL_RECORD_SCHEMA.into(),
+            call_uid: call_uid.into(),
+            call_id: call_id.into(),
+            instance: "gw".into(),
+            caller: "138".into(),
+            caller_name: None,
+            called: "8890".into(),
+            channel: "8890".into(),
+            trunk: None,
+            started_at: at,
+            answered_at: Some(at),
+            ended_at: at,
+            duration_ms: 0,
+            language: "zh".into(),
+            menu: None,
+            recording: None,
+            barge_in: None,
+            transcript: None,
+            hangup: Hangup::new("caller", "completed"),
+            media: MediaSummary::default(),
+        }
+    }
+
+    /// Issue 11.11: the second of two dialogs sharing a Call-ID used to overwrite the first
+    /// one's record; each call's file is now named by its own `call_uid`.
+    #[test]
+    fn two_calls_sharing_a_call_id_keep_a_record_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = record("uid-a", "same@host").write_to(dir.path()).unwrap();
+        let b = record("uid-b", "same@host").write_to(dir.path()).unwrap();
+        assert_ne!(a, b);
+        assert!(a.exists() && b.exists());
+        // A record from before call_uid existed is still named (and keyed) by its Call-ID.
+        let old = record("", "old@host");
+        assert_eq!(old.uid(), "old@host");
+        assert!(old.write_to(dir.path()).unwrap().ends_with("old_host.json"));
+    }
 
     #[test]
     fn hostile_call_ids_make_safe_file_names() {

@@ -301,7 +301,14 @@ async fn serve(path: &Path) -> ExitCode {
         }
     };
     let admin = match admin_addr {
-        Some(addr) => match AdminServer::start(addr, gw.metrics(), gw.health().clone()).await {
+        Some(addr) => match AdminServer::start_with_token(
+            addr,
+            gw.metrics(),
+            gw.health().clone(),
+            Some(gw.config().admin.token.clone()).filter(|t| !t.trim().is_empty()),
+        )
+        .await
+        {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("error: cannot bind admin listener {addr}: {e}");

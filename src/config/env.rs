@@ -104,8 +104,11 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("limits", "retry_after_secs", Kind::Int),
     ("limits", "drain_timeout_secs", Kind::Int),
     ("storage", "data_dir", Kind::Str),
+    ("storage", "retention_days", Kind::Int),
+    ("storage", "min_free_mb", Kind::Int),
     ("intake", "url", Kind::Str),
     ("intake", "token", Kind::Str),
+    ("intake", "schema", Kind::Str),
     ("intake", "concurrency", Kind::Int),
     ("intake", "connect_timeout_ms", Kind::Int),
     ("intake", "request_timeout_ms", Kind::Int),
@@ -129,6 +132,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("security", "nonce_ttl_secs", Kind::Int),
     ("log", "mask_caller_numbers", Kind::Bool),
     ("admin", "listen", Kind::Str),
+    ("admin", "token", Kind::Str),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.

@@ -95,15 +95,19 @@ pub struct LogConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// `address:port`, empty = no listener. Default `127.0.0.1:9090`: loopback, because the
-    /// endpoints are unauthenticated. Env: `HOTLINE_ADMIN_LISTEN`.
+    /// `address:port`, empty = no listener. Default `127.0.0.1:9090`: loopback. Env:
+    /// `HOTLINE_ADMIN_LISTEN`.
     pub listen: String,
+    /// Bearer token required for `/metrics` when set (`/healthz` and `/readyz` stay open for
+    /// probes). Required for a non-loopback `listen`. Env: `HOTLINE_ADMIN_TOKEN`.
+    pub token: String,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:9090".to_owned(),
+            token: String::new(),
         }
     }
 }

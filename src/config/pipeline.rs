@@ -12,12 +12,20 @@ pub struct StorageConfig {
     /// Root for `recordings/` and `outbox/`, relative to the process's working directory.
     /// Default `var`. Env: `HOTLINE_DATA_DIR` (or `HOTLINE_STORAGE_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// Delete recordings, call records and outbox files older than this many days once their
+    /// ticket is delivered (never an undelivered one's; tickets stay). 0 = keep forever.
+    pub retention_days: u64,
+    /// Below this much free space on `data_dir`, new calls get 503 and an alert metric is
+    /// raised: a message that cannot be stored must not be taken. 0 = no check.
+    pub min_free_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("var"),
+            retention_days: 0,
+            min_free_mb: 1024,
         }
     }
 }

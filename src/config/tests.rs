@@ -486,3 +486,23 @@ fn tcp_limits_are_validated_with_key_and_line() {
     let limits = ok.expect("valid").sip.tcp_limits();
     assert_eq!((limits.max_connections, limits.max_per_source), (10, 10));
 }
+
+/// Issue 11.18: `/metrics` off loopback needs `[admin] token`; loopback or a token is fine.
+#[test]
+fn a_non_loopback_admin_listener_needs_a_token() {
+    let text = format!("{MINIMAL}\n[admin]\nlisten = \"0.0.0.0:9090\"\n");
+    let errs = errors(parse(&text));
+    let e = find(&errs, "admin.listen");
+    assert_eq!(e.line, line(&text, "listen"));
+    assert!(e.message.contains("admin.token"), "{e:?}");
+    let c = parse_env(&text, &[("HOTLINE_ADMIN_TOKEN", "s3cret")]).unwrap();
+    assert_eq!(c.admin.token, "s3cret");
+    let local = format!("{MINIMAL}\n[admin]\nlisten = \"127.0.0.1:9090\"\n");
+    assert!(parse(&local).is_ok());
+    let c = parse(&format!(
+        "{MINIMAL}\n[storage]\nretention_days = 30\nmin_free_mb = 64\n"
+    ))
+    .unwrap();
+    assert_eq!((c.storage.retention_days, c.storage.min_free_mb), (30, 64));
+    assert_eq!(parse(MINIMAL).unwrap().storage.min_free_mb, 1024);
+}

@@ -237,11 +237,19 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
 
     // [admin]
     let admin = c.admin.listen.trim();
-    if !admin.is_empty() && admin.parse::<std::net::SocketAddr>().is_err() {
-        err(
+    match admin.parse::<std::net::SocketAddr>() {
+        Err(_) if !admin.is_empty() => err(
             "admin.listen",
             format!("`{admin}` is not an address:port (e.g. 127.0.0.1:9090), or empty for off"),
-        );
+        ),
+        // Call volumes and error rates are for the operator only.
+        Ok(a) if !a.ip().is_loopback() && c.admin.token.trim().is_empty() => err(
+            "admin.listen",
+            format!(
+                "`{admin}` is not loopback: set admin.token (HOTLINE_ADMIN_TOKEN) to protect /metrics"
+            ),
+        ),
+        _ => {}
     }
 
     validate_ivr(c, &mut err);

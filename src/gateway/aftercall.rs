@@ -1,13 +1,19 @@
 //! What happens after a call: its message is transcribed and its record becomes a ticket.
 //!
 //! The hand-off is durable. The call layer writes each record into `calls/pending/`; this
-//! task commits the ticket (idempotent per Call-ID) and only then moves the record to
+//! task commits the ticket (idempotent per `call_uid`) and only then moves the record to
 //! `calls/`. Whatever is still pending at start-up (a crash between the two steps, or a call
 //! cut short by one) is ticketed first, so an answered call is never lost.
 //!
 //! Transcription (Whisper, on the ASR pool's own threads) happens here, after the call, never
 //! on the media tasks. The transcript is written into the pending record before the ticket is
-//! committed, so a crash in between redoes the work rather than losing it.
+//! committed, so a crash in between redoes the work rather than losing it; when that write
+//! fails, no ticket is committed (it could never get the transcript later) and the record is
+//! tried again.
+//!
+//! A record whose ticket could not be committed (store busy or full, disk error) is tried
+//! again with growing waits while the daemon runs, not only at the next start. The file work
+//! runs on blocking threads, never on the runtime that paces RTP.
 //!
 //! This is the only place that knows call records, transcripts and tickets: it translates
 //! between them, so none of those modules needs to know the others.
@@ -19,10 +25,12 @@ use crate::ticket::{
     CallFacts, HangupBy, MenuChoice, MenuSource, RecordingFacts, SegmentFacts, TicketService,
     TranscriptFacts,
 };
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Records being worked on at once (transcription waits for a Whisper worker anyway; this
 /// only bounds memory and open files).
@@ -46,8 +54,23 @@ impl RecordDirs {
     }
 }
 
+/// First wait before a record whose hand-off failed is tried again; doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What became of one attempt to hand a record over.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handoff {
+    /// Ticketed (or unreadable and left for a person): nothing more to do.
+    Done,
+    /// Something failed that may not fail next time: try again later.
+    Retry,
+}
+
 /// Turns `leftovers` (see [`pending_records`]) and then each finished call into tickets,
-/// until the sending side closes.
+/// until the sending side closes. Records whose hand-off failed are tried again meanwhile;
+/// at the end whatever still fails stays in `pending/` for the next start.
 pub async fn run(
     tickets: TicketService,
     asr: Option<Arc<AsrPool>>,
@@ -57,24 +80,63 @@ pub async fn run(
     mut finished: mpsc::UnboundedReceiver<PathBuf>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RECORDS));
-    let mut work = tokio::task::JoinSet::new();
-    let spawn = |path: PathBuf, work: &mut tokio::task::JoinSet<()>| {
+    let mut work: tokio::task::JoinSet<(PathBuf, Handoff)> = tokio::task::JoinSet::new();
+    let spawn = |path: PathBuf, work: &mut tokio::task::JoinSet<(PathBuf, Handoff)>| {
         let (tickets, asr, dirs, slots) =
             (tickets.clone(), asr.clone(), dirs.clone(), slots.clone());
         let live = live.clone();
         work.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            process_record(&tickets, asr.as_deref(), live.as_deref(), &dirs, &path).await;
+            let outcome =
+                process_record(&tickets, asr.as_deref(), live.as_deref(), &dirs, &path).await;
+            (path, outcome)
         });
     };
     for path in leftovers {
         spawn(path, &mut work);
     }
-    while let Some(path) = finished.recv().await {
-        spawn(path, &mut work);
-        while work.try_join_next().is_some() {}
+    // Path → (due, wait after the next failure).
+    let mut retry: BTreeMap<PathBuf, (Instant, Duration)> = BTreeMap::new();
+    let mut waits: BTreeMap<PathBuf, Duration> = BTreeMap::new();
+    let mut open = true;
+    while open || !work.is_empty() {
+        let next_due = retry.values().map(|(due, _)| *due).min();
+        tokio::select! {
+            got = finished.recv(), if open => match got {
+                Some(path) => spawn(path, &mut work),
+                None => open = false,
+            },
+            Some(done) = work.join_next(), if !work.is_empty() => {
+                let Ok((path, outcome)) = done else { continue };
+                if outcome == Handoff::Retry && open {
+                    let wait = waits.get(&path).copied().unwrap_or(RETRY_FIRST);
+                    tracing::warn!(path = %path.display(), retry_in_ms = wait.as_millis() as u64, "call record not handed over yet: retrying");
+                    waits.insert(path.clone(), (wait * 2).min(RETRY_MAX));
+                    retry.insert(path, (Instant::now() + wait, wait));
+                } else {
+                    waits.remove(&path);
+                }
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() && open => {
+                let now = Instant::now();
+                let due: Vec<PathBuf> = retry
+                    .iter()
+                    .filter(|(_, (at, _))| *at <= now)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                for path in due {
+                    retry.remove(&path);
+                    spawn(path, &mut work);
+                }
+            }
+        }
     }
-    while work.join_next().await.is_some() {}
+    if !retry.is_empty() {
+        tracing::warn!(
+            count = retry.len(),
+            "call records left pending for the next start"
+        );
+    }
 }
 
 async fn process_record(
@@ -83,24 +145,71 @@ async fn process_record(
     live: Option<&LiveTranscripts>,
     dirs: &RecordDirs,
     path: &Path,
-) {
-    if let Some(asr) = asr {
-        transcribe_record(asr, live, path).await;
-    }
-    ticket_record(tickets, dirs, path).await;
+) -> Handoff {
+    let transcriber =
+        asr.map(|a| move |r: CallRecord| async move { transcribe_record(a, live, &r).await });
+    hand_over(tickets, dirs, path, transcriber).await
 }
 
-/// Add the transcript to the pending record (unless it has one from an earlier attempt).
-async fn transcribe_record(asr: &AsrPool, live: Option<&LiveTranscripts>, path: &Path) {
-    let Some(mut record) = read_record(path) else {
-        return;
+/// One attempt at the hand-off of the record at `path`: transcribe (when `transcriber` is
+/// given and the record has a message but no transcript yet), write the transcript into the
+/// record, commit the ticket, move the record out of `pending/`.
+async fn hand_over<F, Fut>(
+    tickets: &TicketService,
+    dirs: &RecordDirs,
+    path: &Path,
+    transcriber: Option<F>,
+) -> Handoff
+where
+    F: FnOnce(CallRecord) -> Fut,
+    Fut: std::future::Future<Output = Transcript>,
+{
+    let owned = path.to_path_buf();
+    let record = match tokio::task::spawn_blocking(move || read_record(&owned)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            // Leave it in pending for a person to look at; it must not block the others.
+            tracing::error!(path = %path.display(), error = %e, "unreadable call record left in pending");
+            return Handoff::Done;
+        }
+        Err(_) => return Handoff::Retry,
     };
+    let record = match transcriber {
+        Some(transcribe) if record.transcript.is_none() && record.recording.is_some() => {
+            let mut record = record;
+            record.transcript = Some(transcribe(record.clone()).await);
+            // The ticket must carry what the record carries: when the transcript cannot be
+            // written, nothing is committed, and the next try redoes it.
+            if let Err(e) = write_record(&record, path).await {
+                tracing::error!(call_uid = %record.uid(), error = %e, "cannot write the transcript into the call record: ticket held back");
+                return Handoff::Retry;
+            }
+            record
+        }
+        _ => record,
+    };
+    ticket_record(tickets, dirs, path, &record).await
+}
+
+/// Writes `record` back to `path` (atomically, on a blocking thread).
+async fn write_record(record: &CallRecord, path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let record = record.clone();
+    tokio::task::spawn_blocking(move || record.write_to(&dir).map(|_| ()))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The transcript of the record's message (an empty one with the reason when there is none).
+async fn transcribe_record(
+    asr: &AsrPool,
+    live: Option<&LiveTranscripts>,
+    record: &CallRecord,
+) -> Transcript {
+    // Taken (and so forgotten) whatever happens next.
     let partials = live.and_then(|l| l.take(&record.call_id));
-    if record.transcript.is_some() {
-        return;
-    }
     let Some(recording) = record.recording.clone() else {
-        return;
+        return empty_transcript(&record.language, asr.model_name(), "no_recording");
     };
     let transcript = if !recording.heard_speech {
         // The end-pointer heard nothing: Whisper must not be given the chance to invent text.
@@ -124,16 +233,12 @@ async fn transcribe_record(asr: &AsrPool, live: Option<&LiveTranscripts>, path: 
         }
     };
     tracing::info!(
-        call_id = %record.call_id,
+        call_uid = %record.uid(),
         chars = transcript.text.chars().count(),
         empty_reason = transcript.empty_reason.as_deref().unwrap_or(""),
         "message transcribed"
     );
-    record.transcript = Some(transcript);
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    if let Err(e) = tokio::task::spawn_blocking(move || record.write_to(&dir)).await {
-        tracing::error!(error = %e, "cannot update the call record with its transcript");
-    }
+    transcript
 }
 
 /// Submit with back-pressure: a full queue means wait for a worker, not drop the message.
@@ -202,9 +307,9 @@ fn read_wav(path: &Path) -> Result<Arc<[i16]>, hound::Error> {
     Ok(samples?.into())
 }
 
-fn read_record(path: &Path) -> Option<CallRecord> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+fn read_record(path: &Path) -> Result<CallRecord, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
 /// Records an earlier run left in `pending/`. Listed before the gateway answers its first
@@ -228,36 +333,37 @@ pub fn pending_records(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
-async fn ticket_record(tickets: &TicketService, dirs: &RecordDirs, path: &Path) {
-    let record: CallRecord = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            // Leave it in pending for a person to look at; it must not block the others.
-            tracing::error!(path = %path.display(), error = %e, "unreadable call record left in pending");
-            return;
-        }
-    };
-    match tickets.create(facts_from(&record)).await {
+/// Commits the record's ticket, then moves the record out of `pending/`.
+pub async fn ticket_record(
+    tickets: &TicketService,
+    dirs: &RecordDirs,
+    path: &Path,
+    record: &CallRecord,
+) -> Handoff {
+    match tickets.create(facts_from(record)).await {
         Ok(ticket) => {
-            tracing::info!(ticket = %ticket.ticket_id, call_id = %record.call_id, "call ticketed");
+            tracing::info!(ticket = %ticket.ticket_id, call_uid = %record.uid(), call_id = %record.call_id, "call ticketed");
             if let Some(name) = path.file_name() {
-                if let Err(e) = std::fs::rename(path, dirs.done.join(name)) {
+                let (from, to) = (path.to_path_buf(), dirs.done.join(name));
+                let moved = tokio::task::spawn_blocking(move || std::fs::rename(from, to)).await;
+                if let Ok(Err(e)) = moved {
                     tracing::warn!(error = %e, "ticketed call record not moved out of pending");
                 }
             }
+            Handoff::Done
         }
-        // The record stays pending and is retried at the next start.
-        Err(e) => tracing::error!(call_id = %record.call_id, error = %e, "ticket not committed"),
+        // The record stays pending and is tried again (creation is idempotent per call).
+        Err(e) => {
+            tracing::error!(call_uid = %record.uid(), error = %e, "ticket not committed");
+            Handoff::Retry
+        }
     }
 }
 
 /// A call record as the ticket layer sees it.
 pub fn facts_from(record: &CallRecord) -> CallFacts {
     CallFacts {
-        call_uid: record.call_id.clone(),
+        call_uid: record.uid().to_owned(),
         call_id: record.call_id.clone(),
         reference: None,
         trunk: record.trunk.clone(),
@@ -306,5 +412,90 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
             path: r.path.clone(),
             duration_ms: r.duration_ms,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::TicketConfig;
+
+    fn pending_record(dirs: &RecordDirs) -> PathBuf {
+        let record: CallRecord = serde_json::from_value(serde_json::json!({
+            "schema": "hotline.call/v1",
+            "call_uid": "019ac1d2-0000-7000-8000-00000000000a",
+            "call_id": "a@host",
+            "instance": "gw",
+            "caller": "13800000000",
+            "caller_name": null,
+            "called": "8890",
+            "channel": "8890",
+            "started_at": "2026-11-26T03:00:00Z",
+            "answered_at": "2026-11-26T03:00:01Z",
+            "ended_at": "2026-11-26T03:01:00Z",
+            "duration_ms": 60000,
+            "language": "zh",
+            "menu": null,
+            "recording": {"path": "/nonexistent.wav", "format": "wav", "duration_ms": 5000,
+                "ended_by": "end_of_speech", "heard_speech": true},
+            "hangup": {"by": "caller", "reason": "caller_bye"},
+            "media": {"codec": "PCMU", "packets_sent": 0, "packets_received": 0, "packets_dropped": 0}
+        }))
+        .unwrap();
+        record.write_to(&dirs.pending).unwrap()
+    }
+
+    fn heard() -> Transcript {
+        Transcript {
+            language: "zh".into(),
+            text: "暖气不热".into(),
+            segments: vec![],
+            model: "test".into(),
+            empty_reason: None,
+        }
+    }
+
+    /// Issue 11.15: when the transcript cannot be written into the call record, no ticket is
+    /// committed (creation is idempotent: it could never get the transcript later); the next
+    /// try, once the record can be written, commits it with the transcript.
+    #[tokio::test]
+    async fn a_transcript_that_cannot_be_written_holds_the_ticket_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = RecordDirs::new(&dir.path().join("calls"));
+        let tickets = TicketService::open(TicketConfig {
+            db_path: dir.path().join("t.sqlite"),
+            outbox_dir: dir.path().join("outbox"),
+            ..TicketConfig::default()
+        })
+        .unwrap();
+        let path = pending_record(&dirs);
+        // The atomic write goes through `.<name>.tmp`: a folder there makes it fail, even
+        // for root.
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let obstacle = dirs.pending.join(format!(".{name}.tmp"));
+        std::fs::create_dir(&obstacle).unwrap();
+        let transcriber = Some(|_r: CallRecord| async { heard() });
+        let first = hand_over(&tickets, &dirs, &path, transcriber).await;
+        assert_eq!(first, Handoff::Retry);
+        assert!(
+            tickets.store().list(None, 10).unwrap().is_empty(),
+            "no ticket without its transcript"
+        );
+        assert!(path.exists(), "the record stays pending");
+
+        std::fs::remove_dir(&obstacle).unwrap();
+        let transcriber = Some(|_r: CallRecord| async { heard() });
+        assert_eq!(
+            hand_over(&tickets, &dirs, &path, transcriber).await,
+            Handoff::Done
+        );
+        let stored = tickets.store().list(None, 10).unwrap();
+        assert_eq!(stored.len(), 1);
+        let t = crate::ticket::store::parse_doc(&stored[0].ticket_id, &stored[0].document).unwrap();
+        assert_eq!(t.transcript.text, "暖气不热");
+        assert_eq!(t.call.call_uid, "019ac1d2-0000-7000-8000-00000000000a");
+        let done = dirs.done.join(&name);
+        let record: CallRecord = serde_json::from_slice(&std::fs::read(done).unwrap()).unwrap();
+        assert_eq!(record.transcript.unwrap().text, "暖气不热");
     }
 }

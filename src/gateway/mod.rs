@@ -6,6 +6,7 @@ pub mod aftercall;
 mod live;
 mod live_finish;
 mod reload;
+pub mod storage;
 
 pub use reload::{ReloadError, ReloadReport};
 
@@ -63,6 +64,8 @@ pub struct Gateway {
     tickets: TicketService,
     delivery: tokio::task::JoinHandle<()>,
     stop_delivery: tokio::sync::oneshot::Sender<()>,
+    storage: tokio::task::JoinHandle<()>,
+    stop_storage: watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -130,6 +133,14 @@ impl Gateway {
                 }
             })
         };
+        let disk = Arc::new(storage::DiskGuard::new(config.storage.min_free_mb));
+        let (stop_storage, storage_rx) = watch::channel(false);
+        let storage = tokio::spawn(storage::run(
+            disk.clone(),
+            tickets.clone(),
+            config.storage.clone(),
+            storage_rx,
+        ));
         let asr = start_asr(&config).await?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel::<PathBuf>();
         let live = asr.clone().map(|a| Arc::new(live::LiveTranscripts::new(a)));
@@ -156,6 +167,7 @@ impl Gateway {
                 let _ = finished_tx.send(path.to_path_buf());
             }),
             media_counters: Arc::new(MediaCounters::default()),
+            disk,
             instance,
             started_with: config.clone(),
         };
@@ -171,6 +183,8 @@ impl Gateway {
         let grace = Duration::from_secs(10);
         let manager = tokio::spawn(manager.run(events, shutdown_rx, grace));
         let health = Arc::new(Health::default());
+        health.add_check(Arc::new(metrics::TicketSource(tickets.clone())));
+        health.add_check(shared.disk.clone());
         health.set_ready(true);
         tracing::info!(sip = %endpoint.local_addr(), tcp = endpoint.serves_tcp(), trunks, "gateway answering");
         Ok(Gateway {
@@ -185,6 +199,8 @@ impl Gateway {
             tickets,
             delivery,
             stop_delivery,
+            storage,
+            stop_storage,
         })
     }
 
@@ -238,6 +254,7 @@ impl Gateway {
         r.register(Arc::new(metrics::GuardSource(
             self.endpoint.guard_counters().clone(),
         )));
+        r.register(self.shared.disk.clone());
         r
     }
 
@@ -286,6 +303,8 @@ impl Gateway {
         }
         let _ = self.stop_delivery.send(());
         let _ = self.delivery.await;
+        let _ = self.stop_storage.send(true);
+        let _ = self.storage.await;
     }
 }
 

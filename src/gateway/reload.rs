@@ -33,6 +33,8 @@ pub(super) struct Shared {
     pub live: Option<Arc<super::live::LiveTranscripts>>,
     pub sink: SharedSink,
     pub media_counters: Arc<MediaCounters>,
+    /// Free-space guard: its flag refuses new calls when the disk is nearly full.
+    pub disk: Arc<super::storage::DiskGuard>,
     pub instance: String,
     /// Effective values of what needs a restart, as the daemon started.
     pub started_with: Arc<Config>,
@@ -99,6 +101,7 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
         records_dir: s.records_dir.clone(),
         on_record: Some(on_record),
         media_counters: s.media_counters.clone(),
+        disk_low: s.disk.low.clone(),
         config,
     }
 }
@@ -137,6 +140,12 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             || old.tickets.duplicate_threshold != new.tickets.duplicate_threshold,
     );
     check("admin.listen", old.admin.listen != new.admin.listen);
+    check("admin.token", old.admin.token != new.admin.token);
+    check(
+        "storage.retention_days/min_free_mb",
+        old.storage.retention_days != new.storage.retention_days
+            || old.storage.min_free_mb != new.storage.min_free_mb,
+    );
     keys
 }
 

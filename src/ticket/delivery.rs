@@ -65,13 +65,17 @@ pub enum Outcome {
     Delivered {
         status: u16,
     },
-    /// Transient: 5xx, 408, 429, timeout, connection failure.
+    /// Transient: 5xx, 408, 429, timeout, connection failure; or a configuration problem of
+    /// the intake (`config_problem`: 401, 403, 404, 3xx, other 4xx), which no retry of the
+    /// ticket can fix but fixing the intake or our token will.
     Retry {
         status: Option<u16>,
         retry_after: Option<Duration>,
         error: String,
+        config_problem: bool,
     },
-    /// Definite refusal: kept as a dead letter with the response.
+    /// The intake refused the ticket itself (400, 413, 422): kept as a dead letter with the
+    /// response.
     Dead {
         status: u16,
         body: String,
@@ -115,6 +119,7 @@ pub async fn post_once(
                 status: None,
                 retry_after: None,
                 error: describe_reqwest_error(&e),
+                config_problem: false,
             }
         }
     };
@@ -127,20 +132,59 @@ pub async fn post_once(
     if resp.status().is_success() {
         return Outcome::Delivered { status };
     }
-    let transient = status >= 500 || status == 408 || status == 429;
-    let body = match resp.bytes().await {
-        Ok(b) => String::from_utf8_lossy(&b[..b.len().min(MAX_KEPT_BODY)]).into_owned(),
-        Err(e) => format!("<body unreadable: {e}>"),
-    };
-    if transient {
-        Outcome::Retry {
+    let body = read_body_bounded(resp, MAX_KEPT_BODY).await;
+    match classify_status(status) {
+        StatusClass::Transient | StatusClass::Intake => Outcome::Retry {
             status: Some(status),
             retry_after,
             error: format!("HTTP {status}: {}", truncate(&body, 200)),
-        }
-    } else {
-        Outcome::Dead { status, body }
+            config_problem: classify_status(status) == StatusClass::Intake,
+        },
+        StatusClass::Ticket => Outcome::Dead { status, body },
     }
+}
+
+/// Whose problem a non-2xx answer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 408, 429, 5xx: the intake is busy or down; retry with backoff.
+    Transient,
+    /// 400, 413, 422: the intake refuses this ticket; a retry would get the same answer.
+    Ticket,
+    /// 401, 403, 404, 3xx and any other status: the intake (or our URL or token) is
+    /// misconfigured. Every ticket would get the same answer, and it goes away once someone
+    /// fixes the configuration: retry with capped backoff and alert, never dead-letter.
+    Intake,
+}
+
+/// The delivery policy per intake status (documented in docs/ticket.md and the README).
+pub fn classify_status(status: u16) -> StatusClass {
+    match status {
+        408 | 429 | 500..=599 => StatusClass::Transient,
+        400 | 413 | 422 => StatusClass::Ticket,
+        _ => StatusClass::Intake,
+    }
+}
+
+/// The response body up to `max` bytes: what an intake answers is kept for the operator,
+/// but an endless or huge body must not fill the gateway's memory.
+async fn read_body_bounded(mut resp: reqwest::Response, max: usize) -> String {
+    let mut kept = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = max - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if kept.len() >= max {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) if kept.is_empty() => return format!("<body unreadable: {e}>"),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 fn describe_reqwest_error(e: &reqwest::Error) -> String {
@@ -253,6 +297,29 @@ mod tests {
                 want.map(Duration::from_secs),
                 "{value:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_ticket_itself_is_final() {
+        use StatusClass::*;
+        for (status, want) in [
+            (400, Ticket),
+            (413, Ticket),
+            (422, Ticket),
+            (401, Intake),
+            (403, Intake),
+            (404, Intake),
+            (301, Intake),
+            (302, Intake),
+            (307, Intake),
+            (405, Intake),
+            (408, Transient),
+            (429, Transient),
+            (500, Transient),
+            (503, Transient),
+        ] {
+            assert_eq!(classify_status(status), want, "{status}");
         }
     }
 

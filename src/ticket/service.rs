@@ -4,7 +4,7 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -46,6 +46,47 @@ pub struct DeliveryCounters {
     pub dead: AtomicU64,
     /// Ticket files written to the outbox folder (no intake URL).
     pub outbox_written: AtomicU64,
+    /// Store operations that failed (busy, disk full, I/O) and are being retried.
+    pub store_errors: AtomicU64,
+    /// The last store operation of the delivery path failed: tickets are not moving until it
+    /// succeeds again. `/readyz` says not ready meanwhile.
+    pub store_failing: AtomicBool,
+    /// Attempts the intake answered with a configuration problem on its side (401, 403,
+    /// 404, 3xx): retried, never dead-lettered, and alerted on.
+    pub intake_misconfigured: AtomicU64,
+    /// The last answer of the intake was such a configuration problem (cleared by the next
+    /// delivery): the alert.
+    pub intake_failing: AtomicBool,
+}
+
+/// Backoff between retries of a failing store operation: a busy or full store is a
+/// condition to wait out, so the wait grows (to `max`) but retrying never stops.
+#[derive(Debug)]
+pub(crate) struct StoreBackoff {
+    next: Duration,
+    base: Duration,
+    max: Duration,
+}
+
+impl StoreBackoff {
+    pub(crate) fn new(base: Duration, max: Duration) -> StoreBackoff {
+        StoreBackoff {
+            next: base,
+            base,
+            max,
+        }
+    }
+
+    /// The wait before the next try; doubles each time up to `max`.
+    pub(crate) fn failed(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        self.next = self.base;
+    }
 }
 
 struct Inner {
@@ -166,6 +207,7 @@ impl TicketService {
             };
             let created = inner.store.create(
                 &facts.call_uid,
+                &facts.caller,
                 started_ms.saturating_sub(window),
                 started_ms,
                 created_at.timestamp_millis(),
@@ -188,6 +230,7 @@ impl TicketService {
             self.inner.counters.created.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 ticket = %ticket.ticket_id,
+                call_uid = %ticket.call.call_uid,
                 call_id = %ticket.call.call_id,
                 category = %ticket.classification.category_id,
                 urgent = ticket.classification.urgent,
@@ -210,9 +253,16 @@ impl TicketService {
         let inner = &self.inner;
         let idle = Duration::from_millis(inner.cfg.intake.idle_poll_ms.max(10));
         let Some(client) = inner.client.clone() else {
+            let mut backoff = store_backoff();
             loop {
                 let i = inner.clone();
-                blocking(move || sweep_outbox(&i)).await?;
+                let idle = match blocking(move || sweep_outbox(&i)).await {
+                    Ok(()) => {
+                        store_ok(inner, &mut backoff);
+                        idle
+                    }
+                    Err(e) => store_failed(inner, &mut backoff, "writing the outbox", &e),
+                };
                 tokio::select! {
                     _ = &mut shutdown => return Ok(()),
                     _ = inner.wake.notified() => {}
@@ -223,7 +273,8 @@ impl TicketService {
         let url: Arc<str> = inner.cfg.intake.url.clone().unwrap_or_default().into();
         let permits = Arc::new(Semaphore::new(inner.cfg.intake.concurrency));
         let mut running: JoinSet<Result<(), TicketError>> = JoinSet::new();
-        let result = loop {
+        let mut backoff = store_backoff();
+        loop {
             // Take every free permit first, then claim that many tickets: a claimed ticket
             // always has a slot, and unused permits go straight back.
             let mut slots = Vec::new();
@@ -235,8 +286,16 @@ impl TicketService {
                 let n = slots.len();
                 let claimed = match blocking(move || store.claim_due(now_ms(), n)).await {
                     Ok(c) => c,
-                    Err(e) => break Err(e),
+                    Err(e) => {
+                        drop(slots);
+                        let wait = store_failed(inner, &mut backoff, "claiming due tickets", &e);
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
                 };
+                store_ok(inner, &mut backoff);
                 for (c, permit) in claimed.into_iter().zip(slots.drain(..)) {
                     let (inner, client, url) = (inner.clone(), client.clone(), url.clone());
                     running.spawn(async move {
@@ -257,11 +316,11 @@ impl TicketService {
                             .min(idle)
                     }
                     Ok(None) => idle,
-                    Err(e) => break Err(e),
+                    Err(e) => store_failed(inner, &mut backoff, "reading the queue", &e),
                 }
             };
             tokio::select! {
-                _ = &mut shutdown => break Ok(()),
+                _ = &mut shutdown => break,
                 _ = inner.wake.notified() => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     match done {
@@ -272,11 +331,11 @@ impl TicketService {
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
-        };
+        }
         running.shutdown().await;
         let store = inner.store.clone();
         blocking(move || store.recover_in_flight(now_ms())).await?;
-        result
+        Ok(())
     }
 
     /// Waits until no ticket is pending or in flight, or `deadline` passes. Needs
@@ -341,8 +400,23 @@ async fn attempt(
             status,
             retry_after,
             error,
+            config_problem,
         } => {
-            if cfg.max_attempts.is_some_and(|max| claimed.attempts >= max) {
+            if config_problem {
+                inner
+                    .counters
+                    .intake_misconfigured
+                    .fetch_add(1, Ordering::Relaxed);
+                inner.counters.intake_failing.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    ticket = %claimed.ticket_id,
+                    ?status,
+                    "intake refuses the gateway, not the ticket: check intake.url and the token; \
+                     the ticket is kept and retried"
+                );
+            }
+            // A misconfigured intake is not the ticket's fault: it never uses up attempts.
+            if !config_problem && cfg.max_attempts.is_some_and(|max| claimed.attempts >= max) {
                 (
                     DeliveryState::Dead,
                     now,
@@ -365,6 +439,9 @@ async fn attempt(
         }
     };
     let c = &inner.counters;
+    if state == DeliveryState::Delivered {
+        c.intake_failing.store(false, Ordering::Relaxed);
+    }
     match state {
         DeliveryState::Delivered => c.delivered.fetch_add(1, Ordering::Relaxed),
         DeliveryState::Dead => c.dead.fetch_add(1, Ordering::Relaxed),
@@ -381,21 +458,65 @@ async fn attempt(
             tracing::debug!(ticket = %claimed.ticket_id, ?error, next_in_ms = next - now, "delivery will be retried")
         }
     }
-    let store = inner.store.clone();
-    let id = claimed.ticket_id.clone();
-    blocking(move || {
-        store.finish_attempt(
-            &id,
-            claimed.attempts,
-            now,
-            state,
-            next,
-            status,
-            error.as_deref(),
-            body.as_deref(),
-        )
-    })
-    .await
+    // The outcome must be recorded, or the ticket stays in flight until the next start:
+    // retried until the store takes it (the task is aborted on shutdown, and the next
+    // start queues the ticket again).
+    let mut backoff = store_backoff();
+    loop {
+        let store = inner.store.clone();
+        let (id, error, body) = (claimed.ticket_id.clone(), error.clone(), body.clone());
+        let attempts = claimed.attempts;
+        let r = blocking(move || {
+            store.finish_attempt(
+                &id,
+                attempts,
+                now,
+                state,
+                next,
+                status,
+                error.as_deref(),
+                body.as_deref(),
+            )
+        })
+        .await;
+        match r {
+            Ok(()) => {
+                store_ok(inner, &mut backoff);
+                return Ok(());
+            }
+            Err(e) => {
+                let wait = store_failed(inner, &mut backoff, "recording a delivery outcome", &e);
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+fn store_backoff() -> StoreBackoff {
+    StoreBackoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Counts and logs a failed store operation of the delivery path and says how long to wait
+/// before trying again.
+fn store_failed(
+    inner: &Inner,
+    backoff: &mut StoreBackoff,
+    what: &str,
+    e: &TicketError,
+) -> Duration {
+    let c = &inner.counters;
+    c.store_errors.fetch_add(1, Ordering::Relaxed);
+    if !c.store_failing.swap(true, Ordering::Relaxed) {
+        tracing::error!(error = %e, what, "ticket store failing: delivery waits and retries");
+    }
+    backoff.failed()
+}
+
+fn store_ok(inner: &Inner, backoff: &mut StoreBackoff) {
+    backoff.succeeded();
+    if inner.counters.store_failing.swap(false, Ordering::Relaxed) {
+        tracing::info!("ticket store works again: delivery resumes");
+    }
 }
 
 fn write_outbox(inner: &Inner, id: &str, ticket: &Ticket) -> Result<(), TicketError> {
@@ -421,4 +542,18 @@ fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
         inner.store.mark_outbox_written(&c.ticket_id, now_ms())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_backoff_grows_to_its_cap_and_restarts_after_a_success() {
+        let mut b = StoreBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let waits: Vec<u128> = (0..6).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        b.succeeded();
+        assert_eq!(b.failed(), Duration::from_millis(100));
+    }
 }

@@ -9,7 +9,6 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
-use uuid::Uuid;
 
 use super::duplicate::Candidate;
 use super::model::Ticket;
@@ -49,7 +48,22 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         PRIMARY KEY (ticket_id, attempt)
     );",
+    // Branch handoff (issue 11.11, 11.17): a call is not its Call-ID. Run by code, see
+    // `migrate_call_uid`: `call_uid` becomes the unique key of ticket creation and
+    // `call_id UNIQUE` is dropped (SQLite needs the table rebuilt for that); an index for the
+    // duplicate look-up by caller; `purged_at_ms` for retention.
+    CALL_UID_STEP,
 ];
+
+mod candidates;
+use candidates::candidates_where;
+pub use candidates::MAX_CANDIDATES;
+
+mod call_uid;
+use call_uid::migrate_call_uid;
+
+/// Marker of the migration step that [`migrate_call_uid`] performs.
+const CALL_UID_STEP: &str = "-- handoff: tickets.call_uid (code: migrate_call_uid)";
 
 /// Delivery state of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -86,6 +100,7 @@ impl DeliveryState {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TicketRecord {
     pub ticket_id: String,
+    pub call_uid: String,
     pub call_id: String,
     pub created_at_ms: i64,
     pub caller: String,
@@ -130,7 +145,7 @@ pub enum Created {
 
 const RECORD_COLUMNS: &str = "id, call_id, created_at_ms, caller, category_id, urgent, state, \
      attempts, next_attempt_at_ms, last_error, last_status, last_body, delivered_at_ms, \
-     outbox_written_at_ms, document";
+     outbox_written_at_ms, document, call_uid";
 
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
     let state: String = row.get(6)?;
@@ -150,6 +165,7 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
         delivered_at_ms: row.get(12)?,
         outbox_written_at_ms: row.get(13)?,
         document: row.get(14)?,
+        call_uid: row.get(15)?,
     })
 }
 
@@ -192,62 +208,70 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    /// Creates the ticket for `call_id` atomically: the duplicate look-up and the insert run
-    /// in one write transaction, so two concurrent calls still see each other.
-    /// `build` gets the tickets whose call started in `[from_ms, to_ms]` and returns the new
-    /// ticket and its normalised text.
+    /// Creates the ticket for `call_uid`. The duplicate candidates (tickets whose call started
+    /// in `[from_ms, to_ms]`) are read before the write transaction, bounded to the
+    /// [`MAX_CANDIDATES`] latest plus every earlier ticket of the same `caller` (indexed);
+    /// inside the write transaction only tickets committed since that read are added, so two
+    /// concurrent calls still see each other without a write lock held over 72 h of rows.
+    /// `build` gets the candidates and returns the new ticket and its normalised text.
     pub fn create(
         &self,
-        call_id: &str,
+        call_uid: &str,
+        caller: &str,
         from_ms: i64,
         to_ms: i64,
         now_ms: i64,
         build: impl FnOnce(&[Candidate]) -> (Ticket, String),
     ) -> Result<Created, TicketError> {
         let mut conn = self.lock();
+        let (mut candidates, seen) = {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let seen: i64 =
+                tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM tickets", [], |r| {
+                    r.get(0)
+                })?;
+            let mut out = candidates_where(
+                &tx,
+                "started_at_ms BETWEEN ?1 AND ?2 ORDER BY started_at_ms DESC LIMIT ?3",
+                params![from_ms, to_ms, MAX_CANDIDATES],
+            )?;
+            out.extend(candidates_where(
+                &tx,
+                "caller = ?3 AND started_at_ms BETWEEN ?1 AND ?2
+                 ORDER BY started_at_ms DESC LIMIT 1000",
+                params![from_ms, to_ms, caller],
+            )?);
+            (out, seen)
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(String, String)> = tx
             .query_row(
-                "SELECT id, document FROM tickets WHERE call_id = ?1",
-                [call_id],
+                "SELECT id, document FROM tickets WHERE call_uid = ?1",
+                [call_uid],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
         if let Some((id, doc)) = existing {
             return Ok(Created::Existing(parse_doc(&id, &doc)?));
         }
-        let candidates = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, caller, norm_text, started_at_ms FROM tickets
-                 WHERE started_at_ms BETWEEN ?1 AND ?2 ORDER BY started_at_ms",
-            )?;
-            let rows = stmt.query_map(params![from_ms, to_ms], |r| {
-                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, caller, norm_text, started_at_ms) = row?;
-                if let Ok(ticket_id) = Uuid::parse_str(&id) {
-                    out.push(Candidate {
-                        ticket_id,
-                        caller,
-                        norm_text,
-                        started_at_ms,
-                    });
-                }
-            }
-            out
-        };
+        candidates.extend(candidates_where(
+            &tx,
+            "rowid > ?3 AND started_at_ms BETWEEN ?1 AND ?2",
+            params![from_ms, to_ms, seen],
+        )?);
+        candidates.sort_by_key(|a| (a.started_at_ms, a.ticket_id));
+        candidates.dedup_by(|a, b| a.ticket_id == b.ticket_id);
         let (ticket, norm_text) = build(&candidates);
         let document =
             serde_json::to_string(&ticket).map_err(|e| TicketError::Encode(e.to_string()))?;
         tx.execute(
-            "INSERT INTO tickets (id, call_id, created_at_ms, started_at_ms, caller, norm_text,
-                 category_id, urgent, document, state, attempts, next_attempt_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?3, ?3)",
+            "INSERT INTO tickets (id, call_uid, call_id, created_at_ms, started_at_ms, caller,
+                 norm_text, category_id, urgent, document, state, attempts, next_attempt_at_ms,
+                 updated_at_ms)
+             VALUES (?1, ?10, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?3, ?3)",
             params![
                 ticket.ticket_id.to_string(),
-                call_id,
+                ticket.call.call_id,
                 now_ms,
                 ticket.call.started_at.timestamp_millis(),
                 ticket.call.caller,
@@ -255,6 +279,7 @@ impl Store {
                 ticket.classification.category_id,
                 ticket.classification.urgent,
                 document,
+                call_uid,
             ],
         )?;
         tx.commit()?;
@@ -455,6 +480,37 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` tickets created before `before_ms` whose files retention may delete and
+    /// has not yet: delivered, or (`outbox_is_delivery`, no intake configured) written to
+    /// the outbox. Never a ticket still owed to the intake. `(ticket_id, call_uid, document)`.
+    pub fn purgeable(
+        &self,
+        before_ms: i64,
+        outbox_is_delivery: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, TicketError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, call_uid, document FROM tickets
+             WHERE created_at_ms < ?1 AND purged_at_ms IS NULL
+               AND (state = 'delivered' OR (?2 AND outbox_written_at_ms IS NOT NULL))
+             ORDER BY created_at_ms LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![before_ms, outbox_is_delivery, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Retention deleted the ticket's files (the ticket itself stays).
+    pub fn mark_purged(&self, ticket_id: &str, now_ms: i64) -> Result<(), TicketError> {
+        self.lock().execute(
+            "UPDATE tickets SET purged_at_ms = ?2 WHERE id = ?1",
+            params![ticket_id, now_ms],
+        )?;
+        Ok(())
+    }
+
     pub fn mark_outbox_written(&self, ticket_id: &str, now_ms: i64) -> Result<(), TicketError> {
         self.lock().execute(
             "UPDATE tickets SET outbox_written_at_ms = ?2 WHERE id = ?1",
@@ -473,6 +529,15 @@ pub fn parse_doc(id: &str, doc: &str) -> Result<Ticket, TicketError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), TicketError> {
+    // Rebuilding a table (SQLite's way to drop a constraint) must not cascade into the
+    // tables that reference it; the pragma only takes effect outside a transaction.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let r = migrate_steps(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    r
+}
+
+fn migrate_steps(conn: &mut Connection) -> Result<(), TicketError> {
     // The version is read inside the exclusive transaction so that two processes opening a
     // fresh database at once (daemon and admin CLI) apply each migration exactly once.
     loop {
@@ -488,7 +553,11 @@ fn migrate(conn: &mut Connection) -> Result<(), TicketError> {
         let Some(sql) = MIGRATIONS.get(current) else {
             return Ok(());
         };
-        tx.execute_batch(sql)?;
+        if *sql == CALL_UID_STEP {
+            migrate_call_uid(&tx)?;
+        } else {
+            tx.execute_batch(sql)?;
+        }
         tx.pragma_update(None, "user_version", current as i64 + 1)?;
         tx.commit()?;
     }

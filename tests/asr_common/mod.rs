@@ -15,7 +15,16 @@ pub fn model_name(file: &str) -> &str {
     file.trim_start_matches("ggml-").trim_end_matches(".bin")
 }
 
-/// `models/<file>` of this checkout, or `None` after saying why it is skipped.
+/// Whether a missing model or speech folder must fail the test instead of skipping it: in CI
+/// (`CI=true`, which CI services set) and wherever `HOTLINE_REQUIRE_MODEL=1`. A test that
+/// passes without having run would tell CI nothing.
+pub fn model_required() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var("HOTLINE_REQUIRE_MODEL").as_deref() == Ok("1")
+}
+
+/// `models/<file>` of this checkout, or `None` after saying why it is skipped (a panic when
+/// [`model_required`]).
 pub fn model(file: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
@@ -23,6 +32,12 @@ pub fn model(file: &str) -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
+        assert!(
+            !model_required(),
+            "{} is required (CI or HOTLINE_REQUIRE_MODEL=1): run `models/fetch.sh {}`",
+            p.display(),
+            model_name(file)
+        );
         eprintln!(
             "SKIP: {} absent (run `models/fetch.sh {}` to enable it)",
             p.display(),
@@ -65,6 +80,11 @@ pub fn speech_dir() -> Option<PathBuf> {
         .flatten()
         .find(|p| p.join("manifest.tsv").is_file());
     if found.is_none() {
+        assert!(
+            !model_required(),
+            "shared speech folder (../shared/speech or HOTLINE_SPEECH_DIR) is required \
+             (CI or HOTLINE_REQUIRE_MODEL=1)"
+        );
         eprintln!("SKIP: shared speech folder absent (../shared/speech or HOTLINE_SPEECH_DIR)");
     }
     found

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The model and the sample speech are set up by `models/fetch.sh` and `../shared/`; CI has
-/// both (`HOTLINE_REQUIRE_MODEL=1` makes their absence a failure, not a skip).
+/// both (`CI=true` or `HOTLINE_REQUIRE_MODEL=1` makes their absence a failure, not a skip).
 fn inputs() -> Option<(PathBuf, PathBuf)> {
     let model = repo().join("models/ggml-base.bin");
     // ../shared beside the checkout, or beside a git worktree's parent (/work/wt/NAME), or
@@ -27,7 +27,9 @@ fn inputs() -> Option<(PathBuf, PathBuf)> {
     if model.exists() && speech.exists() {
         return Some((model, speech));
     }
-    if std::env::var("HOTLINE_REQUIRE_MODEL").as_deref() == Ok("1") {
+    if std::env::var("HOTLINE_REQUIRE_MODEL").as_deref() == Ok("1")
+        || std::env::var("CI").as_deref() == Ok("true")
+    {
         panic!(
             "model {} or speech {} missing",
             model.display(),

@@ -51,6 +51,14 @@ impl CallManager {
         if self.draining {
             return Err(reject(503, "draining"));
         }
+        // A message that cannot be stored must not be taken.
+        if self
+            .services
+            .disk_low
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(reject(503, "storage full"));
+        }
         let trunk = match self
             .trunks
             .identify(std::time::Instant::now(), source.ip(), req)
