@@ -212,6 +212,7 @@ mod tests {
             transcript: None,
             hangup: Hangup::new("caller", "completed"),
             media: MediaSummary::default(),
+            flow: None,
         }
     }
 
