@@ -13,6 +13,7 @@
 //! trailing_silence_ms = 3000`, so that the hang-up, not the end-pointer, ends each message.
 //! The shipped `[asr]` thread settings (one worker per core, one ggml thread each).
 
+use super::asr::{read_wav16, write_wav16};
 use super::harness::{repo, GatewayProcess};
 use hotline_gateway::caller::{dial, DialOptions};
 use hotline_gateway::media::Codec;
@@ -20,28 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[path = "../asr_common/mod.rs"]
-#[allow(dead_code)]
 mod asr_common;
-
-fn read16(p: &Path) -> Vec<i16> {
-    let mut r = hound::WavReader::open(p).unwrap();
-    assert_eq!(r.spec().sample_rate, 16_000);
-    r.samples::<i16>().map(Result::unwrap).collect()
-}
-
-fn write16(path: &Path, pcm: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in pcm {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-}
 
 struct Case {
     name: String,
@@ -66,10 +46,10 @@ fn cases(dir: &Path, speech: &Path) -> Vec<Case> {
         "dev_zh_03_construction_noise.wav",
         "dev_zh_05_social_insurance.wav",
     ] {
-        let mut pcm = read16(&speech.join(f));
+        let mut pcm = read_wav16(&speech.join(f));
         pcm.extend(pause(2000));
         let wav = dir.join(format!("a-{f}"));
-        write16(&wav, &pcm);
+        write_wav16(&wav, &pcm);
         out.push(Case {
             name: format!("a: {f} + 2 s pause, hang-up"),
             wav,
@@ -82,11 +62,11 @@ fn cases(dir: &Path, speech: &Path) -> Vec<Case> {
         ("dev_zh_03_construction_noise.wav", "dev_zh_04_pothole.wav"),
         ("dev_zh_05_social_insurance.wav", "dev_zh_02_heating.wav"),
     ] {
-        let mut pcm = read16(&speech.join(x));
+        let mut pcm = read_wav16(&speech.join(x));
         pcm.extend(pause(2000));
-        pcm.extend(read16(&speech.join(y)));
+        pcm.extend(read_wav16(&speech.join(y)));
         let wav = dir.join(format!("b-{x}-{y}"));
-        write16(&wav, &pcm);
+        write_wav16(&wav, &pcm);
         out.push(Case {
             name: format!("b: {x} + 2 s + {y}, hang-up"),
             wav,
