@@ -380,13 +380,15 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
         },
         hangup_reason: record.hangup.reason.clone(),
         menu: record.menu.as_ref().map(|m| MenuChoice {
-            source: if m.defaulted {
+            source: if m.utterance.is_some() {
+                MenuSource::Speech
+            } else if m.defaulted {
                 MenuSource::Default
             } else {
                 MenuSource::Dtmf
             },
-            digits: (!m.defaulted).then(|| m.digit.clone()),
-            utterance: None,
+            digits: (!m.defaulted && m.utterance.is_none()).then(|| m.digit.clone()),
+            utterance: m.utterance.clone(),
             id: m.id.clone(),
             label: m.label.clone(),
         }),

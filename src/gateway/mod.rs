@@ -3,6 +3,8 @@
 //! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
 
 pub mod aftercall;
+#[cfg(test)]
+mod facts_tests;
 mod live;
 mod live_finish;
 mod reload;
