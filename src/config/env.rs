@@ -97,6 +97,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("recording", "no_speech_timeout_secs", Kind::Int),
     ("recording", "speech_threshold_dbfs", Kind::Float),
     ("recording", "end_digit", Kind::Str),
+    ("recording", "utterance_pause_ms", Kind::Int),
     ("flow", "file", Kind::Str),
     ("flow", "start", Kind::Str),
     ("limits", "max_calls", Kind::Int),

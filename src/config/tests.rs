@@ -508,3 +508,20 @@ fn a_non_loopback_admin_listener_needs_a_token() {
     assert_eq!((c.storage.retention_days, c.storage.min_free_mb), (30, 64));
     assert_eq!(parse(MINIMAL).unwrap().storage.min_free_mb, 1024);
 }
+
+/// Issue 16: the utterance pause is 0 (off) or shorter than the pause that ends the message.
+#[test]
+fn utterance_pause_is_validated_with_key_and_line() {
+    let text =
+        format!("{MINIMAL}\n[recording]\ntrailing_silence_ms = 1000\nutterance_pause_ms = 1000\n");
+    let errs = errors(parse(&text));
+    let e = find(&errs, "recording.utterance_pause_ms");
+    assert_eq!(e.line, line(&text, "utterance_pause_ms = 1000"), "{e}");
+    assert!(e.message.contains("trailing_silence_ms"), "{e}");
+    let off = parse(&format!("{MINIMAL}\n[recording]\nutterance_pause_ms = 0\n")).expect("valid");
+    assert_eq!(off.recording.utterance_pause_ms, 0);
+    assert_eq!(
+        parse(MINIMAL).expect("valid").recording.utterance_pause_ms,
+        600
+    );
+}

@@ -275,6 +275,17 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
             ),
         );
     }
+    if r.utterance_pause_ms > 0
+        && (r.utterance_pause_ms < 200 || r.utterance_pause_ms >= r.trailing_silence_ms)
+    {
+        err(
+            "recording.utterance_pause_ms",
+            format!(
+                "{} ms must be 0 (off) or from 200 ms up to below recording.trailing_silence_ms ({} ms)",
+                r.utterance_pause_ms, r.trailing_silence_ms
+            ),
+        );
+    }
     if !is_dtmf(&r.end_digit) {
         err(
             "recording.end_digit",

@@ -16,6 +16,7 @@ mod flow;
 mod hardening;
 mod harness;
 mod kamailio;
+mod live_bench;
 mod load;
 mod ops;
 mod proxy_routing;
