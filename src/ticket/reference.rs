@@ -168,9 +168,9 @@ mod tests {
     fn insert_ticket(s: &Store, id: &str) {
         s.lock()
             .execute(
-                "INSERT INTO tickets (id, call_id, created_at_ms, started_at_ms, caller, norm_text,
+                "INSERT INTO tickets (id, call_uid, call_id, created_at_ms, started_at_ms, caller, norm_text,
                  category_id, urgent, document, state, next_attempt_at_ms, updated_at_ms)
-                 VALUES (?1, ?1, 0, 0, '', '', 'other', 0, '{}', 'pending', 0, 0)",
+                 VALUES (?1, ?1, ?1, 0, 0, '', '', 'other', 0, '{}', 'pending', 0, 0)",
                 [id],
             )
             .unwrap();
