@@ -14,7 +14,6 @@ use super::duplicate::Candidate;
 use super::model::Ticket;
 use super::TicketError;
 
-
 mod candidates;
 use candidates::candidates_where;
 pub use candidates::MAX_CANDIDATES;
@@ -24,7 +23,6 @@ use call_uid::migrate_call_uid;
 
 mod migrations;
 use migrations::{CALL_UID_STEP, MIGRATIONS};
-
 
 /// Delivery state of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
