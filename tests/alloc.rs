@@ -144,6 +144,8 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
                     no_speech_timeout: Duration::from_secs(8),
                 }),
                 stop_digit: Some('#'),
+                // the utterance cutter runs on every frame too (the flat tone never pauses)
+                utterance_pause: Some(Duration::from_millis(600)),
             });
         }
         tokio::time::sleep(warm / 2).await;

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use asr_common::{
-    error_kind, error_rate, manifest, normalise_en, normalise_zh, telephone, zh_number,
+    error_kind, error_rate, manifest, normalise_en, normalise_zh, telephone, transcribe, zh_number,
 };
-use hotline_gateway::asr::{AsrConfig, AsrPool, EmptyReason, Transcript};
+use hotline_gateway::asr::{AsrConfig, AsrPool, EmptyReason};
 
 fn model_path() -> Option<PathBuf> {
     asr_common::model("ggml-base.bin")
@@ -35,24 +35,7 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn pool(model: PathBuf, workers: usize, threads: usize, queue: usize) -> AsrPool {
-    AsrPool::start(AsrConfig {
-        model_path: model,
-        workers,
-        threads_per_worker: threads,
-        queue_depth: queue,
-        // Tests check text, not speed; a CI box busy with other builds must not turn a slow
-        // pass into an empty transcript (the budget itself has its own test).
-        time_budget: std::time::Duration::from_secs(600),
-        ..AsrConfig::default()
-    })
-    .expect("pool starts")
-}
-
-fn transcribe(pool: &AsrPool, pcm: Arc<[i16]>, lang: &str) -> Transcript {
-    pool.submit(pcm, lang)
-        .expect("queue has room")
-        .blocking_recv()
-        .expect("worker replies")
+    asr_common::pool(model, workers, threads, queue, Default::default())
 }
 
 /// Words a ticket must carry for the operator to route it, per test file.

@@ -43,6 +43,7 @@ pub mod guards;
 pub mod mel;
 pub mod model;
 mod pool;
+pub mod stitch;
 pub mod text;
 pub mod vocab;
 

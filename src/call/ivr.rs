@@ -68,7 +68,27 @@ pub struct IvrSettings {
     pub prompts: Arc<PromptLibrary>,
     pub recordings_dir: PathBuf,
     pub instance: String,
+    /// Where each utterance of a message goes while the caller is still talking (the
+    /// gateway transcribes it); `None`: messages are cut into no utterances.
+    pub on_utterance: Option<UtteranceSink>,
 }
+
+/// One utterance of a message being recorded, as plain data: the call layer forwards it and
+/// knows nothing of what is done with it.
+#[derive(Clone, Debug)]
+pub struct UtteranceFacts {
+    pub call_id: String,
+    pub language: String,
+    /// 0 for the first utterance of the message.
+    pub index: u32,
+    /// Where it begins in the message.
+    pub start_ms: u64,
+    /// 8 kHz mono samples.
+    pub pcm: Arc<[i16]>,
+}
+
+/// Receives [`UtteranceFacts`]; must not block (it runs on the call's task).
+pub type UtteranceSink = Box<dyn Fn(UtteranceFacts) + Send + Sync>;
 
 /// Facts about the call known when it is answered.
 #[derive(Clone, Debug)]
@@ -408,6 +428,9 @@ impl Shell {
                     no_speech_timeout: Duration::from_secs(rec.no_speech_timeout_secs),
                 }),
                 stop_digit: rec.end_digit.chars().next(),
+                utterance_pause: (rec.utterance_pause_ms > 0
+                    && self.settings.on_utterance.is_some())
+                .then(|| Duration::from_millis(rec.utterance_pause_ms)),
             },
             preroll,
         );
@@ -429,11 +452,26 @@ impl Shell {
                         self.recording = Some(recording_info(path, reason, duration, heard_speech));
                         return;
                     }
+                    Some(MediaEvent::Utterance { index, start, pcm }) => {
+                        self.forward_utterance(index, start, pcm);
+                    }
                     Some(_) => continue,
                     None => return,
                 },
                 _ = tokio::time::sleep_until(give_up) => return,
             }
+        }
+    }
+
+    fn forward_utterance(&self, index: u32, start: Duration, pcm: Arc<[i16]>) {
+        if let Some(sink) = &self.settings.on_utterance {
+            sink(UtteranceFacts {
+                call_id: self.info.call_id.clone(),
+                language: self.info.language.clone(),
+                index,
+                start_ms: start.as_millis() as u64,
+                pcm,
+            });
         }
     }
 
@@ -482,6 +520,10 @@ impl Shell {
                     Some(MediaEvent::Dtmf(d)) => return Ok(Event::Digit(d)),
                     Some(MediaEvent::SpeechStarted) => return Ok(Event::SpeechStarted),
                     Some(MediaEvent::PlaybackDone { .. }) => return Ok(Event::PlaybackDone),
+                    Some(MediaEvent::Utterance { index, start, pcm }) => {
+                        self.forward_utterance(index, start, pcm);
+                        continue;
+                    }
                     Some(MediaEvent::RecordingDone { path, reason, duration, heard_speech, .. }) => {
                         tracing::info!(
                             ms = duration.as_millis() as u64,

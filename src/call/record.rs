@@ -91,6 +91,10 @@ pub struct MenuSelection {
     pub label: String,
     /// True when no valid digit came and `menu.on_no_input` chose for the caller.
     pub defaulted: bool,
+    /// What the caller said when the option was chosen by speech (the spoken menu); absent
+    /// for keys and defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utterance: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

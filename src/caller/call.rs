@@ -175,6 +175,7 @@ impl Caller {
                 max_duration: opts.max_duration,
                 endpointer: None,
                 stop_digit: None,
+                utterance_pause: None,
             });
         }
 

@@ -45,6 +45,7 @@ pub const SECTIONS: &[&str] = &[
     "security",
     "log",
     "admin",
+    "console",
     "transfer",
 ];
 
@@ -97,6 +98,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("recording", "no_speech_timeout_secs", Kind::Int),
     ("recording", "speech_threshold_dbfs", Kind::Float),
     ("recording", "end_digit", Kind::Str),
+    ("recording", "utterance_pause_ms", Kind::Int),
     ("flow", "file", Kind::Str),
     ("flow", "start", Kind::Str),
     ("limits", "max_calls", Kind::Int),
@@ -133,6 +135,9 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("log", "mask_caller_numbers", Kind::Bool),
     ("admin", "listen", Kind::Str),
     ("admin", "token", Kind::Str),
+    ("console", "listen", Kind::Str),
+    ("console", "api_tokens", Kind::StrList),
+    ("console", "public_url", Kind::Str),
     ("transfer", "target", Kind::Str),
     ("transfer", "mode", Kind::Str),
     ("transfer", "hours", Kind::StrList),

@@ -161,6 +161,11 @@ pub struct RecordingConfig {
     pub speech_threshold_dbfs: f32,
     /// DTMF digit that ends the message. Default `"#"`.
     pub end_digit: String,
+    /// Silence within a message that ends an utterance, milliseconds: each utterance is
+    /// transcribed while the caller goes on talking, so the ticket is ready soon after
+    /// hang-up. Default 600; 0 = transcribe the whole message after hang-up. Below
+    /// `trailing_silence_ms`.
+    pub utterance_pause_ms: u64,
 }
 
 impl Default for RecordingConfig {
@@ -171,6 +176,7 @@ impl Default for RecordingConfig {
             no_speech_timeout_secs: 8,
             speech_threshold_dbfs: -40.0,
             end_digit: "#".to_owned(),
+            utterance_pause_ms: 600,
         }
     }
 }

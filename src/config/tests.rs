@@ -291,7 +291,12 @@ fn every_env_key_exists_in_the_config_and_every_scalar_has_one() {
             if (v.is_value() && !v.is_array())
                 || matches!(
                     key,
-                    "codecs" | "scanner_user_agents" | "hours" | "closed_dates" | "open_dates"
+                    "codecs"
+                        | "scanner_user_agents"
+                        | "api_tokens"
+                        | "hours"
+                        | "closed_dates"
+                        | "open_dates"
                 )
             {
                 from_defaults.push((section.to_owned(), key.to_owned()));
@@ -537,4 +542,21 @@ fn a_non_loopback_admin_listener_needs_a_token() {
     .unwrap();
     assert_eq!((c.storage.retention_days, c.storage.min_free_mb), (30, 64));
     assert_eq!(parse(MINIMAL).unwrap().storage.min_free_mb, 1024);
+}
+
+/// Issue 16: the utterance pause is 0 (off) or shorter than the pause that ends the message.
+#[test]
+fn utterance_pause_is_validated_with_key_and_line() {
+    let text =
+        format!("{MINIMAL}\n[recording]\ntrailing_silence_ms = 1000\nutterance_pause_ms = 1000\n");
+    let errs = errors(parse(&text));
+    let e = find(&errs, "recording.utterance_pause_ms");
+    assert_eq!(e.line, line(&text, "utterance_pause_ms = 1000"), "{e}");
+    assert!(e.message.contains("trailing_silence_ms"), "{e}");
+    let off = parse(&format!("{MINIMAL}\n[recording]\nutterance_pause_ms = 0\n")).expect("valid");
+    assert_eq!(off.recording.utterance_pause_ms, 0);
+    assert_eq!(
+        parse(MINIMAL).expect("valid").recording.utterance_pause_ms,
+        600
+    );
 }

@@ -252,6 +252,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         _ => {}
     }
 
+    super::console::validate(&c.console, &mut err);
     super::transfer::validate(&c.transfer, &mut err);
     validate_ivr(c, &mut err);
 
@@ -272,6 +273,17 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
             format!(
                 "{} must be below 0 dBFS (full scale), e.g. -40",
                 r.speech_threshold_dbfs
+            ),
+        );
+    }
+    if r.utterance_pause_ms > 0
+        && (r.utterance_pause_ms < 200 || r.utterance_pause_ms >= r.trailing_silence_ms)
+    {
+        err(
+            "recording.utterance_pause_ms",
+            format!(
+                "{} ms must be 0 (off) or from 200 ms up to below recording.trailing_silence_ms ({} ms)",
+                r.utterance_pause_ms, r.trailing_silence_ms
             ),
         );
     }

@@ -18,6 +18,7 @@
 //! This is the only place that knows call records, transcripts and tickets: it translates
 //! between them, so none of those modules needs to know the others.
 
+use super::live::LiveTranscripts;
 use crate::asr::AsrPool;
 use crate::call::record::{CallRecord, Transcript, TranscriptSegment};
 use crate::ticket::{
@@ -73,6 +74,7 @@ pub enum Handoff {
 pub async fn run(
     tickets: TicketService,
     asr: Option<Arc<AsrPool>>,
+    live: Option<Arc<LiveTranscripts>>,
     dirs: RecordDirs,
     leftovers: Vec<PathBuf>,
     mut finished: mpsc::UnboundedReceiver<PathBuf>,
@@ -82,9 +84,11 @@ pub async fn run(
     let spawn = |path: PathBuf, work: &mut tokio::task::JoinSet<(PathBuf, Handoff)>| {
         let (tickets, asr, dirs, slots) =
             (tickets.clone(), asr.clone(), dirs.clone(), slots.clone());
+        let live = live.clone();
         work.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let outcome = process_record(&tickets, asr.as_deref(), &dirs, &path).await;
+            let outcome =
+                process_record(&tickets, asr.as_deref(), live.as_deref(), &dirs, &path).await;
             (path, outcome)
         });
     };
@@ -138,11 +142,12 @@ pub async fn run(
 async fn process_record(
     tickets: &TicketService,
     asr: Option<&AsrPool>,
+    live: Option<&LiveTranscripts>,
     dirs: &RecordDirs,
     path: &Path,
 ) -> Handoff {
     let transcriber =
-        asr.map(|a| move |r: CallRecord| async move { transcribe_record(a, &r).await });
+        asr.map(|a| move |r: CallRecord| async move { transcribe_record(a, live, &r).await });
     hand_over(tickets, dirs, path, transcriber).await
 }
 
@@ -196,7 +201,13 @@ async fn write_record(record: &CallRecord, path: &Path) -> std::io::Result<()> {
 }
 
 /// The transcript of the record's message (an empty one with the reason when there is none).
-async fn transcribe_record(asr: &AsrPool, record: &CallRecord) -> Transcript {
+async fn transcribe_record(
+    asr: &AsrPool,
+    live: Option<&LiveTranscripts>,
+    record: &CallRecord,
+) -> Transcript {
+    // Taken (and so forgotten) whatever happens next.
+    let partials = live.and_then(|l| l.take(&record.call_id));
     let Some(recording) = record.recording.clone() else {
         return empty_transcript(&record.language, asr.model_name(), "no_recording");
     };
@@ -206,7 +217,10 @@ async fn transcribe_record(asr: &AsrPool, record: &CallRecord) -> Transcript {
     } else {
         let wav = recording.path.clone();
         match tokio::task::spawn_blocking(move || read_wav(&wav)).await {
-            Ok(Ok(pcm)) => transcribe(asr, pcm, &record.language).await,
+            Ok(Ok(pcm)) => match partials {
+                Some(p) => super::live_finish::finish(asr, p, pcm, &record.language).await,
+                None => transcribe_whole(asr, pcm, &record.language).await,
+            },
             Ok(Err(e)) => {
                 tracing::error!(path = %recording.path.display(), error = %e, "cannot read the message for transcription");
                 empty_transcript(
@@ -228,8 +242,23 @@ async fn transcribe_record(asr: &AsrPool, record: &CallRecord) -> Transcript {
 }
 
 /// Submit with back-pressure: a full queue means wait for a worker, not drop the message.
-async fn transcribe(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcript {
-    let mut pcm = pcm;
+pub(super) async fn transcribe_whole(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcript {
+    match submit_waiting(asr, pcm, language).await {
+        Some(t) => record_transcript(t),
+        None => empty_transcript(
+            language,
+            asr.model_name(),
+            "error:transcription worker failed",
+        ),
+    }
+}
+
+/// Submit, waiting for room in the queue; `None` when the worker failed.
+pub(super) async fn submit_waiting(
+    asr: &AsrPool,
+    mut pcm: Arc<[i16]>,
+    language: &str,
+) -> Option<crate::asr::Transcript> {
     let rx = loop {
         match asr.submit(pcm, language) {
             Ok(rx) => break rx,
@@ -239,32 +268,30 @@ async fn transcribe(asr: &AsrPool, pcm: Arc<[i16]>, language: &str) -> Transcrip
             }
         }
     };
-    match rx.await {
-        Ok(t) => Transcript {
-            language: t.language,
-            text: t.text,
-            segments: t
-                .segments
-                .into_iter()
-                .map(|s| TranscriptSegment {
-                    start_ms: s.start_ms,
-                    end_ms: s.end_ms,
-                    text: s.text,
-                    confidence: s.confidence,
-                })
-                .collect(),
-            model: t.model,
-            empty_reason: t.empty_reason.map(|r| r.to_string()),
-        },
-        Err(_) => empty_transcript(
-            language,
-            asr.model_name(),
-            "error:transcription worker failed",
-        ),
+    rx.await.ok()
+}
+
+/// The ASR's transcript as the call record keeps it.
+pub(super) fn record_transcript(t: crate::asr::Transcript) -> Transcript {
+    Transcript {
+        language: t.language,
+        text: t.text,
+        segments: t
+            .segments
+            .into_iter()
+            .map(|s| TranscriptSegment {
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                text: s.text,
+                confidence: s.confidence,
+            })
+            .collect(),
+        model: t.model,
+        empty_reason: t.empty_reason.map(|r| r.to_string()),
     }
 }
 
-fn empty_transcript(language: &str, model: &str, reason: &str) -> Transcript {
+pub(super) fn empty_transcript(language: &str, model: &str, reason: &str) -> Transcript {
     Transcript {
         language: language.to_string(),
         text: String::new(),
@@ -379,13 +406,15 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
         },
         hangup_reason: record.hangup.reason.clone(),
         menu: record.menu.as_ref().map(|m| MenuChoice {
-            source: if m.defaulted {
+            source: if m.utterance.is_some() {
+                MenuSource::Speech
+            } else if m.defaulted {
                 MenuSource::Default
             } else {
                 MenuSource::Dtmf
             },
-            digits: (!m.defaulted).then(|| m.digit.clone()),
-            utterance: None,
+            digits: (!m.defaulted && m.utterance.is_none()).then(|| m.digit.clone()),
+            utterance: m.utterance.clone(),
             id: m.id.clone(),
             label: m.label.clone(),
         }),

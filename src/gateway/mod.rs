@@ -3,6 +3,10 @@
 //! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
 
 pub mod aftercall;
+#[cfg(test)]
+mod facts_tests;
+mod live;
+mod live_finish;
 mod reload;
 pub mod storage;
 
@@ -141,9 +145,11 @@ impl Gateway {
         ));
         let asr = start_asr(&config).await?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel::<PathBuf>();
+        let live = asr.clone().map(|a| Arc::new(live::LiveTranscripts::new(a)));
         let aftercall = tokio::spawn(aftercall::run(
             tickets.clone(),
             asr,
+            live.clone(),
             record_dirs.clone(),
             leftovers,
             finished_rx,
@@ -155,6 +161,7 @@ impl Gateway {
                 config.media.rtp_port_max,
             )),
             records_dir: record_dirs.pending.clone(),
+            live,
             sink: Arc::new(move |record, path| {
                 if let Some(hook) = &on_record {
                     hook(record, path);
@@ -379,6 +386,7 @@ fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
     t.intake.backoff_max_ms = i.backoff_max_ms;
     t.duplicate.window_secs = config.tickets.duplicate_window_secs;
     t.duplicate.similarity_threshold = config.tickets.duplicate_threshold;
+    t.public_url = Some(config.console.public_url.clone());
     t
 }
 

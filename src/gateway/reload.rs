@@ -29,6 +29,8 @@ pub(super) type SharedSink = Arc<dyn Fn(&CallRecord, &Path) + Send + Sync>;
 pub(super) struct Shared {
     pub ports: Arc<PortPool>,
     pub records_dir: PathBuf,
+    /// Utterances of messages being recorded, transcribed while the caller talks.
+    pub live: Option<Arc<super::live::LiveTranscripts>>,
     pub sink: SharedSink,
     pub media_counters: Arc<MediaCounters>,
     /// Free-space guard: its flag refuses new calls when the disk is nearly full.
@@ -88,6 +90,12 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
             prompts,
             recordings_dir: s.started_with.storage.recordings_dir(),
             instance: s.instance.clone(),
+            on_utterance: s
+                .live
+                .clone()
+                .map(|live| -> crate::call::ivr::UtteranceSink {
+                    Box::new(move |u| live.offer(u))
+                }),
         }),
         ports: s.ports.clone(),
         records_dir: s.records_dir.clone(),
@@ -138,6 +146,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         old.storage.retention_days != new.storage.retention_days
             || old.storage.min_free_mb != new.storage.min_free_mb,
     );
+    check("console", differs(&old.console, &new.console));
     keys
 }
 

@@ -138,6 +138,10 @@ pub struct RecordSpec {
     pub endpointer: Option<EndpointerConfig>,
     /// DTMF digit that stops the recording (usually `#`).
     pub stop_digit: Option<char>,
+    /// Silence within speech that ends an utterance: each one is handed out as a
+    /// [`MediaEvent::Utterance`] while the recording goes on, so that it can be transcribed
+    /// before the caller hangs up. Needs `endpointer`; `None`: no utterance events.
+    pub utterance_pause: Option<Duration>,
 }
 
 /// Why a recording ended.
@@ -189,6 +193,17 @@ pub enum MediaEvent {
         duration: Duration,
         heard_speech: bool,
         /// The recorded 8 kHz samples, for transcription without re-reading the file.
+        pcm: Arc<[i16]>,
+    },
+    /// A stretch of the recording in progress ended by an `utterance_pause`: the samples
+    /// since the previous boundary (or the start), cut in the middle of the pause so that
+    /// no word is split. The utterances of a recording, followed by the rest, are exactly
+    /// the `RecordingDone` samples.
+    Utterance {
+        /// 0 for the first utterance of the recording.
+        index: u32,
+        /// Where the utterance begins in the recording.
+        start: Duration,
         pcm: Arc<[i16]>,
     },
     /// Nothing received for `inactivity_timeout`.

@@ -133,6 +133,12 @@ impl Endpointer {
         self.speech_start.is_some()
     }
 
+    /// Samples of the silence run in progress while `Speaking` (0 on a speech frame): the
+    /// recorder cuts a message into utterances at long enough runs.
+    pub fn silence_run(&self) -> u64 {
+        self.silence_run
+    }
+
     /// The state after the last frame.
     pub fn state(&self) -> Endpoint {
         self.state

@@ -14,52 +14,6 @@ use super::duplicate::Candidate;
 use super::model::Ticket;
 use super::TicketError;
 
-/// Schema migrations; `PRAGMA user_version` = number applied. Append only, never edit.
-const MIGRATIONS: &[&str] = &[
-    // 1: tickets with their delivery state, and the log of delivery attempts.
-    "CREATE TABLE tickets (
-        id TEXT PRIMARY KEY NOT NULL,
-        call_id TEXT NOT NULL UNIQUE,
-        created_at_ms INTEGER NOT NULL,
-        started_at_ms INTEGER NOT NULL,
-        caller TEXT NOT NULL,
-        norm_text TEXT NOT NULL,
-        category_id TEXT NOT NULL,
-        urgent INTEGER NOT NULL,
-        document TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending','in_flight','delivered','dead')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at_ms INTEGER NOT NULL,
-        last_error TEXT,
-        last_status INTEGER,
-        last_body TEXT,
-        delivered_at_ms INTEGER,
-        outbox_written_at_ms INTEGER,
-        updated_at_ms INTEGER NOT NULL
-    );
-    CREATE INDEX tickets_started ON tickets(started_at_ms);
-    CREATE INDEX tickets_due ON tickets(state, next_attempt_at_ms);
-    CREATE TABLE attempts (
-        ticket_id TEXT NOT NULL REFERENCES tickets(id),
-        attempt INTEGER NOT NULL,
-        at_ms INTEGER NOT NULL,
-        outcome TEXT NOT NULL,
-        status INTEGER,
-        error TEXT,
-        PRIMARY KEY (ticket_id, attempt)
-    );",
-    // Branch handoff (issue 11.11, 11.17): a call is not its Call-ID. Run by code, see
-    // `migrate_call_uid`: `call_uid` becomes the unique key of ticket creation and
-    // `call_id UNIQUE` is dropped (SQLite needs the table rebuilt for that); an index for the
-    // duplicate look-up by caller; `purged_at_ms` for retention.
-    CALL_UID_STEP,
-    // Branch `classify` (issue 17): operators' category corrections (ticket::classify::corrections).
-    "CREATE TABLE classification_corrections (id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ticket_id TEXT NOT NULL, category_id TEXT NOT NULL, text TEXT NOT NULL,
-        corrected_by TEXT NOT NULL, corrected_at_ms INTEGER NOT NULL);
-    CREATE INDEX classification_corrections_ticket ON classification_corrections(ticket_id);",
-];
-
 mod candidates;
 use candidates::candidates_where;
 pub use candidates::MAX_CANDIDATES;
@@ -67,8 +21,8 @@ pub use candidates::MAX_CANDIDATES;
 mod call_uid;
 use call_uid::migrate_call_uid;
 
-/// Marker of the migration step that [`migrate_call_uid`] performs.
-const CALL_UID_STEP: &str = "-- handoff: tickets.call_uid (code: migrate_call_uid)";
+mod migrations;
+use migrations::{CALL_UID_STEP, MIGRATIONS};
 
 /// Delivery state of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -148,11 +102,12 @@ pub enum Created {
     Existing(Ticket),
 }
 
-const RECORD_COLUMNS: &str = "id, call_id, created_at_ms, caller, category_id, urgent, state, \
+pub(super) const RECORD_COLUMNS: &str =
+    "id, call_id, created_at_ms, caller, category_id, urgent, state, \
      attempts, next_attempt_at_ms, last_error, last_status, last_body, delivered_at_ms, \
      outbox_written_at_ms, document, call_uid";
 
-fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
+pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
     let state: String = row.get(6)?;
     Ok(TicketRecord {
         ticket_id: row.get(0)?,
@@ -381,7 +336,8 @@ impl Store {
         Ok(rec.state)
     }
 
-    /// Looks a ticket up by full id or a unique prefix of at least 8 characters.
+    /// Looks a ticket up by full id, exact reference, or a unique id prefix of at least 8
+    /// characters (in that order: a reference is all digits, so it could also be a prefix).
     pub fn get(&self, id_or_prefix: &str) -> Result<TicketRecord, TicketError> {
         let conn = self.lock();
         let sql = format!("SELECT {RECORD_COLUMNS} FROM tickets WHERE id = ?1");
@@ -390,6 +346,15 @@ impl Store {
             .optional()?
         {
             return Ok(r);
+        }
+        if super::reference::is_reference(id_or_prefix) {
+            let sql = format!("SELECT {RECORD_COLUMNS} FROM tickets WHERE reference = ?1");
+            if let Some(r) = conn
+                .query_row(&sql, [id_or_prefix], record_from_row)
+                .optional()?
+            {
+                return Ok(r);
+            }
         }
         if id_or_prefix.len() >= 8
             && id_or_prefix

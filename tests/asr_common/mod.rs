@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hotline_gateway::asr::audio;
+use hotline_gateway::asr::{audio, guards::GuardConfig, AsrConfig, AsrPool, Transcript};
 use hotline_gateway::media::Codec;
 
 /// The manifest's name for a model file is the part between `ggml-` and `.bin`
@@ -202,7 +202,8 @@ pub fn normalise_en(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+/// Levenshtein distance between two token sequences.
+pub fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, x) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
@@ -234,4 +235,32 @@ pub fn error_kind(lang: &str) -> &'static str {
     } else {
         "WER"
     }
+}
+
+/// A pool for tests: they check text, not speed, so a CI box busy with other builds must not
+/// turn a slow pass into an empty transcript (the budget itself has its own test).
+pub fn pool(
+    model: PathBuf,
+    workers: usize,
+    threads: usize,
+    queue: usize,
+    guards: GuardConfig,
+) -> AsrPool {
+    AsrPool::start(AsrConfig {
+        model_path: model,
+        workers,
+        threads_per_worker: threads,
+        queue_depth: queue,
+        time_budget: std::time::Duration::from_secs(600),
+        guards,
+        ..AsrConfig::default()
+    })
+    .expect("pool starts")
+}
+
+pub fn transcribe(pool: &AsrPool, pcm: Arc<[i16]>, lang: &str) -> Transcript {
+    pool.submit(pcm, lang)
+        .expect("queue has room")
+        .blocking_recv()
+        .expect("worker replies")
 }

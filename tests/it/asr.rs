@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The model and the sample speech are set up by `models/fetch.sh` and `../shared/`; CI has
 /// both (`CI=true` or `HOTLINE_REQUIRE_MODEL=1` makes their absence a failure, not a skip).
-fn inputs() -> Option<(PathBuf, PathBuf)> {
+pub(super) fn inputs() -> Option<(PathBuf, PathBuf)> {
     let model = repo().join("models/ggml-base.bin");
     // ../shared beside the checkout, or beside a git worktree's parent (/work/wt/NAME), or
     // HOTLINE_SPEECH_DIR, as tests/asr_model.rs looks for it.
@@ -48,14 +48,26 @@ fn record_prompt_len() -> Duration {
     p.duration()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spoken_complaint_becomes_a_simplified_chinese_transcript_in_the_ticket() {
-    let Some((_, speech)) = inputs() else { return };
-    let mut gw = GatewayProcess::start(&[
-        ("HOTLINE_ASR_ENABLED", "true"),
-        ("HOTLINE_ASR_REQUIRED", "true"),
-    ]);
-    let report = dial(DialOptions {
+/// One call speaking `speech`; its ticket and call record, and the daemon's log.
+async fn one_ticket(
+    gw: &mut GatewayProcess,
+    speech: PathBuf,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>, String) {
+    let report = speak_a_message(gw, speech).await;
+    assert_eq!(report.status, 200);
+    let tickets = gw.wait_tickets(1, Duration::from_secs(120));
+    let records = gw.wait_records(1, Duration::from_secs(5));
+    let log = gw.stop();
+    assert_eq!(tickets.len(), 1, "daemon log:\n{log}");
+    (tickets, records, log)
+}
+
+/// Press 1, speak `speech` after the record prompt, press `#`.
+async fn speak_a_message(
+    gw: &GatewayProcess,
+    speech: PathBuf,
+) -> hotline_gateway::caller::DialReport {
+    dial(DialOptions {
         target: format!("sip:8890@{}", gw.sip),
         codecs: vec![Codec::Pcmu],
         play: Some(speech),
@@ -69,12 +81,17 @@ async fn a_spoken_complaint_becomes_a_simplified_chinese_transcript_in_the_ticke
         ..DialOptions::default()
     })
     .await
-    .expect("dial");
-    assert_eq!(report.status, 200);
-    let tickets = gw.wait_tickets(1, Duration::from_secs(120));
-    let records = gw.wait_records(1, Duration::from_secs(5));
-    let log = gw.stop();
-    assert_eq!(tickets.len(), 1, "daemon log:\n{log}");
+    .expect("dial")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoken_complaint_becomes_a_simplified_chinese_transcript_in_the_ticket() {
+    let Some((_, speech)) = inputs() else { return };
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_ASR_ENABLED", "true"),
+        ("HOTLINE_ASR_REQUIRED", "true"),
+    ]);
+    let (tickets, records, _log) = one_ticket(&mut gw, speech).await;
     let t = &tickets[0]["transcript"];
     let text = t["text"].as_str().unwrap_or_default();
     assert!(text.contains("暖气"), "transcript {text:?}\n{t:#}");
@@ -137,4 +154,94 @@ async fn a_silent_caller_gets_an_empty_transcript_with_a_reason_never_text() {
     let t = &tickets[0]["transcript"];
     assert_eq!(t["text"], "", "{t:#}");
     assert_eq!(t["empty_reason"], "no_speech", "{t:#}");
+}
+
+/// A 16 kHz mono WAV's samples.
+pub(super) fn read_wav16(p: &std::path::Path) -> Vec<i16> {
+    let mut r = hound::WavReader::open(p).unwrap();
+    assert_eq!(r.spec().sample_rate, 16_000);
+    r.samples::<i16>().map(Result::unwrap).collect()
+}
+
+pub(super) fn write_wav16(path: &std::path::Path, pcm: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in pcm {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// `a` + `pause_ms` of silence + `b` + 500 ms, as one 16 kHz WAV in `dir`.
+fn two_utterances(
+    dir: &std::path::Path,
+    a: &std::path::Path,
+    b: &std::path::Path,
+    pause_ms: u32,
+) -> PathBuf {
+    let mut pcm = read_wav16(a);
+    pcm.extend(std::iter::repeat_n(0i16, (pause_ms * 16) as usize));
+    pcm.extend(read_wav16(b));
+    pcm.extend(std::iter::repeat_n(0i16, 8000));
+    let path = dir.join("two-utterances.wav");
+    write_wav16(&path, &pcm);
+    path
+}
+
+/// Live transcription end to end: the first utterance is transcribed while the caller is
+/// still talking, the rest after the call, and the ticket holds both in message time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_utterance_message_is_transcribed_live_with_segments_in_message_time() {
+    let Some((_, heating)) = inputs() else { return };
+    let streetlight = heating.with_file_name("dev_zh_01_streetlight.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let speech = two_utterances(dir.path(), &streetlight, &heating, 1200);
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_ASR_ENABLED", "true"),
+        ("HOTLINE_ASR_REQUIRED", "true"),
+        ("HOTLINE_RECORDING_TRAILING_SILENCE_MS", "3000"),
+        ("HOTLINE_RECORDING_UTTERANCE_PAUSE_MS", "600"),
+    ]);
+    let (tickets, records, log) = one_ticket(&mut gw, speech).await;
+    assert!(
+        log.contains("message transcribed live"),
+        "the first utterance was not transcribed during the call:\n{log}"
+    );
+    let t = &tickets[0]["transcript"];
+    let text = t["text"].as_str().unwrap_or_default();
+    // 路灯 is sometimes heard as 路都 (the synthetic voice); 路 is in no other word here
+    assert!(text.contains('路'), "first utterance: {text:?}\n{t:#}");
+    assert!(text.contains("暖气"), "second utterance: {text:?}\n{t:#}");
+    let duration_ms = records[0]["recording"]["duration_ms"]
+        .as_u64()
+        .expect("duration");
+    let segments = t["segments"].as_array().expect("segments");
+    let mut last_end = 0;
+    for s in segments {
+        let (start, end) = (
+            s["start_ms"].as_u64().unwrap(),
+            s["end_ms"].as_u64().unwrap(),
+        );
+        assert!(
+            start <= end && end <= duration_ms + 100,
+            "{s} outside the {duration_ms} ms message"
+        );
+        assert!(start + 100 >= last_end, "segments out of order: {t:#}");
+        last_end = end;
+    }
+    // The heating sentence comes after the 5.35 s streetlight one and the pause: its
+    // segment's time is in the message, not in its own clip.
+    let heating_seg = segments
+        .iter()
+        .find(|s| s["text"].as_str().is_some_and(|x| x.contains("暖气")))
+        .expect("a segment with 暖气");
+    assert!(
+        heating_seg["start_ms"].as_u64().unwrap() >= 5000,
+        "segment time not moved into the message: {heating_seg}"
+    );
 }

@@ -52,6 +52,7 @@ fn spec(path: std::path::PathBuf) -> RecordSpec {
         max_duration: Duration::from_secs(30),
         endpointer: None,
         stop_digit: Some('#'),
+        utterance_pause: None,
     }
 }
 

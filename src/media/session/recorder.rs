@@ -33,6 +33,25 @@ pub(super) struct Recorder {
     frame_len: usize,
     /// Timestamp the next in-order packet should carry.
     expected_ts: Option<u32>,
+    /// Utterance cutting (`spec.utterance_pause`, in samples; 0 = off).
+    pause: u64,
+    /// Sample where the next utterance starts (the previous cut).
+    utterance_start: usize,
+    /// Utterances handed out so far.
+    utterances: u32,
+    /// A speech frame arrived since the last cut (a pause alone is not an utterance).
+    voiced_since_cut: bool,
+    /// A cut made by the latest `push_*`, waiting for [`Recorder::take_utterance`].
+    cut: Option<Utterance>,
+}
+
+/// One utterance of the recording in progress, cut at a pause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Utterance {
+    pub index: u32,
+    /// Sample range in the recording.
+    pub start: usize,
+    pub end: usize,
 }
 
 /// A finished recording, ready to be written.
@@ -47,6 +66,9 @@ impl Recorder {
     pub fn new(spec: RecordSpec, now: Instant) -> Self {
         let max_samples = (spec.max_duration.as_millis() as usize).saturating_mul(8);
         let endpointer = spec.endpointer.map(Endpointer::new);
+        let pause = spec
+            .utterance_pause
+            .map_or(0, |d| d.as_millis() as u64 * u64::from(SAMPLE_RATE) / 1000);
         Recorder {
             spec,
             started: now,
@@ -56,7 +78,19 @@ impl Recorder {
             frame: [0; FRAME_SAMPLES],
             frame_len: 0,
             expected_ts: None,
+            pause,
+            utterance_start: 0,
+            utterances: 0,
+            voiced_since_cut: false,
+            cut: None,
         }
+    }
+
+    /// The utterance the latest push completed, with its samples. One allocation per
+    /// utterance (the copy handed to the transcriber), none per packet.
+    pub fn take_utterance(&mut self) -> Option<(Utterance, std::sync::Arc<[i16]>)> {
+        let u = self.cut.take()?;
+        Some((u, self.samples[u.start..u.end].into()))
     }
 
     pub fn stop_digit(&self) -> Option<char> {
@@ -118,7 +152,31 @@ impl Recorder {
                     match ep.push_frame(&self.frame) {
                         Endpoint::EndOfSpeech => return Some(RecordEnd::EndOfSpeech),
                         Endpoint::NoSpeech => return Some(RecordEnd::NoSpeech),
-                        Endpoint::Waiting | Endpoint::Speaking => {}
+                        Endpoint::Waiting => {}
+                        Endpoint::Speaking => {
+                            let silence = ep.silence_run();
+                            if silence == 0 {
+                                self.voiced_since_cut = true;
+                            } else if self.pause > 0
+                                && silence >= self.pause
+                                && self.voiced_since_cut
+                                && self.cut.is_none()
+                            {
+                                // Cut in the middle of the pause: the frame just fed ends
+                                // at `samples.len() - rest.len()`.
+                                let here = self.samples.len() - rest.len();
+                                let end = here.saturating_sub((silence / 2) as usize);
+                                let end = end.max(self.utterance_start);
+                                self.cut = Some(Utterance {
+                                    index: self.utterances,
+                                    start: self.utterance_start,
+                                    end,
+                                });
+                                self.utterances += 1;
+                                self.utterance_start = end;
+                                self.voiced_since_cut = false;
+                            }
+                        }
                     }
                 }
             }
@@ -191,6 +249,7 @@ pub(super) fn write_wav(path: &Path, pcm: &[i16]) -> Result<(), hound::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Duration;
 
     fn spec(max_ms: u64) -> RecordSpec {
@@ -199,6 +258,7 @@ mod tests {
             max_duration: Duration::from_millis(max_ms),
             endpointer: None,
             stop_digit: Some('#'),
+            utterance_pause: None,
         }
     }
 
@@ -240,6 +300,78 @@ mod tests {
             r.on_tick(t0 + Duration::from_secs(1)),
             Some(RecordEnd::MaxDuration)
         );
+    }
+
+    fn tone(n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| if (i / 8) % 2 == 0 { 8000 } else { -8000 })
+            .collect()
+    }
+
+    fn endpointed_spec(pause_ms: Option<u64>) -> RecordSpec {
+        RecordSpec {
+            endpointer: Some(crate::media::vad::EndpointerConfig {
+                speech_threshold_dbfs: -40.0,
+                trailing_silence: Duration::from_millis(1500),
+                no_speech_timeout: Duration::from_secs(8),
+            }),
+            utterance_pause: pause_ms.map(Duration::from_millis),
+            ..spec(60_000)
+        }
+    }
+
+    /// Feed `pcm` as 20 ms packets; collect the utterances cut along the way.
+    fn feed(r: &mut Recorder, pcm: &[i16], ts: &mut u32) -> Vec<(Utterance, Arc<[i16]>)> {
+        let mut cuts = Vec::new();
+        for chunk in pcm.chunks(160) {
+            assert_eq!(r.push_audio(*ts, chunk), None);
+            *ts += chunk.len() as u32;
+            cuts.extend(r.take_utterance());
+        }
+        cuts
+    }
+
+    #[test]
+    fn a_pause_cuts_an_utterance_and_the_parts_make_the_whole() {
+        let mut r = Recorder::new(endpointed_spec(Some(600)), Instant::now());
+        let mut ts = 0;
+        let mut message = vec![0i16; 2400]; // 300 ms before speech
+        message.extend(tone(16_000)); // 2 s of speech
+        message.extend(vec![0; 5600]); // 700 ms pause
+        message.extend(tone(8_000)); // 1 s of speech
+        message.extend(vec![0; 2400]); // 300 ms, then the caller hangs up
+        let cuts = feed(&mut r, &message, &mut ts);
+        assert_eq!(cuts.len(), 1, "one pause long enough, one cut");
+        let (u, pcm) = &cuts[0];
+        assert_eq!(u.index, 0);
+        assert_eq!(u.start, 0);
+        // cut in the middle of the first 600 ms of the pause
+        assert_eq!(u.end, 2400 + 16_000 + 2400);
+        let done = r.finish(RecordEnd::Stopped);
+        assert_eq!(done.samples, message);
+        let mut joined = pcm.to_vec();
+        joined.extend_from_slice(&done.samples[u.end..]);
+        assert_eq!(
+            joined, done.samples,
+            "utterance + rest is the recording, bit-exact"
+        );
+    }
+
+    #[test]
+    fn short_pauses_and_silence_alone_cut_nothing() {
+        let mut r = Recorder::new(endpointed_spec(Some(600)), Instant::now());
+        let mut ts = 0;
+        let mut message = vec![0i16; 8000]; // 1 s before any speech: not an utterance
+        message.extend(tone(8_000));
+        message.extend(vec![0; 4000]); // 500 ms: shorter than the pause
+        message.extend(tone(8_000));
+        assert!(feed(&mut r, &message, &mut ts).is_empty());
+        // and without utterance_pause, even a long pause cuts nothing
+        let mut r = Recorder::new(endpointed_spec(None), Instant::now());
+        let mut message = tone(8_000);
+        message.extend(vec![0; 8000]);
+        message.extend(tone(8_000));
+        assert!(feed(&mut r, &message, &mut 0).is_empty());
     }
 
     #[test]

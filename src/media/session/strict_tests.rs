@@ -56,6 +56,7 @@ async fn a_stranger_with_its_own_ssrc_neither_takes_the_call_nor_is_recorded() {
         max_duration: Duration::from_secs(30),
         endpointer: None,
         stop_digit: None,
+        utterance_pause: None,
     });
     // the caller talks (300 Hz) and the stranger streams its own SSRC (1 kHz) at the
     // same port from another one, both paced at 20 ms, for 2 s
@@ -220,6 +221,7 @@ async fn music_on_hold_is_not_recorded() {
         max_duration: Duration::from_secs(30),
         endpointer: None,
         stop_digit: None,
+        utterance_pause: None,
     });
     let mut tx = RtpSender::with_state(5, 0, 0);
     let voice = tone(300.0, 500, 0.4);

@@ -360,9 +360,22 @@ impl Task {
         }
     }
 
+    /// Hand out the utterance the recorder just cut, if any. Called after each push, and
+    /// before the recording is finished, so utterances always precede `RecordingDone`.
+    pub(super) fn emit_utterance(&mut self) {
+        if let Some((u, pcm)) = self.recorder.as_mut().and_then(Recorder::take_utterance) {
+            self.emit(MediaEvent::Utterance {
+                index: u.index,
+                start: Duration::from_micros(u.start as u64 * 1_000_000 / 8000),
+                pcm,
+            });
+        }
+    }
+
     /// End the recording now; the WAV is written on a blocking thread, which then emits
     /// `RecordingDone` (so the event means the file is complete).
     pub(super) fn finish_recording(&mut self, reason: RecordEnd) {
+        self.emit_utterance();
         let Some(rec) = self.recorder.take() else {
             return;
         };

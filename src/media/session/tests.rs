@@ -221,6 +221,7 @@ async fn recording_holds_the_peers_tone_and_ends_on_stop_digit() {
         max_duration: Duration::from_secs(10),
         endpointer: None,
         stop_digit: Some('#'),
+        utterance_pause: None,
     });
     let t = tone(700.0, 1000, 0.5);
     b.play(vec![prompt(t.clone())], false);
@@ -275,6 +276,7 @@ async fn recording_stops_on_request_and_at_max_duration() {
         max_duration: Duration::from_millis(max_ms),
         endpointer: None,
         stop_digit: None,
+        utterance_pause: None,
     };
     a.start_recording(spec("cap.wav", 300));
     let t0 = Instant::now();
@@ -414,6 +416,7 @@ fn endpointed(path: std::path::PathBuf, no_speech_ms: u64) -> RecordSpec {
             no_speech_timeout: Duration::from_millis(no_speech_ms),
         }),
         stop_digit: Some('#'),
+        utterance_pause: None,
     }
 }
 

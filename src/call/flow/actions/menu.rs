@@ -137,6 +137,7 @@ impl Menu {
             id: o.id.clone(),
             label: o.label.clone(),
             defaulted,
+            utterance: None,
         });
         cx.vars.insert("choice".into(), o.id.clone());
         cx.vars.insert("choice_source".into(), source.into());
@@ -227,6 +228,9 @@ impl Menu {
         match found {
             Some(o) => {
                 let after = self.select(&o, false, "speech", cx);
+                if let Some(m) = cx.menu.as_mut() {
+                    m.utterance = Some(text.to_owned());
+                }
                 self.then(after, cx, now)
             }
             None => Next::Stay,

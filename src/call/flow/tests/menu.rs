@@ -134,6 +134,9 @@ fn words_matching_an_options_phrases_choose_it() {
     );
     assert_eq!(call.var("choice"), Some("complaint"));
     assert_eq!(call.var("choice_source"), Some("speech"));
+    // the record keeps what was said (the ticket's menu.utterance, source speech)
+    let m = call.engine.ctx().menu.clone().unwrap();
+    assert_eq!(m.utterance.as_deref(), Some("我要投诉噪音"));
 }
 
 #[test]

@@ -98,6 +98,7 @@ impl Task {
                 {
                     self.finish_recording(end);
                 }
+                self.emit_utterance();
                 if speech_barge_in {
                     self.stop_on_speech();
                 }

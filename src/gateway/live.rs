@@ -1,0 +1,143 @@
+//! Live transcription: the utterances of messages still being recorded, on their way through
+//! the Whisper pool, until the after-call pipeline collects them.
+//!
+//! The call layer hands each utterance over ([`crate::call::ivr::UtteranceFacts`]); this
+//! collector submits it to the [`AsrPool`] at once (never blocking: a full queue just drops
+//! the early attempt) and keeps the pending result under the call's Call-ID. After hang-up
+//! `aftercall` [`take`](LiveTranscripts::take)s them and decodes only the rest of the
+//! message. Everything here is an optimisation: in memory only, bounded, and whenever it is
+//! incomplete (a dropped or failed utterance, a restart) the whole message is transcribed as
+//! before, so the durable path never depends on it.
+
+use crate::asr::{AsrPool, Transcript};
+use crate::call::ivr::UtteranceFacts;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Calls whose utterances are kept at once; the oldest call is forgotten beyond (its
+/// message is then transcribed whole).
+const MAX_CALLS: usize = 256;
+/// Utterances kept per message; a longer message goes whole.
+const MAX_UTTERANCES: usize = 64;
+
+/// One utterance submitted to the pool.
+pub struct Pending {
+    pub start_ms: u64,
+    /// Samples in the utterance (8 kHz).
+    pub samples: usize,
+    pub result: oneshot::Receiver<Transcript>,
+}
+
+/// What was collected for one message.
+pub struct Partials {
+    pub language: String,
+    /// In order, contiguous from the start of the message.
+    pub utterances: Vec<Pending>,
+}
+
+#[derive(Default)]
+struct Entry {
+    language: String,
+    utterances: Vec<Pending>,
+    /// An utterance went missing (dropped, out of order, over the cap): use none.
+    broken: bool,
+}
+
+#[derive(Default)]
+struct Calls {
+    by_call: HashMap<String, Entry>,
+    /// Call-IDs in the order they first appeared, for eviction.
+    order: VecDeque<String>,
+}
+
+/// The collector, shared by the call sink and the after-call pipeline.
+pub struct LiveTranscripts {
+    asr: Arc<AsrPool>,
+    calls: Mutex<Calls>,
+}
+
+impl LiveTranscripts {
+    pub fn new(asr: Arc<AsrPool>) -> LiveTranscripts {
+        LiveTranscripts {
+            asr,
+            calls: Mutex::new(Calls::default()),
+        }
+    }
+
+    /// Take an utterance of a message being recorded: submit it, keep its pending result.
+    /// Runs on the call's task; it only queues.
+    pub fn offer(&self, u: UtteranceFacts) {
+        let Ok(mut calls) = self.calls.lock() else {
+            return;
+        };
+        if !calls.by_call.contains_key(&u.call_id) {
+            while calls.order.len() >= MAX_CALLS {
+                if let Some(old) = calls.order.pop_front() {
+                    calls.by_call.remove(&old);
+                }
+            }
+            calls.order.push_back(u.call_id.clone());
+            calls.by_call.insert(
+                u.call_id.clone(),
+                Entry {
+                    language: u.language.clone(),
+                    ..Entry::default()
+                },
+            );
+        }
+        let Some(entry) = calls.by_call.get_mut(&u.call_id) else {
+            return;
+        };
+        // A new recording on the same call starts again at index 0.
+        if u.index == 0 && !entry.utterances.is_empty() {
+            *entry = Entry {
+                language: u.language.clone(),
+                ..Entry::default()
+            };
+        }
+        if entry.broken {
+            return;
+        }
+        let expected_start = entry
+            .utterances
+            .last()
+            .map_or(0, |p| p.start_ms + p.samples as u64 / 8);
+        if u.index as usize != entry.utterances.len()
+            || entry.utterances.len() >= MAX_UTTERANCES
+            || u.start_ms.abs_diff(expected_start) > 1
+        {
+            entry.broken = true;
+            entry.utterances.clear();
+            return;
+        }
+        let samples = u.pcm.len();
+        match self.asr.submit(u.pcm, &u.language) {
+            Ok(result) => entry.utterances.push(Pending {
+                start_ms: u.start_ms,
+                samples,
+                result,
+            }),
+            Err(_) => {
+                tracing::debug!(call_id = %u.call_id, "ASR queue full: the message will be transcribed whole");
+                entry.broken = true;
+                entry.utterances.clear();
+            }
+        }
+    }
+
+    /// The utterances collected for `call_id`, if they are usable; forgets the call.
+    pub fn take(&self, call_id: &str) -> Option<Partials> {
+        let mut calls = self.calls.lock().ok()?;
+        let entry = calls.by_call.remove(call_id)?;
+        calls.order.retain(|c| c != call_id);
+        (!entry.broken && !entry.utterances.is_empty()).then_some(Partials {
+            language: entry.language,
+            utterances: entry.utterances,
+        })
+    }
+
+    pub fn pool(&self) -> &AsrPool {
+        &self.asr
+    }
+}

@@ -1,0 +1,182 @@
+//! Measurement, not a check (`#[ignore]`): hang-up → ticket committed, and the transcript's
+//! CER, with live transcription off (`utterance_pause_ms = 0`: the whole message after
+//! hang-up, as before issue 16) and on (600 ms), in one run, against the daemon.
+//!
+//! ```sh
+//! HOTLINE_REQUIRE_MODEL=1 cargo test --test it live_bench -- --ignored --nocapture
+//! ```
+//!
+//! Messages are the shared Mandarin utterances (`../shared/speech`), sent as PCMU by the
+//! built-in caller: (a) one utterance and a 2 s pause, then the caller hangs up; (b) two
+//! utterances with a 2 s pause between, about 14 s, ending with the hang-up. Hang-up →
+//! committed is the ticket's own `created_at - call.ended_at`. `[recording]
+//! trailing_silence_ms = 3000`, so that the hang-up, not the end-pointer, ends each message.
+//! The shipped `[asr]` thread settings (one worker per core, one ggml thread each).
+
+use super::asr::{read_wav16, write_wav16};
+use super::harness::{repo, GatewayProcess};
+use hotline_gateway::caller::{dial, DialOptions};
+use hotline_gateway::media::Codec;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[path = "../asr_common/mod.rs"]
+mod asr_common;
+
+struct Case {
+    name: String,
+    wav: PathBuf,
+    secs: f64,
+    reference: String,
+}
+
+fn cases(dir: &Path, speech: &Path) -> Vec<Case> {
+    let manifest = asr_common::manifest(speech);
+    let text = |f: &str| {
+        manifest
+            .iter()
+            .find(|u| u.file == f)
+            .map(|u| u.reference.clone())
+            .unwrap()
+    };
+    let pause = |ms: usize| vec![0i16; ms * 16];
+    let mut out = Vec::new();
+    for f in [
+        "dev_zh_01_streetlight.wav",
+        "dev_zh_03_construction_noise.wav",
+        "dev_zh_05_social_insurance.wav",
+    ] {
+        let mut pcm = read_wav16(&speech.join(f));
+        pcm.extend(pause(2000));
+        let wav = dir.join(format!("a-{f}"));
+        write_wav16(&wav, &pcm);
+        out.push(Case {
+            name: format!("a: {f} + 2 s pause, hang-up"),
+            wav,
+            secs: pcm.len() as f64 / 16_000.0,
+            reference: text(f),
+        });
+    }
+    for (x, y) in [
+        ("dev_zh_01_streetlight.wav", "dev_zh_02_heating.wav"),
+        ("dev_zh_03_construction_noise.wav", "dev_zh_04_pothole.wav"),
+        ("dev_zh_05_social_insurance.wav", "dev_zh_02_heating.wav"),
+    ] {
+        let mut pcm = read_wav16(&speech.join(x));
+        pcm.extend(pause(2000));
+        pcm.extend(read_wav16(&speech.join(y)));
+        let wav = dir.join(format!("b-{x}-{y}"));
+        write_wav16(&wav, &pcm);
+        out.push(Case {
+            name: format!("b: {x} + 2 s + {y}, hang-up"),
+            wav,
+            secs: pcm.len() as f64 / 16_000.0,
+            reference: format!("{}{}", text(x), text(y)),
+        });
+    }
+    out
+}
+
+/// (hang-up → committed seconds, CER, text) per case.
+async fn run(pause_ms: &str, cases: &[Case]) -> Vec<(f64, f64, String)> {
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_ASR_ENABLED", "true"),
+        ("HOTLINE_ASR_REQUIRED", "true"),
+        ("HOTLINE_RECORDING_TRAILING_SILENCE_MS", "3000"),
+        ("HOTLINE_RECORDING_UTTERANCE_PAUSE_MS", pause_ms),
+    ]);
+    let prompt = hotline_gateway::media::prompt::Prompt::from_wav_file(
+        &repo().join("prompts/zh/record.wav"),
+    )
+    .unwrap()
+    .duration();
+    let speak_delay = prompt + Duration::from_millis(900);
+    let mut out = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        // The caller hangs up as its audio ends: digit at 1.5 s, 250 ms per digit, then the
+        // speech after `speak_delay`.
+        let until_end = Duration::from_millis(1750) + speak_delay + Duration::from_secs_f64(c.secs);
+        let report = dial(DialOptions {
+            target: format!("sip:8890@{}", gw.sip),
+            codecs: vec![Codec::Pcmu],
+            play: Some(c.wav.clone()),
+            dtmf: "1".into(),
+            dtmf_delay: Duration::from_millis(1500),
+            speak_delay,
+            end_digit: None,
+            rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
+            max_duration: until_end + Duration::from_millis(100),
+            verbose: false,
+            ..DialOptions::default()
+        })
+        .await
+        .expect("dial");
+        assert_eq!(report.status, 200);
+        let tickets = gw.wait_tickets(i + 1, Duration::from_secs(180));
+        assert_eq!(tickets.len(), i + 1, "{}", gw.log());
+        let t = tickets
+            .iter()
+            .max_by_key(|t| t["created_at"].as_str().unwrap_or_default().to_string())
+            .unwrap();
+        let ts = |v: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap()
+        };
+        let latency =
+            (ts(&t["created_at"]) - ts(&t["call"]["ended_at"])).num_milliseconds() as f64 / 1000.0;
+        let text = t["transcript"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let cer = asr_common::error_rate("zh", &c.reference, &text);
+        println!(
+            "pause {pause_ms:>3} | {:<70} | {:5.1} s | {latency:6.2} s | CER {cer:.3} | {text}",
+            c.name, c.secs
+        );
+        out.push((latency, cer, text));
+    }
+    let log = gw.stop();
+    let live = log.matches("message transcribed live").count();
+    println!("pause {pause_ms}: {live} messages transcribed live");
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: minutes of Whisper; run by hand with --ignored --nocapture"]
+async fn live_bench_hangup_to_ticket_whole_vs_live() {
+    let Some(speech) = asr_common::speech_dir() else {
+        return;
+    };
+    if !repo().join("models/ggml-base.bin").exists() {
+        assert!(
+            std::env::var("HOTLINE_REQUIRE_MODEL").as_deref() != Ok("1"),
+            "no model"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases(dir.path(), &speech);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load before: {load}");
+    let before = run("0", &cases).await;
+    let after = run("600", &cases).await;
+    println!(
+        "load after: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+    );
+    for (label, r) in [("whole (before)", &before), ("live (after)", &after)] {
+        let a: Vec<f64> = r[..3].iter().map(|x| x.0).collect();
+        let b: Vec<f64> = r[3..].iter().map(|x| x.0).collect();
+        let cer: Vec<f64> = r.iter().map(|x| x.1).collect();
+        println!(
+            "{label}: p50 hang-up → committed (a) {:.2} s, (b) {:.2} s; mean CER {:.3}",
+            median(a),
+            median(b),
+            cer.iter().sum::<f64>() / cer.len() as f64
+        );
+    }
+}
