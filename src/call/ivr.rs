@@ -277,6 +277,25 @@ impl Shell {
                     .unwrap_or_else(|e| Err(e.to_string()));
                 self.pending.push_back(Event::LookupDone(r));
             }
+            Command::AllocateReference => {
+                let lookup = self.settings.lookup.clone();
+                let day = self
+                    .info
+                    .started_at
+                    .with_timezone(&chrono::Local)
+                    .date_naive();
+                let r = tokio::task::spawn_blocking(move || lookup.allocate(day))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                match r {
+                    Ok(reference) => {
+                        tracing::info!(call_uid = %self.info.call_uid, %reference, "reference allocated");
+                        self.pending.push_back(Event::Reference(reference));
+                    }
+                    // The message is still taken; the ticket just has no number to quote.
+                    Err(e) => tracing::warn!(error = %e, "no reference for this call"),
+                }
+            }
             Command::Transfer { target } => {
                 // Transfer to a person is not built yet: the flow takes its failure path.
                 tracing::info!(target = %target, "transfer requested: unavailable");

@@ -3,6 +3,7 @@
 //! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
 
 pub mod aftercall;
+mod lookup;
 mod reload;
 pub mod storage;
 
@@ -164,6 +165,11 @@ impl Gateway {
             media_counters: Arc::new(MediaCounters::default()),
             disk,
             instance,
+            lookup: Arc::new(lookup::StoreTickets {
+                store: tickets.store().clone(),
+                // validated 0-99
+                instance: config.tickets.instance_number.min(99) as u8,
+            }),
             started_with: config.clone(),
         };
         let trunks = config.trunks.len();

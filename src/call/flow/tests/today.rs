@@ -16,7 +16,8 @@ fn example() -> Arc<Flow> {
 #[test]
 fn example_flow_is_the_flow_built_from_menu() {
     // The flow before `[flow]` existed is what `FlowConfig::legacy` builds from `[menu]`;
-    // the example writes it out and must be the same, step for step.
+    // the example writes it out and must be the same, step for step, but for what issue 13
+    // added: the message goes on to the reference read-back, option 4 to progress by phone.
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hotline.toml");
     let c = Config::load(&path).unwrap();
     let legacy = FlowConfig::legacy(&c.menu);
@@ -30,7 +31,21 @@ fn example_flow_is_the_flow_built_from_menu() {
             .collect()
     };
     assert_eq!(c.flow.start_step(), legacy.start_step());
-    assert_eq!(fill(&c.flow), fill(&legacy));
+    let example: std::collections::BTreeMap<_, _> = fill(&c.flow).into_iter().collect();
+    for (name, step) in fill(&legacy) {
+        let step = match step {
+            StepConfig::Record(mut r) => {
+                r.next = Some("reference".into());
+                StepConfig::Record(r)
+            }
+            StepConfig::Menu(mut m) => {
+                m.options.insert("progress".into(), "progress".into());
+                StepConfig::Menu(m)
+            }
+            s => s,
+        };
+        assert_eq!(example.get(&name), Some(&step), "step {name}");
+    }
 }
 
 #[test]
@@ -47,7 +62,13 @@ fn a_caller_who_chooses_leaves_a_message_then_hears_thanks_and_goodbye() {
     let out = call.ev(Event::PlaybackDone);
     assert_eq!(played(&out), ["beep"]);
     let out = call.ev(Event::PlaybackDone);
-    assert_eq!(out, [Command::StartRecording { preroll: false }]);
+    assert_eq!(
+        out,
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: false }
+        ]
+    );
     assert!(call.engine.recording());
     let out = call.ev(Event::RecordingDone);
     assert_eq!(played(&out), ["thanks", "goodbye"]);
@@ -60,7 +81,11 @@ fn a_caller_who_chooses_leaves_a_message_then_hears_thanks_and_goodbye() {
     let out = call.ev(Event::PlaybackDone);
     assert_eq!(out, [Command::Hangup]);
     assert_eq!(call.engine.end(), Some(End::Completed));
-    assert_eq!(call.engine.trace().steps, ["menu", "message", "goodbye"]);
+    // No ticket store answered with a reference: nothing to read back.
+    assert_eq!(
+        call.engine.trace().steps,
+        ["menu", "message", "reference", "goodbye"]
+    );
     assert_eq!(call.var("choice"), Some("complaint"));
 }
 
@@ -78,7 +103,13 @@ fn speech_over_the_instructions_records_at_once_with_preroll() {
     assert!(call.ev(Event::SpeechStarted).is_empty());
     // No tone: the recording starts with the words that cut the prompt short.
     let out = call.ev(Event::PlaybackDone);
-    assert_eq!(out, [Command::StartRecording { preroll: true }]);
+    assert_eq!(
+        out,
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: true }
+        ]
+    );
     assert_eq!(call.engine.ctx().barge_in, Some("speech"));
 }
 
