@@ -7,3 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo run --release --quiet -- model fetch base --dir models
 cargo run --release --quiet -- demo --config config/hotline.toml "$@"
+# The operator desk (issue 15): the demo's ticket is in var/tickets.sqlite, which `serve` reads.
+echo "== the operator desk: run 'cargo run --release -- serve --config config/hotline.toml'"
+echo "   then open http://127.0.0.1:8080/ and log in as demo / demo (supervisor; demo config only)"

@@ -10,6 +10,7 @@ pub mod call;
 pub mod caller;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod gateway;
 pub mod logmask;
 pub mod media;

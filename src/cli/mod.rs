@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod classify;
+mod console;
 mod load;
 mod signals;
 
@@ -61,6 +62,11 @@ enum Command {
     /// The ticket classifier: `text` tries it, `eval` measures it on a labelled set,
     /// `retrain` folds the operators' corrections in, `crossval` checks the examples.
     Classify(classify::ClassifyArgs),
+    /// The operator desk: `console hash-password` prints an argon2id hash (password on stdin).
+    Console {
+        #[command(subcommand)]
+        action: ConsoleAction,
+    },
     /// Start the gateway in-process and place one demo call to it, then show the result.
     Demo {
         #[arg(long, short, default_value = "config/hotline.toml")]
@@ -82,6 +88,12 @@ enum ModelAction {
         #[arg(long, default_value = "models")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConsoleAction {
+    /// Read a password from stdin, print its argon2id hash for `[[console.user]] password_hash`.
+    HashPassword,
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,6 +207,9 @@ pub fn main() -> ExitCode {
         }
         Command::Load(args) => rt.block_on(load::run(args)),
         Command::Classify(args) => classify::run(args),
+        Command::Console {
+            action: ConsoleAction::HashPassword,
+        } => console::hash_password(),
     }
 }
 
@@ -323,6 +338,14 @@ async fn serve(path: &Path) -> ExitCode {
         },
         None => None,
     };
+    let desk = match start_desk(&gw.config()).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            gw.shutdown_now().await;
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!("hotline-gateway answering SIP on udp:{}", gw.sip_addr());
     let stop = loop {
         match signals.next().await {
@@ -355,8 +378,23 @@ async fn serve(path: &Path) -> ExitCode {
     if let Some(admin) = admin {
         admin.stop().await;
     }
+    if let Some(desk) = desk {
+        desk.stop().await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The operator desk on `[console] listen`, when set.
+async fn start_desk(
+    cfg: &Config,
+) -> Result<Option<crate::console::ConsoleServer>, crate::console::ConsoleError> {
+    match cfg.console.listen_addr() {
+        Some(addr) => crate::console::ConsoleServer::start(addr, cfg)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// SIGHUP: reload, or keep the running configuration and say why.

@@ -45,6 +45,7 @@ pub const SECTIONS: &[&str] = &[
     "security",
     "log",
     "admin",
+    "console",
 ];
 
 /// How an environment value is turned into a TOML value.
@@ -133,6 +134,9 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("log", "mask_caller_numbers", Kind::Bool),
     ("admin", "listen", Kind::Str),
     ("admin", "token", Kind::Str),
+    ("console", "listen", Kind::Str),
+    ("console", "api_tokens", Kind::StrList),
+    ("console", "public_url", Kind::Str),
 ];
 
 /// The variable that sets `section.key`, e.g. `("sip", "listen")` → `HOTLINE_SIP_LISTEN`.

@@ -21,6 +21,7 @@
 //! [`ivr`] (prompts, menu, barge-in, recording), [`pipeline`] (storage, intake, ASR, tickets);
 //! `[log]` and `[admin]` are here. All are re-exported, so `config::SipConfig` is the path.
 
+mod console;
 pub mod env;
 mod flow;
 mod flow_check;
@@ -33,6 +34,7 @@ mod pipeline;
 mod tests;
 mod validate;
 
+pub use console::*;
 pub use flow::*;
 pub use ivr::*;
 pub use load::ConfigSource;
@@ -76,6 +78,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The admin HTTP listener (metrics, health).
     pub admin: AdminConfig,
+    /// The operator desk and its HTTP API (`src/console/`).
+    pub console: ConsoleConfig,
     /// Where each key came from (file line or environment variable), for error messages
     /// raised after loading (e.g. by [`Config::check_files`]). Empty for a `Default` config.
     #[serde(skip)]
@@ -116,12 +120,17 @@ impl AdminConfig {
     /// The address to listen on; `None` when the listener is off (or the value is invalid,
     /// which validation reports).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        let l = self.listen.trim();
-        if l.is_empty() {
-            return None;
-        }
-        l.parse().ok()
+        listen_addr(&self.listen)
     }
+}
+
+/// An HTTP listener's `listen` value: `None` when empty (off) or invalid (validation says so).
+fn listen_addr(listen: &str) -> Option<SocketAddr> {
+    let l = listen.trim();
+    if l.is_empty() {
+        return None;
+    }
+    l.parse().ok()
 }
 
 /// A configuration error that names the key and, when known, the line.
@@ -409,6 +418,15 @@ impl Config {
         let _ = match self.admin.listen_addr() {
             Some(a) => writeln!(s, "admin: http://{a}/metrics, /healthz, /readyz"),
             None => writeln!(s, "admin: off"),
+        };
+        let _ = match self.console.listen_addr() {
+            Some(a) => writeln!(
+                s,
+                "operator desk: http://{a}/ ({} accounts, {} API tokens)",
+                self.console.users.len(),
+                self.console.api_tokens.len()
+            ),
+            None => writeln!(s, "operator desk: off"),
         };
         s
     }

@@ -288,7 +288,9 @@ fn every_env_key_exists_in_the_config_and_every_scalar_has_one() {
     for (section, item) in doc.iter() {
         let Some(t) = item.as_table() else { continue };
         for (key, v) in t.iter() {
-            if (v.is_value() && !v.is_array()) || matches!(key, "codecs" | "scanner_user_agents") {
+            if (v.is_value() && !v.is_array())
+                || matches!(key, "codecs" | "scanner_user_agents" | "api_tokens")
+            {
                 from_defaults.push((section.to_owned(), key.to_owned()));
             }
         }

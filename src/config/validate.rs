@@ -260,6 +260,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         _ => {}
     }
 
+    super::console::validate(&c.console, &mut err);
     validate_ivr(c, &mut err);
 
     // [recording]

@@ -385,6 +385,7 @@ fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
     t.intake.backoff_max_ms = i.backoff_max_ms;
     t.duplicate.window_secs = config.tickets.duplicate_window_secs;
     t.duplicate.similarity_threshold = config.tickets.duplicate_threshold;
+    t.public_url = Some(config.console.public_url.clone());
     t
 }
 

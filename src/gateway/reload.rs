@@ -139,6 +139,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         old.storage.retention_days != new.storage.retention_days
             || old.storage.min_free_mb != new.storage.min_free_mb,
     );
+    check("console", differs(&old.console, &new.console));
     keys
 }
 

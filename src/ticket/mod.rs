@@ -13,6 +13,8 @@ pub mod delivery;
 pub mod duplicate;
 pub mod facts;
 pub mod model;
+pub mod progress;
+pub mod query;
 mod record;
 pub mod reference;
 mod service;
@@ -46,6 +48,9 @@ pub struct TicketConfig {
     pub classification_path: Option<PathBuf>,
     pub intake: IntakeConfig,
     pub duplicate: DuplicateConfig,
+    /// `[console] public_url`: tickets' `recording.url` is the desk API's recording endpoint
+    /// under it ([`progress::recording_url`]); `None` = no URL.
+    pub public_url: Option<String>,
 }
 
 impl Default for TicketConfig {
@@ -57,6 +62,7 @@ impl Default for TicketConfig {
             classification_path: None,
             intake: IntakeConfig::default(),
             duplicate: DuplicateConfig::default(),
+            public_url: None,
         }
     }
 }

@@ -194,7 +194,11 @@ impl TicketService {
     pub async fn create(&self, facts: CallFacts) -> Result<Ticket, TicketError> {
         let inner = self.inner.clone();
         let (ticket, new) = blocking(move || {
-            let recording = facts.recording.as_ref().map(record::describe_recording);
+            let ticket_id = Uuid::now_v7();
+            let mut recording = facts.recording.as_ref().map(record::describe_recording);
+            if let (Some(r), Some(base)) = (recording.as_mut(), &inner.cfg.public_url) {
+                r.url = super::progress::recording_url(base, &ticket_id.to_string());
+            }
             // Millisecond precision: what the store keeps and what receivers parse reliably.
             let created_at = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
                 .unwrap_or_else(Utc::now);
@@ -203,7 +207,7 @@ impl TicketService {
                 .unwrap_or(i64::MAX);
             let draft = Draft {
                 facts: &facts,
-                ticket_id: Uuid::now_v7(),
+                ticket_id,
                 created_at,
                 gateway_instance: &inner.cfg.gateway_instance,
                 recording,

@@ -69,6 +69,38 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE tickets ADD COLUMN reference TEXT;
     CREATE UNIQUE INDEX tickets_reference ON tickets(reference) WHERE reference IS NOT NULL;",
+    // branch desk (issue 15): the operator desk's progress history, audit log, and the
+    // full-text index of transcripts (trigram: 3+ characters; shorter queries use instr()).
+    "CREATE TABLE ticket_progress (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL REFERENCES tickets(id),
+        state TEXT NOT NULL CHECK (state IN ('accepted','in_progress','resolved')),
+        note TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX ticket_progress_ticket ON ticket_progress(ticket_id, seq);
+    CREATE TABLE desk_audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        ticket_id TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE VIRTUAL TABLE ticket_fts USING fts5(ticket_id UNINDEXED, text, tokenize = 'trigram');
+    INSERT INTO ticket_fts (ticket_id, text)
+        SELECT id, COALESCE(json_extract(document, '$.transcript.text'), '') FROM tickets;
+    CREATE TRIGGER ticket_fts_insert AFTER INSERT ON tickets BEGIN
+        INSERT INTO ticket_fts (ticket_id, text)
+        VALUES (new.id, COALESCE(json_extract(new.document, '$.transcript.text'), ''));
+    END;
+    CREATE TRIGGER ticket_fts_update AFTER UPDATE OF document ON tickets BEGIN
+        DELETE FROM ticket_fts WHERE ticket_id = new.id;
+        INSERT INTO ticket_fts (ticket_id, text)
+        VALUES (new.id, COALESCE(json_extract(new.document, '$.transcript.text'), ''));
+    END;",
 ];
 
 mod candidates;
@@ -159,11 +191,12 @@ pub enum Created {
     Existing(Ticket),
 }
 
-const RECORD_COLUMNS: &str = "id, call_id, created_at_ms, caller, category_id, urgent, state, \
+pub(super) const RECORD_COLUMNS: &str =
+    "id, call_id, created_at_ms, caller, category_id, urgent, state, \
      attempts, next_attempt_at_ms, last_error, last_status, last_body, delivered_at_ms, \
      outbox_written_at_ms, document, call_uid";
 
-fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
+pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
     let state: String = row.get(6)?;
     Ok(TicketRecord {
         ticket_id: row.get(0)?,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// The model and the sample speech are set up by `models/fetch.sh` and `../shared/`; CI has
 /// both (`CI=true` or `HOTLINE_REQUIRE_MODEL=1` makes their absence a failure, not a skip).
-fn inputs() -> Option<(PathBuf, PathBuf)> {
+pub(super) fn inputs() -> Option<(PathBuf, PathBuf)> {
     let model = repo().join("models/ggml-base.bin");
     // ../shared beside the checkout, or beside a git worktree's parent (/work/wt/NAME), or
     // HOTLINE_SPEECH_DIR, as tests/asr_model.rs looks for it.

@@ -77,6 +77,7 @@ fn spawn(
         // Parallel tests must not all bind the default admin port; tests that want the
         // listener set HOTLINE_ADMIN_LISTEN themselves (their env comes after this).
         .env("HOTLINE_ADMIN_LISTEN", "")
+        .env("HOTLINE_CONSOLE_LISTEN", "")
         // Whisper would take both cores after every call and disturb the timing-sensitive
         // media tests running beside it; tests/it/asr.rs turns it on for itself.
         .env("HOTLINE_ASR_ENABLED", "false")

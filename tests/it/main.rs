@@ -10,6 +10,8 @@ mod baresip;
 mod barge;
 mod call_flow;
 mod carrier;
+mod console;
+mod console_api;
 mod flow;
 mod hardening;
 mod harness;
