@@ -19,6 +19,7 @@ mod kamailio;
 mod load;
 mod ops;
 mod proxy_routing;
+mod reference;
 mod security;
 mod sip_raw;
 mod sipp;
