@@ -117,6 +117,9 @@ struct Shell {
     /// Answers to commands, fed to the engine before waiting for anything else.
     pending: VecDeque<Event>,
     recording: Option<RecordingInfo>,
+    /// The call's reference number once allocated: known here before the engine hears of
+    /// it, for a transfer that follows at once (`X-Hotline-Reference`).
+    reference: Option<String>,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -172,6 +175,7 @@ pub async fn run(
         signals,
         pending: VecDeque::new(),
         recording: None,
+        reference: None,
     };
     engine.start(now.into_std());
     let (hangup, send_bye) = match shell.drive(&mut engine).await {
@@ -290,6 +294,7 @@ impl Shell {
                 match r {
                     Ok(reference) => {
                         tracing::info!(call_uid = %self.info.call_uid, %reference, "reference allocated");
+                        self.reference = Some(reference.clone());
                         self.pending.push_back(Event::Reference(reference));
                     }
                     // The message is still taken; the ticket just has no number to quote.
@@ -298,7 +303,7 @@ impl Shell {
             }
             Command::Transfer { target } => {
                 // Transfer to a person is not built yet: the flow takes its failure path.
-                tracing::info!(target = %target, "transfer requested: unavailable");
+                tracing::info!(target = %target, reference = ?self.reference, "transfer requested: unavailable");
                 self.pending
                     .push_back(Event::TransferDone(Err("unavailable".into())));
             }

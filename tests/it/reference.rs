@@ -113,12 +113,18 @@ async fn a_caller_hears_their_reference_and_a_second_call_hears_its_progress() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{out}{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(
+        shown.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
     assert!(out.contains(&reference), "{out}");
 
     // The desk (or the intake) says it is resolved, by reference.
     let r = reqwest::Client::new()
-        .post(format!("http://{listen}/api/v1/tickets/{reference}/progress"))
+        .post(format!(
+            "http://{listen}/api/v1/tickets/{reference}/progress"
+        ))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({"state": "resolved", "note": "已办结"}))
         .send()
