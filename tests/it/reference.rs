@@ -5,6 +5,7 @@
 //! caller presses 4, keys the number and `#`, and hears "resolved".
 
 use super::audio::{find, find_with_lag, read_wav_8k, through_g711};
+use super::console_api::free_tcp_port;
 use super::harness::{repo, GatewayProcess};
 use hotline_gateway::caller::{dial, DialOptions};
 use hotline_gateway::media::Codec;
@@ -17,14 +18,6 @@ fn prompt(name: &str) -> Vec<i16> {
         &read_wav_8k(&repo().join(format!("prompts/zh/{name}.wav"))),
         Codec::Pcma,
     )
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Where each digit prompt of `reference` starts in `heard`, searched in order from `from`,
