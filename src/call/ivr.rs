@@ -149,6 +149,9 @@ struct Shell {
     /// How to call an operator (`None`: transfers are unavailable, e.g. in unit tests).
     legs: Option<LegServices>,
     transfer: Option<TransferInfo>,
+    /// The call's reference number once allocated: known here before the engine hears of
+    /// it, for a transfer that follows at once (`X-Hotline-Reference`).
+    reference: Option<String>,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -208,6 +211,7 @@ pub async fn run(
         recording: None,
         legs,
         transfer: None,
+        reference: None,
     };
     engine.start(now.into_std());
     let (hangup, send_bye) = match shell.drive(&mut engine).await {
@@ -321,6 +325,26 @@ impl Shell {
                     .unwrap_or_else(|e| Err(e.to_string()));
                 self.pending.push_back(Event::LookupDone(r));
             }
+            Command::AllocateReference => {
+                let lookup = self.settings.lookup.clone();
+                let day = self
+                    .info
+                    .started_at
+                    .with_timezone(&chrono::Local)
+                    .date_naive();
+                let r = tokio::task::spawn_blocking(move || lookup.allocate(day))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                match r {
+                    Ok(reference) => {
+                        tracing::info!(call_uid = %self.info.call_uid, %reference, "reference allocated");
+                        self.reference = Some(reference.clone());
+                        self.pending.push_back(Event::Reference(reference));
+                    }
+                    // The message is still taken; the ticket just has no number to quote.
+                    Err(e) => tracing::warn!(error = %e, "no reference for this call"),
+                }
+            }
             // Carried out by `transfer`, which may end the call.
             Command::Transfer { .. } => {}
             Command::Hangup => return true,
@@ -362,8 +386,9 @@ impl Shell {
         let cx = Context {
             caller: self.info.caller.clone(),
             menu,
-            // No reference allocator yet: the header is left out.
-            reference: String::new(),
+            // Allocated just before the transfer command (see `Command::AllocateReference`);
+            // without one (the store failed) the header is left out.
+            reference: self.reference.clone().unwrap_or_default(),
             call_uid: self.info.call_uid.clone(),
         };
         if legs.config.mode == "refer" {

@@ -119,6 +119,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("tickets", "classification", Kind::Str),
     ("tickets", "duplicate_window_secs", Kind::Int),
     ("tickets", "duplicate_threshold", Kind::Float),
+    ("tickets", "instance_number", Kind::Int),
     ("asr", "enabled", Kind::Bool),
     ("asr", "model", Kind::Str),
     ("asr", "required", Kind::Bool),

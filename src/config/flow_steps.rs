@@ -111,7 +111,8 @@ pub struct CollectDigitsStep {
     pub var: String,
     /// Complete at this many digits. Default 12 (a reference).
     pub max_digits: usize,
-    /// `end_key` is accepted from this many on. Default 1.
+    /// `end_key` is accepted from this many on. Default 1; 0 makes the end key alone an
+    /// answer (an empty value), as in "press * to hear it again".
     pub min_digits: usize,
     /// Default `"#"`; empty = none.
     pub end_key: String,

@@ -132,6 +132,9 @@ pub struct TicketsConfig {
     pub duplicate_window_secs: u64,
     /// Character-bigram cosine similarity at or above which texts count as the same complaint.
     pub duplicate_threshold: f64,
+    /// This gateway's number (0-99) in reference numbers: `YYMMDD` + these 2 digits + the
+    /// day's sequence, so a fleet's gateways never give two callers the same number.
+    pub instance_number: u32,
 }
 
 impl Default for TicketsConfig {
@@ -140,6 +143,7 @@ impl Default for TicketsConfig {
             classification: "config/classification.toml".into(),
             duplicate_window_secs: 72 * 3600,
             duplicate_threshold: 0.5,
+            instance_number: 0,
         }
     }
 }

@@ -235,6 +235,14 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         );
     }
 
+    // [tickets]
+    if c.tickets.instance_number > 99 {
+        err(
+            "tickets.instance_number",
+            "must be 0-99 (the 2 digits after the date in reference numbers)".into(),
+        );
+    }
+
     // [admin]
     let admin = c.admin.listen.trim();
     match admin.parse::<std::net::SocketAddr>() {

@@ -342,6 +342,15 @@ pub async fn ticket_record(
 ) -> Handoff {
     match tickets.create(facts_from(record)).await {
         Ok(ticket) => {
+            if let Some(reference) = ticket.reference.clone() {
+                // So that `tickets show <reference>`, the API and `lookup` find it.
+                let (store, id) = (tickets.store().clone(), ticket.ticket_id.to_string());
+                let set = tokio::task::spawn_blocking(move || store.set_reference(&id, &reference));
+                if let Ok(Err(e)) = set.await {
+                    // The document keeps it; only finding the ticket by it fails.
+                    tracing::error!(error = %e, "ticket reference not indexed");
+                }
+            }
             tracing::info!(ticket = %ticket.ticket_id, call_uid = %record.uid(), call_id = %record.call_id, "call ticketed");
             if let Some(name) = path.file_name() {
                 let (from, to) = (path.to_path_buf(), dirs.done.join(name));
@@ -391,7 +400,11 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
     CallFacts {
         call_uid: record.uid().to_owned(),
         call_id: record.call_id.clone(),
-        reference: None,
+        // Allocated during the call (the flow variable `reference`), said to the caller.
+        reference: record
+            .flow
+            .as_ref()
+            .and_then(|f| f.vars.get("reference").cloned()),
         trunk: record.trunk.clone(),
         caller: record.caller.clone(),
         called: record.called.clone(),

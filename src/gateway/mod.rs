@@ -3,10 +3,14 @@
 //! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
 
 pub mod aftercall;
+<<<<<<< HEAD
 #[cfg(test)]
 mod facts_tests;
 mod live;
 mod live_finish;
+=======
+mod lookup;
+>>>>>>> reference
 mod reload;
 pub mod storage;
 
@@ -171,6 +175,11 @@ impl Gateway {
             media_counters: Arc::new(MediaCounters::default()),
             disk,
             instance,
+            lookup: Arc::new(lookup::StoreTickets {
+                store: tickets.store().clone(),
+                // validated 0-99
+                instance: config.tickets.instance_number.min(99) as u8,
+            }),
             started_with: config.clone(),
         };
         let trunks = config.trunks.len();

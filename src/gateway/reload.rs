@@ -36,6 +36,8 @@ pub(super) struct Shared {
     /// Free-space guard: its flag refuses new calls when the disk is nearly full.
     pub disk: Arc<super::storage::DiskGuard>,
     pub instance: String,
+    /// Where calls get their reference numbers and `lookup` steps a ticket's progress.
+    pub lookup: Arc<dyn crate::call::flow::TicketLookup>,
     /// Effective values of what needs a restart, as the daemon started.
     pub started_with: Arc<Config>,
 }
@@ -81,8 +83,7 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
         ivr: Arc::new(IvrSettings {
             // The flow of new calls; calls in progress keep the one they started with.
             flow: Arc::new(crate::call::flow::Flow::from_config(&config)),
-            // No ticket store answers by reference yet: `lookup` steps find nothing.
-            lookup: Arc::new(crate::call::flow::NoTickets),
+            lookup: s.lookup.clone(),
             menu: config.menu.clone(),
             ivr: config.ivr.clone(),
             recording: config.recording.clone(),

@@ -160,7 +160,8 @@ async fn barge_in_all_talking_over_the_greeting_skips_to_the_default_message() {
         play: Some(message()),
         dtmf_delay: Duration::from_millis(1500),
         end_digit: Some('#'),
-        max_duration: Duration::from_secs(40),
+        // the message is followed by the reference read-back (twice) and its `*` wait
+        max_duration: Duration::from_secs(90),
         rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
         verbose: true,
         ..DialOptions::default()

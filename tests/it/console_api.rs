@@ -22,7 +22,7 @@ pub struct DeskProcess {
     pub http: reqwest::Client,
 }
 
-fn free_tcp_port() -> u16 {
+pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

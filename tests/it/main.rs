@@ -20,6 +20,7 @@ mod live_bench;
 mod load;
 mod ops;
 mod proxy_routing;
+mod reference;
 mod security;
 mod sip_raw;
 mod sipp;

@@ -38,6 +38,9 @@ pub enum Event {
     LookupDone(Result<Option<String>, String>),
     /// The answer to [`Command::Transfer`].
     TransferDone(Result<(), String>),
+    /// The answer to [`Command::AllocateReference`]: the call's reference number, which
+    /// becomes the variable `reference` (read back by `say_digits`, kept in the record).
+    Reference(String),
     /// [`Engine::deadline`] passed.
     Timer,
     /// The call is ending under the flow (caller's BYE, RTP timeout, max duration...).
@@ -75,6 +78,9 @@ pub enum Command {
     Lookup {
         reference: String,
     },
+    /// The call needs its reference number now (a message starts recording or a transfer
+    /// starts): allocate it durably and answer with [`Event::Reference`]. Asked once a call.
+    AllocateReference,
     /// Hand the call over; empty target = the gateway's default. Answered with
     /// [`Event::TransferDone`].
     Transfer {
@@ -133,6 +139,8 @@ pub struct Ctx {
     pub(crate) timer: Option<Instant>,
     pub(crate) recording: bool,
     pub(crate) visits: HashMap<String, u32>,
+    /// [`Command::AllocateReference`] was given (once a call).
+    reference_asked: bool,
     out: VecDeque<Command>,
     wall_start: DateTime<Utc>,
     start: Instant,
@@ -218,6 +226,15 @@ impl Ctx {
         out
     }
 
+    /// Ask for the call's reference, unless it has one or it was asked already: the
+    /// number exists from the moment the caller leaves something to follow up on.
+    pub(crate) fn want_reference(&mut self) {
+        if !self.reference_asked && !self.vars.contains_key("reference") {
+            self.reference_asked = true;
+            self.emit(Command::AllocateReference);
+        }
+    }
+
     pub(crate) fn set_timer(&mut self, now: Instant, after: Duration) {
         self.timer = Some(now + after);
     }
@@ -250,6 +267,7 @@ impl Engine {
                 timer: None,
                 recording: false,
                 visits: HashMap::new(),
+                reference_asked: false,
                 out: VecDeque::new(),
                 wall_start,
                 start: now,
@@ -317,6 +335,11 @@ impl Engine {
                 cx.barge_in = Some("speech");
             }
             Event::RecordingDone | Event::RecordingFailed => cx.recording = false,
+            Event::Reference(r) => {
+                // Bookkeeping only: no action waits for it.
+                cx.vars.insert("reference".to_owned(), r.clone());
+                return;
+            }
             Event::Timer => match cx.timer {
                 Some(t) if now >= t => cx.timer = None,
                 _ => return, // stale

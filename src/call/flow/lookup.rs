@@ -7,6 +7,13 @@ pub trait TicketLookup: Send + Sync {
     /// has that reference, `Err` when the store cannot answer. Called off the runtime
     /// (it may block on the store).
     fn state(&self, reference: &str) -> Result<Option<String>, String>;
+
+    /// The next reference number of `day` (the call's day in local time), committed
+    /// before it returns, so a number said to a caller is never handed out again. Called
+    /// off the runtime. The default (no store) has none to give.
+    fn allocate(&self, _day: chrono::NaiveDate) -> Result<String, String> {
+        Err("no ticket store".into())
+    }
 }
 
 /// No ticket store to ask (the default until tickets carry a reference and progress):

@@ -11,7 +11,7 @@ pub struct Context {
     pub caller: String,
     /// The menu option's id (`operator`), empty when none was chosen.
     pub menu: String,
-    /// The ticket reference; empty while no allocator exists (the header is then left out).
+    /// The ticket reference; empty when none could be allocated (the header is then left out).
     pub reference: String,
     pub call_uid: String,
 }

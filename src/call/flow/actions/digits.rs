@@ -115,7 +115,8 @@ impl CollectDigits {
     fn take(&mut self, cx: &mut Ctx, now: Instant) -> Next {
         while let Some(d) = cx.digits.pop_front() {
             let end = self.spec.end_key.starts_with(d);
-            if end && self.got.len() >= self.spec.min_digits.max(1) {
+            // `min_digits = 0`: the end key alone is an answer ("press * to hear it again").
+            if end && self.got.len() >= self.spec.min_digits {
                 return self.done(cx);
             }
             if end {

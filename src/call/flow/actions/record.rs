@@ -52,6 +52,7 @@ impl Record {
 
     fn record(&mut self, cx: &mut Ctx) -> Next {
         self.state = State::Recording;
+        cx.want_reference();
         cx.recording = true;
         cx.emit(Command::StartRecording {
             preroll: cx.speech_barged_in,

@@ -67,6 +67,7 @@ impl Transfer {
 
 impl Action for Transfer {
     fn start(&mut self, cx: &mut Ctx, _now: Instant) -> Next {
+        cx.want_reference();
         cx.emit(Command::Transfer {
             target: cx.expand(&self.spec.target),
         });

@@ -116,7 +116,10 @@ fn speech_over_the_menu_with_barge_in_all_takes_the_default_option() {
     // Straight to recording: no instructions, no tone, the pre-roll kept.
     assert_eq!(
         call.ev(Event::PlaybackDone),
-        [Command::StartRecording { preroll: true }]
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: true }
+        ]
     );
     let m = call.engine.ctx().menu.clone().unwrap();
     assert_eq!((m.id.as_str(), m.defaulted), ("operator", true));

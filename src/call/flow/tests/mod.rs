@@ -6,6 +6,7 @@ mod collect;
 mod control;
 mod menu;
 mod record;
+mod reference;
 mod remote;
 mod today;
 

@@ -29,7 +29,10 @@ fn a_hash_over_the_instructions_does_not_end_the_message() {
     }
     assert_eq!(
         call.ev(Event::PlaybackDone),
-        [Command::StartRecording { preroll: false }]
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: false }
+        ]
     );
     assert!(call.engine.ctx().digits.is_empty(), "the # was dropped");
     assert_eq!(played(&call.ev(Event::RecordingDone)), ["thanks"]);
@@ -51,7 +54,10 @@ fn without_a_tone_the_recording_follows_the_instructions() {
     let (mut call, _) = Call::start(f);
     assert_eq!(
         call.ev(Event::PlaybackDone),
-        [Command::StartRecording { preroll: false }]
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: false }
+        ]
     );
 }
 

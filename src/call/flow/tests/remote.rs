@@ -77,9 +77,13 @@ fn transfer_unavailable_follows_on_failure() {
     let (mut call, out) = Call::start(flow(TRANSFER));
     assert_eq!(
         out,
-        [Command::Transfer {
-            target: "sip:desk@pbx".into()
-        }]
+        [
+            // A transfer is something to follow up on: the call gets its reference.
+            Command::AllocateReference,
+            Command::Transfer {
+                target: "sip:desk@pbx".into()
+            }
+        ]
     );
     let out = call.ev(Event::TransferDone(Err("unavailable".into())));
     assert_eq!(played(&out), ["busy"]);

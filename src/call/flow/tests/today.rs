@@ -16,7 +16,8 @@ fn example() -> Arc<Flow> {
 #[test]
 fn example_flow_is_the_flow_built_from_menu() {
     // The flow before `[flow]` existed is what `FlowConfig::legacy` builds from `[menu]`;
-    // the example writes it out and must be the same, step for step.
+    // the example writes it out and must be the same, step for step, but for what issue 13
+    // added: the message goes on to the reference read-back, option 4 to progress by phone.
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hotline.toml");
     let c = Config::load(&path).unwrap();
     let legacy = FlowConfig::legacy(&c.menu);
@@ -30,20 +31,24 @@ fn example_flow_is_the_flow_built_from_menu() {
             .collect()
     };
     assert_eq!(c.flow.start_step(), legacy.start_step());
-    // Except for the operator option, which reaches a person (issue 14) through the
-    // `operator` and `transfer` steps, each falling back to the message.
-    let mut example = c.flow.clone();
-    assert!(example.steps.remove("operator").is_some());
-    assert!(example.steps.remove("transfer").is_some());
-    if let Some(StepConfig::Menu(m)) = example.steps.get_mut("menu") {
-        assert_eq!(
-            m.options
-                .insert("operator".into(), "message".into())
-                .as_deref(),
-            Some("operator")
-        );
+    let example: std::collections::BTreeMap<_, _> = fill(&c.flow).into_iter().collect();
+    for (name, step) in fill(&legacy) {
+        let step = match step {
+            StepConfig::Record(mut r) => {
+                r.next = Some("reference".into());
+                StepConfig::Record(r)
+            }
+            StepConfig::Menu(mut m) => {
+                m.options.insert("progress".into(), "progress".into());
+                // The operator option reaches a person (issue 14) through the `operator`
+                // and `transfer` steps, each falling back to the message.
+                m.options.insert("operator".into(), "operator".into());
+                StepConfig::Menu(m)
+            }
+            s => s,
+        };
+        assert_eq!(example.get(&name), Some(&step), "step {name}");
     }
-    assert_eq!(fill(&example), fill(&legacy));
 }
 
 #[test]
@@ -60,7 +65,13 @@ fn a_caller_who_chooses_leaves_a_message_then_hears_thanks_and_goodbye() {
     let out = call.ev(Event::PlaybackDone);
     assert_eq!(played(&out), ["beep"]);
     let out = call.ev(Event::PlaybackDone);
-    assert_eq!(out, [Command::StartRecording { preroll: false }]);
+    assert_eq!(
+        out,
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: false }
+        ]
+    );
     assert!(call.engine.recording());
     let out = call.ev(Event::RecordingDone);
     assert_eq!(played(&out), ["thanks", "goodbye"]);
@@ -73,7 +84,11 @@ fn a_caller_who_chooses_leaves_a_message_then_hears_thanks_and_goodbye() {
     let out = call.ev(Event::PlaybackDone);
     assert_eq!(out, [Command::Hangup]);
     assert_eq!(call.engine.end(), Some(End::Completed));
-    assert_eq!(call.engine.trace().steps, ["menu", "message", "goodbye"]);
+    // No ticket store answered with a reference: nothing to read back.
+    assert_eq!(
+        call.engine.trace().steps,
+        ["menu", "message", "reference", "goodbye"]
+    );
     assert_eq!(call.var("choice"), Some("complaint"));
 }
 
@@ -91,7 +106,13 @@ fn speech_over_the_instructions_records_at_once_with_preroll() {
     assert!(call.ev(Event::SpeechStarted).is_empty());
     // No tone: the recording starts with the words that cut the prompt short.
     let out = call.ev(Event::PlaybackDone);
-    assert_eq!(out, [Command::StartRecording { preroll: true }]);
+    assert_eq!(
+        out,
+        [
+            Command::AllocateReference,
+            Command::StartRecording { preroll: true }
+        ]
+    );
     assert_eq!(call.engine.ctx().barge_in, Some("speech"));
 }
 
