@@ -544,7 +544,6 @@ fn a_non_loopback_admin_listener_needs_a_token() {
     assert_eq!(parse(MINIMAL).unwrap().storage.min_free_mb, 1024);
 }
 
-<<<<<<< HEAD
 /// Issue 16: the utterance pause is 0 (off) or shorter than the pause that ends the message.
 #[test]
 fn utterance_pause_is_validated_with_key_and_line() {
@@ -560,7 +559,8 @@ fn utterance_pause_is_validated_with_key_and_line() {
         parse(MINIMAL).expect("valid").recording.utterance_pause_ms,
         600
     );
-=======
+}
+
 #[test]
 fn instance_number_is_two_digits_from_the_file_or_the_environment() {
     let text = format!("{MINIMAL}\n[tickets]\ninstance_number = 100\n");
@@ -570,5 +570,4 @@ fn instance_number_is_two_digits_from_the_file_or_the_environment() {
     let c = parse_env(MINIMAL, &[("HOTLINE_TICKETS_INSTANCE_NUMBER", "7")]).unwrap();
     assert_eq!(c.tickets.instance_number, 7);
     assert_eq!(parse(MINIMAL).unwrap().tickets.instance_number, 0);
->>>>>>> reference
 }

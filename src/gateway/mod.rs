@@ -3,14 +3,11 @@
 //! Used by `serve`, by `demo`, and by tests that want a gateway in-process.
 
 pub mod aftercall;
-<<<<<<< HEAD
 #[cfg(test)]
 mod facts_tests;
 mod live;
 mod live_finish;
-=======
 mod lookup;
->>>>>>> reference
 mod reload;
 pub mod storage;
 
