@@ -456,16 +456,31 @@ pub(super) fn check_prompts(c: &Config, prompts_dir: &Path) -> Vec<ConfigError> 
     errs
 }
 
-/// Whether choosing `option` in the flow's menu leads to a `record` step (what
-/// `ivr.speech_barge_in = "all"` needs of the `menu.on_no_input` option).
+/// Whether the `menu.on_no_input` option, chosen for a caller, leads to a `record` step (what
+/// `ivr.speech_barge_in = "all"` needs): directly, or through a `branch` that sends a
+/// defaulted choice (`choice_source = "default"`) to one, as the example's operator option does.
 pub(super) fn takes_message(c: &Config, option: &super::MenuOption) -> bool {
     let flow = FlowConfig::effective(c);
+    let is_record = |name: &str| matches!(flow.steps.get(name), Some(StepConfig::Record(_)));
+    let records_when_defaulted = |name: &str| match flow.steps.get(name) {
+        Some(StepConfig::Record(_)) => true,
+        Some(StepConfig::Branch(b)) => b
+            .when
+            .iter()
+            .find(|w| {
+                w.var.as_deref() == Some("choice_source")
+                    && w.hours.is_empty()
+                    && w.equals.iter().any(|v| v == "default")
+            })
+            .and_then(|w| w.next.as_deref())
+            .is_some_and(is_record),
+        _ => false,
+    };
     flow.steps.values().any(|s| match s {
         StepConfig::Menu(m) => m
             .options
             .get(&option.id)
-            .and_then(|t| flow.steps.get(t))
-            .is_some_and(|t| matches!(t, StepConfig::Record(_))),
+            .is_some_and(|t| records_when_defaulted(t)),
         _ => false,
     })
 }

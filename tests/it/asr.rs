@@ -76,7 +76,7 @@ async fn speak_a_message(
         speak_delay: record_prompt_len() + Duration::from_millis(900),
         end_digit: Some('#'),
         rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
-        max_duration: Duration::from_secs(60),
+        max_duration: Duration::from_secs(90),
         verbose: false,
         ..DialOptions::default()
     })
@@ -140,7 +140,7 @@ async fn a_silent_caller_gets_an_empty_transcript_with_a_reason_never_text() {
         dtmf: "1".into(),
         dtmf_delay: Duration::from_millis(1500),
         rtp_ports: (gw.rtp.0 + 50, gw.rtp.1),
-        max_duration: Duration::from_secs(30),
+        max_duration: Duration::from_secs(90),
         verbose: false,
         ..DialOptions::default()
     })

@@ -238,9 +238,19 @@ fn baresip_calls_chooses_complaint_by_rfc4733_and_leaves_a_message() {
         + Duration::from_millis(900);
     // '#' shortly after the message: well inside the 1.5 s of silence that would end it.
     let hash_at = speak_at + message_len + Duration::from_millis(300);
-    // The gateway's BYE comes after thanks + goodbye; the file must outlast that by far.
-    let bye_by =
-        hash_at + prompt_len("thanks.wav") + prompt_len("goodbye.wav") + Duration::from_secs(5);
+    // The gateway's BYE comes after the reference read-back (intro, 12 digits twice, "keep
+    // it", "press * again", 5 s waiting for `*`), thanks and goodbye; the file must outlast
+    // that by far. The wait below ends at the BYE, so a generous bound costs nothing.
+    let read_back = prompt_len("reference_intro.wav")
+        + prompt_len("reference_keep.wav")
+        + prompt_len("reference_repeat.wav")
+        + 24 * prompt_len("digit_7.wav")
+        + Duration::from_secs(8);
+    let bye_by = hash_at
+        + read_back
+        + prompt_len("thanks.wav")
+        + prompt_len("goodbye.wav")
+        + Duration::from_secs(5);
     let source = dir.path().join("caller.wav");
     write_source_wav(
         &source,

@@ -100,7 +100,7 @@ async fn barge_in_talking_over_the_message_prompt_stops_it_and_the_recording_sta
 
     // The prompt stopped early: the caller started ~1.75 s into it (250 ms after the digit
     // plus 1.5 s, less however long the gateway took to act on the digit) and heard at most
-    // the onset time and a frame or two more, not 6.7 s; and not before it spoke.
+    // the onset time and a frame or two more, not the whole prompt; and not before it spoke.
     let prompt = through_g711(&read_wav_8k(&repo().join("prompts/zh/record.wav")), CODEC);
     let heard = read_wav_8k(&heard_path);
     let (heard_ms, prompt_ms) = prompt_heard_ms(&heard, &prompt);
@@ -147,7 +147,9 @@ async fn barge_in_off_the_prompt_plays_out_over_the_caller() {
     let heard = read_wav_8k(&heard_path);
     let (heard_ms, prompt_ms) = prompt_heard_ms(&heard, &prompt);
     assert_eq!(heard_ms, prompt_ms, "the whole prompt was heard");
-    assert!(prompt_ms > 6000);
+    // The caller started talking ~1.75 s into the prompt: a prompt this long, heard whole,
+    // shows the speech cut nothing.
+    assert!(prompt_ms > 3000, "the prompt is {prompt_ms} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,9 +247,13 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
         header(inv, "User-to-User")[0].ends_with(";encoding=hex;purpose=hotline"),
         "{inv}"
     );
+    // The reference is allocated before the INVITE, so the operator can quote it.
+    let reference = header(inv, "X-Hotline-Reference");
     assert!(
-        header(inv, "X-Hotline-Reference").is_empty(),
-        "no allocator yet"
+        reference.len() == 1
+            && reference[0].len() >= 12
+            && reference[0].chars().all(|c| c.is_ascii_digit()),
+        "{inv}"
     );
 
     // The operator heard the caller, the caller heard the operator.
