@@ -33,13 +33,11 @@ for lang in "${langs[@]}"; do
         --tsv "$here/$lang/texts.tsv" --out-dir "$here/$lang" "${only[@]}"
 done
 
-# The language choice of config/flows/language-first.toml: each language in its own voice,
-# the same file in both directories (it plays before the caller has chosen).
-zh language_zh "中文服务请按1。"
-en language_en "For English, press 2."
+# The language choice of config/flows/language-first.toml: the two `language_choice` prompts
+# (中文服务请按一 / For English, press two), each in its own voice, joined; the same file in
+# both directories, since it plays before the caller has chosen. It has no line in texts.tsv:
+# it is made of two prompts that have (tests/prompts_intelligibility.rs checks the join).
 for lang in zh en; do
-    sox "$here/zh/language_zh.wav" "$here/en/language_en.wav" "$here/$lang/language.wav"
+    sox "$here/zh/language_choice.wav" "$here/en/language_choice.wav" "$here/$lang/language.wav"
     echo "$lang/language.wav"
 done
-rm -f "$here/zh/language_zh.wav" "$here/en/language_en.wav"
-

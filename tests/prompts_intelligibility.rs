@@ -273,6 +273,7 @@ fn every_english_prompt_is_understood_over_the_phone() {
 fn texts_and_wavs_match_one_to_one() {
     for lang in ["zh", "en"] {
         let dir = repo().join("prompts").join(lang);
+        let root = repo().join("prompts");
         let names: Vec<String> = texts(lang).into_iter().map(|(n, _)| n).collect();
         for required in REQUIRED_PROMPTS {
             assert!(
@@ -290,6 +291,20 @@ fn texts_and_wavs_match_one_to_one() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "wav") {
                 let stem = p.file_stem().unwrap().to_string_lossy().to_string();
+                if let Some((_, parts)) = COMPOSITES.iter().find(|(name, _)| *name == stem) {
+                    // Made by make-prompts.sh from prompts that are scored: it must be
+                    // exactly their join, so it says nothing they don't.
+                    let joined: Vec<i16> = parts
+                        .iter()
+                        .flat_map(|part| wav_samples(&root.join(format!("{part}.wav"))))
+                        .collect();
+                    assert!(
+                        wav_samples(&p) == joined,
+                        "{}: not the join of {parts:?}",
+                        p.display()
+                    );
+                    continue;
+                }
                 assert!(
                     names.contains(&stem),
                     "{}: no line in texts.tsv",
@@ -332,4 +347,17 @@ fn the_demo_caller_is_transcribed_and_classified_by_keywords() {
     assert_ne!(c.category_id, "complaint", "{c:?}");
     let from_text = rules.classify(&text, Some("complaint"), chrono::Utc::now());
     assert_eq!(c.category_id, from_text.category_id, "{c:?}");
+}
+
+/// Prompts joined by `make-prompts.sh` from prompts that have a text: (name, parts relative
+/// to `prompts/`). The language choice plays before the caller has chosen, so it holds both.
+const COMPOSITES: &[(&str, &[&str])] =
+    &[("language", &["zh/language_choice", "en/language_choice"])];
+
+fn wav_samples(path: &std::path::Path) -> Vec<i16> {
+    hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect()
 }
