@@ -33,6 +33,7 @@ mod pipeline;
 #[cfg(test)]
 mod tests;
 pub mod transfer;
+mod trunk_check;
 mod validate;
 
 pub use console::*;
