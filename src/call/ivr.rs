@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+mod operator;
 mod refer;
 
 /// What the manager tells a running call.
@@ -350,80 +351,6 @@ impl Shell {
             Command::Hangup => return true,
         }
         false
-    }
-
-    /// The flow's transfer step: `Ok` with the step's answer (the operator talked to the
-    /// caller, or why not: `busy`, `out_of_hours`…, so the flow's failure step leaves a
-    /// message), `Err` when the caller's side ended meanwhile.
-    async fn transfer(&mut self, target: String, menu: String) -> Result<Result<(), String>, Stop> {
-        let Some(legs) = self.legs.clone() else {
-            tracing::info!("transfer requested: unavailable");
-            return Ok(Err("unavailable".into()));
-        };
-        let target = match target.trim() {
-            "" => legs.config.target.trim().to_owned(),
-            t => t.to_owned(),
-        };
-        if target.is_empty() {
-            tracing::info!("transfer requested, but no [transfer] target: unavailable");
-            return Ok(Err("unavailable".into()));
-        }
-        let started_at = Utc::now();
-        let mut info = TransferInfo {
-            mode: "bridge".into(),
-            target: target.clone(),
-            outcome: Outcome::OutOfHours.as_str().into(),
-            started_at,
-            answered_at: None,
-            talk_ms: None,
-        };
-        if !legs.config.open_at(started_at) {
-            tracing::info!("transfer requested outside the operators' hours");
-            legs.counters.transferred(Outcome::OutOfHours.as_str());
-            self.transfer = Some(info);
-            return Ok(Err(Outcome::OutOfHours.as_str().into()));
-        }
-        let cx = Context {
-            caller: self.info.caller.clone(),
-            menu,
-            // Allocated just before the transfer command (see `Command::AllocateReference`);
-            // without one (the store failed) the header is left out.
-            reference: self.reference.clone().unwrap_or_default(),
-            call_uid: self.info.call_uid.clone(),
-        };
-        if legs.config.mode == "refer" {
-            if let Some(send) = legs.refer.clone() {
-                info.mode = "refer".into();
-                let refer_to = super::transfer::refer::refer_to(&target, &cx);
-                return self.refer(&legs, send, refer_to, info).await;
-            }
-        }
-        let connecting = self.prompts(&[PromptRef {
-            language: self.info.language.clone(),
-            name: "transfer_connecting".into(),
-        }]);
-        let side = leg::CallerSide {
-            media: &mut self.media,
-            signals: &mut self.signals,
-            deadline: self.call_deadline,
-            connecting,
-            caller: self.info.caller.clone(),
-        };
-        let r = leg::bridge_call(&legs, &target, &cx, side).await;
-        legs.counters.transferred(r.outcome.as_str());
-        info.outcome = r.outcome.as_str().into();
-        info.answered_at = r.answered_at;
-        info.talk_ms = r.talk.map(|d| d.as_millis() as u64);
-        self.transfer = Some(info);
-        match r.caller_end {
-            Some(leg::CallerEnd::Bye) => Err(Stop::CallerHangup),
-            Some(leg::CallerEnd::RtpTimeout) => Err(Stop::RtpTimeout),
-            Some(leg::CallerEnd::MaxDuration) => Err(Stop::MaxDuration),
-            Some(leg::CallerEnd::AckTimeout) => Err(Stop::AckTimeout),
-            Some(leg::CallerEnd::Shutdown) => Err(Stop::Shutdown),
-            None if r.outcome == Outcome::Answered => Ok(Ok(())),
-            None => Ok(Err(r.outcome.as_str().into())),
-        }
     }
 
     async fn start_recording(&mut self, preroll: bool) -> bool {
