@@ -6,9 +6,10 @@
 //!   (both correlated against the sources), the caller's '#' reaches the operator as RFC
 //!   4733, the INVITE carries the context headers, the operator's BYE ends the caller's leg,
 //!   and the ticket says `answered` with a talk time;
-//! - busy (486): the caller leaves a message; the ticket says `busy`; /metrics counts it;
-//! - out of hours (today is a closed date): nobody is called, the caller leaves a message,
-//!   the ticket says `out_of_hours`.
+//! - busy (486): the caller hears "人工坐席正忙，请在提示音后留言" and leaves a message; the
+//!   ticket says `busy`; /metrics counts it;
+//! - out of hours (today is a closed date): nobody is called, the caller hears (in English
+//!   here) that the offices are closed and leaves a message, the ticket says `out_of_hours`.
 
 use super::audio::{chunks_found, find, read_wav_8k, through_g711};
 use super::harness::{free_udp_port, repo, GatewayProcess};
@@ -193,6 +194,16 @@ fn operator(behaviour: Behaviour) -> (SocketAddr, std::thread::JoinHandle<Operat
 }
 
 async fn call_operator(gw: &GatewayProcess, heard: Option<PathBuf>, ports: u16) -> DialReport {
+    call_operator_speaking(gw, heard, ports, Duration::from_millis(3000)).await
+}
+
+/// As [`call_operator`], the caller speaking `speak_delay` after the answer.
+async fn call_operator_speaking(
+    gw: &GatewayProcess,
+    heard: Option<PathBuf>,
+    ports: u16,
+    speak_delay: Duration,
+) -> DialReport {
     dial(DialOptions {
         target: format!("sip:8890@{}", gw.sip),
         from_user: "13912345678".into(),
@@ -200,7 +211,7 @@ async fn call_operator(gw: &GatewayProcess, heard: Option<PathBuf>, ports: u16) 
         play: Some(repo().join("prompts/demo/caller_en.wav")),
         dtmf: "0".into(),
         dtmf_delay: Duration::from_millis(1500),
-        speak_delay: Duration::from_millis(3000),
+        speak_delay,
         end_digit: Some('#'),
         record: heard,
         max_duration: Duration::from_secs(40),
@@ -311,7 +322,9 @@ async fn operator_busy_the_caller_leaves_a_message_and_metrics_count_it() {
         ("HOTLINE_TRANSFER_TARGET", &format!("sip:queue@{op}")),
         ("HOTLINE_ADMIN_LISTEN", &admin),
     ]);
-    let report = call_operator(&gw, None, 60).await;
+    let heard = gw.data_dir.path().join("heard.wav");
+    // The caller speaks after the busy notice (speech would cut it short, as it may).
+    let report = call_operator_speaking(&gw, Some(heard.clone()), 60, SPEAK_AFTER_NOTICE).await;
     let op_report = tokio::task::spawn_blocking(move || op_thread.join().unwrap())
         .await
         .unwrap();
@@ -325,6 +338,19 @@ async fn operator_busy_the_caller_leaves_a_message_and_metrics_count_it() {
         rec["recording"].is_object(),
         "the caller left a message: {rec:#}"
     );
+    // Told why before the tone: "人工坐席正忙，请在提示音后留言", in place of the record prompt.
+    assert_eq!(
+        steps(rec)[..5],
+        [
+            "menu",
+            "operator",
+            "transfer",
+            "transfer_failed",
+            "busy_message"
+        ],
+        "{rec:#}"
+    );
+    assert_heard(&heard, "zh", "transfer_busy");
     assert_eq!(tickets[0]["transfer"]["outcome"], "busy");
     assert!(tickets[0]["transfer"]["answered_at"].is_null());
     let (code, body) = http_get(admin.parse().unwrap(), "/metrics");
@@ -343,12 +369,15 @@ async fn out_of_hours_nobody_is_called_and_the_caller_leaves_a_message() {
         .iter()
         .map(|d| (today + chrono::Duration::days(*d)).to_string())
         .collect();
+    // In English, so that both languages' notices are heard (busy above is Mandarin).
     let gw = GatewayProcess::start(&[
         ("HOTLINE_TRANSFER_TARGET", "sip:queue@127.0.0.1:9"),
         ("HOTLINE_TRANSFER_HOURS", "mon-sun 00:00-23:59"),
         ("HOTLINE_TRANSFER_CLOSED_DATES", &days.join(",")),
+        ("HOTLINE_PROMPTS_LANGUAGE", "en"),
     ]);
-    let report = call_operator(&gw, None, 80).await;
+    let heard = gw.data_dir.path().join("heard.wav");
+    let report = call_operator_speaking(&gw, Some(heard.clone()), 80, SPEAK_AFTER_NOTICE).await;
     assert_eq!(report.status, 200);
     let records = gw.wait_records(1, Duration::from_secs(15));
     let tickets = gw.wait_tickets(1, Duration::from_secs(15));
@@ -356,6 +385,56 @@ async fn out_of_hours_nobody_is_called_and_the_caller_leaves_a_message() {
     assert_eq!(rec["transfer"]["outcome"], "out_of_hours", "{rec:#}");
     assert!(rec["recording"].is_object(), "{rec:#}");
     assert_eq!(tickets[0]["transfer"]["outcome"], "out_of_hours");
+    assert!(
+        tickets[0]["recording"].is_object(),
+        "the message is in the ticket"
+    );
+    // "Our offices are closed now. Please leave a message after the tone."
+    assert_eq!(
+        steps(rec)[..5],
+        [
+            "menu",
+            "operator",
+            "transfer",
+            "transfer_failed",
+            "closed_message"
+        ],
+        "{rec:#}"
+    );
+    assert_heard(&heard, "en", "out_of_hours");
+}
+
+/// When the caller of the failure tests starts speaking: after the menu's "0" (1.5 s), the
+/// connecting prompt cut short, and the whole notice.
+const SPEAK_AFTER_NOTICE: Duration = Duration::from_secs(12);
+
+/// The steps the call record says the flow went through.
+fn steps(rec: &serde_json::Value) -> Vec<String> {
+    rec["flow"]["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The caller's recording holds the prompt `lang/name` (its first second, as the caller
+/// heard it through PCMU).
+fn assert_heard(heard: &std::path::Path, lang: &str, name: &str) {
+    let heard = read_wav_8k(heard);
+    let prompt = through_g711(
+        &read_wav_8k(&repo().join(format!("prompts/{lang}/{name}.wav"))),
+        Codec::Pcmu,
+    );
+    let (corr, overlap) = find(&heard, &prompt[..8000.min(prompt.len())]);
+    assert!(
+        corr > 0.95 && overlap > 0.95,
+        "{lang}/{name} not heard: corr {corr:.3}, overlap {overlap:.2}"
+    );
+    let found = chunks_found(&heard, &prompt, 0.9);
+    assert!(found >= 0.9, "{lang}/{name}: {:.0}% heard", found * 100.0);
 }
 
 /// REFER mode against sipp as the caller: `scenario` under tests/sipp/.

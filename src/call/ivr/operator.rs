@@ -57,7 +57,7 @@ impl Shell {
         }
         let connecting = self.prompts(&[PromptRef {
             language: self.info.language.clone(),
-            name: "transfer_connecting".into(),
+            name: "transfer".into(),
         }]);
         let side = leg::CallerSide {
             media: &mut self.media,

@@ -16,7 +16,7 @@ impl Shell {
     ) -> Result<Result<(), String>, Stop> {
         let connecting = self.prompts(&[PromptRef {
             language: self.info.language.clone(),
-            name: "transfer_connecting".into(),
+            name: "transfer".into(),
         }]);
         self.media.play(connecting, false);
         tracing::info!(target = %info.target, "transfer: REFER to the caller's side");

@@ -191,3 +191,36 @@ fn a_step_missing_at_run_time_ends_the_call() {
     assert_eq!(call.ev(Event::RecordingDone), [Command::Hangup]);
     assert_eq!(call.engine.end(), Some(End::Completed));
 }
+
+#[test]
+fn an_operator_who_cannot_be_reached_is_explained_before_the_tone() {
+    // The caller pressed 0; the transfer failed: they hear why, then the tone, then record.
+    for (why, prompt, step) in [
+        ("busy", "transfer_busy", "busy_message"),
+        ("no_answer", "transfer_busy", "busy_message"),
+        ("failed", "transfer_busy", "busy_message"),
+        ("out_of_hours", "out_of_hours", "closed_message"),
+        ("unavailable", "record", "message"),
+    ] {
+        let (mut call, _) = Call::start(example());
+        call.ev(Event::Digit('0'));
+        let out = call.ev(Event::PlaybackDone);
+        assert!(
+            out.iter().any(|c| matches!(c, Command::Transfer { .. })),
+            "{out:?}"
+        );
+        let out = call.ev(Event::TransferDone(Err(why.into())));
+        assert_eq!(played(&out), [prompt], "{why}");
+        assert_eq!(played(&call.ev(Event::PlaybackDone)), ["beep"], "{why}");
+        let out = call.ev(Event::PlaybackDone);
+        assert!(
+            out.contains(&Command::StartRecording { preroll: false }),
+            "{why}: {out:?}"
+        );
+        assert_eq!(
+            call.engine.trace().steps,
+            ["menu", "operator", "transfer", "transfer_failed", step],
+            "{why}"
+        );
+    }
+}
