@@ -64,6 +64,7 @@ impl Caller {
             packets_received: 0,
             packets_sent: 0,
             recorded: None,
+            digits_heard: String::new(),
             arrivals: None,
         };
         let mut invite_cseq: u32 = 1;
@@ -234,6 +235,10 @@ impl Caller {
                     Some(MediaEvent::RtpTimeout) => {
                         p.step("no RTP from the gateway: hanging up");
                         break;
+                    }
+                    Some(MediaEvent::Dtmf(d)) => {
+                        p.step(format!("<- DTMF {d}"));
+                        report.digits_heard.push(d);
                     }
                     Some(_) => {}
                     None => break,

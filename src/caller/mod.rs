@@ -94,6 +94,9 @@ pub struct DialReport {
     pub packets_received: u64,
     pub packets_sent: u64,
     pub recorded: Option<PathBuf>,
+    /// Digits the gateway sent us as RFC 4733 events, in order (e.g. an operator's keys
+    /// relayed by a transfer's bridge).
+    pub digits_heard: String,
     /// INVITE sent → final response, at full resolution.
     #[serde(skip)]
     pub setup: Duration,

@@ -26,7 +26,7 @@ const MENU_KEY_AT: Duration = Duration::from_millis(2500);
 const KEY_HOLD: Duration = Duration::from_millis(100);
 
 /// The caller's microphone: silence until `speak_at`, the message, then long silence.
-fn write_source_wav(path: &Path, speak_at: Duration, message: &[i16], tail: Duration) {
+pub(super) fn write_source_wav(path: &Path, speak_at: Duration, message: &[i16], tail: Duration) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
@@ -63,7 +63,13 @@ fn module_dir() -> PathBuf {
 }
 
 /// A config directory for `baresip -f`: loopback only, no registration, no sound card.
-fn write_config(dir: &Path, sip_port: u16, cons_port: u16, rtp: (u16, u16), source: &Path) {
+pub(super) fn write_config(
+    dir: &Path,
+    sip_port: u16,
+    cons_port: u16,
+    rtp: (u16, u16),
+    source: &Path,
+) {
     let config = format!(
         "poll_method\tepoll\n\
          sip_listen\t127.0.0.1:{sip_port}\n\
@@ -101,7 +107,7 @@ fn write_config(dir: &Path, sip_port: u16, cons_port: u16, rtp: (u16, u16), sour
 
 /// The running softphone: its output lines arrive on a channel (read by a thread, so a
 /// silent baresip cannot block the test), and it is killed when dropped.
-struct Baresip {
+pub(super) struct Baresip {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
@@ -109,11 +115,16 @@ struct Baresip {
 }
 
 impl Baresip {
-    fn start(config_dir: &Path, dial: &str, cons_port: u16) -> Baresip {
+    /// Start baresip on `config_dir`, dialling `dial` when given (else it waits for calls).
+    pub(super) fn start(config_dir: &Path, dial: Option<&str>, cons_port: u16) -> Baresip {
         let mut child = Command::new("baresip")
             .arg("-f")
             .arg(config_dir)
-            .args(["-e", &format!("/dial {dial}")])
+            .args(
+                dial.map(|d| ["-e".to_owned(), format!("/dial {d}")])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -150,7 +161,7 @@ impl Baresip {
     }
 
     /// Wait for an output line containing `needle`; false at `deadline` or if baresip exits.
-    fn wait_for(&mut self, needle: &str, deadline: Instant) -> bool {
+    pub(super) fn wait_for(&mut self, needle: &str, deadline: Instant) -> bool {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -169,7 +180,7 @@ impl Baresip {
     }
 
     /// Press and release a key on the phone's keypad; in a call, baresip sends it as DTMF.
-    fn press(&self, key: char) {
+    pub(super) fn press(&self, key: char) {
         let (sock, port) = &self.cons;
         let to = ("127.0.0.1", *port);
         sock.send_to(key.to_string().as_bytes(), to).unwrap();
@@ -178,7 +189,7 @@ impl Baresip {
     }
 
     /// Quit (SIGTERM lets sndfile finish its WAV headers), killing it if it hangs.
-    fn quit(&mut self) -> String {
+    pub(super) fn quit(&mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -208,7 +219,7 @@ impl Drop for Baresip {
 }
 
 /// What baresip heard: the `sndfile` dump of the decoded (received) stream.
-fn heard_wav(snd_dir: &Path) -> Option<PathBuf> {
+pub(super) fn heard_wav(snd_dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(snd_dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -267,7 +278,7 @@ fn baresip_calls_chooses_complaint_by_rfc4733_and_leaves_a_message() {
         (gw.rtp.0 + 60, gw.rtp.1),
         &source,
     );
-    let mut phone = Baresip::start(dir.path(), &format!("sip:8890@{}", gw.sip), cons_port);
+    let mut phone = Baresip::start(dir.path(), Some(&format!("sip:8890@{}", gw.sip)), cons_port);
 
     // The file starts playing when the call is established: time everything from there.
     let established = phone.wait_for("Call established", Instant::now() + Duration::from_secs(10));

@@ -6,28 +6,17 @@
 //!   (both correlated against the sources), the caller's '#' reaches the operator as RFC
 //!   4733, the INVITE carries the context headers, the operator's BYE ends the caller's leg,
 //!   and the ticket says `answered` with a talk time;
-//! - busy (486): the caller hears "人工坐席正忙，请在提示音后留言" and leaves a message; the
-//!   ticket says `busy`; /metrics counts it;
+//! - (busy, and a softphone as the operator: `transfer_peers.rs`, with sipp and baresip);
 //! - out of hours (today is a closed date): nobody is called, the caller hears (in English
 //!   here) that the offices are closed and leaves a message, the ticket says `out_of_hours`.
 
 use super::audio::{chunks_found, find, read_wav_8k, through_g711};
 use super::harness::{free_udp_port, repo, GatewayProcess};
-use super::ops::http_get;
 use hotline_gateway::caller::{dial, DialOptions, DialReport};
 use hotline_gateway::media::Codec;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// What the operator does with the gateway's INVITE.
-#[derive(Clone, Copy)]
-enum Behaviour {
-    /// Answer, talk (play `caller_zh.wav` as its voice) for `talk`, then hang up.
-    Answer { talk: Duration },
-    /// 486 Busy Here.
-    Busy,
-}
 
 #[derive(Default, Debug)]
 struct OperatorReport {
@@ -37,7 +26,7 @@ struct OperatorReport {
     bye_answered: bool,
 }
 
-fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+pub(super) fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
     msg.lines()
         .filter(|l| {
             l.split_once(':')
@@ -73,8 +62,9 @@ fn response(invite: &str, code: &str, tag: &str, extra: &str, body: &str) -> Str
     r
 }
 
-/// Start the operator; returns its SIP address and the thread that reports at the end.
-fn operator(behaviour: Behaviour) -> (SocketAddr, std::thread::JoinHandle<OperatorReport>) {
+/// Start the operator, who answers, talks (`caller_zh.wav` as its voice) for `talk`, then
+/// hangs up; returns its SIP address and the thread that reports at the end.
+fn operator(talk: Duration) -> (SocketAddr, std::thread::JoinHandle<OperatorReport>) {
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = sip.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
@@ -85,107 +75,92 @@ fn operator(behaviour: Behaviour) -> (SocketAddr, std::thread::JoinHandle<Operat
         assert!(invite.starts_with("INVITE "), "{invite}");
         report.invite = invite.clone();
         let tag = "op-1";
-        match behaviour {
-            Behaviour::Busy => {
-                sip.send_to(
-                    response(&invite, "486 Busy Here", tag, "", "").as_bytes(),
-                    gw,
-                )
-                .unwrap();
-                // The gateway's transaction layer ACKs the 486.
-                let _ = recv_text(&sip, Instant::now() + Duration::from_secs(5));
-                return report;
-            }
-            Behaviour::Answer { talk } => {
-                let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let rtp_port = rtp.local_addr().unwrap().port();
-                let body = invite.split("\r\n\r\n").nth(1).unwrap_or_default();
-                let gw_port: u16 = body
-                    .lines()
-                    .find_map(|l| l.strip_prefix("m=audio "))
-                    .and_then(|l| l.split_whitespace().next())
-                    .and_then(|p| p.parse().ok())
-                    .expect("m=audio in the offer");
-                let gw_rtp: SocketAddr = format!("127.0.0.1:{gw_port}").parse().unwrap();
-                let sdp = format!(
-                    "v=0\r\no=op 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp_port = rtp.local_addr().unwrap().port();
+        let body = invite.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let gw_port: u16 = body
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .expect("m=audio in the offer");
+        let gw_rtp: SocketAddr = format!("127.0.0.1:{gw_port}").parse().unwrap();
+        let sdp = format!(
+            "v=0\r\no=op 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                      m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
                      a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-                );
-                let contact =
-                    format!("Contact: <sip:op@{addr}>\r\nContent-Type: application/sdp\r\n");
-                sip.send_to(response(&invite, "180 Ringing", tag, "", "").as_bytes(), gw)
-                    .unwrap();
-                std::thread::sleep(Duration::from_millis(500));
-                let ok = response(&invite, "200 OK", tag, &contact, &sdp);
-                sip.send_to(ok.as_bytes(), gw).unwrap();
-                // ACK (or a retransmitted INVITE: answer it again).
-                let until = Instant::now() + Duration::from_secs(10);
-                loop {
-                    match recv_text(&sip, until) {
-                        Some((m, _)) if m.starts_with("ACK ") => break,
-                        Some(_) => {
-                            sip.send_to(ok.as_bytes(), gw).unwrap();
-                        }
-                        None => panic!("no ACK for the operator's 200"),
+        );
+        let contact = format!("Contact: <sip:op@{addr}>\r\nContent-Type: application/sdp\r\n");
+        sip.send_to(response(&invite, "180 Ringing", tag, "", "").as_bytes(), gw)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let ok = response(&invite, "200 OK", tag, &contact, &sdp);
+        sip.send_to(ok.as_bytes(), gw).unwrap();
+        // ACK (or a retransmitted INVITE: answer it again).
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            match recv_text(&sip, until) {
+                Some((m, _)) if m.starts_with("ACK ") => break,
+                Some(_) => {
+                    sip.send_to(ok.as_bytes(), gw).unwrap();
+                }
+                None => panic!("no ACK for the operator's 200"),
+            }
+        }
+        // Talk: the operator's voice out every 20 ms, the caller's voice in.
+        let voice = read_wav_8k(&repo().join("prompts/demo/caller_zh.wav"));
+        let mut payload = [0u8; 160];
+        let mut pcm = [0i16; 160];
+        let mut buf = [0u8; 2048];
+        rtp.set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let start = Instant::now();
+        let mut frame = 0usize;
+        while start.elapsed() < talk {
+            let due = start + Duration::from_millis(20 * frame as u64);
+            while Instant::now() < due {
+                if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+                    if n > 12 && buf[1] & 0x7f == 0 {
+                        let p = &buf[12..n];
+                        Codec::Pcmu.decode(p, &mut pcm[..p.len().min(160)]);
+                        report.heard.extend_from_slice(&pcm[..p.len().min(160)]);
+                    } else if n > 12 && buf[1] & 0x7f == 101 {
+                        report.dtmf_packets += 1;
                     }
                 }
-                // Talk: the operator's voice out every 20 ms, the caller's voice in.
-                let voice = read_wav_8k(&repo().join("prompts/demo/caller_zh.wav"));
-                let mut payload = [0u8; 160];
-                let mut pcm = [0i16; 160];
-                let mut buf = [0u8; 2048];
-                rtp.set_read_timeout(Some(Duration::from_millis(2)))
-                    .unwrap();
-                let start = Instant::now();
-                let mut frame = 0usize;
-                while start.elapsed() < talk {
-                    let due = start + Duration::from_millis(20 * frame as u64);
-                    while Instant::now() < due {
-                        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
-                            if n > 12 && buf[1] & 0x7f == 0 {
-                                let p = &buf[12..n];
-                                Codec::Pcmu.decode(p, &mut pcm[..p.len().min(160)]);
-                                report.heard.extend_from_slice(&pcm[..p.len().min(160)]);
-                            } else if n > 12 && buf[1] & 0x7f == 101 {
-                                report.dtmf_packets += 1;
-                            }
-                        }
-                    }
-                    let chunk: Vec<i16> = (0..160)
-                        .map(|i| voice.get(frame * 160 + i).copied().unwrap_or(0))
-                        .collect();
-                    Codec::Pcmu.encode(&chunk, &mut payload);
-                    let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b];
-                    pkt[2..4].copy_from_slice(&(frame as u16).to_be_bytes());
-                    pkt[4..8].copy_from_slice(&((frame * 160) as u32).to_be_bytes());
-                    pkt.extend_from_slice(&payload);
-                    let _ = rtp.send_to(&pkt, gw_rtp);
-                    frame += 1;
-                }
-                // Hang up: to the gateway's Contact, in the dialog the INVITE made.
-                let from = header(&invite, "From")[0];
-                let to = header(&invite, "To")[0];
-                let target = header(&invite, "Contact")[0]
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                let bye = format!(
-                    "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKopbye1\r\n\
+            }
+            let chunk: Vec<i16> = (0..160)
+                .map(|i| voice.get(frame * 160 + i).copied().unwrap_or(0))
+                .collect();
+            Codec::Pcmu.encode(&chunk, &mut payload);
+            let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b];
+            pkt[2..4].copy_from_slice(&(frame as u16).to_be_bytes());
+            pkt[4..8].copy_from_slice(&((frame * 160) as u32).to_be_bytes());
+            pkt.extend_from_slice(&payload);
+            let _ = rtp.send_to(&pkt, gw_rtp);
+            frame += 1;
+        }
+        // Hang up: to the gateway's Contact, in the dialog the INVITE made.
+        let from = header(&invite, "From")[0];
+        let to = header(&invite, "To")[0];
+        let target = header(&invite, "Contact")[0]
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKopbye1\r\n\
                      Max-Forwards: 70\r\nFrom: {to};tag={tag}\r\nTo: {from}\r\nCall-ID: {}\r\n\
                      CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
-                    header(&invite, "Call-ID")[0]
-                );
-                sip.send_to(bye.as_bytes(), gw).unwrap();
-                let until = Instant::now() + Duration::from_secs(5);
-                while let Some((m, _)) = recv_text(&sip, until) {
-                    if m.starts_with("SIP/2.0 200") && m.contains("BYE") {
-                        report.bye_answered = true;
-                        break;
-                    }
-                }
+            header(&invite, "Call-ID")[0]
+        );
+        sip.send_to(bye.as_bytes(), gw).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while let Some((m, _)) = recv_text(&sip, until) {
+            if m.starts_with("SIP/2.0 200") && m.contains("BYE") {
+                report.bye_answered = true;
+                break;
             }
         }
         report
@@ -198,7 +173,7 @@ async fn call_operator(gw: &GatewayProcess, heard: Option<PathBuf>, ports: u16) 
 }
 
 /// As [`call_operator`], the caller speaking `speak_delay` after the answer.
-async fn call_operator_speaking(
+pub(super) async fn call_operator_speaking(
     gw: &GatewayProcess,
     heard: Option<PathBuf>,
     ports: u16,
@@ -225,9 +200,7 @@ async fn call_operator_speaking(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_the_caller_talks_with_the_operator_both_ways() {
-    let (op, op_thread) = operator(Behaviour::Answer {
-        talk: Duration::from_secs(14),
-    });
+    let (op, op_thread) = operator(Duration::from_secs(14));
     let target = format!("sip:queue@{op}");
     let mut gw = GatewayProcess::start(&[("HOTLINE_TRANSFER_TARGET", &target)]);
     let heard_path = gw.data_dir.path().join("heard.wav");
@@ -315,53 +288,6 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_busy_the_caller_leaves_a_message_and_metrics_count_it() {
-    let (op, op_thread) = operator(Behaviour::Busy);
-    let admin = format!("127.0.0.1:{}", free_udp_port());
-    let gw = GatewayProcess::start(&[
-        ("HOTLINE_TRANSFER_TARGET", &format!("sip:queue@{op}")),
-        ("HOTLINE_ADMIN_LISTEN", &admin),
-    ]);
-    let heard = gw.data_dir.path().join("heard.wav");
-    // The caller speaks after the busy notice (speech would cut it short, as it may).
-    let report = call_operator_speaking(&gw, Some(heard.clone()), 60, SPEAK_AFTER_NOTICE).await;
-    let op_report = tokio::task::spawn_blocking(move || op_thread.join().unwrap())
-        .await
-        .unwrap();
-    assert!(op_report.invite.starts_with("INVITE "));
-    assert_eq!(report.status, 200);
-    let records = gw.wait_records(1, Duration::from_secs(15));
-    let tickets = gw.wait_tickets(1, Duration::from_secs(15));
-    let rec = &records[0];
-    assert_eq!(rec["transfer"]["outcome"], "busy", "{rec:#}");
-    assert!(
-        rec["recording"].is_object(),
-        "the caller left a message: {rec:#}"
-    );
-    // Told why before the tone: "人工坐席正忙，请在提示音后留言", in place of the record prompt.
-    assert_eq!(
-        steps(rec)[..5],
-        [
-            "menu",
-            "operator",
-            "transfer",
-            "transfer_failed",
-            "busy_message"
-        ],
-        "{rec:#}"
-    );
-    assert_heard(&heard, "zh", "transfer_busy");
-    assert_eq!(tickets[0]["transfer"]["outcome"], "busy");
-    assert!(tickets[0]["transfer"]["answered_at"].is_null());
-    let (code, body) = http_get(admin.parse().unwrap(), "/metrics");
-    assert_eq!(code, 200);
-    assert!(
-        body.contains("hotline_transfers_total{outcome=\"busy\"} 1"),
-        "{body}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_hours_nobody_is_called_and_the_caller_leaves_a_message() {
     // Today (and its neighbours, whatever the clock's zone) is a holiday.
     let today = chrono::Utc::now().date_naive();
@@ -406,10 +332,10 @@ async fn out_of_hours_nobody_is_called_and_the_caller_leaves_a_message() {
 
 /// When the caller of the failure tests starts speaking: after the menu's "0" (1.5 s), the
 /// connecting prompt cut short, and the whole notice.
-const SPEAK_AFTER_NOTICE: Duration = Duration::from_secs(12);
+pub(super) const SPEAK_AFTER_NOTICE: Duration = Duration::from_secs(12);
 
 /// The steps the call record says the flow went through.
-fn steps(rec: &serde_json::Value) -> Vec<String> {
+pub(super) fn steps(rec: &serde_json::Value) -> Vec<String> {
     rec["flow"]["steps"]
         .as_array()
         .map(|a| {
@@ -422,7 +348,7 @@ fn steps(rec: &serde_json::Value) -> Vec<String> {
 
 /// The caller's recording holds the prompt `lang/name` (its first second, as the caller
 /// heard it through PCMU).
-fn assert_heard(heard: &std::path::Path, lang: &str, name: &str) {
+pub(super) fn assert_heard(heard: &std::path::Path, lang: &str, name: &str) {
     let heard = read_wav_8k(heard);
     let prompt = through_g711(
         &read_wav_8k(&repo().join(format!("prompts/{lang}/{name}.wav"))),
