@@ -70,6 +70,17 @@ pub struct TransferInfo {
     pub started_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
     pub talk_ms: Option<u64>,
+    /// The conversation's stereo WAV (`[transfer] record_bridged`): caller left, operator
+    /// right. Not a message: nothing transcribes it; the ticket's `recording` points to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<BridgedRecording>,
+}
+
+/// The recording of a bridged conversation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BridgedRecording {
+    pub path: PathBuf,
+    pub duration_ms: u64,
 }
 
 /// The call flow's part of the record.

@@ -449,10 +449,20 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
             model: t.model.clone(),
             empty_reason: t.empty_reason.clone(),
         }),
-        recording: record.recording.as_ref().map(|r| RecordingFacts {
-            path: r.path.clone(),
-            duration_ms: r.duration_ms,
-        }),
+        // The message, or else the bridged conversation (`record_bridged`): a call that
+        // reached a person leaves no message.
+        recording: record
+            .recording
+            .as_ref()
+            .map(|r| (&r.path, r.duration_ms))
+            .or_else(|| {
+                let r = record.transfer.as_ref()?.recording.as_ref()?;
+                Some((&r.path, r.duration_ms))
+            })
+            .map(|(path, duration_ms)| RecordingFacts {
+                path: path.clone(),
+                duration_ms,
+            }),
     }
 }
 

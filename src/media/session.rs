@@ -10,6 +10,7 @@ pub mod arrivals;
 #[cfg(test)]
 mod barge_tests;
 pub mod bridge;
+pub mod conversation;
 mod recorder;
 pub mod source;
 mod speech;

@@ -142,9 +142,14 @@ pub fn assemble(
             }
         }
     };
-    if transcript.text.is_empty() && f.transfer.is_some() && f.recording.is_none() {
+    let answered = f
+        .transfer
+        .as_ref()
+        .is_some_and(|t| t.outcome == super::model::TransferOutcome::Answered);
+    if transcript.text.is_empty() && f.transfer.is_some() && (f.recording.is_none() || answered) {
         // The caller talked to a person (or tried to) and left no message: nothing was
-        // missed, there was nothing to transcribe.
+        // missed, there was nothing to transcribe (the recording of a conversation with an
+        // operator, `record_bridged`, is not transcribed).
         transcript.empty_reason = Some("transferred".into());
     }
     let menu_id = f.menu.as_ref().map(|m| m.id.as_str());

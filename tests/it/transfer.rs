@@ -15,7 +15,7 @@ use super::harness::{free_udp_port, repo, GatewayProcess};
 use hotline_gateway::caller::{dial, DialOptions, DialReport};
 use hotline_gateway::media::Codec;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Default, Debug)]
@@ -202,7 +202,10 @@ pub(super) async fn call_operator_speaking(
 async fn bridge_the_caller_talks_with_the_operator_both_ways() {
     let (op, op_thread) = operator(Duration::from_secs(14));
     let target = format!("sip:queue@{op}");
-    let mut gw = GatewayProcess::start(&[("HOTLINE_TRANSFER_TARGET", &target)]);
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_TRANSFER_TARGET", &target),
+        ("HOTLINE_TRANSFER_RECORD_BRIDGED", "true"),
+    ]);
     let heard_path = gw.data_dir.path().join("heard.wav");
     let report = call_operator(&gw, Some(heard_path.clone()), 40).await;
     let op_report = tokio::task::spawn_blocking(move || op_thread.join().unwrap())
@@ -285,6 +288,44 @@ async fn bridge_the_caller_talks_with_the_operator_both_ways() {
     assert!(t["transfer"]["talk_ms"].as_u64().unwrap() > 10_000, "{t:#}");
     assert!(t["transfer"]["answered_at"].is_string(), "{t:#}");
     assert_eq!(t["transcript"]["empty_reason"], "transferred", "{t:#}");
+
+    // `record_bridged`: the ticket's recording is the conversation, in stereo, the caller
+    // on the left and the operator on the right (the call record keeps it apart from a
+    // message: nothing transcribes it).
+    let r = &t["recording"];
+    assert_eq!(r["channels"], 2, "{t:#}");
+    assert_eq!(r["sample_rate_hz"], 8000, "{t:#}");
+    assert!(r["duration_ms"].as_u64().unwrap() > 10_000, "{t:#}");
+    assert_eq!(
+        rec["transfer"]["recording"]["path"], r["location"],
+        "{rec:#}"
+    );
+    let (left, right) = read_stereo(Path::new(r["location"].as_str().unwrap()));
+    for (channel, voice, who) in [
+        (&left, &caller_voice, "left: the caller"),
+        (&right, &operator_voice, "right: the operator"),
+    ] {
+        let found = chunks_found(channel, voice, 0.9);
+        eprintln!("conversation {who}: chunks {found:.2}");
+        assert!(found >= 0.8, "{who}: only {:.0}% found", found * 100.0);
+    }
+    // And each channel is only its party: the other's voice is not in it.
+    let (cross, _) = find(&left, &operator_voice);
+    assert!(
+        cross < 0.3,
+        "the operator leaks into the left channel: {cross:.2}"
+    );
+}
+
+/// The two channels of a 16-bit stereo WAV.
+fn read_stereo(path: &Path) -> (Vec<i16>, Vec<i16>) {
+    let mut wav = hound::WavReader::open(path).unwrap();
+    assert_eq!(wav.spec().channels, 2);
+    let s: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    (
+        s.iter().step_by(2).copied().collect(),
+        s.iter().skip(1).step_by(2).copied().collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,10 @@ async fn bridge_to_baresip_both_hear_each_other_and_each_others_keys() {
     assert_eq!(t["transfer"]["outcome"], "answered", "{t:#}");
     assert_eq!(t["transfer"]["target"], target.as_str());
     assert!(t["transfer"]["talk_ms"].as_u64().unwrap() > 12_000, "{t:#}");
+    assert!(
+        t["recording"].is_null(),
+        "record_bridged is off by default: {t:#}"
+    );
 }
 
 /// `reference` (through both G.711 laws: the bridge transcodes) is in `recording`: each

@@ -3,6 +3,7 @@
 //! loop reads on its own.
 
 use super::*;
+use crate::call::record::BridgedRecording;
 
 impl Shell {
     /// The flow's transfer step: `Ok` with the step's answer (the operator talked to the
@@ -33,6 +34,7 @@ impl Shell {
             started_at,
             answered_at: None,
             talk_ms: None,
+            recording: None,
         };
         if !legs.config.open_at(started_at) {
             tracing::info!("transfer requested outside the operators' hours");
@@ -59,18 +61,24 @@ impl Shell {
             language: self.info.language.clone(),
             name: "transfer".into(),
         }]);
+        let record_to = legs.config.record_bridged.then(|| self.conversation_path());
         let side = leg::CallerSide {
             media: &mut self.media,
             signals: &mut self.signals,
             deadline: self.call_deadline,
             connecting,
             caller: self.info.caller.clone(),
+            record_to,
         };
         let r = leg::bridge_call(&legs, &target, &cx, side).await;
         legs.counters.transferred(r.outcome.as_str());
         info.outcome = r.outcome.as_str().into();
         info.answered_at = r.answered_at;
         info.talk_ms = r.talk.map(|d| d.as_millis() as u64);
+        info.recording = r.conversation.map(|c| BridgedRecording {
+            path: c.path,
+            duration_ms: c.duration.as_millis() as u64,
+        });
         self.transfer = Some(info);
         match r.caller_end {
             Some(leg::CallerEnd::Bye) => Err(Stop::CallerHangup),
@@ -81,5 +89,15 @@ impl Shell {
             None if r.outcome == Outcome::Answered => Ok(Ok(())),
             None => Ok(Err(r.outcome.as_str().into())),
         }
+    }
+
+    /// `recordings/<day>/<call_uid>-conversation.wav`, beside where a message would be: in
+    /// the recordings folder, the only place retention deletes a ticket's recording from.
+    fn conversation_path(&self) -> PathBuf {
+        let day = self.info.started_at.format("%Y-%m-%d").to_string();
+        self.settings.recordings_dir.join(day).join(format!(
+            "{}-conversation.wav",
+            crate::call::record::file_safe(&self.info.call_uid)
+        ))
     }
 }

@@ -8,6 +8,7 @@ use crate::call::ivr::CallSignal;
 use crate::caller::invite::{build_invite, challenge, with_authorization};
 use crate::media::prompt::{Prompt, SharedPrompt};
 use crate::media::sdp;
+use crate::media::session::conversation::{ConversationRecorder, Recorded};
 use crate::media::session::{bridge, MediaEvent, MediaSession};
 use crate::sip::dialog::{uri_socket_addr, Dialog};
 use crate::sip::message;
@@ -40,6 +41,8 @@ pub struct Bridged {
     /// `Some` when the caller's side ended (the call is over); `None` when the operator
     /// hung up after talking, or the transfer failed and the flow goes on.
     pub caller_end: Option<CallerEnd>,
+    /// The conversation's stereo recording (`record_bridged`), when answered and written.
+    pub conversation: Option<Recorded>,
 }
 
 /// The caller's side of the call, lent to the leg while it runs.
@@ -50,6 +53,9 @@ pub struct CallerSide<'a> {
     /// "正在为您转接", played before the ringback.
     pub connecting: Vec<SharedPrompt>,
     pub caller: String,
+    /// Where to write the conversation (caller left, operator right) once answered;
+    /// `None`: not recorded.
+    pub record_to: Option<std::path::PathBuf>,
 }
 
 /// How long to wait for the final answer after our CANCEL.
@@ -60,7 +66,7 @@ pub async fn bridge_call(
     svc: &LegServices,
     target: &str,
     cx: &Context,
-    side: CallerSide<'_>,
+    mut side: CallerSide<'_>,
 ) -> Bridged {
     let started_at = Utc::now();
     let mut result = Bridged {
@@ -69,6 +75,7 @@ pub async fn bridge_call(
         answered_at: None,
         talk: None,
         caller_end: None,
+        conversation: None,
     };
     let Ok(uri) = rsip::Uri::try_from(target) else {
         tracing::warn!(%target, "transfer target is not a SIP URI");
@@ -261,6 +268,16 @@ pub async fn bridge_call(
     result.answered_at = Some(Utc::now());
     tracing::info!("transfer: operator answered; bridging");
     let (caller_end, operator_end) = bridge::pair();
+    let (caller_end, operator_end, recorder) = match side.record_to.take() {
+        // Each session records what it plays: the caller's session plays the operator
+        // (right), the operator's leg plays the caller (left).
+        Some(path) => {
+            let (recorder, left, right) = ConversationRecorder::start(path);
+            let ends = (caller_end.recorded(right), operator_end.recorded(left));
+            (ends.0, ends.1, Some(recorder))
+        }
+        None => (caller_end, operator_end, None),
+    };
     side.media.bridge(Some(caller_end));
     leg_media.bridge(Some(operator_end));
     let mut operator_gone = false;
@@ -313,6 +330,9 @@ pub async fn bridge_call(
         bye(svc, dialog, dest, local_sip);
     }
     let _ = leg_media.close().await;
+    if let Some(recorder) = recorder {
+        result.conversation = recorder.finish().await;
+    }
     result
 }
 

@@ -126,6 +126,17 @@ impl PcmRing {
 pub struct BridgeEnd {
     pub(super) out: Arc<PcmRing>,
     pub(super) inp: Arc<PcmRing>,
+    /// The conversation's recording (`record_bridged`): what this session plays out of the
+    /// bridge, i.e. the other party's voice, frame by frame.
+    pub(super) tap: Option<super::conversation::Tap>,
+}
+
+impl BridgeEnd {
+    /// This end records what it plays (the other party) into a conversation's channel.
+    pub fn recorded(mut self, tap: super::conversation::Tap) -> BridgeEnd {
+        self.tap = Some(tap);
+        self
+    }
 }
 
 impl std::fmt::Debug for BridgeEnd {
@@ -141,8 +152,13 @@ pub fn pair() -> (BridgeEnd, BridgeEnd) {
         BridgeEnd {
             out: ab.clone(),
             inp: ba.clone(),
+            tap: None,
         },
-        BridgeEnd { out: ba, inp: ab },
+        BridgeEnd {
+            out: ba,
+            inp: ab,
+            tap: None,
+        },
     )
 }
 

@@ -59,7 +59,7 @@ impl Task {
                     stream.sender.start_talkspurt();
                 } else {
                     let codec = stream.codec;
-                    self.fill_frame(codec);
+                    self.fill_frame(codec, due_at);
                     self.speech.on_output(codec, &self.frame);
                     self.send_audio_frame();
                 }
@@ -90,7 +90,7 @@ impl Task {
     /// Next 20 ms of the play queue (prompts join seamlessly), padded with silence. With
     /// nothing to play the frame is all silence: comfort silence keeps the caller's NAT
     /// binding and jitter buffer alive.
-    pub(super) fn fill_frame(&mut self, codec: Codec) {
+    pub(super) fn fill_frame(&mut self, codec: Codec, due_at: Instant) {
         let mut filled = 0;
         while filled < FRAME_SAMPLES {
             let Some(prompt) = self.queue.front() else {
@@ -116,6 +116,10 @@ impl Task {
                 .zip(&self.relay_pcm[..got])
             {
                 *o = codec.encode_sample(s);
+            }
+            if let Some(tap) = &b.tap {
+                // The other party as played (a prompt over it is not theirs: silence).
+                tap.frame(due_at.into_std(), &self.relay_pcm[..got]);
             }
             filled += got;
         }
