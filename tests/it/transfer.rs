@@ -350,58 +350,51 @@ async fn out_of_hours_nobody_is_called_and_the_caller_leaves_a_message() {
     let tickets = gw.wait_tickets(1, Duration::from_secs(15));
     let rec = &records[0];
     assert_eq!(rec["transfer"]["outcome"], "out_of_hours", "{rec:#}");
-    assert!(rec["recording"].is_object(), "{rec:#}");
     assert_eq!(tickets[0]["transfer"]["outcome"], "out_of_hours");
     assert!(
         tickets[0]["recording"].is_object(),
         "the message is in the ticket"
     );
     // "Our offices are closed now. Please leave a message after the tone."
-    assert_eq!(
-        steps(rec)[..5],
-        [
-            "menu",
-            "operator",
-            "transfer",
-            "transfer_failed",
-            "closed_message"
-        ],
-        "{rec:#}"
-    );
-    assert_heard(&heard, "en", "out_of_hours");
+    assert_told_then_message(rec, &heard, "en", "out_of_hours", "closed_message");
 }
 
 /// When the caller of the failure tests starts speaking: after the menu's "0" (1.5 s), the
 /// connecting prompt cut short, and the whole notice.
 pub(super) const SPEAK_AFTER_NOTICE: Duration = Duration::from_secs(12);
 
-/// The steps the call record says the flow went through.
-pub(super) fn steps(rec: &serde_json::Value) -> Vec<String> {
-    rec["flow"]["steps"]
+/// The caller was told why (`lang/prompt`, heard in full: the caller's recording holds it,
+/// through PCMU) in the record step `step`, right after the failed transfer, and left a
+/// message there.
+pub(super) fn assert_told_then_message(
+    rec: &serde_json::Value,
+    heard: &Path,
+    lang: &str,
+    prompt: &str,
+    step: &str,
+) {
+    assert!(rec["recording"].is_object(), "a message: {rec:#}");
+    let steps: Vec<&str> = rec["flow"]["steps"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The caller's recording holds the prompt `lang/name` (its first second, as the caller
-/// heard it through PCMU).
-pub(super) fn assert_heard(heard: &std::path::Path, lang: &str, name: &str) {
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        steps.get(..5),
+        Some(&["menu", "operator", "transfer", "transfer_failed", step][..]),
+        "{rec:#}"
+    );
     let heard = read_wav_8k(heard);
-    let prompt = through_g711(
-        &read_wav_8k(&repo().join(format!("prompts/{lang}/{name}.wav"))),
+    let prompt_pcm = through_g711(
+        &read_wav_8k(&repo().join(format!("prompts/{lang}/{prompt}.wav"))),
         Codec::Pcmu,
     );
-    let (corr, overlap) = find(&heard, &prompt[..8000.min(prompt.len())]);
+    let (corr, overlap) = find(&heard, &prompt_pcm[..8000.min(prompt_pcm.len())]);
     assert!(
         corr > 0.95 && overlap > 0.95,
-        "{lang}/{name} not heard: corr {corr:.3}, overlap {overlap:.2}"
+        "{lang}/{prompt} not heard: corr {corr:.3}, overlap {overlap:.2}"
     );
-    let found = chunks_found(&heard, &prompt, 0.9);
-    assert!(found >= 0.9, "{lang}/{name}: {:.0}% heard", found * 100.0);
+    let found = chunks_found(&heard, &prompt_pcm, 0.9);
+    assert!(found >= 0.9, "{lang}/{prompt}: {:.0}% heard", found * 100.0);
 }
 
 /// REFER mode against sipp as the caller: `scenario` under tests/sipp/.
