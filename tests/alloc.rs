@@ -12,6 +12,7 @@
 
 use hotline_gateway::media::prompt::Prompt;
 use hotline_gateway::media::rtp::{RtpSender, MAX_DATAGRAM};
+use hotline_gateway::media::session::conversation::ConversationRecorder;
 use hotline_gateway::media::session::{
     BargeIn, MediaSession, OnsetConfig, RecordSpec, SessionConfig, SpeechBargeIn,
 };
@@ -180,8 +181,10 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
     })
 }
 
-/// Two sessions bridged (`MediaSession::bridge`), each streaming with its own peer.
-fn measure_bridge(warm: Duration, window: Duration) -> Window {
+/// Two sessions bridged (`MediaSession::bridge`), each streaming with its own peer; with
+/// `recorded`, the conversation is written too (`record_bridged`: the taps and the writer
+/// thread, which is counted as well).
+fn measure_bridge(recorded: bool, warm: Duration, window: Duration) -> Window {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -189,7 +192,15 @@ fn measure_bridge(warm: Duration, window: Duration) -> Window {
     rt.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
-        let (end_a, end_b) = hotline_gateway::media::session::bridge::pair();
+        let (mut end_a, mut end_b) = hotline_gateway::media::session::bridge::pair();
+        let path =
+            std::env::temp_dir().join(format!("alloc-conversation-{}.wav", std::process::id()));
+        let recorder = recorded.then(|| {
+            let (recorder, left, right) = ConversationRecorder::start(path.clone());
+            end_a = end_a.clone().recorded(right);
+            end_b = end_b.clone().recorded(left);
+            recorder
+        });
         let mut sessions = Vec::new();
         let mut peers = Vec::new();
         for (ssrc, end) in [(0xa1u32, end_a), (0xb2, end_b)] {
@@ -218,6 +229,14 @@ fn measure_bridge(warm: Duration, window: Duration) -> Window {
         for s in sessions {
             let stats = s.close().await;
             assert!(stats.packets_received > 0, "{stats:?}");
+        }
+        if let Some(recorder) = recorder {
+            let written = recorder
+                .finish()
+                .await
+                .expect("the conversation is written");
+            assert!(written.duration >= window, "{written:?}");
+            let _ = std::fs::remove_file(&path);
         }
         Window {
             allocs: a1 - a0,
@@ -290,16 +309,21 @@ fn main() {
 
     // A transfer's bridge (issue 14): two sessions, each with its peer, relaying each
     // other's audio both ways; nothing allocates per packet.
-    let w = measure_bridge(warm, window);
-    println!(
-        "bridge, both ways: {} allocations for {} packets relayed to the peers",
-        w.allocs, w.packets_out
-    );
-    assert!(
-        w.packets_out >= 200,
-        "both peers hear the bridge ({})",
-        w.packets_out
-    );
-    assert_eq!(w.allocs, 0, "allocations while bridging");
+    for recorded in [false, true] {
+        let w = measure_bridge(recorded, warm, window);
+        println!(
+            "bridge, both ways (recorded: {recorded}): {} allocations for {} packets relayed to the peers",
+            w.allocs, w.packets_out
+        );
+        assert!(
+            w.packets_out >= 200,
+            "both peers hear the bridge ({})",
+            w.packets_out
+        );
+        assert_eq!(
+            w.allocs, 0,
+            "allocations while bridging (recorded: {recorded})"
+        );
+    }
     println!("test alloc::steady_state_media_is_allocation_free ... ok");
 }
