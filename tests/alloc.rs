@@ -192,15 +192,15 @@ fn measure_bridge(recorded: bool, warm: Duration, window: Duration) -> Window {
     rt.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
-        let (mut end_a, mut end_b) = hotline_gateway::media::session::bridge::pair();
+        let (end_a, end_b) = hotline_gateway::media::session::bridge::pair();
         let path =
             std::env::temp_dir().join(format!("alloc-conversation-{}.wav", std::process::id()));
-        let recorder = recorded.then(|| {
+        let (end_a, end_b, recorder) = if recorded {
             let (recorder, left, right) = ConversationRecorder::start(path.clone());
-            end_a = end_a.clone().recorded(right);
-            end_b = end_b.clone().recorded(left);
-            recorder
-        });
+            (end_a.recorded(right), end_b.recorded(left), Some(recorder))
+        } else {
+            (end_a, end_b, None)
+        };
         let mut sessions = Vec::new();
         let mut peers = Vec::new();
         for (ssrc, end) in [(0xa1u32, end_a), (0xb2, end_b)] {

@@ -273,8 +273,11 @@ pub async fn bridge_call(
         // (right), the operator's leg plays the caller (left).
         Some(path) => {
             let (recorder, left, right) = ConversationRecorder::start(path);
-            let ends = (caller_end.recorded(right), operator_end.recorded(left));
-            (ends.0, ends.1, Some(recorder))
+            (
+                caller_end.recorded(right),
+                operator_end.recorded(left),
+                Some(recorder),
+            )
         }
         None => (caller_end, operator_end, None),
     };
