@@ -24,6 +24,8 @@ use call_uid::migrate_call_uid;
 mod migrations;
 use migrations::{CALL_UID_STEP, MIGRATIONS};
 
+mod revise;
+
 /// Delivery state of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,13 +258,14 @@ impl Store {
         )?)
     }
 
-    /// Marks up to `limit` due pending tickets in flight and returns them, oldest due first.
+    /// Marks up to `limit` due pending tickets in flight and returns them: urgent tickets
+    /// first (a gas leak does not wait behind a backlog of potholes), then oldest due first.
     pub fn claim_due(&self, now_ms: i64, limit: usize) -> Result<Vec<Claimed>, TicketError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "UPDATE tickets SET state = 'in_flight', attempts = attempts + 1, updated_at_ms = ?1
              WHERE id IN (SELECT id FROM tickets WHERE state = 'pending' AND next_attempt_at_ms <= ?1
-                          ORDER BY next_attempt_at_ms LIMIT ?2)
+                          ORDER BY urgent DESC, next_attempt_at_ms LIMIT ?2)
              RETURNING id, document, attempts",
         )?;
         let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
@@ -303,7 +306,7 @@ impl Store {
             "UPDATE tickets SET state = ?2, next_attempt_at_ms = ?3, last_status = ?4,
                  last_error = ?5, last_body = COALESCE(?6, last_body), updated_at_ms = ?7,
                  delivered_at_ms = CASE WHEN ?2 = 'delivered' THEN ?7 ELSE delivered_at_ms END
-             WHERE id = ?1 AND state = 'in_flight'",
+             WHERE id = ?1 AND state = 'in_flight' AND attempts = ?8",
             params![
                 ticket_id,
                 state.as_str(),
@@ -311,7 +314,8 @@ impl Store {
                 status,
                 error,
                 body,
-                now_ms
+                now_ms,
+                attempt
             ],
         )?;
         tx.execute(
