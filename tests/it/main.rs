@@ -30,3 +30,4 @@ mod torture;
 #[path = "../torture_common/mod.rs"]
 mod torture_common;
 mod transfer;
+mod urgent;
