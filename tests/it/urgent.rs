@@ -192,6 +192,12 @@ async fn an_urgent_word_commits_the_ticket_while_the_caller_talks_and_the_transc
         gw.log()
     );
     let (r1, r2) = (doc_of(&intake, &first), doc_of(&intake, &second));
+    println!(
+        "urgent: revision 1 ({} at {} ms) reached the intake {:.1} s before the caller's hang-up",
+        r1["urgent_trigger"]["word"],
+        r1["urgent_trigger"]["at_ms"],
+        (hangup_due - rev1_at).as_secs_f64()
+    );
     let schema = super::tickets_common::schema();
     super::tickets_common::assert_valid(&schema, &r1);
     super::tickets_common::assert_valid(&schema, &r2);
