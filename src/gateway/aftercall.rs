@@ -469,11 +469,12 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ticket::TicketConfig;
 
-    fn pending_record(dirs: &RecordDirs) -> PathBuf {
+    /// A provisional-looking record of call `019ac1d2-…-00000000000a` in `pending/`.
+    pub(in crate::gateway) fn pending_record(dirs: &RecordDirs) -> PathBuf {
         let record: CallRecord = serde_json::from_value(serde_json::json!({
             "schema": "hotline.call/v1",
             "call_uid": "019ac1d2-0000-7000-8000-00000000000a",

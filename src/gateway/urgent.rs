@@ -25,7 +25,7 @@ use crate::call::record::{file_safe, CallRecord};
 use crate::config::Config;
 use crate::ticket::early::IN_PROGRESS;
 use crate::ticket::model::{UrgentAction, UrgentTrigger};
-use crate::ticket::{Rules, SegmentFacts, TicketService, TranscriptFacts};
+use crate::ticket::{Rules, TicketService};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,35 +266,26 @@ impl UrgentWatch {
         let path = self
             .pending_dir
             .join(format!("{}.json", file_safe(&call.call_uid)));
-        let record: CallRecord = tokio::task::spawn_blocking(move || {
+        let mut record: CallRecord = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
             serde_json::from_slice(&bytes).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;
+        // The words so far, their times moved into the message.
+        let mut heard = super::aftercall::record_transcript(t.clone());
+        for s in &mut heard.segments {
+            s.start_ms += call.start_ms;
+            s.end_ms += call.start_ms;
+        }
+        record.transcript = Some(heard);
+        // The message is still being written: no recording section until revision 2.
+        record.recording = None;
         let mut facts = super::aftercall::facts_from(&record);
         facts.reference = call.reference.clone().or(facts.reference);
         facts.ended_at = chrono::Utc::now();
         facts.hangup_reason = IN_PROGRESS.into();
         facts.urgent_trigger = Some(trigger);
-        // The message is still being written: no recording section until revision 2.
-        facts.recording = None;
-        facts.transcript = Some(TranscriptFacts {
-            language: t.language.clone(),
-            text: t.text.clone(),
-            segments: t
-                .segments
-                .iter()
-                .map(|s| SegmentFacts {
-                    start_ms: call.start_ms + s.start_ms,
-                    end_ms: call.start_ms + s.end_ms,
-                    text: s.text.clone(),
-                    confidence: Some(s.confidence),
-                })
-                .collect(),
-            model: t.model.clone(),
-            empty_reason: None,
-        });
         let ticket = self
             .tickets
             .create(facts)
@@ -379,29 +370,12 @@ mod tests {
         }
     }
 
+    const UID: &str = "019ac1d2-0000-7000-8000-00000000000a";
+
     fn setup(dir: &tempfile::TempDir) -> Arc<UrgentWatch> {
-        let pending = dir.path().join("pending");
-        let record: CallRecord = serde_json::from_value(serde_json::json!({
-            "schema": "hotline.call/v1",
-            "call_uid": "019ac1d2-0000-7000-8000-0000000000ff",
-            "call_id": "u@host",
-            "instance": "gw",
-            "caller": "13800000000",
-            "caller_name": null,
-            "called": "8890",
-            "channel": "8890",
-            "started_at": "2026-11-26T03:00:00Z",
-            "answered_at": "2026-11-26T03:00:01Z",
-            "ended_at": "2026-11-26T03:00:01Z",
-            "duration_ms": 0,
-            "language": "zh",
-            "menu": null,
-            "recording": null,
-            "hangup": {"by": "gateway", "reason": "interrupted"},
-            "media": {"codec": "PCMU", "packets_sent": 0, "packets_received": 0, "packets_dropped": 0}
-        }))
-        .unwrap();
-        record.write_to(&pending).unwrap();
+        let dirs = super::super::aftercall::RecordDirs::new(&dir.path().join("calls"));
+        super::super::aftercall::tests::pending_record(&dirs);
+        let pending = dirs.pending;
         let tickets = TicketService::open(TicketConfig {
             db_path: dir.path().join("t.sqlite"),
             outbox_dir: dir.path().join("outbox"),
@@ -414,7 +388,7 @@ mod tests {
     fn meta(start_ms: u64) -> (CallMeta, tokio::sync::mpsc::UnboundedReceiver<CallRequest>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let call = CallMeta {
-            call_uid: "019ac1d2-0000-7000-8000-0000000000ff".into(),
+            call_uid: UID.into(),
             start_ms,
             reference: Some("261126000007".into()),
             requests: tx,
@@ -443,11 +417,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = setup(&dir);
         let p = policy(UrgentAction::Flag);
-        let uid = "019ac1d2-0000-7000-8000-0000000000ff";
         let first = heard(&[(200, "厨房燃气泄漏了")]);
         let (call, _rx) = meta(2000);
         assert_eq!(pass(&w, &p, call, first.clone()).await, first);
-        let trigger = w.settle(uid).await.expect("triggered");
+        let trigger = w.settle(UID).await.expect("triggered");
         assert_eq!(
             (trigger.word.as_str(), trigger.at_ms, trigger.action),
             ("燃气泄漏", 2200, UrgentAction::Flag)
@@ -466,7 +439,7 @@ mod tests {
 
         let (call, _rx) = meta(6000);
         pass(&w, &p, call, heard(&[(0, "楼道里还着火了")])).await;
-        assert_eq!(w.settle(uid).await, Some(trigger), "once per call");
+        assert_eq!(w.settle(UID).await, Some(trigger), "once per call");
         assert_eq!(w.counters().flag.load(Ordering::Relaxed), 1);
         assert_eq!(w.tickets.store().list(None, 10).unwrap().len(), 1);
     }
@@ -484,10 +457,7 @@ mod tests {
         pass(&w, &p, call.clone(), heard(&[(0, "有人受伤了")])).await;
         pass(&w, &p, call, heard(&[(0, "流血了")])).await;
         // Settled: the request (sent after the transcript is handed on) is out.
-        let t = w
-            .settle("019ac1d2-0000-7000-8000-0000000000ff")
-            .await
-            .unwrap();
+        let t = w.settle(UID).await.unwrap();
         assert_eq!(t.action, UrgentAction::Transfer);
         assert_eq!(t.word, "受伤");
         assert_eq!(

@@ -192,18 +192,7 @@ impl Store {
                 tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM tickets", [], |r| {
                     r.get(0)
                 })?;
-            let mut out = candidates_where(
-                &tx,
-                "started_at_ms BETWEEN ?1 AND ?2 ORDER BY started_at_ms DESC LIMIT ?3",
-                params![from_ms, to_ms, MAX_CANDIDATES],
-            )?;
-            out.extend(candidates_where(
-                &tx,
-                "caller = ?3 AND started_at_ms BETWEEN ?1 AND ?2
-                 ORDER BY started_at_ms DESC LIMIT 1000",
-                params![from_ms, to_ms, caller],
-            )?);
-            (out, seen)
+            (candidates::in_window(&tx, from_ms, to_ms, caller)?, seen)
         };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(String, String)> = tx
@@ -492,6 +481,17 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// The stored document of ticket `ticket_id` (a full id), read inside `tx`.
+pub(super) fn document_of(tx: &Connection, ticket_id: &str) -> Result<String, TicketError> {
+    tx.query_row(
+        "SELECT document FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| TicketError::NotFound(ticket_id.to_owned()))
 }
 
 /// Parses a stored document; a failure means the database was edited by hand.

@@ -12,6 +12,7 @@
 //! Needs `models/ggml-base.bin`; without it the tests skip, unless `HOTLINE_REQUIRE_MODEL=1`
 //! or `CI=true`, where that is a failure.
 
+use super::audio::{read_wav_8k, write_wav};
 use super::harness::{repo, GatewayProcess};
 use super::tickets_common::{Intake, Reply};
 use super::transfer::{operator, Behaviour};
@@ -34,13 +35,6 @@ fn model_present() -> bool {
     false
 }
 
-fn speech(name: &str) -> Vec<i16> {
-    let path = repo().join("tests/data/speech").join(name);
-    let mut r = hound::WavReader::open(&path).unwrap();
-    assert_eq!(r.spec().sample_rate, 8000, "{}", path.display());
-    r.samples::<i16>().map(Result::unwrap).collect()
-}
-
 /// The parts joined by `pause_ms` of silence, then `hold_ms` of silence (the caller stays on
 /// the line), as an 8 kHz WAV under `dir`.
 fn message(dir: &Path, parts: &[&str], pause_ms: usize, hold_ms: usize) -> (PathBuf, Duration) {
@@ -49,21 +43,11 @@ fn message(dir: &Path, parts: &[&str], pause_ms: usize, hold_ms: usize) -> (Path
         if i > 0 {
             pcm.extend(vec![0i16; pause_ms * 8]);
         }
-        pcm.extend(speech(p));
+        pcm.extend(read_wav_8k(&repo().join("tests/data/speech").join(p)));
     }
     pcm.extend(vec![0i16; hold_ms * 8]);
     let path = dir.join(format!("message-{}.wav", parts.join("+")));
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for s in &pcm {
-        w.write_sample(*s).unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav(&path, &pcm, 8000);
     (path, Duration::from_millis(pcm.len() as u64 / 8))
 }
 

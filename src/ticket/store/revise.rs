@@ -1,12 +1,12 @@
 //! Replacing an early ticket by its next revision (`ticket::early`), in one transaction.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
 use super::super::duplicate::Candidate;
 use super::super::model::Ticket;
 use super::super::TicketError;
-use super::candidates::candidates_where;
-use super::{parse_doc, Store, MAX_CANDIDATES};
+use super::candidates::in_window;
+use super::{document_of, parse_doc, Store};
 
 impl Store {
     /// Reads ticket `ticket_id` and the duplicate candidates (calls started in
@@ -24,26 +24,8 @@ impl Store {
     ) -> Result<Ticket, TicketError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let doc: String = tx
-            .query_row(
-                "SELECT document FROM tickets WHERE id = ?1",
-                [ticket_id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| TicketError::NotFound(ticket_id.to_owned()))?;
-        let current = parse_doc(ticket_id, &doc)?;
-        let mut candidates = candidates_where(
-            &tx,
-            "started_at_ms BETWEEN ?1 AND ?2 ORDER BY started_at_ms DESC LIMIT ?3",
-            params![from_ms, to_ms, MAX_CANDIDATES],
-        )?;
-        candidates.extend(candidates_where(
-            &tx,
-            "caller = ?3 AND started_at_ms BETWEEN ?1 AND ?2
-             ORDER BY started_at_ms DESC LIMIT 1000",
-            params![from_ms, to_ms, caller],
-        )?);
+        let current = parse_doc(ticket_id, &document_of(&tx, ticket_id)?)?;
+        let mut candidates = in_window(&tx, from_ms, to_ms, caller)?;
         candidates.sort_by_key(|a| (a.started_at_ms, a.ticket_id));
         candidates.dedup_by(|a, b| a.ticket_id == b.ticket_id);
         let Some((ticket, norm_text)) = build(&current, &candidates) else {
