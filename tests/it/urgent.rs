@@ -14,6 +14,7 @@
 
 use super::audio::{read_wav_8k, write_wav};
 use super::harness::{repo, GatewayProcess};
+use super::ops::{free_tcp_port, http_get};
 use super::tickets_common::{Intake, Reply};
 use super::transfer::{operator, Behaviour};
 use hotline_gateway::caller::{dial, DialOptions, DialReport};
@@ -111,7 +112,11 @@ async fn an_urgent_word_commits_the_ticket_while_the_caller_talks_and_the_transc
     }
     let intake = Intake::start(|_, _| Reply::Accept(200)).await;
     let url = intake.url();
-    let mut gw = gateway(&[("HOTLINE_INTAKE_URL", url.as_str())]);
+    let admin = format!("127.0.0.1:{}", free_tcp_port());
+    let mut gw = gateway(&[
+        ("HOTLINE_INTAKE_URL", url.as_str()),
+        ("HOTLINE_ADMIN_LISTEN", admin.as_str()),
+    ]);
     let dir = tempfile::tempdir().unwrap();
 
     // Not urgent: "打不着火" holds 着火 and "不是漏气" holds 漏气, as words they are neither.
@@ -214,6 +219,14 @@ async fn an_urgent_word_commits_the_ticket_while_the_caller_talks_and_the_transc
     );
     let applied = intake.applied();
     assert_eq!(applied.len(), 3, "two calls, three deliveries: {applied:?}");
+    let (code, metrics) = http_get(admin.parse().unwrap(), "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "hotline_urgent_triggers_total{action=\"flag\"} 1",
+        "hotline_urgent_triggers_total{action=\"transfer\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     let log = gw.stop();
     assert_eq!(
         log.matches("urgent word heard").count(),
