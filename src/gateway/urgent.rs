@@ -11,7 +11,7 @@
 //!   the after-call pipeline's ticket for the same call then becomes its revision 2.
 //! - `transfer`: the call is asked to put the caller through to `urgent_target`
 //!   ([`CallRequest::Transfer`]); the ticket made after the call carries the trigger and the
-//!   transfer's outcome.
+//!   transfer's outcome. Outside the operators' `hours` the word flags instead.
 //!
 //! The trigger is registered before the utterance's transcript is handed on, and the
 //! after-call pipeline [`settle`](UrgentWatch::settle)s a call (waits for its early commit)
@@ -40,11 +40,14 @@ const MAX_CALLS: usize = 256;
 const SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// What an urgent word does, from one configuration snapshot (`[transfer]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UrgentPolicy {
     pub action: UrgentAction,
     /// Where `transfer` sends the caller.
     pub target: String,
+    /// The operators' hours: outside them `transfer` flags instead (nobody would answer,
+    /// and the caller's message would be cut short for nothing).
+    pub hours: Option<crate::config::TransferConfig>,
 }
 
 impl UrgentPolicy {
@@ -60,7 +63,19 @@ impl UrgentPolicy {
         } else {
             UrgentAction::Flag
         };
-        UrgentPolicy { action, target }
+        UrgentPolicy {
+            action,
+            target,
+            hours: Some(t.clone()),
+        }
+    }
+
+    /// The action an urgent word heard at `now` takes.
+    pub fn action_at(&self, now: chrono::DateTime<chrono::Utc>) -> UrgentAction {
+        match (&self.action, &self.hours) {
+            (UrgentAction::Transfer, Some(h)) if !h.open_at(now) => UrgentAction::Flag,
+            (action, _) => *action,
+        }
     }
 }
 
@@ -216,7 +231,7 @@ impl UrgentWatch {
                 let trigger = UrgentTrigger {
                     word,
                     at_ms,
-                    action: policy.action,
+                    action: policy.action_at(chrono::Utc::now()),
                 };
                 me.claim(&call.call_uid, trigger.clone())
                     .map(|done| (trigger, done))
@@ -367,7 +382,28 @@ mod tests {
         UrgentPolicy {
             action,
             target: "sip:119@ops.example".into(),
+            hours: None,
         }
+    }
+
+    #[test]
+    fn outside_the_operators_hours_transfer_flags_instead() {
+        let mut config = crate::config::Config::default();
+        config.transfer.urgent_action = "transfer".into();
+        config.transfer.urgent_target = "sip:119@ops.example".into();
+        config.transfer.hours = vec!["mon-fri 08:00-20:00".into()];
+        config.transfer.timezone = "+08:00".into();
+        let p = UrgentPolicy::from_config(&config);
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        // Wednesday 10:00 and 23:00 in +08:00.
+        assert_eq!(
+            p.action_at(at("2026-12-02T02:00:00Z")),
+            UrgentAction::Transfer
+        );
+        assert_eq!(p.action_at(at("2026-12-02T15:00:00Z")), UrgentAction::Flag);
+        config.transfer.urgent_action = "flag".into();
+        let p = UrgentPolicy::from_config(&config);
+        assert_eq!(p.action_at(at("2026-12-02T02:00:00Z")), UrgentAction::Flag);
     }
 
     const UID: &str = "019ac1d2-0000-7000-8000-00000000000a";
