@@ -277,3 +277,48 @@ async fn an_urgent_word_puts_the_caller_through_to_the_urgent_target() {
         "the words before the transfer stay the message: {t:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_transfer_nobody_takes_goes_on_as_after_the_message() {
+    if !model_present() {
+        return;
+    }
+    let (op, op_thread) = operator(Behaviour::Busy);
+    let target = format!("sip:urgent@{op}");
+    let mut gw = gateway(&[
+        ("HOTLINE_TRANSFER_URGENT_ACTION", "transfer"),
+        ("HOTLINE_TRANSFER_URGENT_TARGET", target.as_str()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, len) = message(dir.path(), &["urgent_gas_yunjian.wav"], 0, 30_000);
+    call(&gw, wav, len, 50).await;
+    let op_report = tokio::task::spawn_blocking(move || op_thread.join().unwrap())
+        .await
+        .unwrap();
+    let records = gw.wait_records(1, Duration::from_secs(120));
+    let tickets = gw.wait_tickets(1, Duration::from_secs(120));
+    let log = gw.stop();
+    assert!(op_report.invite.starts_with("INVITE sip:urgent@"), "{log}");
+    // The message ended at the word; the flow went on to what follows a message (the
+    // reference read back) while the caller was still on the line.
+    let steps: Vec<&str> = records[0]["flow"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let at = steps.iter().position(|s| *s == "message").unwrap();
+    assert_eq!(steps.get(at + 1), Some(&"reference"), "{steps:?}\n{log}");
+    let t = &tickets[0];
+    assert_eq!(t["transfer"]["outcome"], "busy", "{t:#}");
+    assert_eq!(t["urgent_trigger"]["action"], "transfer", "{t:#}");
+    assert_eq!(t["classification"]["urgent"], true);
+    assert!(
+        t["recording"].is_object(),
+        "the message so far is kept: {t:#}"
+    );
+    assert!(
+        !t["transcript"]["text"].as_str().unwrap().is_empty(),
+        "{t:#}"
+    );
+}
