@@ -184,7 +184,7 @@ impl TicketService {
         Ok(())
     }
 
-    /// The classification rules in use (the urgent-word matcher of live transcription).
+    /// The classification rules in use (the spoken menu classifies what callers say).
     pub fn rules(&self) -> Arc<Rules> {
         self.inner.rules.load_full()
     }

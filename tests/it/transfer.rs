@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// What the operator does with the gateway's INVITE.
 #[derive(Clone, Copy)]
-pub(super) enum Behaviour {
+enum Behaviour {
     /// Answer, talk (play `caller_zh.wav` as its voice) for `talk`, then hang up.
     Answer { talk: Duration },
     /// 486 Busy Here.
@@ -29,11 +29,11 @@ pub(super) enum Behaviour {
 }
 
 #[derive(Default, Debug)]
-pub(super) struct OperatorReport {
-    pub invite: String,
-    pub heard: Vec<i16>,
-    pub dtmf_packets: usize,
-    pub bye_answered: bool,
+struct OperatorReport {
+    invite: String,
+    heard: Vec<i16>,
+    dtmf_packets: usize,
+    bye_answered: bool,
 }
 
 fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
@@ -73,10 +73,7 @@ fn response(invite: &str, code: &str, tag: &str, extra: &str, body: &str) -> Str
 }
 
 /// Start the operator; returns its SIP address and the thread that reports at the end.
-/// (Also the operator of `urgent.rs`.)
-pub(super) fn operator(
-    behaviour: Behaviour,
-) -> (SocketAddr, std::thread::JoinHandle<OperatorReport>) {
+fn operator(behaviour: Behaviour) -> (SocketAddr, std::thread::JoinHandle<OperatorReport>) {
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = sip.local_addr().unwrap();
     let handle = std::thread::spawn(move || {

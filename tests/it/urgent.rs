@@ -7,16 +7,17 @@
 //!   up; after the hang-up, revision 2 of the same ticket (same id and reference) with the
 //!   whole transcript. A caller whose stove "打不着火" ("不是漏气") triggers nothing.
 //! - `transfer`: the gas leak puts the caller through to `[transfer] urgent_target`: the
-//!   operator gets the INVITE, and the ticket says what triggered it and how the transfer went.
+//!   operator (sipp's answering UAS) gets the INVITE, and the ticket says what triggered it and
+//!   how the transfer went; an operator who never answers (a silent socket) leaves the message
+//!   so far and the flow goes on as after a message.
 //!
 //! Needs `models/ggml-base.bin`; without it the tests skip, unless `HOTLINE_REQUIRE_MODEL=1`
 //! or `CI=true`, where that is a failure.
 
 use super::audio::{read_wav_8k, write_wav};
-use super::harness::{repo, GatewayProcess};
+use super::harness::{free_udp_port, peer_available, repo, GatewayProcess};
 use super::ops::{free_tcp_port, http_get};
 use super::tickets_common::{Intake, Reply};
-use super::transfer::{operator, Behaviour};
 use hotline_gateway::caller::{dial, DialOptions, DialReport};
 use hotline_gateway::media::Codec;
 use serde_json::Value;
@@ -235,36 +236,50 @@ async fn an_urgent_word_commits_the_ticket_while_the_caller_talks_and_the_transc
     );
 }
 
+/// sipp's built-in UAS as the operator: answers, waits for the BYE. Returns its address and
+/// the process; its message trace goes to `dir/operator.log`.
+fn answering_operator(dir: &Path) -> (String, std::process::Child) {
+    let port = free_udp_port();
+    let child = std::process::Command::new("sipp")
+        .current_dir(dir)
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-timeout", "120", "-timeout_error", "-nostdin"])
+        .args(["-trace_msg", "-message_file", "operator.log"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sipp");
+    (format!("127.0.0.1:{port}"), child)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_word_puts_the_caller_through_to_the_urgent_target() {
-    if !model_present() {
+    if !model_present() || !peer_available("sipp") {
         return;
     }
-    let (op, op_thread) = operator(Behaviour::Answer {
-        talk: Duration::from_secs(3),
-    });
+    let dir = tempfile::tempdir().unwrap();
+    let (op, mut sipp) = answering_operator(dir.path());
     let target = format!("sip:urgent@{op}");
     let mut gw = gateway(&[
         ("HOTLINE_TRANSFER_URGENT_ACTION", "transfer"),
         ("HOTLINE_TRANSFER_URGENT_TARGET", target.as_str()),
     ]);
-    let dir = tempfile::tempdir().unwrap();
     let (wav, len) = message(dir.path(), &["urgent_gas_yunjian.wav"], 0, 30_000);
-    let (report, _) = call(&gw, wav, len, 50).await;
-    let op_report = tokio::task::spawn_blocking(move || op_thread.join().unwrap())
-        .await
-        .unwrap();
+    call(&gw, wav, len, 50).await;
     let tickets = gw.wait_tickets(1, Duration::from_secs(120));
     let log = gw.stop();
+    let sipp_ok = tokio::task::spawn_blocking(move || sipp.wait().unwrap())
+        .await
+        .unwrap();
+    let trace = std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default();
     assert!(
-        op_report.invite.starts_with("INVITE sip:urgent@"),
-        "the operator at urgent_target gets the INVITE: {:?}\n{log}",
-        op_report.invite
+        trace.contains("INVITE sip:urgent@"),
+        "the operator at urgent_target gets the INVITE:\n{trace}\n{log}"
     );
-    assert_eq!(
-        report.hung_up_by,
-        Some("gateway"),
-        "the operator's BYE ends the caller's leg\n{log}"
+    assert!(
+        sipp_ok.success(),
+        "the operator's call went through\n{trace}\n{log}"
     );
     assert_eq!(tickets.len(), 1, "{log}");
     let t = &tickets[0];
@@ -283,22 +298,32 @@ async fn an_urgent_transfer_nobody_takes_goes_on_as_after_the_message() {
     if !model_present() {
         return;
     }
-    let (op, op_thread) = operator(Behaviour::Busy);
-    let target = format!("sip:urgent@{op}");
+    // An operator who never answers: the ring timeout ends it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = format!("sip:urgent@{}", silent.local_addr().unwrap());
+    let ringing = std::thread::spawn(move || {
+        silent
+            .set_read_timeout(Some(Duration::from_secs(90)))
+            .unwrap();
+        let mut buf = [0u8; 8192];
+        let n = silent.recv(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
     let mut gw = gateway(&[
         ("HOTLINE_TRANSFER_URGENT_ACTION", "transfer"),
         ("HOTLINE_TRANSFER_URGENT_TARGET", target.as_str()),
+        ("HOTLINE_TRANSFER_RING_TIMEOUT_SECS", "2"),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let (wav, len) = message(dir.path(), &["urgent_gas_yunjian.wav"], 0, 30_000);
     call(&gw, wav, len, 50).await;
-    let op_report = tokio::task::spawn_blocking(move || op_thread.join().unwrap())
+    let invite = tokio::task::spawn_blocking(move || ringing.join().unwrap())
         .await
         .unwrap();
     let records = gw.wait_records(1, Duration::from_secs(120));
     let tickets = gw.wait_tickets(1, Duration::from_secs(120));
     let log = gw.stop();
-    assert!(op_report.invite.starts_with("INVITE sip:urgent@"), "{log}");
+    assert!(invite.starts_with("INVITE sip:urgent@"), "{invite}\n{log}");
     // The message ended at the word; the flow went on to what follows a message (the
     // reference read back) while the caller was still on the line.
     let steps: Vec<&str> = records[0]["flow"]["steps"]
@@ -310,7 +335,7 @@ async fn an_urgent_transfer_nobody_takes_goes_on_as_after_the_message() {
     let at = steps.iter().position(|s| *s == "message").unwrap();
     assert_eq!(steps.get(at + 1), Some(&"reference"), "{steps:?}\n{log}");
     let t = &tickets[0];
-    assert_eq!(t["transfer"]["outcome"], "busy", "{t:#}");
+    assert_eq!(t["transfer"]["outcome"], "no_answer", "{t:#}");
     assert_eq!(t["urgent_trigger"]["action"], "transfer", "{t:#}");
     assert_eq!(t["classification"]["urgent"], true);
     assert!(
