@@ -32,6 +32,9 @@ use tokio::time::Instant;
 
 mod operator;
 mod refer;
+mod request;
+
+pub use request::{CallRequest, CallRequests};
 
 /// What the manager tells a running call.
 #[derive(Debug)]
@@ -79,6 +82,12 @@ pub struct IvrSettings {
 #[derive(Clone, Debug)]
 pub struct UtteranceFacts {
     pub call_id: String,
+    /// The gateway's own id of the call.
+    pub call_uid: String,
+    /// The call's reference number, when allocated.
+    pub reference: Option<String>,
+    /// Where the gateway may ask this call for something (see [`CallRequest`]).
+    pub requests: CallRequests,
     pub language: String,
     /// 0 for the first utterance of the message.
     pub index: u32,
@@ -123,6 +132,8 @@ enum Stop {
     MaxDuration,
     AckTimeout,
     Shutdown,
+    /// The gateway asked for a transfer during the message and the operator took the call.
+    Transferred,
 }
 
 impl Stop {
@@ -133,6 +144,7 @@ impl Stop {
             Stop::MaxDuration => Hangup::new("gateway", "max_duration"),
             Stop::AckTimeout => Hangup::new("gateway", "ack_timeout"),
             Stop::Shutdown => Hangup::new("gateway", "shutdown"),
+            Stop::Transferred => Hangup::new("gateway", "completed"),
         }
     }
 }
@@ -153,6 +165,8 @@ struct Shell {
     /// The call's reference number once allocated: known here before the engine hears of
     /// it, for a transfer that follows at once (`X-Hotline-Reference`).
     reference: Option<String>,
+    /// What the gateway asks of this call while it runs (`request.rs`).
+    requests: request::Inbox,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -213,6 +227,7 @@ pub async fn run(
         legs,
         transfer: None,
         reference: None,
+        requests: request::Inbox::default(),
     };
     engine.start(now.into_std());
     let (hangup, send_bye) = match shell.drive(&mut engine).await {
@@ -220,7 +235,7 @@ pub async fn run(
         Err(stop) => {
             let open = engine.recording();
             engine.handle(Event::Hangup, Instant::now().into_std());
-            if open && stop != Stop::AckTimeout {
+            if open && stop != Stop::AckTimeout && shell.recording.is_none() {
                 shell.finish_recording().await;
             }
             (stop.hangup(), stop != Stop::CallerHangup)
@@ -314,7 +329,9 @@ impl Shell {
             }
             Command::StopPlayback => self.media.stop_playback(),
             Command::StartRecording { preroll } => {
-                if !self.start_recording(preroll).await {
+                if self.start_recording(preroll).await {
+                    self.requests.recording = true;
+                } else {
                     self.pending.push_back(Event::RecordingFailed);
                 }
             }
@@ -419,6 +436,9 @@ impl Shell {
         if let Some(sink) = &self.settings.on_utterance {
             sink(UtteranceFacts {
                 call_id: self.info.call_id.clone(),
+                call_uid: self.info.call_uid.clone(),
+                reference: self.reference.clone(),
+                requests: self.requests.sender(),
                 language: self.info.language.clone(),
                 index,
                 start_ms: start.as_millis() as u64,
@@ -498,6 +518,10 @@ impl Shell {
                     }
                     // Late word about a REFER already decided.
                     Some(CallSignal::ReferAnswer(_) | CallSignal::Notify { .. }) => continue,
+                },
+                Some(req) = self.requests.recv() => match self.on_request(req).await? {
+                    Some(ev) => return Ok(ev),
+                    None => continue,
                 },
                 _ = tokio::time::sleep_until(until) => {
                     if Instant::now() >= self.call_deadline {

@@ -148,7 +148,8 @@ async fn process_record(
 ) -> Handoff {
     let transcriber =
         asr.map(|a| move |r: CallRecord| async move { transcribe_record(a, live, &r).await });
-    hand_over(tickets, dirs, path, transcriber).await
+    let urgent = live.and_then(|l| l.urgent()).map(|u| &**u);
+    hand_over(tickets, dirs, path, transcriber, urgent).await
 }
 
 /// One attempt at the hand-off of the record at `path`: transcribe (when `transcriber` is
@@ -159,6 +160,7 @@ async fn hand_over<F, Fut>(
     dirs: &RecordDirs,
     path: &Path,
     transcriber: Option<F>,
+    urgent: Option<&super::urgent::UrgentWatch>,
 ) -> Handoff
 where
     F: FnOnce(CallRecord) -> Fut,
@@ -188,7 +190,12 @@ where
         }
         _ => record,
     };
-    ticket_record(tickets, dirs, path, &record).await
+    // After every live transcript of the call is in (above), so a trigger is known here.
+    let trigger = match urgent {
+        Some(u) => u.settle(record.uid()).await,
+        None => None,
+    };
+    ticket_record(tickets, dirs, path, &record, trigger).await
 }
 
 /// Writes `record` back to `path` (atomically, on a blocking thread).
@@ -339,8 +346,13 @@ pub async fn ticket_record(
     dirs: &RecordDirs,
     path: &Path,
     record: &CallRecord,
+    urgent_trigger: Option<crate::ticket::model::UrgentTrigger>,
 ) -> Handoff {
-    match tickets.create(facts_from(record)).await {
+    let facts = crate::ticket::CallFacts {
+        urgent_trigger,
+        ..facts_from(record)
+    };
+    match tickets.create(facts).await {
         Ok(ticket) => {
             if let Some(reference) = ticket.reference.clone() {
                 // So that `tickets show <reference>`, the API and `lookup` find it.
@@ -467,11 +479,12 @@ pub fn facts_from(record: &CallRecord) -> CallFacts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ticket::TicketConfig;
 
-    fn pending_record(dirs: &RecordDirs) -> PathBuf {
+    /// A provisional-looking record of call `019ac1d2-…-00000000000a` in `pending/`.
+    pub(in crate::gateway) fn pending_record(dirs: &RecordDirs) -> PathBuf {
         let record: CallRecord = serde_json::from_value(serde_json::json!({
             "schema": "hotline.call/v1",
             "call_uid": "019ac1d2-0000-7000-8000-00000000000a",
@@ -526,7 +539,7 @@ mod tests {
         let obstacle = dirs.pending.join(format!(".{name}.tmp"));
         std::fs::create_dir(&obstacle).unwrap();
         let transcriber = Some(|_r: CallRecord| async { heard() });
-        let first = hand_over(&tickets, &dirs, &path, transcriber).await;
+        let first = hand_over(&tickets, &dirs, &path, transcriber, None).await;
         assert_eq!(first, Handoff::Retry);
         assert!(
             tickets.store().list(None, 10).unwrap().is_empty(),
@@ -537,7 +550,7 @@ mod tests {
         std::fs::remove_dir(&obstacle).unwrap();
         let transcriber = Some(|_r: CallRecord| async { heard() });
         assert_eq!(
-            hand_over(&tickets, &dirs, &path, transcriber).await,
+            hand_over(&tickets, &dirs, &path, transcriber, None).await,
             Handoff::Done
         );
         let stored = tickets.store().list(None, 10).unwrap();

@@ -9,6 +9,7 @@
 //! incomplete (a dropped or failed utterance, a restart) the whole message is transcribed as
 //! before, so the durable path never depends on it.
 
+use super::urgent::{CallMeta, UrgentPolicy, UrgentWatch};
 use crate::asr::{AsrPool, Transcript};
 use crate::call::ivr::UtteranceFacts;
 use std::collections::{HashMap, VecDeque};
@@ -55,6 +56,8 @@ struct Calls {
 pub struct LiveTranscripts {
     asr: Arc<AsrPool>,
     calls: Mutex<Calls>,
+    /// Looks at each utterance's words on their way here (`urgent.rs`).
+    urgent: Option<Arc<UrgentWatch>>,
 }
 
 impl LiveTranscripts {
@@ -62,12 +65,23 @@ impl LiveTranscripts {
         LiveTranscripts {
             asr,
             calls: Mutex::new(Calls::default()),
+            urgent: None,
         }
     }
 
+    pub fn with_urgent(mut self, watch: Arc<UrgentWatch>) -> LiveTranscripts {
+        self.urgent = Some(watch);
+        self
+    }
+
+    pub fn urgent(&self) -> Option<&Arc<UrgentWatch>> {
+        self.urgent.as_ref()
+    }
+
     /// Take an utterance of a message being recorded: submit it, keep its pending result.
-    /// Runs on the call's task; it only queues.
-    pub fn offer(&self, u: UtteranceFacts) {
+    /// Runs on the call's task; it only queues. `urgent`: what an urgent word does on this
+    /// call (its configuration's).
+    pub fn offer(&self, u: UtteranceFacts, urgent: Option<&UrgentPolicy>) {
         let Ok(mut calls) = self.calls.lock() else {
             return;
         };
@@ -114,9 +128,20 @@ impl LiveTranscripts {
         let samples = u.pcm.len();
         match self.asr.submit(u.pcm, &u.language) {
             Ok(result) => entry.utterances.push(Pending {
+                result: match (&self.urgent, urgent) {
+                    (Some(watch), Some(policy)) => {
+                        let call = CallMeta {
+                            call_uid: u.call_uid,
+                            start_ms: u.start_ms,
+                            reference: u.reference,
+                            requests: u.requests,
+                        };
+                        watch.watch(policy, call, result)
+                    }
+                    _ => result,
+                },
                 start_ms: u.start_ms,
                 samples,
-                result,
             }),
             Err(_) => {
                 tracing::debug!(call_id = %u.call_id, "ASR queue full: the message will be transcribed whole");

@@ -10,6 +10,7 @@ mod live_finish;
 mod lookup;
 mod reload;
 pub mod storage;
+pub mod urgent;
 
 pub use reload::{ReloadError, ReloadReport};
 
@@ -69,6 +70,8 @@ pub struct Gateway {
     stop_delivery: tokio::sync::oneshot::Sender<()>,
     storage: tokio::task::JoinHandle<()>,
     stop_storage: watch::Sender<bool>,
+    /// Urgent words heard live (its counters, for `/metrics`).
+    urgent: Arc<urgent::UrgentWatch>,
 }
 
 impl Gateway {
@@ -146,7 +149,13 @@ impl Gateway {
         ));
         let asr = start_asr(&config).await?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel::<PathBuf>();
-        let live = asr.clone().map(|a| Arc::new(live::LiveTranscripts::new(a)));
+        let urgent = Arc::new(urgent::UrgentWatch::new(
+            tickets.clone(),
+            record_dirs.pending.clone(),
+        ));
+        let live = asr
+            .clone()
+            .map(|a| Arc::new(live::LiveTranscripts::new(a).with_urgent(urgent.clone())));
         let aftercall = tokio::spawn(aftercall::run(
             tickets.clone(),
             asr,
@@ -209,6 +218,7 @@ impl Gateway {
             stop_delivery,
             storage,
             stop_storage,
+            urgent,
         })
     }
 
@@ -263,6 +273,7 @@ impl Gateway {
             self.endpoint.guard_counters().clone(),
         )));
         r.register(self.shared.disk.clone());
+        r.register(Arc::new(self.urgent.metrics()));
         r
     }
 

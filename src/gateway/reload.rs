@@ -95,7 +95,8 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
                 .live
                 .clone()
                 .map(|live| -> crate::call::ivr::UtteranceSink {
-                    Box::new(move |u| live.offer(u))
+                    let urgent = super::urgent::UrgentPolicy::from_config(&config);
+                    Box::new(move |u| live.offer(u, Some(&urgent)))
                 }),
         }),
         ports: s.ports.clone(),

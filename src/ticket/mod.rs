@@ -11,6 +11,7 @@ pub mod admin;
 pub mod classify;
 pub mod delivery;
 pub mod duplicate;
+pub mod early;
 pub mod facts;
 pub mod model;
 pub mod progress;

@@ -7,7 +7,7 @@
 //! the ticket again. A correction does: the intake must learn it, as revision + 1 under the
 //! same ticket id (`Idempotency-Key: <ticket_id>:<revision>`).
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 use serde_json::{json, Value};
 
 use super::store::Store;
@@ -89,14 +89,7 @@ impl Store {
         }
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let doc: String = tx
-            .query_row(
-                "SELECT document FROM tickets WHERE id = ?1",
-                [ticket_id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| TicketError::NotFound(ticket_id.to_owned()))?;
+        let doc = super::store::document_of(&tx, ticket_id)?;
         tx.execute(
             "INSERT INTO ticket_progress (ticket_id, state, note, at_ms, by, source)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -153,14 +146,7 @@ impl Store {
     ) -> Result<u64, TicketError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let doc: String = tx
-            .query_row(
-                "SELECT document FROM tickets WHERE id = ?1",
-                [ticket_id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| TicketError::NotFound(ticket_id.to_owned()))?;
+        let doc = super::store::document_of(&tx, ticket_id)?;
         let mut doc = decode(ticket_id, &doc)?;
         let revision = doc.get("revision").and_then(Value::as_u64).unwrap_or(1) + 1;
         doc["revision"] = json!(revision);

@@ -153,7 +153,10 @@ pub fn assemble(
         transcript.empty_reason = Some("transferred".into());
     }
     let menu_id = f.menu.as_ref().map(|m| m.id.as_str());
-    let classification = rules.classify(&transcript.text, menu_id, draft.created_at);
+    let mut classification = rules.classify(&transcript.text, menu_id, draft.created_at);
+    if f.urgent_trigger.is_some() {
+        super::early::mark_urgent(&mut classification, rules, draft.created_at);
+    }
     let norm_text = duplicate::normalise(&transcript.text);
     let duplicate = duplicate::find_duplicate(&f.caller, &norm_text, candidates, dup_cfg);
     let ticket = Ticket {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::classify::Rules;
 use super::delivery::{self, Outcome};
+use super::early;
 use super::record::{self, Draft};
 use super::store::{Claimed, Created, DeliveryState, Store};
 use super::v1;
@@ -183,6 +184,11 @@ impl TicketService {
         Ok(())
     }
 
+    /// The classification rules in use (the spoken menu classifies what callers say).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.inner.rules.load_full()
+    }
+
     /// The store, for read-only inspection (admin views, tests).
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
@@ -190,10 +196,12 @@ impl TicketService {
 
     /// Classifies the call, looks for a duplicate, commits the ticket and queues it for
     /// delivery. Returns once the ticket is durable (fsynced); delivery happens later.
-    /// A second call with the same `call_uid` returns the first ticket unchanged.
+    /// A second call with the same `call_uid` returns the first ticket unchanged, except
+    /// when the first was an urgent early commit and these are the call's final facts: then
+    /// they make its next revision (`ticket::early`).
     pub async fn create(&self, facts: CallFacts) -> Result<Ticket, TicketError> {
         let inner = self.inner.clone();
-        let (ticket, new) = blocking(move || {
+        let (ticket, new, queued) = blocking(move || {
             let ticket_id = Uuid::now_v7();
             let mut recording = facts.recording.as_ref().map(record::describe_recording);
             if let (Some(r), Some(base)) = (recording.as_mut(), &inner.cfg.public_url) {
@@ -210,7 +218,7 @@ impl TicketService {
                 ticket_id,
                 created_at,
                 gateway_instance: &inner.cfg.gateway_instance,
-                recording,
+                recording: recording.clone(),
             };
             let created = inner.store.create(
                 &facts.call_uid,
@@ -223,16 +231,35 @@ impl TicketService {
                     record::assemble(draft, &rules, &inner.cfg.duplicate, candidates)
                 },
             )?;
-            let (ticket, new) = match created {
-                Created::New(t) => (t, true),
-                Created::Existing(t) => (t, false),
+            let (ticket, new, queued) = match created {
+                Created::New(t) => (t, true, true),
+                // The call's final facts after an urgent early commit: the next revision.
+                Created::Existing(t) if early::awaits_final(&t) && !early::is_early(&facts) => {
+                    let revise = early::Revise {
+                        rules: &inner.rules.load(),
+                        duplicate: &inner.cfg.duplicate,
+                        gateway_instance: &inner.cfg.gateway_instance,
+                        recording,
+                        now_ms: now_ms(),
+                    };
+                    let revised = early::revise(&inner.store, &t, &facts, revise)?;
+                    let changed = revised.revision != t.revision;
+                    if changed {
+                        tracing::info!(ticket = %revised.ticket_id, revision = revised.revision, "urgent ticket completed by its call's transcript");
+                    }
+                    (revised, false, changed)
+                }
+                Created::Existing(t) => (t, false, false),
             };
-            if new && inner.client.is_none() {
+            if queued && inner.client.is_none() {
                 write_outbox(&inner, &ticket.ticket_id.to_string(), &ticket)?;
             }
-            Ok((ticket, new))
+            Ok((ticket, new, queued))
         })
         .await?;
+        if queued && !new {
+            self.inner.wake.notify_one();
+        }
         if new {
             self.inner.counters.created.fetch_add(1, Ordering::Relaxed);
             tracing::info!(

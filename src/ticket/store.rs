@@ -24,6 +24,8 @@ use call_uid::migrate_call_uid;
 mod migrations;
 use migrations::{CALL_UID_STEP, MIGRATIONS};
 
+mod revise;
+
 /// Delivery state of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,18 +192,7 @@ impl Store {
                 tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM tickets", [], |r| {
                     r.get(0)
                 })?;
-            let mut out = candidates_where(
-                &tx,
-                "started_at_ms BETWEEN ?1 AND ?2 ORDER BY started_at_ms DESC LIMIT ?3",
-                params![from_ms, to_ms, MAX_CANDIDATES],
-            )?;
-            out.extend(candidates_where(
-                &tx,
-                "caller = ?3 AND started_at_ms BETWEEN ?1 AND ?2
-                 ORDER BY started_at_ms DESC LIMIT 1000",
-                params![from_ms, to_ms, caller],
-            )?);
-            (out, seen)
+            (candidates::in_window(&tx, from_ms, to_ms, caller)?, seen)
         };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(String, String)> = tx
@@ -256,13 +247,14 @@ impl Store {
         )?)
     }
 
-    /// Marks up to `limit` due pending tickets in flight and returns them, oldest due first.
+    /// Marks up to `limit` due pending tickets in flight and returns them: urgent tickets
+    /// first (a gas leak does not wait behind a backlog of potholes), then oldest due first.
     pub fn claim_due(&self, now_ms: i64, limit: usize) -> Result<Vec<Claimed>, TicketError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "UPDATE tickets SET state = 'in_flight', attempts = attempts + 1, updated_at_ms = ?1
              WHERE id IN (SELECT id FROM tickets WHERE state = 'pending' AND next_attempt_at_ms <= ?1
-                          ORDER BY next_attempt_at_ms LIMIT ?2)
+                          ORDER BY urgent DESC, next_attempt_at_ms LIMIT ?2)
              RETURNING id, document, attempts",
         )?;
         let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
@@ -303,7 +295,7 @@ impl Store {
             "UPDATE tickets SET state = ?2, next_attempt_at_ms = ?3, last_status = ?4,
                  last_error = ?5, last_body = COALESCE(?6, last_body), updated_at_ms = ?7,
                  delivered_at_ms = CASE WHEN ?2 = 'delivered' THEN ?7 ELSE delivered_at_ms END
-             WHERE id = ?1 AND state = 'in_flight'",
+             WHERE id = ?1 AND state = 'in_flight' AND attempts = ?8",
             params![
                 ticket_id,
                 state.as_str(),
@@ -311,7 +303,8 @@ impl Store {
                 status,
                 error,
                 body,
-                now_ms
+                now_ms,
+                attempt
             ],
         )?;
         tx.execute(
@@ -488,6 +481,17 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// The stored document of ticket `ticket_id` (a full id), read inside `tx`.
+pub(super) fn document_of(tx: &Connection, ticket_id: &str) -> Result<String, TicketError> {
+    tx.query_row(
+        "SELECT document FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| TicketError::NotFound(ticket_id.to_owned()))
 }
 
 /// Parses a stored document; a failure means the database was edited by hand.

@@ -164,17 +164,7 @@ pub(super) fn read_wav16(p: &std::path::Path) -> Vec<i16> {
 }
 
 pub(super) fn write_wav16(path: &std::path::Path, pcm: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in pcm {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
+    super::audio::write_wav(path, pcm, 16_000);
 }
 
 /// `a` + `pause_ms` of silence + `b` + 500 ms, as one 16 kHz WAV in `dir`.

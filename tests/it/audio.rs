@@ -12,6 +12,21 @@ pub fn read_wav_8k(path: &Path) -> Vec<i16> {
     p.pcm().to_vec()
 }
 
+/// Writes mono 16-bit samples at `rate` as a WAV (the built-in caller plays any rate).
+pub fn write_wav(path: &Path, pcm: &[i16], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in pcm {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 /// What a listener gets after one G.711 round trip.
 pub fn through_g711(pcm: &[i16], codec: Codec) -> Vec<i16> {
     pcm.iter()

@@ -31,3 +31,4 @@ mod torture;
 mod torture_common;
 mod transfer;
 mod transfer_peers;
+mod urgent;
