@@ -57,6 +57,11 @@ pub struct MenuConfig {
     /// What to do when no valid digit came: `"hangup"` or a configured digit to assume.
     /// Default `"0"`.
     pub on_no_input: String,
+    /// The spoken menu: callers may say what they need instead of pressing a key (menu
+    /// steps play `speech_prompts` after their prompts and listen; see
+    /// `call::flow::spoken`). Needs speech recognition (`[asr]`); without a model the menu
+    /// is keys only. Default false.
+    pub speech: bool,
 }
 
 impl Default for MenuConfig {
@@ -66,6 +71,7 @@ impl Default for MenuConfig {
             digit_timeout_secs: 6,
             max_attempts: 3,
             on_no_input: "0".to_owned(),
+            speech: false,
         }
     }
 }

@@ -183,6 +183,11 @@ impl TicketService {
         Ok(())
     }
 
+    /// The classification rules in use (the spoken menu classifies what callers say).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.inner.rules.load_full()
+    }
+
     /// The store, for read-only inspection (admin views, tests).
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store

@@ -127,22 +127,6 @@ fn speech_over_the_menu_with_barge_in_all_takes_the_default_option() {
 }
 
 #[test]
-fn words_matching_an_options_phrases_choose_it() {
-    let (mut call, _) = Call::start(flow(MENU));
-    call.ev(Event::PlaybackDone);
-    assert!(call.ev(Event::Speech("天气不错".into())).is_empty());
-    assert_eq!(
-        played(&call.ev(Event::Speech("我要投诉噪音".into()))),
-        ["thanks"]
-    );
-    assert_eq!(call.var("choice"), Some("complaint"));
-    assert_eq!(call.var("choice_source"), Some("speech"));
-    // the record keeps what was said (the ticket's menu.utterance, source speech)
-    let m = call.engine.ctx().menu.clone().unwrap();
-    assert_eq!(m.utterance.as_deref(), Some("我要投诉噪音"));
-}
-
-#[test]
 fn keys_choose_a_step_and_set_the_variable() {
     let f = flow(
         r#"
