@@ -9,12 +9,17 @@
 //! pointed anywhere"), nor is a category without `menu_ids`. A guess's confidence is the
 //! summed probability of the categories (of the classifier's best three) behind the option.
 //!
+//! Whisper is primed with the menu's own words ([`prompt`]): on a short request without
+//! context, Whisper base wrote "我要投鼠" for "我要投诉", "自行" for "咨询" and nothing at all
+//! for "转人工" with the message prompt.
+//!
 //! Nothing here blocks the caller: [`MenuSpeech::hear`] queues and returns; a full queue or
 //! a failed decode answers "nothing heard" (the menu then asks for a key).
 
 use crate::asr::AsrPool;
 use crate::call::flow::{Guess, Heard};
 use crate::call::ivr::SpokenRequest;
+use crate::config::MenuConfig;
 use crate::ticket::classify::Rules;
 use crate::ticket::TicketService;
 use std::sync::Arc;
@@ -32,10 +37,11 @@ impl MenuSpeech {
 
     /// Transcribe and classify `r`; the answer comes on the receiver. Runs on the call's
     /// task: it only queues.
-    pub fn hear(&self, r: SpokenRequest) -> oneshot::Receiver<Heard> {
+    pub fn hear(&self, r: SpokenRequest, menu: &MenuConfig) -> oneshot::Receiver<Heard> {
         let (tx, rx) = oneshot::channel();
         let ms = r.pcm.len() / 8;
-        let Ok(pending) = self.asr.submit(r.pcm, &r.language) else {
+        let prompt = prompt(menu, &r.language);
+        let Ok(pending) = self.asr.submit_prompted(r.pcm, &r.language, prompt) else {
             tracing::warn!(call_id = %r.call_id, "ASR queue full: the spoken request is not heard");
             let _ = tx.send(Heard::default());
             return rx;
@@ -45,7 +51,8 @@ impl MenuSpeech {
         tokio::spawn(async move {
             let Ok(t) = pending.await else { return };
             let text = t.text;
-            tracing::info!(%call_id, %text, audio_ms = ms, decode_ms = t.elapsed_ms, "spoken request transcribed");
+            let empty = t.empty_reason.as_ref().map(ToString::to_string);
+            tracing::info!(%call_id, %text, ?empty, audio_ms = ms, decode_ms = t.elapsed_ms, "spoken request transcribed");
             let heard = if text.trim().is_empty() {
                 Heard::default()
             } else {
@@ -59,6 +66,34 @@ impl MenuSpeech {
         });
         rx
     }
+}
+
+/// Whisper's initial prompt for a request in `language`: the options' labels and phrases in
+/// that language's script (Han for `zh`, Latin otherwise), as a list. `None` when the menu
+/// has no words in it (the language's message prompt applies).
+pub fn prompt(menu: &MenuConfig, language: &str) -> Option<Arc<str>> {
+    let han = |w: &str| w.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    let mut words: Vec<&str> = Vec::new();
+    for o in &menu.options {
+        for w in std::iter::once(&o.label).chain(&o.phrases) {
+            let ours = if language == "zh" { han(w) } else { !han(w) };
+            if ours && !w.trim().is_empty() && !words.contains(&w.as_str()) {
+                words.push(w);
+            }
+        }
+    }
+    if words.is_empty() {
+        return None;
+    }
+    Some(if language == "zh" {
+        format!(
+            "以下是普通话的句子。市民说出要办理的事情：{}。",
+            words.join("、")
+        )
+        .into()
+    } else {
+        format!("A caller says what they need: {}.", words.join(", ")).into()
+    })
 }
 
 /// The words and the options the classification table points them to, surest first.
@@ -90,6 +125,30 @@ pub fn heard(rules: &Rules, text: String) -> Heard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_lists_the_menus_words_in_the_callers_script() {
+        let mut menu = MenuConfig::default();
+        for (label, phrases) in [
+            ("投诉举报", vec!["投诉", "complaint"]),
+            ("人工服务", vec!["转人工", "人工", "operator"]),
+        ] {
+            menu.options.push(crate::config::MenuOption {
+                label: label.into(),
+                phrases: phrases.into_iter().map(String::from).collect(),
+                ..Default::default()
+            });
+        }
+        assert_eq!(
+            prompt(&menu, "zh").as_deref(),
+            Some("以下是普通话的句子。市民说出要办理的事情：投诉举报、投诉、人工服务、转人工、人工。")
+        );
+        assert_eq!(
+            prompt(&menu, "en").as_deref(),
+            Some("A caller says what they need: complaint, operator.")
+        );
+        assert_eq!(prompt(&MenuConfig::default(), "zh"), None);
+    }
 
     #[test]
     fn categories_with_menu_ids_point_to_their_options_and_the_default_to_none() {

@@ -105,7 +105,10 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
             on_menu_speech: s
                 .menu_speech
                 .clone()
-                .map(|m| -> crate::call::ivr::MenuListener { Box::new(move |r| m.hear(r)) }),
+                .map(|m| -> crate::call::ivr::MenuListener {
+                    let menu = config.menu.clone();
+                    Box::new(move |r| m.hear(r, &menu))
+                }),
         }),
         ports: s.ports.clone(),
         records_dir: s.records_dir.clone(),

@@ -7,15 +7,21 @@
 //! 1. An option's own `phrases` (config), found in the words: one option → taken; phrases
 //!    of several options ("我要投诉，也想咨询") → the one with the longest phrase is asked
 //!    back (confirm). "转人工"/"人工" are the operator option's phrases in the example config.
-//! 2. Otherwise the classification table's guess (categories mapped to options by the
+//! 2. Otherwise a phrase that only *sounds* like the words (toneless pinyin, with the
+//!    mergers of southern and accented Mandarin: zh/z, ch/c, sh/s, n/l, -ng/-n): asked
+//!    back. Whisper writes homophones and near-homophones of short requests ("我要投鼠" for
+//!    "我要投诉" was heard on a Kokoro voice through G.711); a two-syllable phrase matched by
+//!    sound alone is likely, not sure.
+//! 3. Otherwise the classification table's guess (categories mapped to options by the
 //!    table's `menu_ids`, see `gateway::menu_speech`): at least [`SURE`] → taken; at least
 //!    [`CONFIRM`] → asked back; below → nothing.
-//! 3. Nothing: the caller is asked for a key.
+//! 4. Nothing: the caller is asked for a key.
 //!
 //! Phrases are matched on the words with spaces and punctuation removed and ASCII lowered,
 //! so "转 人工。" is "转人工" and "Operator" is "operator".
 
 use crate::config::MenuOption;
+use pinyin::ToPinyin;
 
 /// A classifier guess at least this sure chooses without asking back.
 pub const SURE: f64 = 0.85;
@@ -59,6 +65,56 @@ pub enum Choice {
     Nothing,
 }
 
+/// Options with a phrase that `found` accepts (giving its length), the longest first, the
+/// first in config order on a tie.
+fn hits<'a>(
+    options: &[&'a MenuOption],
+    found: impl Fn(&str) -> Option<usize>,
+) -> Vec<(&'a MenuOption, usize)> {
+    let mut hits: Vec<(&MenuOption, usize)> = options
+        .iter()
+        .filter_map(|o| {
+            o.phrases
+                .iter()
+                .filter_map(|p| found(p))
+                .max()
+                .map(|n| (*o, n))
+        })
+        .collect();
+    hits.sort_by(|a, b| b.1.cmp(&a.1));
+    hits
+}
+
+/// The syllables of `s` as they sound when tones and the common mergers are ignored; a
+/// character without a reading stands for itself.
+fn sounds(s: &str) -> Vec<String> {
+    s.chars()
+        .map(|c| match c.to_pinyin() {
+            Some(p) => merge(p.plain()),
+            None => c.to_string(),
+        })
+        .collect()
+}
+
+/// zh/z, ch/c, sh/s, l/n at the start; -ng/-n at the end.
+fn merge(syllable: &str) -> String {
+    let mut s = syllable.to_owned();
+    for (from, to) in [("zh", "z"), ("ch", "c"), ("sh", "s"), ("l", "n")] {
+        if let Some(rest) = s.strip_prefix(from) {
+            s = format!("{to}{rest}");
+            break;
+        }
+    }
+    if s.ends_with("ng") && s.len() > 2 {
+        s.pop();
+    }
+    s
+}
+
+fn contains(hay: &[String], needle: &[String]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Lower-case ASCII, no whitespace or punctuation (CJK punctuation included).
 pub fn normalize(s: &str) -> String {
     s.chars()
@@ -77,27 +133,23 @@ pub fn decide(heard: &Heard, options: &[&MenuOption]) -> Choice {
     if words.is_empty() {
         return Choice::Nothing;
     }
-    // Per option, its longest phrase found in the words.
-    let mut hits: Vec<(&MenuOption, usize)> = options
-        .iter()
-        .filter_map(|o| {
-            o.phrases
-                .iter()
-                .map(|p| normalize(p))
-                .filter(|p| !p.is_empty() && words.contains(p.as_str()))
-                .map(|p| p.chars().count())
-                .max()
-                .map(|len| (*o, len))
-        })
-        .collect();
-    match hits.len() {
+    // Per option, its longest phrase found in the words: as written, else by sound.
+    let exact = hits(options, |p| {
+        let p = normalize(p);
+        (!p.is_empty() && words.contains(p.as_str())).then(|| p.chars().count())
+    });
+    match exact.len() {
         0 => {}
-        1 => return Choice::Sure(hits[0].0.id.clone()),
-        _ => {
-            // the longest phrase, the first in config order on a tie
-            hits.sort_by(|a, b| b.1.cmp(&a.1));
-            return Choice::Confirm(hits[0].0.id.clone());
-        }
+        1 => return Choice::Sure(exact[0].0.id.clone()),
+        _ => return Choice::Confirm(exact[0].0.id.clone()),
+    }
+    let by_sound = sounds(&words);
+    let alike = hits(options, |p| {
+        let p = sounds(&normalize(p));
+        (p.len() >= 2 && contains(&by_sound, &p)).then_some(p.len())
+    });
+    if let Some((o, _)) = alike.first() {
+        return Choice::Confirm(o.id.clone());
     }
     let offered = |g: &&Guess| options.iter().any(|o| o.id == g.option);
     match heard.guesses.iter().find(offered) {
@@ -192,6 +244,32 @@ mod tests {
         assert_eq!(
             decide_words("投诉公共服务", &[]),
             Choice::Confirm("service".into())
+        );
+    }
+
+    #[test]
+    fn a_phrase_heard_only_by_sound_is_asked_back() {
+        // Whisper's "投鼠" (tou2 shu3) for "投诉" (tou2 su4): sh/s and the tones merged
+        assert_eq!(
+            decide_words("我要投鼠。", &[]),
+            Choice::Confirm("complaint".into())
+        );
+        // "资询" (zi1 xun2) for "咨询"
+        assert_eq!(
+            decide_words("我想资询一下", &[]),
+            Choice::Confirm("policy".into())
+        );
+        // "转人公" for "转人工"
+        assert_eq!(
+            decide_words("转人公", &[]),
+            Choice::Confirm("operator".into())
+        );
+        // one syllable alike is not a phrase
+        assert_eq!(decide_words("我要头", &[]), Choice::Nothing);
+        // a phrase as written wins over one by sound
+        assert_eq!(
+            decide_words("我要投鼠举报", &[]),
+            Choice::Sure("complaint".into())
         );
     }
 

@@ -14,6 +14,11 @@ use tokio::sync::oneshot;
 /// The longest spoken request: a caller who never pauses is cut here (the menu is for
 /// "我要投诉", not for the message itself).
 const MAX_REQUEST: Duration = Duration::from_secs(8);
+/// How far back before the onset a request starts. Longer than the message's barge-in
+/// pre-roll: over a loud prompt the onset detector takes the caller's first syllables for
+/// echo, and a request is short enough that each one counts ("我要投诉，也要报修" lost its
+/// first half with 500 ms). Whisper's VAD trims the silence this adds.
+const PREROLL: Duration = Duration::from_millis(1500);
 /// The pause that ends a request when `[recording] utterance_pause_ms` is 0.
 const DEFAULT_PAUSE: Duration = Duration::from_millis(600);
 
@@ -50,12 +55,14 @@ impl Shell {
                 0 => DEFAULT_PAUSE,
                 ms => Duration::from_millis(ms),
             };
-            let speech = self.barge_in(BargePolicy {
+            let barge_in = self.barge_in(BargePolicy {
                 dtmf: false,
                 speech: true,
             });
+            let mut speech = barge_in.speech.expect("asked for speech barge-in");
+            speech.preroll = speech.preroll.max(PREROLL);
             ListenSpec {
-                speech: speech.speech.expect("asked for speech barge-in"),
+                speech,
                 endpointer: EndpointerConfig {
                     speech_threshold_dbfs: rec.speech_threshold_dbfs,
                     trailing_silence: pause,
