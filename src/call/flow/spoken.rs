@@ -81,7 +81,7 @@ fn hits<'a>(
                 .map(|n| (*o, n))
         })
         .collect();
-    hits.sort_by(|a, b| b.1.cmp(&a.1));
+    hits.sort_by_key(|h| std::cmp::Reverse(h.1));
     hits
 }
 
