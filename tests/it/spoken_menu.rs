@@ -82,6 +82,17 @@ async fn call(
     (records[0].clone(), log)
 }
 
+/// Say the test utterance `name`, wait `secs` in silence, press `key`; a 30 s call.
+async fn say_wait_press(
+    gw: &mut GatewayProcess,
+    name: &str,
+    secs: u64,
+    key: char,
+) -> (serde_json::Value, String) {
+    let wav = then_silence(gw, &speech(name), Duration::from_secs(secs));
+    call(gw, wav, Some(key), Duration::from_secs(30)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spoken_request_chooses_its_option_and_the_ticket_says_speech_and_the_words() {
     if !model_present() {
@@ -151,14 +162,10 @@ async fn an_unsure_request_is_asked_back_and_confirmed_with_1() {
         return;
     }
     let mut gw = gateway();
-    // "我要投诉，也要报修": phrases of two options (complaint, service); the caller then waits (7 s: the words
-    // are transcribed, "您要办理的是投诉举报，正确请按一…" starts) and presses 1.
-    let wav = then_silence(
-        &gw,
-        &speech("menu_unsure_yunxi.wav"),
-        Duration::from_secs(7),
-    );
-    let (rec, log) = call(&mut gw, wav, Some('1'), Duration::from_secs(30)).await;
+    // "我要投诉，也要报修": phrases of two options (complaint, service); the caller then
+    // waits (7 s: the words are transcribed, "您要办理的是投诉举报，正确请按一…" starts) and
+    // presses 1.
+    let (rec, log) = say_wait_press(&mut gw, "menu_unsure_yunxi.wav", 7, '1').await;
     assert!(log.contains("Confirm(\"complaint\")"), "{log}");
     let menu = &rec["menu"];
     assert_eq!(menu["id"], "complaint", "{rec:#}\n{log}");
@@ -179,12 +186,7 @@ async fn words_that_match_nothing_fall_back_to_the_keys() {
     let mut gw = gateway();
     // "请问今天天气怎么样": no option's phrase, no category of an option; "invalid" and the
     // menu follow, and the caller presses 2 on the keys.
-    let wav = then_silence(
-        &gw,
-        &speech("menu_nomatch_xiaobei.wav"),
-        Duration::from_secs(9),
-    );
-    let (rec, log) = call(&mut gw, wav, Some('2'), Duration::from_secs(30)).await;
+    let (rec, log) = say_wait_press(&mut gw, "menu_nomatch_xiaobei.wav", 9, '2').await;
     assert!(log.contains("choice=Nothing"), "{log}");
     let menu = &rec["menu"];
     assert_eq!(menu["id"], "policy", "{rec:#}\n{log}");

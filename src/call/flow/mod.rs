@@ -44,14 +44,15 @@ impl Flow {
             config: FlowConfig::effective(c),
             menu: c.menu.clone(),
             speech_barge_in: c.ivr.speech_barge_in.clone(),
-            spoken_menu: c.menu.speech,
+            // off until the gateway says it can hear
+            spoken_menu: false,
         }
     }
 
     /// The spoken menu needs ears: off when the gateway has no speech recogniser, so that
     /// callers are not invited to talk to a menu that cannot hear them.
     pub fn with_spoken_menu(mut self, can_hear: bool) -> Flow {
-        self.spoken_menu &= can_hear;
+        self.spoken_menu = self.menu.speech && can_hear;
         self
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-const MENU: &str = r#"
+pub(super) const MENU: &str = r#"
 [flow]
 start = "menu"
 [flow.step.menu]

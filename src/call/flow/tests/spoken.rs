@@ -5,20 +5,7 @@
 use super::*;
 use crate::call::flow::{Guess, Heard};
 
-const MENU: &str = r#"
-[flow]
-start = "menu"
-[flow.step.menu]
-action = "menu"
-options = { complaint = "a", policy = "a", operator = "b" }
-no_choice = "b"
-[flow.step.a]
-action = "play"
-prompts = ["thanks"]
-[flow.step.b]
-action = "play"
-prompts = ["goodbye"]
-"#;
+use super::menu::MENU;
 
 /// The test flow with the spoken menu on and the example's phrases.
 fn spoken() -> Arc<Flow> {
@@ -164,6 +151,13 @@ fn a_digit_wins_while_the_words_are_transcribed() {
 
 #[test]
 fn without_ears_the_menu_neither_invites_nor_listens() {
+    // `[menu] speech` and a gateway that can hear: on; either missing: off
+    let mut config_on = (*spoken()).clone();
+    config_on.menu.speech = true;
+    assert!(config_on.clone().with_spoken_menu(true).spoken_menu);
+    assert!(!config_on.clone().with_spoken_menu(false).spoken_menu);
+    config_on.menu.speech = false;
+    assert!(!config_on.with_spoken_menu(true).spoken_menu);
     let f = (*spoken()).clone().with_spoken_menu(false);
     let (_, out) = Call::start(Arc::new(f));
     assert_eq!(played(&out), ["greeting", "menu"]);
