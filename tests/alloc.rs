@@ -5,7 +5,9 @@
 //! session records them through the end-pointer; in the third the prompt allows speech
 //! barge-in, so every packet also goes through the onset detector and the pre-roll ring; in
 //! the fourth a stranger streams at the port too, and every one of its packets is refused by
-//! the strict source). After a warm-up, the number
+//! the strict source; in the fifth the session listens for a spoken request while the peer
+//! talks in syllables, so every packet goes into the request being captured). After a
+//! warm-up, the number
 //! of allocations during a window of steady-state traffic is compared with the packets
 //! handled. Its own binary (`harness = false`): the libtest harness would allocate on other
 //! threads while we count.
@@ -14,7 +16,8 @@ use hotline_gateway::media::prompt::Prompt;
 use hotline_gateway::media::rtp::{RtpSender, MAX_DATAGRAM};
 use hotline_gateway::media::session::conversation::ConversationRecorder;
 use hotline_gateway::media::session::{
-    BargeIn, MediaSession, OnsetConfig, RecordSpec, SessionConfig, SpeechBargeIn,
+    BargeIn, ListenSpec, MediaEvent, MediaSession, OnsetConfig, RecordSpec, SessionConfig,
+    SpeechBargeIn,
 };
 use hotline_gateway::media::vad::EndpointerConfig;
 use hotline_gateway::media::{Codec, FRAME_SAMPLES};
@@ -61,6 +64,7 @@ fn spawn_peer(
     ssrc: u32,
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
+    syllables: bool,
 ) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         sock.set_read_timeout(Some(Duration::from_millis(1)))
@@ -72,6 +76,12 @@ fn spawn_peer(
             let s = if (i / 10) % 2 == 0 { 12000 } else { -12000 };
             *b = Codec::Pcmu.encode_sample(s);
         }
+        // syllables: 120 ms loud, 60 ms quiet, so the onset detector hears a talker
+        let mut quiet = [0u8; FRAME_SAMPLES];
+        for (i, b) in quiet.iter_mut().enumerate() {
+            let s = if (i / 10) % 2 == 0 { 800 } else { -800 };
+            *b = Codec::Pcmu.encode_sample(s);
+        }
         let mut out = [0u8; MAX_DATAGRAM];
         let mut inbuf = [0u8; MAX_DATAGRAM];
         let start = Instant::now();
@@ -79,7 +89,12 @@ fn spawn_peer(
         while !stop.load(Ordering::Relaxed) {
             let due = start + Duration::from_millis(20 * sent);
             if Instant::now() >= due {
-                let n = tx.build_audio(0, &frame, &mut out).unwrap();
+                let now = if syllables && sent % 9 >= 6 {
+                    &quiet
+                } else {
+                    &frame
+                };
+                let n = tx.build_audio(0, now, &mut out).unwrap();
                 sock.send_to(&out[..n], to).unwrap();
                 sent += 1;
             }
@@ -101,7 +116,15 @@ struct Window {
 /// `speech`: the prompt may be stopped by speech (the peer's flat tone never does).
 /// `stranger`: a second peer streams at the session from another port, with its own SSRC,
 /// from half-way through the warm-up (after the caller's source is learnt).
-fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: Duration) -> Window {
+/// `listen`: the session listens for a spoken request and the peer talks in syllables.
+fn measure(
+    record: bool,
+    speech: bool,
+    stranger: bool,
+    listen: bool,
+    warm: Duration,
+    window: Duration,
+) -> Window {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,7 +134,7 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let session = MediaSession::spawn(sock, SessionConfig::new(Duration::from_secs(30)));
+        let mut session = MediaSession::spawn(sock, SessionConfig::new(Duration::from_secs(30)));
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer_addr = peer.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -122,8 +145,23 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
             0x1234,
             stop.clone(),
             received.clone(),
+            listen,
         );
         session.start(peer_addr, Codec::Pcmu, Some(101));
+        if listen {
+            session.listen(Some(ListenSpec {
+                speech: SpeechBargeIn {
+                    onset: OnsetConfig::default(),
+                    preroll: Duration::from_millis(1500),
+                },
+                endpointer: EndpointerConfig {
+                    speech_threshold_dbfs: -40.0,
+                    trailing_silence: Duration::from_millis(600),
+                    no_speech_timeout: Duration::from_secs(8),
+                },
+                max_duration: Duration::from_secs(8),
+            }));
+        }
         // longer than the run: the prompt plays throughout the window
         session.play_with(
             vec![prompt.clone(), prompt.clone()],
@@ -158,6 +196,7 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
                 0x5757,
                 stop.clone(),
                 stranger_received.clone(),
+                false,
             )
         });
         tokio::time::sleep(warm / 2).await;
@@ -167,6 +206,17 @@ fn measure(record: bool, speech: bool, stranger: bool, warm: Duration, window: D
         stop.store(true, Ordering::Relaxed);
         let peer_sent = thread.join().unwrap();
         let stranger_sent = stranger.map(|t| t.join().unwrap());
+        // listening really captured: the talker was heard starting
+        let mut heard_start = false;
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(5), session.next_event()).await
+        {
+            heard_start |= matches!(ev, MediaEvent::HeardStart);
+        }
+        assert!(
+            !listen || heard_start,
+            "the listener never heard the talker"
+        );
         let stats = session.close().await;
         assert!(stats.packets_received > 0 && peer_sent > 0);
         if let Some(sent) = stranger_sent {
@@ -215,6 +265,7 @@ fn measure_bridge(recorded: bool, warm: Duration, window: Duration) -> Window {
                 ssrc,
                 stop.clone(),
                 received.clone(),
+                false,
             ));
             sessions.push(session);
         }
@@ -256,7 +307,7 @@ fn main() {
     let warm = Duration::from_millis(1500);
 
     // Playing a prompt and receiving audio: nothing at all may allocate.
-    let w = measure(false, false, false, warm, window);
+    let w = measure(false, false, false, false, warm, window);
     println!(
         "play + receive: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -270,7 +321,7 @@ fn main() {
 
     // Recording as well: the message buffer grows by one second of audio at a time
     // (recorder.rs), so at most one allocation per 50 packets received, none per packet.
-    let w = measure(true, false, false, warm, window);
+    let w = measure(true, false, false, false, warm, window);
     println!(
         "play + record: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -286,7 +337,7 @@ fn main() {
 
     // Speech barge-in armed: the onset detector and the pre-roll ring (allocated when the
     // play command arrived) see every packet, and allocate nothing.
-    let w = measure(false, true, false, warm, window);
+    let w = measure(false, true, false, false, warm, window);
     println!(
         "play with speech barge-in + receive: {} allocations for {} packets sent and ~{} received",
         w.allocs, w.packets_out, w.packets_in
@@ -299,13 +350,24 @@ fn main() {
 
     // A stranger streams at the port: each of its packets is judged and dropped, and
     // nothing allocates for it.
-    let w = measure(false, false, true, warm, window);
+    let w = measure(false, false, true, false, warm, window);
     println!(
         "play + receive with a stranger refused: {} allocations for {} packets sent",
         w.allocs, w.packets_out
     );
     assert!(w.packets_out >= 100);
     assert_eq!(w.allocs, 0, "allocations while refusing a stranger");
+
+    // Listening for a spoken request (the spoken menu) while the caller talks: the capture
+    // buffer was allocated by the listen command; a request is handed out (one copy) when
+    // the caller pauses or after 8 s, so at most one allocation in the window.
+    let w = measure(false, false, false, true, warm, window);
+    println!(
+        "play + listening to a talker: {} allocations for {} packets sent",
+        w.allocs, w.packets_out
+    );
+    assert!(w.packets_out >= 100);
+    assert!(w.allocs <= 1, "{} allocations while listening", w.allocs);
 
     // A transfer's bridge (issue 14): two sessions, each with its peer, relaying each
     // other's audio both ways; nothing allocates per packet.

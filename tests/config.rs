@@ -503,3 +503,36 @@ fn errors_in_a_flow_file_name_that_file_and_line() {
     assert_eq!(errs[0].key, "flow.file");
     assert!(errs[0].line.is_some());
 }
+
+#[test]
+fn the_spoken_menu_needs_its_invitation_and_a_confirm_prompt_per_option() {
+    let text = example_text();
+    let c = load_with(&text, &[]).unwrap();
+    assert!(c.menu.speech, "the example turns the spoken menu on");
+    let operator = c.menu.options.iter().find(|o| o.id == "operator").unwrap();
+    for said in ["转人工", "人工", "接线员"] {
+        assert!(operator.phrases.iter().any(|p| p == said), "{said}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zh = dir.path().join("prompts/zh");
+    std::fs::create_dir_all(&zh).unwrap();
+    for entry in std::fs::read_dir(repo().join("prompts/zh")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".wav") && name != "confirm_policy.wav" && name != "menu_speech.wav" {
+            std::fs::copy(&path, zh.join(&name)).unwrap();
+        }
+    }
+    let errs = c.check_files(dir.path());
+    let messages: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 2, "{messages:#?}");
+    let confirm = find(&errs, "flow.step.menu.options");
+    assert!(confirm.to_string().contains("confirm_policy"), "{confirm}");
+    assert_eq!(confirm.line, Some(line(&text, "options = { complaint")));
+    let invite = find(&errs, "flow.step.menu.speech_prompts");
+    assert!(invite.to_string().contains("menu_speech"), "{invite}");
+    // keys only: neither is needed
+    let c = load_with(&text, &[("HOTLINE_MENU_SPEECH", "false")]).unwrap();
+    assert!(!c.menu.speech);
+    assert!(c.check_files(dir.path()).is_empty());
+}

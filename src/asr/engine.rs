@@ -17,6 +17,9 @@ pub struct Engine {
     state: WhisperState,
     cfg: Arc<AsrConfig>,
     model_name: String,
+    /// The initial prompt of the job at hand, instead of the language's (a spoken menu
+    /// request is primed with the menu's words); set by the pool's worker per job.
+    pub(super) prompt: Option<Arc<str>>,
 }
 
 impl Engine {
@@ -31,6 +34,7 @@ impl Engine {
             state,
             cfg,
             model_name,
+            prompt: None,
         })
     }
 
@@ -80,7 +84,7 @@ impl Engine {
         let auto = language == "auto";
         p.set_language(Some(if auto { "auto" } else { language }));
         if !auto {
-            if let Some(prompt) = cfg.initial_prompt_for(language) {
+            if let Some(prompt) = self.prompt.as_deref().or(cfg.initial_prompt_for(language)) {
                 p.set_initial_prompt(prompt);
             }
         }

@@ -18,6 +18,8 @@ use super::{AsrConfig, AsrError, Transcript};
 struct Job {
     pcm_8k: Arc<[i16]>,
     language: String,
+    /// Initial prompt instead of the language's (see [`AsrPool::submit_prompted`]).
+    prompt: Option<Arc<str>>,
     reply: oneshot::Sender<Transcript>,
 }
 
@@ -103,6 +105,18 @@ impl AsrPool {
         pcm_8k: Arc<[i16]>,
         language: &str,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
+        self.submit_prompted(pcm_8k, language, None)
+    }
+
+    /// [`submit`](Self::submit) with Whisper's initial prompt given (`None`: the language's):
+    /// a short request said to the menu is heard far better when the decoder is primed with
+    /// the menu's words ("投诉举报、政策咨询…") than with the message prompt.
+    pub fn submit_prompted(
+        &self,
+        pcm_8k: Arc<[i16]>,
+        language: &str,
+        prompt: Option<Arc<str>>,
+    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
         let (reply, rx) = oneshot::channel();
         let language = if language.is_empty() {
             self.cfg.language.clone()
@@ -112,6 +126,7 @@ impl AsrPool {
         let job = Job {
             pcm_8k,
             language,
+            prompt,
             reply,
         };
         let Some(tx) = &self.tx else {
@@ -152,6 +167,7 @@ fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        engine.prompt = job.prompt;
         let t = engine.transcribe(&job.pcm_8k, &job.language);
         // The caller may have hung up; nothing to do then.
         let _ = job.reply.send(t);

@@ -30,11 +30,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+mod listen;
 mod operator;
 mod refer;
 mod request;
 
 pub use request::{CallRequest, CallRequests};
+
+pub use listen::{MenuListener, SpokenRequest};
 
 /// What the manager tells a running call.
 #[derive(Debug)]
@@ -75,6 +78,9 @@ pub struct IvrSettings {
     /// Where each utterance of a message goes while the caller is still talking (the
     /// gateway transcribes it); `None`: messages are cut into no utterances.
     pub on_utterance: Option<UtteranceSink>,
+    /// Where the spoken menu's utterances go to be heard (transcribed and classified by
+    /// the gateway); `None`: the menu is keys only.
+    pub on_menu_speech: Option<MenuListener>,
 }
 
 /// One utterance of a message being recorded, as plain data: the call layer forwards it and
@@ -167,6 +173,10 @@ struct Shell {
     reference: Option<String>,
     /// What the gateway asks of this call while it runs (`request.rs`).
     requests: request::Inbox,
+    /// The spoken menu: the language it listens in, and the words of the latest utterance
+    /// on their way back from the gateway.
+    listening: Option<String>,
+    hearing: Option<tokio::sync::oneshot::Receiver<super::flow::Heard>>,
 }
 
 /// The record of a call that has only just been answered, as it stands if nothing more is
@@ -228,6 +238,8 @@ pub async fn run(
         transfer: None,
         reference: None,
         requests: request::Inbox::default(),
+        listening: None,
+        hearing: None,
     };
     engine.start(now.into_std());
     let (hangup, send_bye) = match shell.drive(&mut engine).await {
@@ -336,6 +348,7 @@ impl Shell {
                 }
             }
             Command::StopRecording => self.media.stop_recording(),
+            Command::Listen(language) => self.listen(language),
             Command::Lookup { reference } => {
                 let lookup = self.settings.lookup.clone();
                 let r = tokio::task::spawn_blocking(move || lookup.state(&reference))
@@ -491,6 +504,11 @@ impl Shell {
                     None | Some(MediaEvent::RtpTimeout) => return Err(Stop::RtpTimeout),
                     Some(MediaEvent::Dtmf(d)) => return Ok(Event::Digit(d)),
                     Some(MediaEvent::SpeechStarted) => return Ok(Event::SpeechStarted),
+                    Some(MediaEvent::HeardStart) => return Ok(Event::Listening),
+                    Some(MediaEvent::Heard { pcm }) => {
+                        self.heard(pcm);
+                        continue;
+                    }
                     Some(MediaEvent::PlaybackDone { .. }) => return Ok(Event::PlaybackDone),
                     Some(MediaEvent::Utterance { index, start, pcm }) => {
                         self.forward_utterance(index, start, pcm);
@@ -523,6 +541,10 @@ impl Shell {
                     Some(ev) => return Ok(ev),
                     None => continue,
                 },
+                heard = listen::words(&mut self.hearing), if self.hearing.is_some() => {
+                    self.hearing = None;
+                    return Ok(Event::Speech(heard));
+                }
                 _ = tokio::time::sleep_until(until) => {
                     if Instant::now() >= self.call_deadline {
                         return Err(Stop::MaxDuration);

@@ -88,6 +88,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("menu", "digit_timeout_secs", Kind::Int),
     ("menu", "max_attempts", Kind::Int),
     ("menu", "on_no_input", Kind::Str),
+    ("menu", "speech", Kind::Bool),
     ("ivr", "speech_barge_in", Kind::Str),
     ("ivr", "barge_in_min_speech_ms", Kind::Int),
     ("ivr", "barge_in_snr_db", Kind::Float),

@@ -432,6 +432,17 @@ pub(super) fn check_prompts(c: &Config, prompts_dir: &Path) -> Vec<ConfigError> 
         if matches!(step, StepConfig::SayDigits(_)) {
             lists.push(("value", (0..10).map(|d| format!("digit_{d}")).collect()));
         }
+        // The spoken menu's invitation, and its "did you mean…? press 1" per option.
+        if let StepConfig::Menu(m) = &step {
+            if c.menu.speech && m.keys.is_empty() {
+                lists.push((
+                    "speech_prompts",
+                    m.speech_prompts.clone().unwrap_or_default(),
+                ));
+                let confirm = m.options.keys().map(|id| format!("confirm_{id}"));
+                lists.push(("options", confirm.collect()));
+            }
+        }
         for (key, list) in lists {
             for prompt in &list {
                 if GENERATED_PROMPTS.contains(&prompt.as_str()) {

@@ -61,6 +61,9 @@ pub struct MenuStep {
     pub on_no_input: Option<String>,
     /// Where a caller who chose nothing goes (`on_no_input = "hangup"`).
     pub no_choice: Option<String>,
+    /// With the spoken menu (`[menu] speech`), played after `prompts` on the first
+    /// attempt: the invitation to speak. Default `["menu_speech"]`.
+    pub speech_prompts: Option<Vec<String>>,
 }
 
 /// `record`: "speak after the tone", the tone, the message.
@@ -333,6 +336,11 @@ impl MenuStep {
             repeat_prompts: or(&self.repeat_prompts, &["menu"]),
             invalid_prompts: or(&self.invalid_prompts, &["invalid"]),
             no_input_prompts: or(&self.no_input_prompts, &["no_input"]),
+            speech_prompts: Some(
+                self.speech_prompts
+                    .clone()
+                    .unwrap_or_else(|| vec!["menu_speech".into()]),
+            ),
             ..self.clone()
         }
     }

@@ -57,6 +57,11 @@ pub struct MenuConfig {
     /// What to do when no valid digit came: `"hangup"` or a configured digit to assume.
     /// Default `"0"`.
     pub on_no_input: String,
+    /// The spoken menu: callers may say what they need instead of pressing a key (menu
+    /// steps play `speech_prompts` after their prompts and listen; see
+    /// `call::flow::spoken`). Needs speech recognition (`[asr]`); without a model the menu
+    /// is keys only. Default false.
+    pub speech: bool,
 }
 
 impl Default for MenuConfig {
@@ -66,6 +71,7 @@ impl Default for MenuConfig {
             digit_timeout_secs: 6,
             max_attempts: 3,
             on_no_input: "0".to_owned(),
+            speech: false,
         }
     }
 }
@@ -85,8 +91,10 @@ pub struct MenuOption {
     /// whether the caller is asked to leave a message after choosing this option. Default
     /// true. Next to a `[flow]`, check-config refuses it with its key and line.
     pub record: bool,
-    /// What a caller may say to choose this option, for the spoken menu (matched as a
-    /// substring of the recognised words). Default none.
+    /// What a caller may say to choose this option, for the spoken menu: found anywhere in
+    /// the recognised words (spaces, punctuation and ASCII case ignored) it chooses the
+    /// option; found by sound only, or with another option's, it is asked back
+    /// (`call::flow::spoken`). Default none.
     pub phrases: Vec<String>,
 }
 
@@ -111,7 +119,9 @@ pub struct IvrConfig {
     /// - `"message"`: the "please speak after the tone" prompt (and the tone): the caller
     ///   who starts the message early is recorded at once, from the first words on;
     /// - `"all"`: the greeting and menu as well: talking there skips the menu to the
-    ///   message of the `menu.on_no_input` option (which must take a message).
+    ///   message of the `menu.on_no_input` option (which must take a message). With the
+    ///   spoken menu on (`menu.speech`, and a model), talking over the menu is heard as a
+    ///   request instead.
     ///
     /// Default `"message"`. Callers who know the hotline start their complaint over the
     /// instructions; without barge-in the first sentence is lost. `"all"` is not the

@@ -165,4 +165,9 @@ impl LiveTranscripts {
     pub fn pool(&self) -> &AsrPool {
         &self.asr
     }
+
+    /// The pool itself, for other early work on the same workers (the spoken menu).
+    pub fn pool_arc(&self) -> Arc<AsrPool> {
+        self.asr.clone()
+    }
 }

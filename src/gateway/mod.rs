@@ -8,6 +8,7 @@ mod facts_tests;
 mod live;
 mod live_finish;
 mod lookup;
+mod menu_speech;
 mod reload;
 pub mod storage;
 pub mod urgent;
@@ -171,6 +172,9 @@ impl Gateway {
                 config.media.rtp_port_max,
             )),
             records_dir: record_dirs.pending.clone(),
+            menu_speech: live
+                .as_ref()
+                .map(|l| Arc::new(menu_speech::MenuSpeech::new(l.pool_arc(), tickets.clone()))),
             live,
             sink: Arc::new(move |record, path| {
                 if let Some(hook) = &on_record {

@@ -31,6 +31,8 @@ pub(super) struct Shared {
     pub records_dir: PathBuf,
     /// Utterances of messages being recorded, transcribed while the caller talks.
     pub live: Option<Arc<super::live::LiveTranscripts>>,
+    /// The spoken menu's ears (`None` without a Whisper model: keys only).
+    pub menu_speech: Option<Arc<super::menu_speech::MenuSpeech>>,
     pub sink: SharedSink,
     pub media_counters: Arc<MediaCounters>,
     /// Free-space guard: its flag refuses new calls when the disk is nearly full.
@@ -82,7 +84,10 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
     Services {
         ivr: Arc::new(IvrSettings {
             // The flow of new calls; calls in progress keep the one they started with.
-            flow: Arc::new(crate::call::flow::Flow::from_config(&config)),
+            flow: Arc::new(
+                crate::call::flow::Flow::from_config(&config)
+                    .with_spoken_menu(s.menu_speech.is_some()),
+            ),
             lookup: s.lookup.clone(),
             menu: config.menu.clone(),
             ivr: config.ivr.clone(),
@@ -97,6 +102,13 @@ pub(super) fn services(config: Arc<Config>, prompts: Arc<PromptLibrary>, s: &Sha
                 .map(|live| -> crate::call::ivr::UtteranceSink {
                     let urgent = super::urgent::UrgentPolicy::from_config(&config);
                     Box::new(move |u| live.offer(u, Some(&urgent)))
+                }),
+            on_menu_speech: s
+                .menu_speech
+                .clone()
+                .map(|m| -> crate::call::ivr::MenuListener {
+                    let menu = config.menu.clone();
+                    Box::new(move |r| m.hear(r, &menu))
                 }),
         }),
         ports: s.ports.clone(),

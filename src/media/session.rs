@@ -11,6 +11,7 @@ pub mod arrivals;
 mod barge_tests;
 pub mod bridge;
 pub mod conversation;
+mod listen;
 mod recorder;
 pub mod source;
 mod speech;
@@ -167,6 +168,19 @@ pub struct SpeechBargeIn {
     pub preroll: Duration,
 }
 
+/// Listening for a short spoken request (the spoken menu), see [`MediaSession::listen`].
+#[derive(Clone, Copy, Debug)]
+pub struct ListenSpec {
+    /// When the caller counts as talking (the barge-in onset), and how much audio from
+    /// before that the utterance starts with.
+    pub speech: SpeechBargeIn,
+    /// The trailing silence that ends the utterance (`no_speech_timeout` is not used: the
+    /// onset already heard speech).
+    pub endpointer: EndpointerConfig,
+    /// The longest utterance; a caller who never pauses is cut there.
+    pub max_duration: Duration,
+}
+
 /// What may cut a play request short.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BargeIn {
@@ -209,6 +223,12 @@ pub enum MediaEvent {
     },
     /// Nothing received for `inactivity_timeout`.
     RtpTimeout,
+    /// While listening ([`MediaSession::listen`]): the caller started talking. A prompt
+    /// playing has stopped (its `PlaybackDone { interrupted: true }` follows); `Heard`
+    /// follows when they pause.
+    HeardStart,
+    /// While listening: one utterance, from just before its onset to the pause after it.
+    Heard { pcm: Arc<[i16]> },
 }
 
 /// Counters a session keeps; returned by [`MediaSession::close`].
@@ -347,6 +367,13 @@ impl MediaSession {
     /// play request asked for speech barge-in is available (up to its `preroll`).
     pub fn start_recording_with_preroll(&self, spec: RecordSpec, preroll: Duration) {
         self.command(Command::StartRecording { spec, preroll });
+    }
+
+    /// Listen for short utterances (`Some`) until told otherwise (`None`): each time the
+    /// caller starts talking, a prompt playing stops, `HeardStart` follows, and `Heard`
+    /// with the utterance when they pause. Independent of recording and play requests.
+    pub fn listen(&self, spec: Option<ListenSpec>) {
+        self.command(Command::Listen(spec));
     }
 
     /// End the recording now (`RecordEnd::Stopped`); nothing happens if none is running.

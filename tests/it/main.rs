@@ -24,6 +24,7 @@ mod reference;
 mod security;
 mod sip_raw;
 mod sipp;
+mod spoken_menu;
 #[path = "../tickets_common/mod.rs"]
 mod tickets_common;
 mod torture;

@@ -8,6 +8,7 @@
 //! at a time; an action says where the flow goes next ([`Next`]).
 
 use super::actions;
+use super::spoken::Heard;
 use super::Flow;
 use crate::call::record::{FlowTrace, MenuSelection};
 use chrono::{DateTime, Utc};
@@ -28,8 +29,11 @@ pub enum Event {
     PlaybackDone,
     /// The caller talked over a prompt that allowed it; playback has stopped.
     SpeechStarted,
-    /// Words recognised while the caller may choose by voice (hook for the spoken menu).
-    Speech(String),
+    /// While listening ([`Command::Listen`]): the caller started talking; a prompt playing
+    /// has stopped. [`Event::Speech`] follows when they pause.
+    Listening,
+    /// While listening: what the caller said (the spoken menu), as the gateway heard it.
+    Speech(Heard),
     /// The recording asked for ended (for whatever reason) and the file is closed.
     RecordingDone,
     /// The recording could not be started (no directory): the flow goes on without it.
@@ -74,6 +78,10 @@ pub enum Command {
         preroll: bool,
     },
     StopRecording,
+    /// Listen for the caller's words (`Some(language)`, the language to hear them in) or
+    /// stop listening (`None`). Given by the spoken menu; the engine stops it when the step
+    /// ends.
+    Listen(Option<String>),
     /// Look a ticket up by reference; answered with [`Event::LookupDone`].
     Lookup {
         reference: String,
@@ -138,6 +146,8 @@ pub struct Ctx {
     pub menu: Option<MenuSelection>,
     pub(crate) timer: Option<Instant>,
     pub(crate) recording: bool,
+    /// [`Command::Listen`] is on.
+    listening: bool,
     pub(crate) visits: HashMap<String, u32>,
     /// [`Command::AllocateReference`] was given (once a call).
     reference_asked: bool,
@@ -235,6 +245,15 @@ impl Ctx {
         }
     }
 
+    /// Listen for the caller's words (the spoken menu) or stop; a change only.
+    pub(crate) fn listen(&mut self, on: bool) {
+        if on != self.listening {
+            self.listening = on;
+            let language = on.then(|| self.language().to_owned());
+            self.emit(Command::Listen(language));
+        }
+    }
+
     pub(crate) fn set_timer(&mut self, now: Instant, after: Duration) {
         self.timer = Some(now + after);
     }
@@ -266,6 +285,7 @@ impl Engine {
                 menu: None,
                 timer: None,
                 recording: false,
+                listening: false,
                 visits: HashMap::new(),
                 reference_asked: false,
                 out: VecDeque::new(),
@@ -372,6 +392,7 @@ impl Engine {
             Next::Stay => {}
             Next::Go(step) => {
                 self.current = None;
+                self.cx.listen(false);
                 self.enter(step, now);
             }
             Next::Transferred => self.finish(End::Transferred),
@@ -414,6 +435,7 @@ impl Engine {
 
     fn finish(&mut self, end: End) {
         self.current = None;
+        self.cx.listen(false);
         self.cx.timer = None;
         self.end = Some(end);
         if end == End::Completed {

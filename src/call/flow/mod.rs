@@ -8,11 +8,13 @@
 pub mod actions;
 pub mod engine;
 pub mod lookup;
+pub mod spoken;
 #[cfg(test)]
 mod tests;
 
 pub use engine::{BargePolicy, Command, Ctx, End, Engine, Event, Next, PromptRef};
 pub use lookup::{NoTickets, TicketLookup};
+pub use spoken::{Guess, Heard};
 
 use crate::config::{Config, FlowConfig, MenuConfig};
 
@@ -26,6 +28,9 @@ pub struct Flow {
     pub menu: MenuConfig,
     /// `[ivr] speech_barge_in`.
     pub speech_barge_in: String,
+    /// The spoken menu is on: `[menu] speech`, and the gateway can hear (a Whisper model
+    /// is loaded); see [`Flow::with_spoken_menu`].
+    pub spoken_menu: bool,
 }
 
 impl Flow {
@@ -39,6 +44,15 @@ impl Flow {
             config: FlowConfig::effective(c),
             menu: c.menu.clone(),
             speech_barge_in: c.ivr.speech_barge_in.clone(),
+            // off until the gateway says it can hear
+            spoken_menu: false,
         }
+    }
+
+    /// The spoken menu needs ears: off when the gateway has no speech recogniser, so that
+    /// callers are not invited to talk to a menu that cannot hear them.
+    pub fn with_spoken_menu(mut self, can_hear: bool) -> Flow {
+        self.spoken_menu = self.menu.speech && can_hear;
+        self
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct SpeechWatch {
     preroll: Option<PreRoll>,
     /// The current play request stops on speech.
     armed: bool,
+    /// The detector's answer for the latest packet: the caller is talking.
+    talking: bool,
 }
 
 fn samples(d: Duration) -> usize {
@@ -29,7 +31,14 @@ impl SpeechWatch {
     /// Allocates the pre-roll ring on first use (a command, not a packet).
     pub fn arm(&mut self, speech: Option<SpeechBargeIn>) {
         self.armed = speech.is_some();
-        let Some(s) = speech else { return };
+        if let Some(s) = speech {
+            self.prepare(s);
+        }
+    }
+
+    /// The detector's settings and a pre-roll ring of `s.preroll`, without arming a play
+    /// request (listening for the spoken menu needs both).
+    pub fn prepare(&mut self, s: SpeechBargeIn) {
         self.detector.set_config(s.onset);
         let want = samples(s.preroll);
         if self.preroll.as_ref().is_none_or(|p| p.capacity() < want) {
@@ -54,7 +63,13 @@ impl SpeechWatch {
         if let Some(p) = self.preroll.as_mut() {
             p.push(pcm);
         }
-        self.detector.push(pcm) && self.armed
+        self.talking = self.detector.push(pcm);
+        self.talking && self.armed
+    }
+
+    /// The caller was talking in the latest packet (whatever the play request says).
+    pub fn talking(&self) -> bool {
+        self.talking
     }
 
     /// The onset was acted on: the next play request arms again.

@@ -8,10 +8,11 @@
 //! The outgoing half (tick, play queue, DTMF out) is in `send.rs`, the incoming half (strict
 //! source, audio, digits) in `receive.rs`; this file holds the loop and the commands.
 
+use super::listen::{Heard, Listener};
 use super::recorder::{write_wav, Recorder};
 use super::source::{StrictSource, Verdict};
 use super::speech::SpeechWatch;
-use super::{BargeIn, MediaEvent, MediaStats, RecordEnd, RecordSpec, SessionConfig};
+use super::{BargeIn, ListenSpec, MediaEvent, MediaStats, RecordEnd, RecordSpec, SessionConfig};
 use crate::media::dtmf::{self, DtmfPacket, DtmfReceiver, TelephoneEvent};
 use crate::media::pacer::Pacer;
 use crate::media::prompt::SharedPrompt;
@@ -52,6 +53,8 @@ pub(super) enum Command {
         preroll: Duration,
     },
     StopRecording,
+    /// Listen for short utterances (`Some`) or stop (`None`).
+    Listen(Option<ListenSpec>),
     SendDtmf {
         digit: char,
         duration: Duration,
@@ -117,6 +120,8 @@ pub(super) struct Task {
     dtmf_tx: Option<DtmfSending>,
     dtmf_pending: VecDeque<(char, Duration)>,
     recorder: Option<Recorder>,
+    /// Listening for the spoken menu.
+    listener: Option<Listener>,
     /// The peer's direction (RFC 3264): while it does not receive (`sendonly`, `inactive`:
     /// on hold) nothing is sent and the play queue waits; while it does not send, silence
     /// is no RTP timeout.
@@ -153,6 +158,7 @@ impl Task {
             dtmf_tx: None,
             dtmf_pending: VecDeque::with_capacity(8),
             recorder: None,
+            listener: None,
             peer_direction: Direction::SendRecv,
             stats: MediaStats::default(),
             bridge: None,
@@ -313,6 +319,12 @@ impl Task {
                     self.finish_recording(RecordEnd::Stopped);
                 }
             }
+            Command::Listen(spec) => {
+                self.listener = spec.map(|s| {
+                    self.speech.prepare(s.speech);
+                    Listener::new(s)
+                });
+            }
             Command::SendDtmf { digit, duration } => {
                 self.dtmf_pending.push_back((digit, duration));
                 self.start_pending_dtmf();
@@ -369,6 +381,22 @@ impl Task {
                 start: Duration::from_micros(u.start as u64 * 1_000_000 / 8000),
                 pcm,
             });
+        }
+    }
+
+    /// What the listener made of a packet: the caller started (a prompt stops), or ended.
+    pub(super) fn on_heard(&mut self, heard: Heard) {
+        match heard {
+            Heard::Started => {
+                self.emit(MediaEvent::HeardStart);
+                if self.playing {
+                    self.queue.clear();
+                    self.offset = 0;
+                    self.playing = false;
+                    self.emit(MediaEvent::PlaybackDone { interrupted: true });
+                }
+            }
+            Heard::Done(pcm) => self.emit(MediaEvent::Heard { pcm }),
         }
     }
 

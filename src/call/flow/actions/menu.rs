@@ -7,8 +7,17 @@
 //! selection, routed on the ticket) or plain digits (`keys`: e.g. a language).
 //! With `[ivr] speech_barge_in = "all"`, a caller who talks over the menu is taken to the
 //! `on_no_input` option at once, and its message starts with their words.
+//!
+//! The spoken menu (`[menu] speech`, when the gateway can hear): the first attempt also
+//! plays `speech_prompts` ("请直接说出您要办理的事情，或按键选择") and the step listens. What the
+//! caller says is decided by [`spoken::decide`]: a sure option is taken (the selection keeps
+//! the words); a likely one is asked back with `confirm_<option id>` (1 = yes, anything
+//! else or silence = the menu's keys again); nothing recognisable plays `invalid_prompts`
+//! and the menu again. After one spoken try that did not choose, the menu is keys only. A
+//! digit wins at any time, also while the words are being transcribed.
 
 use crate::call::flow::engine::{Action, BargePolicy, Ctx, Event, Next};
+use crate::call::flow::spoken::{self, Choice, Heard};
 use crate::call::record::MenuSelection;
 use crate::config::{MenuOption, MenuStep};
 use std::time::{Duration, Instant};
@@ -19,6 +28,8 @@ enum After {
     Go(Option<String>),
     Invalid,
     Retry,
+    /// Ask back whether the caller meant this option (id), having said these words.
+    Confirm(String, String),
 }
 
 #[derive(Debug, PartialEq)]
@@ -29,6 +40,8 @@ enum State {
     Feedback,
     /// Stopping a prompt, then `After`.
     Stopping(After),
+    /// `confirm_<id>` playing or done: 1 takes the option (id, the words said).
+    Confirming(String, String),
 }
 
 pub struct Menu {
@@ -36,6 +49,10 @@ pub struct Menu {
     attempt: u32,
     pressed: String,
     state: State,
+    /// The caller is talking or their words are being transcribed: no digit timeout.
+    hearing: bool,
+    /// A spoken try did not choose: keys only from now on.
+    keys_only: bool,
 }
 
 impl Menu {
@@ -45,6 +62,8 @@ impl Menu {
             attempt: 0,
             pressed: String::new(),
             state: State::Asking,
+            hearing: false,
+            keys_only: false,
         }
     }
 
@@ -67,16 +86,23 @@ impl Menu {
         if self.attempt >= self.max_attempts(cx) {
             return self.no_input(cx);
         }
-        let prompts = if self.attempt == 0 {
+        let listen = cx.flow.spoken_menu && self.spec.keys.is_empty() && !self.keys_only;
+        let mut prompts = if self.attempt == 0 {
             self.spec.prompts.clone()
         } else {
             self.spec.repeat_prompts.clone()
         };
+        if listen && self.attempt == 0 {
+            prompts.extend(self.spec.speech_prompts.clone().unwrap_or_default());
+        }
         let policy = BargePolicy {
             dtmf: true,
-            speech: cx.speech_mode() == "all" && self.spec.keys.is_empty(),
+            // while listening, talking is heard as a request, not as the message
+            speech: !listen && cx.speech_mode() == "all" && self.spec.keys.is_empty(),
         };
+        cx.listen(listen);
         self.state = State::Asking;
+        self.hearing = false;
         if !cx.play(&prompts, policy) {
             cx.set_timer(now, self.timeout(cx));
         }
@@ -104,6 +130,21 @@ impl Menu {
                 self.attempt += 1;
                 self.ask(cx, now)
             }
+            After::Confirm(id, words) => {
+                let prompt = vec![format!("confirm_{id}")];
+                let policy = BargePolicy {
+                    dtmf: true,
+                    speech: false,
+                };
+                self.state = State::Confirming(id, words);
+                if !cx.play(&prompt, policy) {
+                    cx.set_timer(now, self.timeout(cx));
+                }
+                match cx.digits.pop_front() {
+                    Some(d) => self.confirm_digit(d, cx, now),
+                    None => Next::Stay,
+                }
+            }
         }
     }
 
@@ -130,14 +171,26 @@ impl Menu {
     }
 
     fn select(&mut self, o: &MenuOption, defaulted: bool, source: &str, cx: &mut Ctx) -> After {
-        tracing::info!(digit = %o.digit, id = %o.id, defaulted, source, "menu choice");
+        self.select_said(o, defaulted, source, None, cx)
+    }
+
+    /// `select`, with the words that chose it (the spoken menu).
+    fn select_said(
+        &mut self,
+        o: &MenuOption,
+        defaulted: bool,
+        source: &str,
+        utterance: Option<String>,
+        cx: &mut Ctx,
+    ) -> After {
+        tracing::info!(digit = %o.digit, id = %o.id, defaulted, source, ?utterance, "menu choice");
         cx.menu = Some(MenuSelection {
             digits: self.pressed.clone(),
             digit: o.digit.clone(),
             id: o.id.clone(),
             label: o.label.clone(),
             defaulted,
-            utterance: None,
+            utterance,
         });
         cx.vars.insert("choice".into(), o.id.clone());
         cx.vars.insert("choice_source".into(), source.into());
@@ -211,30 +264,54 @@ impl Menu {
         self.then(after, cx, now)
     }
 
-    /// Words from the spoken menu: the first option with a phrase in them.
-    fn words(&mut self, text: &str, cx: &mut Ctx, now: Instant) -> Next {
-        let found = cx
-            .flow
+    /// The options this step offers, in config order.
+    fn offered<'a>(&self, cx: &'a Ctx) -> Vec<&'a MenuOption> {
+        cx.flow
             .menu
             .options
             .iter()
-            .find(|o| {
-                self.spec.options.contains_key(&o.id)
-                    && o.phrases
-                        .iter()
-                        .any(|p| !p.is_empty() && text.contains(p.as_str()))
-            })
-            .cloned();
-        match found {
-            Some(o) => {
-                let after = self.select(&o, false, "speech", cx);
-                if let Some(m) = cx.menu.as_mut() {
-                    m.utterance = Some(text.to_owned());
-                }
-                self.then(after, cx, now)
+            .filter(|o| self.spec.options.contains_key(&o.id))
+            .collect()
+    }
+
+    fn by_id(&self, cx: &Ctx, id: &str) -> Option<MenuOption> {
+        self.offered(cx).into_iter().find(|o| o.id == id).cloned()
+    }
+
+    /// Words from the spoken menu.
+    fn words(&mut self, heard: &Heard, cx: &mut Ctx, now: Instant) -> Next {
+        self.hearing = false;
+        let choice = spoken::decide(heard, &self.offered(cx));
+        tracing::info!(said = %heard.text, ?choice, "spoken menu");
+        let after = match choice {
+            Choice::Sure(id) => match self.by_id(cx, &id) {
+                Some(o) => self.select_said(&o, false, "speech", Some(heard.text.clone()), cx),
+                None => After::Invalid,
+            },
+            Choice::Confirm(id) => {
+                self.keys_only = true;
+                cx.listen(false);
+                After::Confirm(id, heard.text.clone())
             }
-            None => Next::Stay,
-        }
+            Choice::Nothing => {
+                self.keys_only = true;
+                cx.listen(false);
+                After::Invalid
+            }
+        };
+        self.then(after, cx, now)
+    }
+
+    /// A digit while asking back: 1 takes the option, anything else is the keys again.
+    fn confirm_digit(&mut self, d: char, cx: &mut Ctx, now: Instant) -> Next {
+        let State::Confirming(id, words) = std::mem::replace(&mut self.state, State::Asking) else {
+            return Next::Stay;
+        };
+        let after = match (d, self.by_id(cx, &id)) {
+            ('1', Some(o)) => self.select_said(&o, false, "speech", Some(words), cx),
+            _ => After::Retry,
+        };
+        self.then(after, cx, now)
     }
 }
 
@@ -250,18 +327,39 @@ impl Action for Menu {
                 None => Next::Stay,
             },
             (State::Asking, Event::PlaybackDone) if !cx.playing => {
+                if !self.hearing {
+                    cx.set_timer(now, self.timeout(cx));
+                }
+                Next::Stay
+            }
+            (State::Asking | State::Feedback, Event::Listening) => {
+                // (the media stopped any prompt; its PlaybackDone follows)
+                self.state = State::Asking;
+                self.hearing = true;
+                cx.timer = None;
+                Next::Stay
+            }
+            (State::Asking | State::Feedback, Event::Speech(heard)) => {
+                let heard = heard.clone();
+                self.words(&heard, cx, now)
+            }
+            (State::Confirming(..), Event::Digit(_)) => match cx.digits.pop_front() {
+                Some(d) => self.confirm_digit(d, cx, now),
+                None => Next::Stay,
+            },
+            (State::Confirming(..), Event::PlaybackDone) if !cx.playing => {
                 cx.set_timer(now, self.timeout(cx));
                 Next::Stay
+            }
+            (State::Confirming(..), Event::Timer) => {
+                self.state = State::Asking;
+                self.then(After::Retry, cx, now)
             }
             (State::Asking, Event::Timer) => {
                 let prompts = self.spec.no_input_prompts.clone();
                 self.feedback(&prompts, cx, now)
             }
             (State::Asking, Event::SpeechStarted) => self.speech(cx, now),
-            (State::Asking, Event::Speech(text)) => {
-                let text = text.clone();
-                self.words(&text, cx, now)
-            }
             (State::Feedback, Event::PlaybackDone) if !cx.playing => {
                 self.attempt += 1;
                 self.ask(cx, now)

@@ -8,6 +8,7 @@ mod menu;
 mod record;
 mod reference;
 mod remote;
+mod spoken;
 mod today;
 
 use super::{Command, Engine, Event, Flow};

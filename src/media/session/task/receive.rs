@@ -91,6 +91,10 @@ impl Task {
                     b.out.push(pcm);
                 }
                 let speech_barge_in = self.speech.on_audio(pcm) && self.playing;
+                let heard = self
+                    .listener
+                    .as_mut()
+                    .and_then(|l| l.on_audio(pcm, &self.speech));
                 if let Some(end) = self
                     .recorder
                     .as_mut()
@@ -99,7 +103,9 @@ impl Task {
                     self.finish_recording(end);
                 }
                 self.emit_utterance();
-                if speech_barge_in {
+                if let Some(h) = heard {
+                    self.on_heard(h);
+                } else if speech_barge_in {
                     self.stop_on_speech();
                 }
             }
