@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use super::classify::Rules;
 use super::delivery::{self, Outcome};
+use super::fleet::{self, Fleet};
+use super::queue::{DeliveryQueue, Finished, LocalQueue};
 use super::record::{self, Draft};
 use super::store::{Claimed, Created, DeliveryState, Store};
 use super::v1;
@@ -96,9 +98,15 @@ struct Inner {
     rules: ArcSwap<Rules>,
     counters: DeliveryCounters,
     store: Arc<Store>,
+    /// Where delivery takes tickets from: the local store, or the fleet's shared one.
+    queue: Arc<dyn DeliveryQueue>,
+    /// The fleet's shared store (`[tickets] store = "postgres"`).
+    fleet: Option<Arc<Fleet>>,
     client: Option<reqwest::Client>,
-    /// Wakes the delivery loop when a ticket was committed.
-    wake: Notify,
+    /// Wakes the delivery loop when a ticket was committed (or moved to the fleet store).
+    wake: Arc<Notify>,
+    /// Wakes the fleet mover when a ticket was committed.
+    move_wake: Arc<Notify>,
 }
 
 fn now_ms() -> i64 {
@@ -148,14 +156,25 @@ impl TicketService {
                 "tickets left in flight by the last run are queued again"
             );
         }
+        let fleet = match &cfg.fleet {
+            Some(f) => Some(Arc::new(Fleet::new(f.clone(), &cfg.gateway_instance)?)),
+            None => None,
+        };
+        let queue: Arc<dyn DeliveryQueue> = match &fleet {
+            Some(f) => Arc::new(fleet::lease::LeaseQueue(f.clone())),
+            None => Arc::new(LocalQueue(store.clone())),
+        };
         Ok(TicketService {
             inner: Arc::new(Inner {
                 cfg,
                 rules: ArcSwap::from_pointee(rules),
                 counters: DeliveryCounters::default(),
                 store,
+                queue,
+                fleet,
                 client,
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
+                move_wake: Arc::new(Notify::new()),
             }),
         })
     }
@@ -181,6 +200,11 @@ impl TicketService {
         let rules = super::classify::corrections::fold(rules, &self.inner.store)?;
         self.inner.rules.store(Arc::new(rules));
         Ok(())
+    }
+
+    /// The fleet's shared store, when this gateway is part of one.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.inner.fleet.as_ref()
     }
 
     /// The store, for read-only inspection (admin views, tests).
@@ -244,6 +268,7 @@ impl TicketService {
                 "ticket committed"
             );
             self.inner.wake.notify_one();
+            self.inner.move_wake.notify_one();
         }
         Ok(ticket)
     }
@@ -251,11 +276,31 @@ impl TicketService {
     /// Delivers committed tickets until `shutdown` completes (tokio task; run exactly one per
     /// store). Without an intake URL it only keeps the outbox folder complete. On shutdown,
     /// attempts still running are abandoned and queued again: the next run re-sends them
-    /// with the same `Idempotency-Key`.
+    /// with the same `Idempotency-Key`. In a fleet it also runs the mover, and delivers
+    /// from the shared store.
     pub async fn run_delivery(
         &self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), TicketError> {
+        let Some(fleet) = self.inner.fleet.clone() else {
+            return self.deliver(shutdown).await;
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mover = tokio::spawn(fleet::mover::run(
+            fleet,
+            self.inner.store.clone(),
+            self.inner.cfg.duplicate.clone(),
+            self.inner.move_wake.clone(),
+            self.inner.wake.clone(),
+            stopped,
+        ));
+        let r = self.deliver(shutdown).await;
+        let _ = stop.send(true);
+        let _ = mover.await;
+        r
+    }
+
+    async fn deliver(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), TicketError> {
         tokio::pin!(shutdown);
         let inner = &self.inner;
         let idle = Duration::from_millis(inner.cfg.intake.idle_poll_ms.max(10));
@@ -289,9 +334,8 @@ impl TicketService {
                 slots.push(p);
             }
             if !slots.is_empty() {
-                let store = inner.store.clone();
                 let n = slots.len();
-                let claimed = match blocking(move || store.claim_due(now_ms(), n)).await {
+                let claimed = match inner.queue.claim_due(now_ms(), n).await {
                     Ok(c) => c,
                     Err(e) => {
                         drop(slots);
@@ -316,8 +360,7 @@ impl TicketService {
             let wait = if permits.available_permits() == 0 {
                 idle
             } else {
-                let store = inner.store.clone();
-                match blocking(move || store.next_due_ms()).await {
+                match inner.queue.next_due_ms(now_ms()).await {
                     Ok(Some(due)) => {
                         Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).max(1))
                             .min(idle)
@@ -340,8 +383,7 @@ impl TicketService {
             }
         }
         running.shutdown().await;
-        let store = inner.store.clone();
-        blocking(move || store.recover_in_flight(now_ms())).await?;
+        inner.queue.release_all(now_ms()).await?;
         Ok(())
     }
 
@@ -352,7 +394,15 @@ impl TicketService {
         loop {
             let store = self.inner.store.clone();
             let no_intake = self.inner.client.is_none();
+            let in_fleet = self.inner.fleet.is_some();
             let report = blocking(move || {
+                if in_fleet {
+                    // Moved = in the shared store, where any instance delivers it.
+                    return Ok(FlushReport {
+                        undelivered: store.unmoved_count()?,
+                        dead: 0,
+                    });
+                }
                 let counts = store.counts()?;
                 let get = |s| {
                     counts
@@ -470,23 +520,17 @@ async fn attempt(
     // start queues the ticket again).
     let mut backoff = store_backoff();
     loop {
-        let store = inner.store.clone();
-        let (id, error, body) = (claimed.ticket_id.clone(), error.clone(), body.clone());
-        let attempts = claimed.attempts;
-        let r = blocking(move || {
-            store.finish_attempt(
-                &id,
-                attempts,
-                now,
-                state,
-                next,
-                status,
-                error.as_deref(),
-                body.as_deref(),
-            )
-        })
-        .await;
-        match r {
+        let finished = Finished {
+            ticket_id: claimed.ticket_id.clone(),
+            attempt: claimed.attempts,
+            now_ms: now,
+            state,
+            next_attempt_at_ms: next,
+            status,
+            error: error.clone(),
+            body: body.clone(),
+        };
+        match inner.queue.finish_attempt(finished).await {
             Ok(()) => {
                 store_ok(inner, &mut backoff);
                 return Ok(());
@@ -504,13 +548,18 @@ fn store_backoff() -> StoreBackoff {
 }
 
 /// Counts and logs a failed store operation of the delivery path and says how long to wait
-/// before trying again.
+/// before trying again. In a fleet, the delivery path works on the shared store: its outage
+/// is the fleet's alert and leaves `/readyz` alone (calls are still taken and committed).
 fn store_failed(
     inner: &Inner,
     backoff: &mut StoreBackoff,
     what: &str,
     e: &TicketError,
 ) -> Duration {
+    if let Some(f) = &inner.fleet {
+        f.failed(what, e);
+        return backoff.failed();
+    }
     let c = &inner.counters;
     c.store_errors.fetch_add(1, Ordering::Relaxed);
     if !c.store_failing.swap(true, Ordering::Relaxed) {
@@ -521,6 +570,9 @@ fn store_failed(
 
 fn store_ok(inner: &Inner, backoff: &mut StoreBackoff) {
     backoff.succeeded();
+    if let Some(f) = &inner.fleet {
+        return f.ok();
+    }
     if inner.counters.store_failing.swap(false, Ordering::Relaxed) {
         tracing::info!("ticket store works again: delivery resumes");
     }

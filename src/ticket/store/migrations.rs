@@ -90,6 +90,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         INSERT INTO ticket_fts (ticket_id, text)
         VALUES (new.id, COALESCE(json_extract(new.document, '$.transcript.text'), ''));
     END;",
+    // branch fleet (issue 18; the integrator renumbers on merge): when a ticket was moved to
+    // the fleet's shared PostgreSQL store (`[tickets] store = "postgres"`); NULL = still to
+    // move. The partial index keeps the mover's look-up small however many tickets there are.
+    "ALTER TABLE tickets ADD COLUMN fleet_moved_at_ms INTEGER;
+    CREATE INDEX tickets_fleet_unmoved ON tickets(created_at_ms) WHERE fleet_moved_at_ms IS NULL;",
 ];
 
 /// Marker of the migration step that `migrate_call_uid` performs.

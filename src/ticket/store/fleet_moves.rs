@@ -1,0 +1,79 @@
+//! The local side of moving tickets to the fleet's shared store ([`crate::ticket::fleet`]):
+//! which committed tickets are still to move, and marking them moved.
+
+use rusqlite::params;
+
+use super::{DeliveryState, Store};
+use crate::ticket::TicketError;
+
+/// A committed ticket still to move, with what the shared store indexes.
+#[derive(Clone, Debug)]
+pub struct Unmoved {
+    pub ticket_id: String,
+    pub call_uid: String,
+    pub call_id: String,
+    pub reference: Option<String>,
+    pub created_at_ms: i64,
+    pub started_at_ms: i64,
+    pub caller: String,
+    pub norm_text: String,
+    pub category_id: String,
+    pub urgent: bool,
+    pub document: String,
+    /// The local delivery state: a store switched to fleet mode moves tickets it already
+    /// delivered as delivered.
+    pub state: DeliveryState,
+    pub attempts: u32,
+}
+
+impl Store {
+    /// Up to `limit` tickets not yet moved, oldest first (so the fleet's duplicate look-up
+    /// sees an instance's tickets in the order they were made).
+    pub fn unmoved(&self, limit: usize) -> Result<Vec<Unmoved>, TicketError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, call_uid, call_id, reference, created_at_ms, started_at_ms, caller,
+                    norm_text, category_id, urgent, document, state, attempts
+             FROM tickets WHERE fleet_moved_at_ms IS NULL
+             ORDER BY created_at_ms, id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            let state: String = r.get(11)?;
+            Ok(Unmoved {
+                ticket_id: r.get(0)?,
+                call_uid: r.get(1)?,
+                call_id: r.get(2)?,
+                reference: r.get(3)?,
+                created_at_ms: r.get(4)?,
+                started_at_ms: r.get(5)?,
+                caller: r.get(6)?,
+                norm_text: r.get(7)?,
+                category_id: r.get(8)?,
+                urgent: r.get(9)?,
+                document: r.get(10)?,
+                state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+                attempts: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many tickets wait to move.
+    pub fn unmoved_count(&self) -> Result<u64, TicketError> {
+        let n: i64 = self.lock().query_row(
+            "SELECT COUNT(*) FROM tickets WHERE fleet_moved_at_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The ticket is in the shared store now (its delivery is the fleet's business).
+    pub fn mark_moved(&self, ticket_id: &str, now_ms: i64) -> Result<(), TicketError> {
+        self.lock().execute(
+            "UPDATE tickets SET fleet_moved_at_ms = ?2 WHERE id = ?1",
+            params![ticket_id, now_ms],
+        )?;
+        Ok(())
+    }
+}
