@@ -19,7 +19,8 @@ pub struct LeaseQueue(pub Arc<Fleet>);
 impl LeaseQueue {
     async fn claim(&self, now_ms: i64, limit: usize) -> Result<Vec<Claimed>, TicketError> {
         let f = &self.0;
-        let until = now_ms.saturating_add(i64::try_from(f.cfg.lease.as_millis()).unwrap_or(i64::MAX));
+        let until =
+            now_ms.saturating_add(i64::try_from(f.cfg.lease.as_millis()).unwrap_or(i64::MAX));
         let client = f.delivery.get().await?;
         let rows = client
             .query(

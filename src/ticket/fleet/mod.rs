@@ -92,7 +92,10 @@ impl Fleet {
     pub fn new(cfg: FleetConfig, instance: &str) -> Result<Fleet, TicketError> {
         let pg = conn::parse_url(&cfg.url)?;
         Ok(Fleet {
-            owner: format!("{instance}/{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            owner: format!(
+                "{instance}/{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
             delivery: PgConn::new(pg.clone()),
             mover: PgConn::new(pg),
             cfg,

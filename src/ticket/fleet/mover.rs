@@ -246,12 +246,9 @@ pub async fn move_one(
     )
     .await
     .map_err(&e)?;
-    tx.execute(
-        "SELECT pg_notify('hotline_tickets', $1)",
-        &[&t.ticket_id],
-    )
-    .await
-    .map_err(&e)?;
+    tx.execute("SELECT pg_notify('hotline_tickets', $1)", &[&t.ticket_id])
+        .await
+        .map_err(&e)?;
     tx.commit().await.map_err(&e)?;
     Ok(Moved::New {
         revised: revised.is_some(),
@@ -280,7 +277,10 @@ mod tests {
         assert_eq!(v["revision"], 2);
         assert_eq!(v["duplicate"]["duplicate_of"], first.to_string());
         assert_eq!(v["duplicate"]["reason"], "same_caller");
-        assert_eq!(v["extra"]["kept"], true, "fields this build does not know survive");
+        assert_eq!(
+            v["extra"]["kept"], true,
+            "fields this build does not know survive"
+        );
     }
 
     #[test]
@@ -290,7 +290,11 @@ mod tests {
             r#"{{"revision":1,"duplicate":{{"duplicate_of":"{first}","similarity":1.0,"reason":"similar_text"}}}}"#
         );
         assert_eq!(revise_for_fleet(&doc, Some(&hint(first))), None);
-        assert_eq!(revise_for_fleet(&doc, None), None, "no fleet hint: as committed");
+        assert_eq!(
+            revise_for_fleet(&doc, None),
+            None,
+            "no fleet hint: as committed"
+        );
         let other = Uuid::now_v7();
         let v: Value =
             serde_json::from_str(&revise_for_fleet(&doc, Some(&hint(other))).unwrap()).unwrap();

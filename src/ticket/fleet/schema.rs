@@ -93,7 +93,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), TicketError> {
             .await
             .map_err(&what)?;
         let current: i32 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM hotline_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM hotline_migrations",
+                &[],
+            )
             .await
             .map_err(&what)?
             .get(0);
