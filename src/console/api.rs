@@ -31,7 +31,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter = view::filter_from_query(&q);
-    let page = match desk.blocking(move |s| s.query(&filter)).await {
+    let page = match desk.query(filter).await {
         Ok(p) => p,
         Err(e) => return store_error(&e),
     };

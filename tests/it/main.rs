@@ -13,6 +13,7 @@ mod carrier;
 mod console;
 mod console_api;
 mod fleet;
+mod fleet_desk;
 mod fleet_lease;
 mod flow;
 mod hardening;

@@ -35,7 +35,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Config, TicketError> {
     Ok(cfg)
 }
 
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+pub(crate) fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -59,6 +59,15 @@ impl PgConn {
             config,
             client: Mutex::new(None),
         }
+    }
+
+    /// A connection to `[tickets] url` (checked here, made on first use).
+    pub fn from_url(url: &str) -> Result<PgConn, TicketError> {
+        Ok(PgConn::new(parse_url(url)?))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The connection, (re)connecting and migrating when needed. Held exclusively: a
