@@ -87,24 +87,25 @@ impl PgConn {
     }
 
     async fn connect(&self) -> Result<Client, TicketError> {
-        let (mut client, connection) = if self.config.get_ssl_mode() == SslMode::Disable {
+        // The connection task ends when the client is dropped or the server goes away; the
+        // client then reports `is_closed` and the next `get` reconnects.
+        let mut client = if self.config.get_ssl_mode() == SslMode::Disable {
             let (c, conn) = self
                 .config
                 .connect(tokio_postgres::NoTls)
                 .await
                 .map_err(pg_err("connect"))?;
-            (c, tokio::spawn(async move { conn.await }))
+            tokio::spawn(conn);
+            c
         } else {
             let (c, conn) = self
                 .config
                 .connect(tls())
                 .await
                 .map_err(pg_err("connect"))?;
-            (c, tokio::spawn(async move { conn.await }))
+            tokio::spawn(conn);
+            c
         };
-        // The connection task ends when the client is dropped or the server goes away; the
-        // client then reports `is_closed` and the next `get` reconnects.
-        drop(connection);
         schema::migrate(&mut client).await?;
         Ok(client)
     }
