@@ -78,9 +78,7 @@ impl Desk {
         if let Some(pg) = &self.fleet {
             let record = fleet::desk::find(pg, &id).await?;
             let attempts = fleet::desk::attempts(pg, &record.ticket_id).await?;
-            // Progress set on this instance's desk is kept in its local store.
-            let tid = record.ticket_id.clone();
-            let history = self.blocking(move |s| s.progress_history(&tid)).await?;
+            let history = fleet::desk_write::progress_history(pg, &record.ticket_id).await?;
             return Ok(Loaded {
                 record,
                 attempts,

@@ -157,6 +157,20 @@ async fn any_instances_desk_shows_and_searches_the_fleets_tickets_live() {
         "the ticket names the instance that took it"
     );
 
+    // Progress reported on B's API for A's ticket is the fleet's.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/tickets/{id}/progress"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"state": "in_progress", "note": "已派单"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+    let one = api(&base, &format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(one["ticket"]["progress"]["state"], "in_progress", "{one}");
+    let in_progress = api(&base, "/api/v1/tickets?progress=in_progress").await;
+    assert_eq!(ids(&in_progress), vec![id.clone()]);
+
     // Chinese search over the fleet: 1-2 character terms and longer ones.
     let mut db = pg.client().await;
     let lamp = seed_copy(&mut db, &doc, 1, "楼下的路灯坏了三天").await;

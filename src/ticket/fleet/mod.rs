@@ -14,6 +14,7 @@
 
 mod conn;
 pub mod desk;
+pub mod desk_write;
 pub mod lease;
 pub mod mover;
 mod schema;

@@ -64,6 +64,26 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE EXTENSION IF NOT EXISTS pg_trgm;
     CREATE INDEX hotline_tickets_transcript_trgm ON hotline_tickets
         USING gin (transcript gin_trgm_ops);",
+    // 3: what the desks change: progress history (set on any instance's desk or reported by
+    // the intake) and operators' category corrections (shared by the fleet for retraining).
+    "CREATE TABLE hotline_ticket_progress (
+        seq BIGSERIAL PRIMARY KEY,
+        ticket_id TEXT NOT NULL REFERENCES hotline_tickets (id),
+        state TEXT NOT NULL CHECK (state IN ('accepted','in_progress','resolved')),
+        note TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        by_whom TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX hotline_ticket_progress_ticket ON hotline_ticket_progress (ticket_id, seq);
+    CREATE TABLE hotline_classification_corrections (
+        id BIGSERIAL PRIMARY KEY,
+        ticket_id TEXT NOT NULL REFERENCES hotline_tickets (id),
+        category_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        corrected_by TEXT NOT NULL,
+        corrected_at_ms BIGINT NOT NULL
+    );",
 ];
 
 /// Applies the steps this database lacks, one transaction each, under an advisory lock so
