@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::service::blocking;
 use super::store::{Claimed, DeliveryState, Store};
 use super::TicketError;
 
@@ -38,14 +39,6 @@ pub trait DeliveryQueue: Send + Sync {
     /// Frees whatever this instance still holds (at shutdown): sent again later with the
     /// same `Idempotency-Key`.
     fn release_all(&self, now_ms: i64) -> QueueFuture<'_, usize>;
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, TicketError> + Send + 'static,
-) -> Result<T, TicketError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| TicketError::Task(e.to_string()))?
 }
 
 /// The local store as the queue (SQLite calls run on the blocking pool).

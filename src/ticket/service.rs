@@ -113,7 +113,7 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TicketError> + Send + 'static,
 ) -> Result<T, TicketError> {
     tokio::task::spawn_blocking(f)

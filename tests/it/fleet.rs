@@ -3,45 +3,12 @@
 //! instances is a duplicate across the fleet; a killed instance's tickets are delivered by
 //! another, each once in effect; a database outage loses no ticket and keeps `/readyz` 200.
 
+use super::hardening::handoff::{free_tcp_port, get, metric, short_call};
 use super::harness::GatewayProcess;
 use super::postgres::Postgres;
 use super::tickets_common::{Intake, Reply};
-use hotline_gateway::caller::{dial, DialOptions, DialReport};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A call answered and hung up by the caller after `secs`: owed a ticket.
-async fn short_call(gw: &GatewayProcess, from: &str, port_offset: u16, secs: u64) -> DialReport {
-    dial(DialOptions {
-        target: format!("sip:8890@{}", gw.sip),
-        from_user: from.into(),
-        rtp_ports: (gw.rtp.0 + port_offset, gw.rtp.1),
-        max_duration: Duration::from_secs(secs),
-        ..DialOptions::default()
-    })
-    .await
-    .expect("dial")
-}
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 /// The environment of one fleet member.
 fn member_env(pg: &Postgres, intake: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {

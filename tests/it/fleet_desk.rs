@@ -2,9 +2,9 @@
 //! whole fleet (a call taken by instance A included), and its live events come from the
 //! database (`LISTEN`/`NOTIFY`), so A's ticket appears on B's event stream.
 
+use super::hardening::handoff::{free_tcp_port, short_call};
 use super::harness::GatewayProcess;
 use super::postgres::Postgres;
-use hotline_gateway::caller::{dial, DialOptions};
 use hotline_gateway::ticket::fleet::mover::move_one;
 use hotline_gateway::ticket::store::Unmoved;
 use hotline_gateway::ticket::{DeliveryState, DuplicateConfig};
@@ -13,14 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "fleet-desk-test-token";
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn api(base: &str, path: &str) -> Value {
     let r = reqwest::Client::new()
@@ -119,15 +111,7 @@ async fn any_instances_desk_shows_and_searches_the_fleets_tickets_live() {
     // The listener may start after the stream opened: give it a moment to be LISTENing.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let call = dial(DialOptions {
-        target: format!("sip:8890@{}", a.sip),
-        from_user: "13800000031".into(),
-        rtp_ports: (a.rtp.0 + 50, a.rtp.1),
-        max_duration: Duration::from_secs(2),
-        ..DialOptions::default()
-    })
-    .await
-    .expect("dial");
+    let call = short_call(&a, "13800000031", 50, 2).await;
     assert_eq!(call.status, 200);
     let deadline = Instant::now() + Duration::from_secs(60);
     let id = loop {
@@ -165,7 +149,12 @@ async fn any_instances_desk_shows_and_searches_the_fleets_tickets_live() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
     let one = api(&base, &format!("/api/v1/tickets/{id}")).await;
     assert_eq!(one["ticket"]["progress"]["state"], "in_progress", "{one}");
     let in_progress = api(&base, "/api/v1/tickets?progress=in_progress").await;

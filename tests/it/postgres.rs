@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use super::hardening::handoff::free_tcp_port;
+
 pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -27,14 +29,6 @@ fn server_bin() -> Option<PathBuf> {
         .collect();
     found.sort();
     found.pop().map(|(_, b)| b)
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Postgres {

@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Row};
 
 use super::{pg_err, PgConn};
-use crate::ticket::query::{QueueRow, TicketFilter, TicketPage};
+use crate::ticket::query::{day_ms, QueueRow, TicketFilter, TicketPage};
 use crate::ticket::store::{AttemptRecord, DeliveryState, TicketRecord};
 use crate::ticket::TicketError;
 
@@ -56,17 +56,6 @@ fn record(r: &Row) -> QueueRow {
         },
         progress: r.get(15),
     }
-}
-
-fn day_ms(day: &str, end: bool) -> Result<i64, TicketError> {
-    let d = chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
-        .map_err(|_| TicketError::Config(format!("date `{day}` is not YYYY-MM-DD")))?;
-    let t = if end {
-        d.and_hms_milli_opt(23, 59, 59, 999)
-    } else {
-        d.and_hms_opt(0, 0, 0)
-    };
-    Ok(t.map(|t| t.and_utc().timestamp_millis()).unwrap_or(0))
 }
 
 /// `%`, `_` and `\` of a search term taken literally in `ILIKE`.

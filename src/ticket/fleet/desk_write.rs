@@ -3,21 +3,13 @@
 //! delivered again by whichever instance claims it). The same rules as the local store's
 //! `set_progress` and `override_classification` (src/ticket/progress.rs).
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{pg_err, PgConn};
-use crate::ticket::progress::{decode, Override, ProgressEntry, PROGRESS_STATES};
+use crate::ticket::progress::{
+    check_state, decode, encode, put_override, rfc3339, Override, ProgressEntry,
+};
 use crate::ticket::TicketError;
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn encode(doc: &Value) -> Result<String, TicketError> {
-    serde_json::to_string(doc).map_err(|e| TicketError::Encode(e.to_string()))
-}
 
 /// Appends a progress entry and puts it into the document (the last writer wins).
 /// `ticket_id` must be a full id.
@@ -30,12 +22,7 @@ pub async fn set_progress(
     source: &str,
     now_ms: i64,
 ) -> Result<ProgressEntry, TicketError> {
-    if !PROGRESS_STATES.contains(&state) {
-        return Err(TicketError::Config(format!(
-            "progress state `{state}` is not one of {}",
-            PROGRESS_STATES.join(", ")
-        )));
-    }
+    check_state(state)?;
     let e = pg_err("setting progress");
     let mut client = conn.get().await?;
     let tx = client.transaction().await.map_err(&e)?;
@@ -125,14 +112,7 @@ pub async fn override_classification(
         .ok_or_else(|| TicketError::NotFound(ticket_id.to_owned()))?;
     let (doc, text): (String, String) = (row.get(0), row.get(1));
     let mut doc = decode(ticket_id, &doc)?;
-    let revision = doc.get("revision").and_then(Value::as_u64).unwrap_or(1) + 1;
-    doc["revision"] = json!(revision);
-    doc["classification"]["operator_override"] = json!({
-        "category_id": o.category_id,
-        "department": o.department,
-        "by": o.by,
-        "at": rfc3339(now_ms),
-    });
+    let revision = put_override(&mut doc, o, now_ms);
     tx.execute(
         "UPDATE hotline_tickets SET document = $2, revision = $3, state = 'pending',
              next_attempt_at_ms = $4, lease_owner = NULL, lease_until_ms = NULL,
