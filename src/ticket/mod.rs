@@ -8,6 +8,7 @@
 //! The admin CLI reads the same database through [`admin`]. Tickets know no SIP.
 
 pub mod admin;
+mod backoff;
 pub mod classify;
 pub mod delivery;
 pub mod duplicate;

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use super::backoff::StoreBackoff;
 use super::classify::Rules;
 use super::delivery::{self, Outcome};
 use super::fleet::{self, Fleet};
@@ -59,36 +60,6 @@ pub struct DeliveryCounters {
     /// The last answer of the intake was such a configuration problem (cleared by the next
     /// delivery): the alert.
     pub intake_failing: AtomicBool,
-}
-
-/// Backoff between retries of a failing store operation: a busy or full store is a
-/// condition to wait out, so the wait grows (to `max`) but retrying never stops.
-#[derive(Debug)]
-pub(crate) struct StoreBackoff {
-    next: Duration,
-    base: Duration,
-    max: Duration,
-}
-
-impl StoreBackoff {
-    pub(crate) fn new(base: Duration, max: Duration) -> StoreBackoff {
-        StoreBackoff {
-            next: base,
-            base,
-            max,
-        }
-    }
-
-    /// The wait before the next try; doubles each time up to `max`.
-    pub(crate) fn failed(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub(crate) fn succeeded(&mut self) {
-        self.next = self.base;
-    }
 }
 
 struct Inner {
@@ -601,18 +572,4 @@ fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
         inner.store.mark_outbox_written(&c.ticket_id, now_ms())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_backoff_grows_to_its_cap_and_restarts_after_a_success() {
-        let mut b = StoreBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let waits: Vec<u128> = (0..6).map(|_| b.failed().as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
-        b.succeeded();
-        assert_eq!(b.failed(), Duration::from_millis(100));
-    }
 }

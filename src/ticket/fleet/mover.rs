@@ -16,9 +16,9 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::{pg_err, Fleet};
+use crate::ticket::backoff::StoreBackoff;
 use crate::ticket::duplicate::{self, Candidate, DuplicateConfig};
 use crate::ticket::model::DuplicateHint;
-use crate::ticket::service::StoreBackoff;
 use crate::ticket::store::{DeliveryState, Store, Unmoved, MAX_CANDIDATES};
 use crate::ticket::TicketError;
 
