@@ -105,6 +105,21 @@ async fn a_caller_who_calls_two_instances_is_a_duplicate_across_the_fleet() {
     assert_eq!(row.get::<_, String>(1), "delivered");
     assert_eq!(row.get::<_, i32>(2), 2);
     assert!(intake.applied().values().all(|&n| n == 1));
+    // Each instance's own store learns that its ticket was delivered (retention, the CLI).
+    for gw in [&a, &b] {
+        let local = rusqlite::Connection::open(gw.data_dir.path().join("tickets.sqlite")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let state: String = local
+                .query_row("SELECT state FROM tickets", [], |r| r.get(0))
+                .unwrap();
+            if state == "delivered" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "local state {state}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     a.stop();
     b.stop();
 }

@@ -108,12 +108,9 @@ pub async fn move_batch(
         .await
         .map_err(|e| TicketError::Task(e.to_string()))??;
     if batch.is_empty() {
-        // Nothing to move: still prove the shared store is there, for the metric.
-        let client = fleet.mover.get().await?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(pg_err("checking the fleet store"))?;
+        // Nothing to move: report delivery outcomes back (which also proves the shared store
+        // is there, for the metric).
+        settle_back(fleet, store).await?;
         return Ok(0);
     }
     let mut moved = 0;
@@ -137,6 +134,49 @@ pub async fn move_batch(
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Copies the final state of this instance's moved tickets from the shared store into the
+/// local one (delivered or dead by whichever instance), so retention can free their files.
+async fn settle_back(fleet: &Fleet, store: &Arc<Store>) -> Result<(), TicketError> {
+    let s = store.clone();
+    let ids = tokio::task::spawn_blocking(move || s.moved_undelivered(256))
+        .await
+        .map_err(|e| TicketError::Task(e.to_string()))??;
+    let client = fleet.mover.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, state, delivered_at_ms FROM hotline_tickets
+             WHERE id = ANY($1) AND state IN ('delivered', 'dead')",
+            &[&ids],
+        )
+        .await
+        .map_err(pg_err("reading delivery outcomes"))?;
+    drop(client);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let settled: Vec<(String, DeliveryState, Option<i64>)> = rows
+        .iter()
+        .map(|r| {
+            let state = if r.get::<_, &str>(1) == "dead" {
+                DeliveryState::Dead
+            } else {
+                DeliveryState::Delivered
+            };
+            (r.get(0), state, r.get(2))
+        })
+        .collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = Utc::now().timestamp_millis();
+        for (id, state, at) in settled {
+            s.settle_moved(&id, state, at, now)?;
+        }
+        Ok::<_, TicketError>(())
+    })
+    .await
+    .map_err(|e| TicketError::Task(e.to_string()))?
 }
 
 /// One ticket's move, in one transaction.

@@ -68,6 +68,36 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Moved tickets the local store still counts as owed to the intake (up to `limit`,
+    /// oldest first): the mover asks the shared store how their delivery ended.
+    pub fn moved_undelivered(&self, limit: usize) -> Result<Vec<String>, TicketError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM tickets WHERE state IN ('pending', 'in_flight')
+               AND fleet_moved_at_ms IS NOT NULL
+             ORDER BY created_at_ms LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Copies the fleet's final delivery state of a moved ticket into the local store, so that
+    /// retention, `hotline-gateway tickets` and the local metrics see what the fleet did.
+    pub fn settle_moved(
+        &self,
+        ticket_id: &str,
+        state: DeliveryState,
+        delivered_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), TicketError> {
+        self.lock().execute(
+            "UPDATE tickets SET state = ?2, delivered_at_ms = ?3, updated_at_ms = ?4
+             WHERE id = ?1 AND fleet_moved_at_ms IS NOT NULL",
+            params![ticket_id, state.as_str(), delivered_at_ms, now_ms],
+        )?;
+        Ok(())
+    }
+
     /// The ticket is in the shared store now (its delivery is the fleet's business).
     pub fn mark_moved(&self, ticket_id: &str, now_ms: i64) -> Result<(), TicketError> {
         self.lock().execute(
