@@ -340,7 +340,7 @@ fn validate_fleet(c: &Config, err: &mut impl FnMut(&str, String)) {
                     "tickets.url",
                     "store = \"postgres\" needs the database URL (HOTLINE_TICKETS_URL)".into(),
                 );
-            } else if let Err(e) = t.url.parse::<tokio_postgres::Config>() {
+            } else if let Err(e) = crate::ticket::fleet::PgConn::check_url(&t.url) {
                 err(
                     "tickets.url",
                     format!("not a PostgreSQL URL (postgres://user@host:5432/db): {e}"),

@@ -71,7 +71,7 @@ pub(crate) async fn poll_committed(store: Arc<Store>, tx: broadcast::Sender<Desk
 /// Listens again after the database went away.
 pub(crate) async fn listen_committed(pg: Arc<PgConn>, tx: broadcast::Sender<DeskEvent>) {
     loop {
-        let r = fleet::desk::listen(pg.config(), |ticket_id| {
+        let r = fleet::desk::listen(&pg, |ticket_id| {
             let _ = tx.send(DeskEvent::Committed { ticket_id });
         })
         .await;

@@ -5,7 +5,7 @@
 use super::postgres::Postgres;
 use hotline_gateway::ticket::fleet::lease::LeaseQueue;
 use hotline_gateway::ticket::fleet::mover::{move_one, Moved};
-use hotline_gateway::ticket::fleet::{Fleet, FleetConfig};
+use hotline_gateway::ticket::fleet::{Fleet, FleetConfig, PgConn};
 use hotline_gateway::ticket::queue::{DeliveryQueue, Finished};
 use hotline_gateway::ticket::store::Unmoved;
 use hotline_gateway::ticket::{DeliveryState, DuplicateConfig};
@@ -158,4 +158,31 @@ async fn leases_give_each_ticket_to_one_instance_at_a_time() {
     assert_eq!(qa.release_all(later).await.unwrap(), 0);
     assert_eq!(qb.release_all(later).await.unwrap(), 5);
     assert!(ids.contains(&theirs.ticket_id));
+}
+
+/// TLS to the database by rustls: with `sslmode=require` and the database's CA named by
+/// `sslrootcert` the connection is encrypted; a server the roots do not vouch for is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_store_is_reached_over_verified_tls() {
+    let Some(pg) = Postgres::start() else { return };
+    let Some(ca) = pg.enable_tls() else { return };
+    let url = format!("{}?sslmode=require&sslrootcert={}", pg.url(), ca.display());
+    let conn = PgConn::from_url(&url).unwrap();
+    let client = conn.get().await.expect("TLS connection with the CA");
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+    drop(client);
+    // The web PKI roots do not know the test CA: refused, not silently trusted.
+    let untrusted = PgConn::from_url(&format!("{}?sslmode=require", pg.url())).unwrap();
+    let Err(err) = untrusted.get().await else {
+        panic!("an unknown CA is refused");
+    };
+    assert!(err.to_string().contains("connect"), "{err}");
 }

@@ -2,6 +2,7 @@
 //! (`sslmode=require`; the web PKI roots verify the server). Each new connection first brings
 //! the schema up to date ([`super::schema`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
@@ -15,8 +16,44 @@ use crate::ticket::TicketError;
 /// failure and the tickets wait.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Parses `[tickets] url` (URL or key=value form).
-pub(crate) fn parse_url(url: &str) -> Result<Config, TicketError> {
+/// `sslrootcert=<file>` taken out of the URL (tokio-postgres does not know it): the PEM
+/// certificates that verify the server instead of the web PKI roots (a private CA).
+fn split_root_cert(url: &str) -> (String, Option<PathBuf>) {
+    let mut root = None;
+    if let Some((base, query)) = url.split_once('?') {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+                Some(path) => {
+                    root = Some(PathBuf::from(path));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (url, root);
+    }
+    let kept: Vec<&str> = url
+        .split_whitespace()
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                root = Some(PathBuf::from(path));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept.join(" "), root)
+}
+
+/// Parses `[tickets] url` (URL or key=value form, plus `sslrootcert`).
+pub(crate) fn parse_url(url: &str) -> Result<(Config, Option<PathBuf>), TicketError> {
+    let (url, root) = split_root_cert(url);
     let mut cfg: Config = url
         .parse()
         .map_err(|e| TicketError::Config(format!("tickets.url: {e}")))?;
@@ -32,42 +69,79 @@ pub(crate) fn parse_url(url: &str) -> Result<Config, TicketError> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("hotline-gateway");
     }
-    Ok(cfg)
+    Ok((cfg, root))
 }
 
-pub(crate) fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+/// The TLS connector: the server is verified against `root_cert` (PEM) when given, else the
+/// web PKI roots.
+pub(crate) fn tls(
+    root_cert: Option<&Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TicketError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    match root_cert {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| TicketError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| {
+                    TicketError::Config(format!("tickets.url sslrootcert {}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    TicketError::Config(format!("tickets.url sslrootcert {}: {e}", path.display()))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(TicketError::Config(format!(
+                    "tickets.url sslrootcert {}: no certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// A connection made on first use and again after it broke.
 pub struct PgConn {
     config: Config,
+    root_cert: Option<PathBuf>,
     client: Mutex<Option<Client>>,
 }
 
 impl PgConn {
-    pub fn new(config: Config) -> PgConn {
-        PgConn {
-            config,
-            client: Mutex::new(None),
-        }
-    }
-
     /// A connection to `[tickets] url` (checked here, made on first use).
     pub fn from_url(url: &str) -> Result<PgConn, TicketError> {
-        Ok(PgConn::new(parse_url(url)?))
+        let (config, root_cert) = parse_url(url)?;
+        Ok(PgConn {
+            config,
+            root_cert,
+            client: Mutex::new(None),
+        })
+    }
+
+    /// Checks `[tickets] url` without connecting (for check-config).
+    pub fn check_url(url: &str) -> Result<(), TicketError> {
+        parse_url(url).map(|_| ())
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The TLS connector this connection uses (for other connections to the same store).
+    pub fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TicketError> {
+        tls(self.root_cert.as_deref())
     }
 
     /// The connection, (re)connecting and migrating when needed. Held exclusively: a
@@ -100,7 +174,7 @@ impl PgConn {
         } else {
             let (c, conn) = self
                 .config
-                .connect(tls())
+                .connect(self.tls()?)
                 .await
                 .map_err(pg_err("connect"))?;
             tokio::spawn(conn);

@@ -239,16 +239,14 @@ pub async fn attempts(conn: &PgConn, ticket_id: &str) -> Result<Vec<AttemptRecor
 
 /// Calls `on_ticket` with the id of every ticket any instance moves into the shared store,
 /// until the connection breaks (then returns; the caller listens again).
-pub async fn listen(
-    config: &tokio_postgres::Config,
-    on_ticket: impl FnMut(String) + Send,
-) -> Result<(), TicketError> {
+pub async fn listen(pg: &PgConn, on_ticket: impl FnMut(String) + Send) -> Result<(), TicketError> {
     let e = pg_err("listening for tickets");
+    let config = pg.config();
     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(&e)?;
         pump(client, connection, on_ticket).await
     } else {
-        let (client, connection) = config.connect(super::conn::tls()).await.map_err(&e)?;
+        let (client, connection) = config.connect(pg.tls()?).await.map_err(&e)?;
         pump(client, connection, on_ticket).await
     }
 }

@@ -92,14 +92,13 @@ impl Fleet {
     /// Checks the URL; connects lazily (a database that is away at start must not stop the
     /// gateway from taking calls).
     pub fn new(cfg: FleetConfig, instance: &str) -> Result<Fleet, TicketError> {
-        let pg = conn::parse_url(&cfg.url)?;
         Ok(Fleet {
             owner: format!(
                 "{instance}/{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
             ),
-            delivery: PgConn::new(pg.clone()),
-            mover: PgConn::new(pg),
+            delivery: PgConn::from_url(&cfg.url)?,
+            mover: PgConn::from_url(&cfg.url)?,
             cfg,
             counters: FleetCounters::default(),
         })
