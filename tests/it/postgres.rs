@@ -4,7 +4,7 @@
 //! Stopped and removed when dropped. Missing PostgreSQL skips, or fails under
 //! `HOTLINE_REQUIRE_PEERS=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use super::hardening::handoff::free_tcp_port;
@@ -262,11 +262,6 @@ impl Postgres {
             .expect("connect to the test cluster");
         tokio::spawn(conn);
         client
-    }
-
-    #[allow(dead_code)]
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

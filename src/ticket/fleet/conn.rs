@@ -20,35 +20,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// certificates that verify the server instead of the web PKI roots (a private CA).
 fn split_root_cert(url: &str) -> (String, Option<PathBuf>) {
     let mut root = None;
-    if let Some((base, query)) = url.split_once('?') {
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|kv| match kv.strip_prefix("sslrootcert=") {
-                Some(path) => {
-                    root = Some(PathBuf::from(path));
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        let url = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        return (url, root);
-    }
-    let kept: Vec<&str> = url
-        .split_whitespace()
-        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
-            Some(path) => {
-                root = Some(PathBuf::from(path));
-                false
+    let mut keep = |kv: &&str| match kv.strip_prefix("sslrootcert=") {
+        Some(path) => {
+            root = Some(PathBuf::from(path));
+            false
+        }
+        None => true,
+    };
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<&str> = query.split('&').filter(&mut keep).collect();
+            if kept.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", kept.join("&"))
             }
-            None => true,
-        })
-        .collect();
-    (kept.join(" "), root)
+        }
+        None => url
+            .split_whitespace()
+            .filter(&mut keep)
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    (url, root)
 }
 
 /// Parses `[tickets] url` (URL or key=value form, plus `sslrootcert`).
@@ -182,5 +176,22 @@ impl PgConn {
         };
         schema::migrate(&mut client).await?;
         Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_either_url_form() {
+        let (url, root) = split_root_cert("postgres://h/db?sslmode=require&sslrootcert=/ca.pem");
+        assert_eq!(url, "postgres://h/db?sslmode=require");
+        assert_eq!(root.as_deref(), Some(Path::new("/ca.pem")));
+        let (url, root) = split_root_cert("host=h sslrootcert=/ca.pem dbname=x");
+        assert_eq!((url.as_str(), root.is_some()), ("host=h dbname=x", true));
+        let (url, root) = split_root_cert("postgres://h/db?sslrootcert=/c");
+        assert_eq!((url.as_str(), root.is_some()), ("postgres://h/db", true));
+        assert_eq!(split_root_cert("postgres://h/db").1, None);
     }
 }
