@@ -3,9 +3,9 @@
 //! instances is a duplicate across the fleet; a killed instance's tickets are delivered by
 //! another, each once in effect; a database outage loses no ticket and keeps `/readyz` 200.
 
-use super::hardening::handoff::{free_tcp_port, get, metric, short_call};
+use super::hardening::handoff::{get, metric, short_call};
 use super::harness::GatewayProcess;
-use super::postgres::Postgres;
+use super::postgres::{listen_port, Postgres};
 use super::tickets_common::{Intake, Reply};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -221,7 +221,7 @@ async fn a_killed_instances_tickets_are_delivered_by_another_once() {
 async fn a_database_outage_delays_tickets_but_loses_none() {
     let Some(pg) = Postgres::start() else { return };
     let intake = Intake::start(|_, _| Reply::Accept(201)).await;
-    let admin = format!("127.0.0.1:{}", free_tcp_port());
+    let admin = format!("127.0.0.1:{}", listen_port());
     let env = member_env(
         &pg,
         &intake.url(),

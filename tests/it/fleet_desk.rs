@@ -2,9 +2,9 @@
 //! whole fleet (a call taken by instance A included), and its live events come from the
 //! database (`LISTEN`/`NOTIFY`), so A's ticket appears on B's event stream.
 
-use super::hardening::handoff::{free_tcp_port, short_call};
+use super::hardening::handoff::short_call;
 use super::harness::GatewayProcess;
-use super::postgres::Postgres;
+use super::postgres::{listen_port, Postgres};
 use hotline_gateway::ticket::fleet::mover::move_one;
 use hotline_gateway::ticket::store::Unmoved;
 use hotline_gateway::ticket::{DeliveryState, DuplicateConfig};
@@ -71,7 +71,7 @@ async fn any_instances_desk_shows_and_searches_the_fleets_tickets_live() {
         ("HOTLINE_TICKETS_URL", url.as_str()),
     ];
     let mut a = GatewayProcess::start(&member);
-    let listen = format!("127.0.0.1:{}", free_tcp_port());
+    let listen = format!("127.0.0.1:{}", listen_port());
     let mut env = member.to_vec();
     env.extend([
         ("HOTLINE_CONSOLE_LISTEN", listen.as_str()),

@@ -7,7 +7,18 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use super::hardening::handoff::free_tcp_port;
+/// A free TCP port outside the ephemeral range (and below the tests' RTP ranges), so that no
+/// outgoing connection takes it between this check and the server's bind (a port from
+/// `bind(0)` is an ephemeral one, and busy tests open many connections).
+pub fn listen_port() -> u16 {
+    use rand::Rng;
+    loop {
+        let port = rand::thread_rng().gen_range(12_000..20_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
 
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -60,7 +71,7 @@ impl Postgres {
             dir,
             bin,
             as_nobody,
-            port: free_tcp_port(),
+            port: listen_port(),
         };
         let data = pg.data();
         let out = pg.run(
