@@ -186,3 +186,65 @@ async fn the_shared_store_is_reached_over_verified_tls() {
     };
     assert!(err.to_string().contains("connect"), "{err}");
 }
+
+/// A ticket revised locally after its move (e.g. its transcript arrived after an early commit)
+/// moves again: the shared store takes the later document as a new revision, due for delivery
+/// again, and an unchanged ticket is not moved twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_revised_locally_after_its_move_is_moved_again() {
+    let Some(pg) = Postgres::start() else { return };
+    let a = member(&pg, "gw-a", Duration::from_secs(10));
+    let qa = LeaseQueue(a.clone());
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(qa.next_due_ms(now).await.unwrap(), None, "migrated");
+    let mut db = pg.client().await;
+    let dup = DuplicateConfig::default();
+    let t = unmoved(0, "13800000000", now - 60_000);
+    assert_eq!(
+        move_one(&mut db, &t, &dup, "test").await.unwrap(),
+        Moved::New { revised: false }
+    );
+    // Delivered by the fleet as revision 1.
+    let claimed = qa
+        .claim_due(chrono::Utc::now().timestamp_millis(), 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    qa.finish_attempt(finished(
+        &t.ticket_id,
+        1,
+        chrono::Utc::now().timestamp_millis(),
+    ))
+    .await
+    .unwrap();
+    let mut later = t.clone();
+    let mut doc: serde_json::Value = serde_json::from_str(&t.document).unwrap();
+    doc["revision"] = 2.into();
+    doc["transcript"]["text"] = "路灯坏了，已经三天了".into();
+    later.document = doc.to_string();
+    assert_eq!(
+        move_one(&mut db, &later, &dup, "test").await.unwrap(),
+        Moved::Updated { revision: 2 }
+    );
+    assert_eq!(
+        move_one(&mut db, &later, &dup, "test").await.unwrap(),
+        Moved::AlreadyThere
+    );
+    let row = db
+        .query_one(
+            "SELECT revision, state, transcript FROM hotline_tickets WHERE id = $1",
+            &[&t.ticket_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert_eq!(row.get::<_, String>(1), "pending", "due again");
+    assert_eq!(row.get::<_, String>(2), "路灯坏了，已经三天了");
+    let again = qa
+        .claim_due(chrono::Utc::now().timestamp_millis(), 5)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&again[0].document).unwrap();
+    assert_eq!(v["revision"], 2, "posted with the key <id>:2");
+}

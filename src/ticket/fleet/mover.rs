@@ -35,6 +35,8 @@ pub enum Moved {
     New { revised: bool },
     /// The shared store had it already (an earlier move whose local mark was lost).
     AlreadyThere,
+    /// The shared store had an earlier revision: updated to this fleet revision, due again.
+    Updated { revision: i32 },
 }
 
 /// The document as it enters the shared store: unchanged when the fleet's duplicate look-up
@@ -179,7 +181,22 @@ async fn settle_back(fleet: &Fleet, store: &Arc<Store>) -> Result<(), TicketErro
     .map_err(|e| TicketError::Task(e.to_string()))?
 }
 
-/// One ticket's move, in one transaction.
+/// The revision of a stored document (1 when it has none: a v1 document).
+fn revision_of(doc: &Value) -> u64 {
+    doc.get("revision").and_then(Value::as_u64).unwrap_or(1)
+}
+
+fn parse(t: &Unmoved, document: &str) -> Result<Value, TicketError> {
+    serde_json::from_str(document).map_err(|err| TicketError::Corrupt {
+        id: t.ticket_id.clone(),
+        message: err.to_string(),
+    })
+}
+
+/// One ticket's move, in one transaction. A ticket already in the shared store is updated
+/// when the local document has a later revision than the one moved (a revision made locally
+/// after the move, e.g. a transcript arriving after an early commit): a new fleet revision,
+/// due for delivery again.
 pub async fn move_one(
     client: &mut Client,
     t: &Unmoved,
@@ -187,18 +204,20 @@ pub async fn move_one(
     owner: &str,
 ) -> Result<Moved, TicketError> {
     let e = pg_err("moving a ticket to the fleet store");
+    let local_revision = revision_of(&parse(t, &t.document)?) as i32;
     let tx = client.transaction().await.map_err(&e)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MOVE_LOCK])
         .await
         .map_err(&e)?;
-    let there = tx
+    let there: Option<(i32, i32)> = tx
         .query_opt(
-            "SELECT 1 FROM hotline_tickets WHERE id = $1 OR call_uid = $2",
+            "SELECT revision, source_revision FROM hotline_tickets WHERE id = $1 OR call_uid = $2",
             &[&t.ticket_id, &t.call_uid],
         )
         .await
-        .map_err(&e)?;
-    if there.is_some() {
+        .map_err(&e)?
+        .map(|r| (r.get(0), r.get(1)));
+    if there.is_some_and(|(_, moved)| local_revision <= moved) {
         tx.commit().await.map_err(&e)?;
         return Ok(Moved::AlreadyThere);
     }
@@ -207,12 +226,19 @@ pub async fn move_one(
     let rows = tx
         .query(
             "(SELECT id, caller, norm_text, started_at_ms FROM hotline_tickets
-              WHERE started_at_ms BETWEEN $1 AND $2 ORDER BY started_at_ms DESC LIMIT $4)
+              WHERE started_at_ms BETWEEN $1 AND $2 AND id <> $5
+              ORDER BY started_at_ms DESC LIMIT $4)
              UNION
              (SELECT id, caller, norm_text, started_at_ms FROM hotline_tickets
-              WHERE caller = $3 AND started_at_ms BETWEEN $1 AND $2
+              WHERE caller = $3 AND started_at_ms BETWEEN $1 AND $2 AND id <> $5
               ORDER BY started_at_ms DESC LIMIT 1000)",
-            &[&from, &t.started_at_ms, &t.caller, &MAX_CANDIDATES],
+            &[
+                &from,
+                &t.started_at_ms,
+                &t.caller,
+                &MAX_CANDIDATES,
+                &t.ticket_id,
+            ],
         )
         .await
         .map_err(&e)?;
@@ -230,12 +256,15 @@ pub async fn move_one(
     candidates.sort_by_key(|c| (c.started_at_ms, c.ticket_id));
     let hint = duplicate::find_duplicate(&t.caller, &t.norm_text, &candidates, dup);
     let revised = revise_for_fleet(&t.document, hint.as_ref());
-    let document = revised.as_deref().unwrap_or(&t.document);
-    let doc: Value = serde_json::from_str(document).map_err(|err| TicketError::Corrupt {
-        id: t.ticket_id.clone(),
-        message: err.to_string(),
-    })?;
-    let revision = doc.get("revision").and_then(Value::as_u64).unwrap_or(1) as i32;
+    let mut doc = parse(t, revised.as_deref().unwrap_or(&t.document))?;
+    if let Some((fleet_revision, _)) = there {
+        // Never below what the fleet already sent: each delivery needs its own key.
+        let revision = revision_of(&doc).max(u64::try_from(fleet_revision).unwrap_or(0) + 1);
+        doc["revision"] = revision.into();
+    }
+    let revision = revision_of(&doc) as i32;
+    let document =
+        serde_json::to_string(&doc).map_err(|err| TicketError::Encode(err.to_string()))?;
     let transcript = doc
         .pointer("/transcript/text")
         .and_then(Value::as_str)
@@ -243,55 +272,83 @@ pub async fn move_one(
     let duplicate_of = doc
         .pointer("/duplicate/duplicate_of")
         .and_then(Value::as_str);
-    let instance = doc
-        .get("gateway_instance")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    // In flight locally means nothing: the fleet delivers it (same Idempotency-Key).
-    let state = match t.state {
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Dead => "dead",
-        _ => "pending",
-    };
     let now = Utc::now().timestamp_millis();
-    tx.execute(
-        "INSERT INTO hotline_tickets (id, call_uid, call_id, reference, revision,
-             gateway_instance, created_at_ms, started_at_ms, caller, norm_text, transcript,
-             category_id, urgent, duplicate_of, document, state, attempts, next_attempt_at_ms,
-             moved_at_ms, moved_by, updated_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $18, $19, $18)
-         ON CONFLICT DO NOTHING",
-        &[
-            &t.ticket_id,
-            &t.call_uid,
-            &t.call_id,
-            &t.reference,
-            &revision,
-            &instance,
-            &t.created_at_ms,
-            &t.started_at_ms,
-            &t.caller,
-            &t.norm_text,
-            &transcript,
-            &t.category_id,
-            &t.urgent,
-            &duplicate_of,
-            &document,
-            &state,
-            &(t.attempts as i32),
-            &now,
-            &owner,
-        ],
-    )
-    .await
-    .map_err(&e)?;
+    if there.is_some() {
+        tx.execute(
+            "UPDATE hotline_tickets SET revision = $2, norm_text = $3, transcript = $4,
+                 category_id = $5, urgent = $6, duplicate_of = $7, document = $8,
+                 state = 'pending', next_attempt_at_ms = $9, lease_owner = NULL,
+                 lease_until_ms = NULL, source_revision = $10, updated_at_ms = $9
+             WHERE id = $1",
+            &[
+                &t.ticket_id,
+                &revision,
+                &t.norm_text,
+                &transcript,
+                &t.category_id,
+                &t.urgent,
+                &duplicate_of,
+                &document,
+                &now,
+                &local_revision,
+            ],
+        )
+        .await
+        .map_err(&e)?;
+    } else {
+        let instance = doc
+            .get("gateway_instance")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // In flight locally means nothing: the fleet delivers it (same Idempotency-Key).
+        let state = match t.state {
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            _ => "pending",
+        };
+        tx.execute(
+            "INSERT INTO hotline_tickets (id, call_uid, call_id, reference, revision,
+                 gateway_instance, created_at_ms, started_at_ms, caller, norm_text, transcript,
+                 category_id, urgent, duplicate_of, document, state, attempts,
+                 next_attempt_at_ms, moved_at_ms, moved_by, updated_at_ms, source_revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $18, $19, $18, $20)
+             ON CONFLICT DO NOTHING",
+            &[
+                &t.ticket_id,
+                &t.call_uid,
+                &t.call_id,
+                &t.reference,
+                &revision,
+                &instance,
+                &t.created_at_ms,
+                &t.started_at_ms,
+                &t.caller,
+                &t.norm_text,
+                &transcript,
+                &t.category_id,
+                &t.urgent,
+                &duplicate_of,
+                &document,
+                &state,
+                &(t.attempts as i32),
+                &now,
+                &owner,
+                &local_revision,
+            ],
+        )
+        .await
+        .map_err(&e)?;
+    }
     tx.execute("SELECT pg_notify('hotline_tickets', $1)", &[&t.ticket_id])
         .await
         .map_err(&e)?;
     tx.commit().await.map_err(&e)?;
-    Ok(Moved::New {
-        revised: revised.is_some(),
+    Ok(match there {
+        Some(_) => Moved::Updated { revision },
+        None => Moved::New {
+            revised: revised.is_some(),
+        },
     })
 }
 

@@ -42,6 +42,8 @@ pub const MIGRATIONS: &[&str] = &[
         delivered_at_ms BIGINT,
         moved_at_ms BIGINT NOT NULL,
         moved_by TEXT NOT NULL,
+        -- the local document's revision as last moved (a later local revision moves again)
+        source_revision INTEGER NOT NULL DEFAULT 1,
         updated_at_ms BIGINT NOT NULL
     );
     CREATE INDEX hotline_tickets_started ON hotline_tickets (started_at_ms);

@@ -107,3 +107,42 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_ticket_whose_document_changes_is_to_move_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.sqlite")).unwrap();
+        s.lock()
+            .execute(
+                "INSERT INTO tickets (id, call_uid, call_id, created_at_ms, started_at_ms, caller,
+                     norm_text, category_id, urgent, document, state, next_attempt_at_ms,
+                     updated_at_ms)
+                 VALUES ('t1', 'c1', 'c1', 1, 1, '138', '', 'other', 0, '{\"revision\":1}',
+                         'pending', 1, 1)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(s.unmoved_count().unwrap(), 1);
+        s.mark_moved("t1", 2).unwrap();
+        assert_eq!(s.unmoved_count().unwrap(), 0);
+        s.settle_moved("t1", DeliveryState::Delivered, Some(3), 3)
+            .unwrap();
+        assert_eq!(s.unmoved_count().unwrap(), 0, "settling is no change");
+        assert!(s.moved_undelivered(10).unwrap().is_empty());
+        s.lock()
+            .execute(
+                "UPDATE tickets SET document = '{\"revision\":2}' WHERE id = 't1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            s.unmoved(10).unwrap()[0].ticket_id,
+            "t1",
+            "revised: moves again"
+        );
+    }
+}
