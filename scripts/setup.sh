@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # Test peers and audio tools: sipp (sip-tester), baresip, kamailio (the load-balancer recipe in
 # deploy/kamailio/, tested by tests/it/kamailio.rs), espeak-ng + sox (prompts), and the
 # toolchain whisper-rs needs (cmake, clang/libclang), and a real browser for the operator desk's
-# tests (chromium + chromium-driver, driven over WebDriver by tests/it/console.rs).
-packages=(sip-tester baresip-core kamailio espeak-ng sox cmake clang libclang-dev chromium chromium-driver)
+# tests (chromium + chromium-driver, driven over WebDriver by tests/it/console.rs), and PostgreSQL
+# (the fleet's shared ticket store; tests/it/fleet.rs starts throwaway clusters of its own; openssl
+# makes the certificates of its TLS test).
+packages=(sip-tester baresip-core kamailio espeak-ng sox cmake clang libclang-dev chromium chromium-driver postgresql openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -424,6 +424,45 @@ impl MetricSource for TicketSource {
             "1 while the intake's last answer was a configuration problem: alert on it.",
             u8::from(c.intake_failing.load(Ordering::Relaxed)),
         );
+        if let Some(f) = self.0.fleet() {
+            fleet_metrics(out, &f.counters, self.0.store().unmoved_count().ok());
+        }
+    }
+}
+
+/// The fleet's shared store (`[tickets] store = "postgres"`): its outage is an alert, not a
+/// readiness failure (tickets wait in the local store and move when it is back).
+fn fleet_metrics(
+    out: &mut Exposition,
+    f: &crate::ticket::fleet::FleetCounters,
+    waiting: Option<u64>,
+) {
+    out.gauge(
+        "hotline_fleet_store_up",
+        "0 while the fleet's shared ticket store is unreachable: alert on it (calls are still taken).",
+        u8::from(!f.down.load(Ordering::Relaxed)),
+    );
+    out.counter(
+        "hotline_fleet_store_errors_total",
+        "Failed operations on the fleet's shared ticket store (each retried).",
+        &f.errors,
+    );
+    out.counter(
+        "hotline_fleet_tickets_moved_total",
+        "Tickets this instance moved from its local store to the shared one.",
+        &f.moved,
+    );
+    out.counter(
+        "hotline_fleet_duplicates_total",
+        "Moved tickets the fleet-wide look-up found to repeat another instance's ticket.",
+        &f.fleet_duplicates,
+    );
+    if let Some(n) = waiting {
+        out.gauge(
+            "hotline_fleet_tickets_waiting",
+            "Committed tickets still to move to the shared store.",
+            n,
+        );
     }
 }
 

@@ -135,6 +135,15 @@ pub struct TicketsConfig {
     /// This gateway's number (0-99) in reference numbers: `YYMMDD` + these 2 digits + the
     /// day's sequence, so a fleet's gateways never give two callers the same number.
     pub instance_number: u32,
+    /// `sqlite` (this gateway's own store) or `postgres`: a fleet's shared store at `url`,
+    /// fed from the local store (docs/fleet-store.md). Env: `HOTLINE_TICKETS_STORE`.
+    pub store: String,
+    /// The shared store, `postgres://user:password@host:5432/db` (`?sslmode=require` for
+    /// TLS). Env: `HOTLINE_TICKETS_URL`.
+    pub url: String,
+    /// How long a ticket claimed for delivery belongs to one instance (`postgres` only);
+    /// longer than `[intake] request_timeout_ms`.
+    pub lease_secs: u64,
 }
 
 impl Default for TicketsConfig {
@@ -144,6 +153,9 @@ impl Default for TicketsConfig {
             duplicate_window_secs: 72 * 3600,
             duplicate_threshold: 0.5,
             instance_number: 0,
+            store: "sqlite".into(),
+            url: String::new(),
+            lease_secs: 60,
         }
     }
 }

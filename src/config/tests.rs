@@ -571,3 +571,41 @@ fn instance_number_is_two_digits_from_the_file_or_the_environment() {
     assert_eq!(c.tickets.instance_number, 7);
     assert_eq!(parse(MINIMAL).unwrap().tickets.instance_number, 0);
 }
+
+#[test]
+fn the_fleet_store_is_checked_with_key_and_line() {
+    let text = format!("{MINIMAL}\n[tickets]\nstore = \"mysql\"\n");
+    let e = errors(parse(&text));
+    assert_eq!(
+        find(&e, "tickets.store").line,
+        line(&text, "store = \"mysql\"")
+    );
+    let text = format!("{MINIMAL}\n[tickets]\nstore = \"postgres\"\n");
+    let e = errors(parse(&text));
+    assert!(find(&e, "tickets.url")
+        .message
+        .contains("HOTLINE_TICKETS_URL"));
+    let text = format!(
+        "{MINIMAL}\n[tickets]\nstore = \"postgres\"\nurl = \"postgres://h/db\"\nlease_secs = 10\n"
+    );
+    let e = errors(parse(&text));
+    let lease = find(&e, "tickets.lease_secs");
+    assert_eq!(lease.line, line(&text, "lease_secs = 10"), "{lease}");
+    assert!(lease.message.contains("request_timeout_ms"), "{lease}");
+    let c = parse_env(
+        MINIMAL,
+        &[
+            ("HOTLINE_TICKETS_STORE", "postgres"),
+            (
+                "HOTLINE_TICKETS_URL",
+                "postgres://gw@db.example:5432/hotline?sslmode=require",
+            ),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(
+        (c.tickets.store.as_str(), c.tickets.lease_secs),
+        ("postgres", 60)
+    );
+    assert_eq!(parse(MINIMAL).unwrap().tickets.store, "sqlite");
+}

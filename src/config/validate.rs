@@ -242,6 +242,7 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
             "must be 0-99 (the 2 digits after the date in reference numbers)".into(),
         );
     }
+    validate_fleet(c, &mut err);
 
     // [admin]
     let admin = c.admin.listen.trim();
@@ -328,6 +329,41 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
 }
 
 /// `[ivr]`: the speech barge-in policy and its thresholds.
+/// `[tickets] store`, `url`, `lease_secs`: the fleet's shared store.
+fn validate_fleet(c: &Config, err: &mut impl FnMut(&str, String)) {
+    let t = &c.tickets;
+    match t.store.as_str() {
+        "sqlite" => {}
+        "postgres" => {
+            if t.url.trim().is_empty() {
+                err(
+                    "tickets.url",
+                    "store = \"postgres\" needs the database URL (HOTLINE_TICKETS_URL)".into(),
+                );
+            } else if let Err(e) = crate::ticket::fleet::PgConn::check_url(&t.url) {
+                err(
+                    "tickets.url",
+                    format!("not a PostgreSQL URL (postgres://user@host:5432/db): {e}"),
+                );
+            }
+            if t.lease_secs.saturating_mul(1000) <= c.intake.request_timeout_ms {
+                err(
+                    "tickets.lease_secs",
+                    format!(
+                        "{} s must be longer than intake.request_timeout_ms ({} ms): a live \
+                         instance must not lose a ticket while posting it",
+                        t.lease_secs, c.intake.request_timeout_ms
+                    ),
+                );
+            }
+        }
+        other => err(
+            "tickets.store",
+            format!("`{other}` must be \"sqlite\" or \"postgres\""),
+        ),
+    }
+}
+
 fn validate_ivr(c: &Config, err: &mut impl FnMut(&str, String)) {
     let v = &c.ivr;
     if !super::SPEECH_BARGE_IN_MODES.contains(&v.speech_barge_in.as_str()) {

@@ -12,6 +12,7 @@ use super::auth::Principal;
 use super::events::DeskEvent;
 use super::view;
 use super::{now_ms, status_of, ApiCaller, Desk};
+use crate::ticket::fleet;
 use crate::ticket::progress::decode as doc_value;
 use crate::ticket::progress::Override;
 use crate::ticket::TicketError;
@@ -31,7 +32,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter = view::filter_from_query(&q);
-    let page = match desk.blocking(move |s| s.query(&filter)).await {
+    let page = match desk.query(filter).await {
         Ok(p) => p,
         Err(e) => return store_error(&e),
     };
@@ -130,8 +131,17 @@ pub(crate) async fn apply_override(
         department,
         by: who.name().to_owned(),
     };
-    let (ticket_id, revision) = desk
-        .blocking(move |s| {
+    let (ticket_id, revision) = if let Some(pg) = &desk.fleet {
+        async {
+            let r = fleet::desk::find(pg, &id).await?;
+            let rev =
+                fleet::desk_write::override_classification(pg, &r.ticket_id, &o, now_ms()).await?;
+            Ok((r.ticket_id, rev))
+        }
+        .await
+        .map_err(|e: TicketError| store_error(&e))?
+    } else {
+        desk.blocking(move |s| {
             let r = s.find(&id)?;
             let rev = s.override_classification(&r.ticket_id, &o, now_ms())?;
             // The classifier learns from it (`classify retrain`, and at start-up and reload).
@@ -139,7 +149,8 @@ pub(crate) async fn apply_override(
             Ok((r.ticket_id, rev))
         })
         .await
-        .map_err(|e| store_error(&e))?;
+        .map_err(|e| store_error(&e))?
+    };
     tracing::info!(user = who.name(), ticket = %ticket_id, category = %category_id, revision, "operator correction");
     let _ = desk.events.send(DeskEvent::Revised {
         ticket_id: ticket_id.clone(),
@@ -194,14 +205,32 @@ pub(crate) async fn apply_progress(
     } else {
         "desk"
     };
-    let (ticket_id, entry) = desk
-        .blocking(move |s| {
+    let (ticket_id, entry) = if let Some(pg) = &desk.fleet {
+        async {
+            let r = fleet::desk::find(pg, &id).await?;
+            let e = fleet::desk_write::set_progress(
+                pg,
+                &r.ticket_id,
+                &state,
+                &note,
+                &by,
+                source,
+                now_ms(),
+            )
+            .await?;
+            Ok((r.ticket_id, e))
+        }
+        .await
+        .map_err(|e: TicketError| store_error(&e))?
+    } else {
+        desk.blocking(move |s| {
             let r = s.find(&id)?;
             let e = s.set_progress(&r.ticket_id, &state, &note, &by, source, now_ms())?;
             Ok((r.ticket_id, e))
         })
         .await
-        .map_err(|e| store_error(&e))?;
+        .map_err(|e| store_error(&e))?
+    };
     let _ = desk.events.send(DeskEvent::Progress {
         ticket_id: ticket_id.clone(),
         state: entry.state.clone(),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::{ApiCaller, Desk};
+use crate::ticket::fleet::{self, PgConn};
 use crate::ticket::store::Store;
 
 /// What the desk's clients are told.
@@ -62,6 +63,22 @@ pub(crate) async fn poll_committed(store: Arc<Store>, tx: broadcast::Sender<Desk
             // No receiver (no desk open) is not an error.
             let _ = tx.send(DeskEvent::Committed { ticket_id });
         }
+    }
+}
+
+/// In a fleet: sends `committed` for every ticket any instance moves into the shared store
+/// (`LISTEN`/`NOTIFY`), so a ticket taken by another instance appears on this desk too.
+/// Listens again after the database went away.
+pub(crate) async fn listen_committed(pg: Arc<PgConn>, tx: broadcast::Sender<DeskEvent>) {
+    loop {
+        let r = fleet::desk::listen(&pg, |ticket_id| {
+            let _ = tx.send(DeskEvent::Committed { ticket_id });
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "desk: fleet ticket events interrupted");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

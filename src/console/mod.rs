@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, ConsoleConfig};
+use crate::ticket::fleet::{self, PgConn};
+use crate::ticket::query::{TicketFilter, TicketPage};
 use crate::ticket::store::Store;
 use crate::ticket::{Rules, TicketError};
 use auth::{Auth, Principal};
@@ -39,6 +41,9 @@ use auth::{Auth, Principal};
 #[derive(Clone)]
 pub(crate) struct Desk {
     store: Arc<Store>,
+    /// `[tickets] store = "postgres"`: the queue, tickets and events are the fleet's, read
+    /// from the shared store ([`crate::ticket::fleet::desk`]).
+    fleet: Option<Arc<PgConn>>,
     auth: Arc<Auth>,
     events: tokio::sync::broadcast::Sender<events::DeskEvent>,
     rules: Arc<Rules>,
@@ -59,9 +64,27 @@ impl Desk {
             .map_err(|e| TicketError::Task(e.to_string()))?
     }
 
+    /// One page of the queue: this instance's tickets, or in a fleet the whole fleet's.
+    async fn query(&self, filter: TicketFilter) -> Result<TicketPage, TicketError> {
+        match &self.fleet {
+            Some(pg) => fleet::desk::query(pg, &filter).await,
+            None => self.blocking(move |s| s.query(&filter)).await,
+        }
+    }
+
     /// A ticket with its delivery attempts and progress history (what both the ticket page
     /// and the API show).
     async fn load(&self, id: String) -> Result<Loaded, TicketError> {
+        if let Some(pg) = &self.fleet {
+            let record = fleet::desk::find(pg, &id).await?;
+            let attempts = fleet::desk::attempts(pg, &record.ticket_id).await?;
+            let history = fleet::desk_write::progress_history(pg, &record.ticket_id).await?;
+            return Ok(Loaded {
+                record,
+                attempts,
+                history,
+            });
+        }
         self.blocking(move |s| {
             let record = s.find(&id)?;
             let attempts = s.attempts(&record.ticket_id)?;
@@ -243,9 +266,14 @@ impl ConsoleServer {
         .await
         .map_err(|e| TicketError::Task(e.to_string()))??;
         let store = Arc::new(store);
+        let fleet = match config.tickets.store.as_str() {
+            "postgres" => Some(Arc::new(PgConn::from_url(&config.tickets.url)?)),
+            _ => None,
+        };
         let (events, _) = tokio::sync::broadcast::channel(256);
         let desk = Desk {
             store: store.clone(),
+            fleet: fleet.clone(),
             auth: Arc::new(Auth::new(&config.console)),
             events: events.clone(),
             rules: Arc::new(rules),
@@ -260,7 +288,10 @@ impl ConsoleServer {
             .local_addr()
             .map_err(|source| ConsoleError::Bind { addr, source })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let poller = tokio::spawn(events::poll_committed(store, events));
+        let poller = match fleet {
+            Some(pg) => tokio::spawn(events::listen_committed(pg, events)),
+            None => tokio::spawn(events::poll_committed(store, events)),
+        };
         let app = router(desk).into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             let r = axum::serve(listener, app)

@@ -237,7 +237,7 @@ pub(crate) async fn queue(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter = view::filter_from_query(&q);
-    let page = match desk.blocking(move |s| s.query(&filter)).await {
+    let page = match desk.query(filter).await {
         Ok(p) => p,
         Err(e) => return (super::status_of(&e), e.to_string()).into_response(),
     };
@@ -311,7 +311,7 @@ pub(crate) async fn queue_rows(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter = view::filter_from_query(&q);
-    match desk.blocking(move |s| s.query(&filter)).await {
+    match desk.query(filter).await {
         Ok(p) => (
             [("x-total-count", p.total.to_string())],
             rows(&desk, &who, &p),

@@ -408,6 +408,13 @@ fn ticket_config(config: &Config, instance: &str) -> TicketConfig {
     t.duplicate.window_secs = config.tickets.duplicate_window_secs;
     t.duplicate.similarity_threshold = config.tickets.duplicate_threshold;
     t.public_url = Some(config.console.public_url.clone());
+    if config.tickets.store == "postgres" {
+        t.fleet = Some(crate::ticket::fleet::FleetConfig {
+            url: config.tickets.url.clone(),
+            lease: Duration::from_secs(config.tickets.lease_secs),
+            ..Default::default()
+        });
+    }
     t
 }
 

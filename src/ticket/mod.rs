@@ -8,14 +8,17 @@
 //! The admin CLI reads the same database through [`admin`]. Tickets know no SIP.
 
 pub mod admin;
+mod backoff;
 pub mod classify;
 pub mod delivery;
 pub mod duplicate;
 pub mod early;
 pub mod facts;
+pub mod fleet;
 pub mod model;
 pub mod progress;
 pub mod query;
+pub mod queue;
 mod record;
 pub mod reference;
 mod service;
@@ -52,6 +55,10 @@ pub struct TicketConfig {
     /// `[console] public_url`: tickets' `recording.url` is the desk API's recording endpoint
     /// under it ([`progress::recording_url`]); `None` = no URL.
     pub public_url: Option<String>,
+    /// `[tickets] store = "postgres"`: the fleet's shared store ([`fleet`]); `None` = this
+    /// gateway's SQLite store is the only one.
+    #[serde(skip)]
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 impl Default for TicketConfig {
@@ -64,6 +71,7 @@ impl Default for TicketConfig {
             intake: IntakeConfig::default(),
             duplicate: DuplicateConfig::default(),
             public_url: None,
+            fleet: None,
         }
     }
 }
@@ -114,4 +122,6 @@ pub enum TicketError {
     Http(String),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("fleet ticket store: {0}")]
+    Fleet(String),
 }

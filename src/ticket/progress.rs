@@ -52,13 +52,37 @@ pub fn recording_url(public_url: &str, ticket_id: &str) -> Option<String> {
     (!base.is_empty()).then(|| format!("{base}/api/v1/tickets/{ticket_id}/recording"))
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn encode(doc: &Value) -> Result<String, TicketError> {
+/// Puts an operator's correction into the document as a new revision; returns the revision.
+pub(crate) fn put_override(doc: &mut Value, o: &Override, now_ms: i64) -> u64 {
+    let revision = doc.get("revision").and_then(Value::as_u64).unwrap_or(1) + 1;
+    doc["revision"] = json!(revision);
+    doc["classification"]["operator_override"] = json!({
+        "category_id": o.category_id,
+        "department": o.department,
+        "by": o.by,
+        "at": rfc3339(now_ms),
+    });
+    revision
+}
+
+/// A progress state the desk and the API accept.
+pub(crate) fn check_state(state: &str) -> Result<(), TicketError> {
+    if PROGRESS_STATES.contains(&state) {
+        return Ok(());
+    }
+    Err(TicketError::Config(format!(
+        "progress state `{state}` is not one of {}",
+        PROGRESS_STATES.join(", ")
+    )))
+}
+
+pub(crate) fn encode(doc: &Value) -> Result<String, TicketError> {
     serde_json::to_string(doc).map_err(|e| TicketError::Encode(e.to_string()))
 }
 
@@ -81,12 +105,7 @@ impl Store {
         source: &str,
         now_ms: i64,
     ) -> Result<ProgressEntry, TicketError> {
-        if !PROGRESS_STATES.contains(&state) {
-            return Err(TicketError::Config(format!(
-                "progress state `{state}` is not one of {}",
-                PROGRESS_STATES.join(", ")
-            )));
-        }
+        check_state(state)?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let doc = super::store::document_of(&tx, ticket_id)?;
@@ -148,14 +167,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let doc = super::store::document_of(&tx, ticket_id)?;
         let mut doc = decode(ticket_id, &doc)?;
-        let revision = doc.get("revision").and_then(Value::as_u64).unwrap_or(1) + 1;
-        doc["revision"] = json!(revision);
-        doc["classification"]["operator_override"] = json!({
-            "category_id": o.category_id,
-            "department": o.department,
-            "by": o.by,
-            "at": rfc3339(now_ms),
-        });
+        let revision = put_override(&mut doc, o, now_ms);
         // A ticket in flight is sent again too: the attempt under way carries the old
         // revision, and its outcome no longer applies (finish_attempt matches in_flight only).
         tx.execute(

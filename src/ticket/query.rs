@@ -71,7 +71,7 @@ pub struct DayFact {
     pub empty_reason: Option<String>,
 }
 
-fn day_ms(day: &str, end: bool) -> Result<i64, TicketError> {
+pub(crate) fn day_ms(day: &str, end: bool) -> Result<i64, TicketError> {
     let d = chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
         .map_err(|_| TicketError::Config(format!("date `{day}` is not YYYY-MM-DD")))?;
     let t = if end {

@@ -11,9 +11,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use super::backoff::StoreBackoff;
 use super::classify::Rules;
 use super::delivery::{self, Outcome};
 use super::early;
+use super::fleet::{self, Fleet};
+use super::queue::{DeliveryQueue, Finished, LocalQueue};
 use super::record::{self, Draft};
 use super::store::{Claimed, Created, DeliveryState, Store};
 use super::v1;
@@ -60,36 +63,6 @@ pub struct DeliveryCounters {
     pub intake_failing: AtomicBool,
 }
 
-/// Backoff between retries of a failing store operation: a busy or full store is a
-/// condition to wait out, so the wait grows (to `max`) but retrying never stops.
-#[derive(Debug)]
-pub(crate) struct StoreBackoff {
-    next: Duration,
-    base: Duration,
-    max: Duration,
-}
-
-impl StoreBackoff {
-    pub(crate) fn new(base: Duration, max: Duration) -> StoreBackoff {
-        StoreBackoff {
-            next: base,
-            base,
-            max,
-        }
-    }
-
-    /// The wait before the next try; doubles each time up to `max`.
-    pub(crate) fn failed(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub(crate) fn succeeded(&mut self) {
-        self.next = self.base;
-    }
-}
-
 struct Inner {
     cfg: TicketConfig,
     /// Swapped whole by [`TicketService::reload_rules`]; a ticket being assembled keeps the
@@ -97,16 +70,22 @@ struct Inner {
     rules: ArcSwap<Rules>,
     counters: DeliveryCounters,
     store: Arc<Store>,
+    /// Where delivery takes tickets from: the local store, or the fleet's shared one.
+    queue: Arc<dyn DeliveryQueue>,
+    /// The fleet's shared store (`[tickets] store = "postgres"`).
+    fleet: Option<Arc<Fleet>>,
     client: Option<reqwest::Client>,
-    /// Wakes the delivery loop when a ticket was committed.
-    wake: Notify,
+    /// Wakes the delivery loop when a ticket was committed (or moved to the fleet store).
+    wake: Arc<Notify>,
+    /// Wakes the fleet mover when a ticket was committed.
+    move_wake: Arc<Notify>,
 }
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TicketError> + Send + 'static,
 ) -> Result<T, TicketError> {
     tokio::task::spawn_blocking(f)
@@ -149,14 +128,25 @@ impl TicketService {
                 "tickets left in flight by the last run are queued again"
             );
         }
+        let fleet = match &cfg.fleet {
+            Some(f) => Some(Arc::new(Fleet::new(f.clone(), &cfg.gateway_instance)?)),
+            None => None,
+        };
+        let queue: Arc<dyn DeliveryQueue> = match &fleet {
+            Some(f) => Arc::new(fleet::lease::LeaseQueue(f.clone())),
+            None => Arc::new(LocalQueue(store.clone())),
+        };
         Ok(TicketService {
             inner: Arc::new(Inner {
                 cfg,
                 rules: ArcSwap::from_pointee(rules),
                 counters: DeliveryCounters::default(),
                 store,
+                queue,
+                fleet,
                 client,
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
+                move_wake: Arc::new(Notify::new()),
             }),
         })
     }
@@ -187,6 +177,11 @@ impl TicketService {
     /// The classification rules in use (the spoken menu classifies what callers say).
     pub fn rules(&self) -> Arc<Rules> {
         self.inner.rules.load_full()
+    }
+
+    /// The fleet's shared store, when this gateway is part of one.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.inner.fleet.as_ref()
     }
 
     /// The store, for read-only inspection (admin views, tests).
@@ -271,6 +266,7 @@ impl TicketService {
                 "ticket committed"
             );
             self.inner.wake.notify_one();
+            self.inner.move_wake.notify_one();
         }
         Ok(ticket)
     }
@@ -278,11 +274,31 @@ impl TicketService {
     /// Delivers committed tickets until `shutdown` completes (tokio task; run exactly one per
     /// store). Without an intake URL it only keeps the outbox folder complete. On shutdown,
     /// attempts still running are abandoned and queued again: the next run re-sends them
-    /// with the same `Idempotency-Key`.
+    /// with the same `Idempotency-Key`. In a fleet it also runs the mover, and delivers
+    /// from the shared store.
     pub async fn run_delivery(
         &self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), TicketError> {
+        let Some(fleet) = self.inner.fleet.clone() else {
+            return self.deliver(shutdown).await;
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mover = tokio::spawn(fleet::mover::run(
+            fleet,
+            self.inner.store.clone(),
+            self.inner.cfg.duplicate.clone(),
+            self.inner.move_wake.clone(),
+            self.inner.wake.clone(),
+            stopped,
+        ));
+        let r = self.deliver(shutdown).await;
+        let _ = stop.send(true);
+        let _ = mover.await;
+        r
+    }
+
+    async fn deliver(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), TicketError> {
         tokio::pin!(shutdown);
         let inner = &self.inner;
         let idle = Duration::from_millis(inner.cfg.intake.idle_poll_ms.max(10));
@@ -316,9 +332,8 @@ impl TicketService {
                 slots.push(p);
             }
             if !slots.is_empty() {
-                let store = inner.store.clone();
                 let n = slots.len();
-                let claimed = match blocking(move || store.claim_due(now_ms(), n)).await {
+                let claimed = match inner.queue.claim_due(now_ms(), n).await {
                     Ok(c) => c,
                     Err(e) => {
                         drop(slots);
@@ -343,8 +358,7 @@ impl TicketService {
             let wait = if permits.available_permits() == 0 {
                 idle
             } else {
-                let store = inner.store.clone();
-                match blocking(move || store.next_due_ms()).await {
+                match inner.queue.next_due_ms(now_ms()).await {
                     Ok(Some(due)) => {
                         Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).max(1))
                             .min(idle)
@@ -367,8 +381,7 @@ impl TicketService {
             }
         }
         running.shutdown().await;
-        let store = inner.store.clone();
-        blocking(move || store.recover_in_flight(now_ms())).await?;
+        inner.queue.release_all(now_ms()).await?;
         Ok(())
     }
 
@@ -379,7 +392,15 @@ impl TicketService {
         loop {
             let store = self.inner.store.clone();
             let no_intake = self.inner.client.is_none();
+            let in_fleet = self.inner.fleet.is_some();
             let report = blocking(move || {
+                if in_fleet {
+                    // Moved = in the shared store, where any instance delivers it.
+                    return Ok(FlushReport {
+                        undelivered: store.unmoved_count()?,
+                        dead: 0,
+                    });
+                }
                 let counts = store.counts()?;
                 let get = |s| {
                     counts
@@ -497,23 +518,17 @@ async fn attempt(
     // start queues the ticket again).
     let mut backoff = store_backoff();
     loop {
-        let store = inner.store.clone();
-        let (id, error, body) = (claimed.ticket_id.clone(), error.clone(), body.clone());
-        let attempts = claimed.attempts;
-        let r = blocking(move || {
-            store.finish_attempt(
-                &id,
-                attempts,
-                now,
-                state,
-                next,
-                status,
-                error.as_deref(),
-                body.as_deref(),
-            )
-        })
-        .await;
-        match r {
+        let finished = Finished {
+            ticket_id: claimed.ticket_id.clone(),
+            attempt: claimed.attempts,
+            now_ms: now,
+            state,
+            next_attempt_at_ms: next,
+            status,
+            error: error.clone(),
+            body: body.clone(),
+        };
+        match inner.queue.finish_attempt(finished).await {
             Ok(()) => {
                 store_ok(inner, &mut backoff);
                 return Ok(());
@@ -531,13 +546,18 @@ fn store_backoff() -> StoreBackoff {
 }
 
 /// Counts and logs a failed store operation of the delivery path and says how long to wait
-/// before trying again.
+/// before trying again. In a fleet, the delivery path works on the shared store: its outage
+/// is the fleet's alert and leaves `/readyz` alone (calls are still taken and committed).
 fn store_failed(
     inner: &Inner,
     backoff: &mut StoreBackoff,
     what: &str,
     e: &TicketError,
 ) -> Duration {
+    if let Some(f) = &inner.fleet {
+        f.failed(what, e);
+        return backoff.failed();
+    }
     let c = &inner.counters;
     c.store_errors.fetch_add(1, Ordering::Relaxed);
     if !c.store_failing.swap(true, Ordering::Relaxed) {
@@ -548,6 +568,9 @@ fn store_failed(
 
 fn store_ok(inner: &Inner, backoff: &mut StoreBackoff) {
     backoff.succeeded();
+    if let Some(f) = &inner.fleet {
+        return f.ok();
+    }
     if inner.counters.store_failing.swap(false, Ordering::Relaxed) {
         tracing::info!("ticket store works again: delivery resumes");
     }
@@ -576,18 +599,4 @@ fn sweep_outbox(inner: &Inner) -> Result<(), TicketError> {
         inner.store.mark_outbox_written(&c.ticket_id, now_ms())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_backoff_grows_to_its_cap_and_restarts_after_a_success() {
-        let mut b = StoreBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let waits: Vec<u128> = (0..6).map(|_| b.failed().as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
-        b.succeeded();
-        assert_eq!(b.failed(), Duration::from_millis(100));
-    }
 }

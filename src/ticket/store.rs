@@ -24,7 +24,9 @@ use call_uid::migrate_call_uid;
 mod migrations;
 use migrations::{CALL_UID_STEP, MIGRATIONS};
 
+mod fleet_moves;
 mod revise;
+pub use fleet_moves::Unmoved;
 
 /// Delivery state of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

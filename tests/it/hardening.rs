@@ -7,4 +7,4 @@
 
 mod edge_media;
 mod edge_sip;
-mod handoff;
+pub(crate) mod handoff;

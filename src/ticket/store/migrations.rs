@@ -90,6 +90,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         INSERT INTO ticket_fts (ticket_id, text)
         VALUES (new.id, COALESCE(json_extract(new.document, '$.transcript.text'), ''));
     END;",
+    // branch fleet (issue 18; the integrator renumbers on merge): when a ticket was moved to
+    // the fleet's shared PostgreSQL store (`[tickets] store = "postgres"`); NULL = still to
+    // move. The partial index keeps the mover's look-up small however many tickets there are.
+    // A ticket whose document changes after the move (a later revision made locally) is to
+    // move again: the trigger clears the mark, whoever changes the document.
+    "ALTER TABLE tickets ADD COLUMN fleet_moved_at_ms INTEGER;
+    CREATE INDEX tickets_fleet_unmoved ON tickets(created_at_ms) WHERE fleet_moved_at_ms IS NULL;
+    CREATE TRIGGER tickets_fleet_move_again AFTER UPDATE OF document ON tickets
+    WHEN old.document IS NOT new.document BEGIN
+        UPDATE tickets SET fleet_moved_at_ms = NULL WHERE id = new.id;
+    END;",
 ];
 
 /// Marker of the migration step that `migrate_call_uid` performs.

@@ -7,7 +7,7 @@ use super::super::tickets_common::{Intake, Reply};
 use hotline_gateway::caller::{dial, DialOptions, DialReport};
 use std::time::{Duration, Instant};
 
-fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,7 +16,12 @@ fn free_tcp_port() -> u16 {
 }
 
 /// A call that is answered and hung up by the caller after `secs`: owed a ticket.
-async fn short_call(gw: &GatewayProcess, from: &str, port_offset: u16, secs: u64) -> DialReport {
+pub(crate) async fn short_call(
+    gw: &GatewayProcess,
+    from: &str,
+    port_offset: u16,
+    secs: u64,
+) -> DialReport {
     dial(DialOptions {
         target: format!("sip:8890@{}", gw.sip),
         from_user: from.into(),
@@ -28,7 +33,7 @@ async fn short_call(gw: &GatewayProcess, from: &str, port_offset: u16, secs: u64
     .expect("dial")
 }
 
-async fn get(url: &str) -> (u16, String) {
+pub(crate) async fn get(url: &str) -> (u16, String) {
     match reqwest::get(url).await {
         Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
         Err(e) => (0, e.to_string()),
@@ -36,7 +41,7 @@ async fn get(url: &str) -> (u16, String) {
 }
 
 /// The value of an unlabelled metric.
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
