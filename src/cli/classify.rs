@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use crate::config::Config;
 use crate::ticket::classify::evaluate::{self, Report};
 use crate::ticket::classify::Correction;
+use crate::ticket::fleet::corrections as fleet_corrections;
+use crate::ticket::fleet::FleetConfig;
 use crate::ticket::store::Store;
 use crate::ticket::Rules;
 
@@ -80,7 +82,7 @@ fn execute(args: ClassifyArgs) -> Result<(), String> {
     let corrections = if args.no_corrections {
         Vec::new()
     } else {
-        stored_corrections(&cfg.storage.ticket_db())?
+        stored_corrections(&cfg)?
     };
     let (rules, _) = base.with_corrections(&corrections);
     match args.action {
@@ -143,14 +145,24 @@ fn load_rules(cfg: &Config) -> Result<Rules, String> {
     }
 }
 
-/// Corrections in the ticket store; none when there is no store yet (it is not created).
-fn stored_corrections(db: &Path) -> Result<Vec<Correction>, String> {
+/// Corrections in the ticket store, and in a fleet (`[tickets] store = "postgres"`) the
+/// shared store's too: the desks of a fleet write theirs there. An unreachable shared store
+/// is an error here (a retrain that silently missed the fleet's corrections would mislead).
+/// No local store yet: none of its own (it is not created).
+fn stored_corrections(cfg: &Config) -> Result<Vec<Correction>, String> {
+    let db = cfg.storage.ticket_db();
+    let fleet = (cfg.tickets.store == "postgres").then(|| FleetConfig {
+        url: cfg.tickets.url.clone(),
+        ..Default::default()
+    });
     if !db.exists() {
-        return Ok(Vec::new());
+        return match &fleet {
+            Some(f) => fleet_corrections::read_blocking(f).map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
+        };
     }
-    Store::open(db)
-        .and_then(|s| s.corrections())
-        .map_err(|e| e.to_string())
+    let store = Store::open(&db).map_err(|e| e.to_string())?;
+    fleet_corrections::gather(&store, fleet.as_ref(), true).map_err(|e| e.to_string())
 }
 
 fn labelled(file: &Path) -> Result<Vec<evaluate::Labelled>, String> {

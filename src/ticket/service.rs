@@ -120,7 +120,8 @@ impl TicketService {
             None => None,
         };
         let store = Arc::new(Store::open(&cfg.db_path)?);
-        let rules = super::classify::corrections::fold(rules, &store)?;
+        let corrections = fleet::corrections::gather(&store, cfg.fleet.as_ref(), false)?;
+        let rules = super::classify::corrections::fold(rules, &corrections);
         let recovered = store.recover_in_flight(now_ms())?;
         if recovered > 0 {
             tracing::info!(
@@ -169,7 +170,9 @@ impl TicketService {
             Some(p) => Rules::load(p)?,
             None => Rules::builtin(),
         };
-        let rules = super::classify::corrections::fold(rules, &self.inner.store)?;
+        let corrections =
+            fleet::corrections::gather(&self.inner.store, self.inner.cfg.fleet.as_ref(), false)?;
+        let rules = super::classify::corrections::fold(rules, &corrections);
         self.inner.rules.store(Arc::new(rules));
         Ok(())
     }

@@ -248,3 +248,85 @@ async fn a_ticket_revised_locally_after_its_move_is_moved_again() {
     let v: serde_json::Value = serde_json::from_str(&again[0].document).unwrap();
     assert_eq!(v["revision"], 2, "posted with the key <id>:2");
 }
+
+/// Runs `classify` from the repository with the example config, a fresh data folder and the
+/// fleet store at `url`.
+fn classify_in_fleet(url: &str, data: &std::path::Path, args: &[&str]) -> (String, String, bool) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline-gateway"))
+        .current_dir(repo)
+        .env("HOTLINE_DATA_DIR", data)
+        .env("HOTLINE_TICKETS_STORE", "postgres")
+        .env("HOTLINE_TICKETS_URL", url)
+        .args([
+            "classify",
+            "--config",
+            &format!("{repo}/config/hotline.toml"),
+        ])
+        .args(args)
+        .output()
+        .expect("run hotline-gateway");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// A correction made on another instance's desk lives only in the shared store: this
+/// instance's retrain folds it in, and says so when the shared store cannot be read rather
+/// than retraining without the fleet's corrections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_made_on_any_desk_retrains_every_instance() {
+    let Some(pg) = Postgres::start() else { return };
+    let a = member(&pg, "gw-a", Duration::from_secs(10));
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(LeaseQueue(a.clone()).next_due_ms(now).await.unwrap(), None);
+    let mut db = pg.client().await;
+    let text = "小区对面那条街能不能画一条斑马线";
+    let mut t = unmoved(0, "13800000077", now - 60_000);
+    t.norm_text = text.into();
+    move_one(&mut db, &t, &DuplicateConfig::default(), "test")
+        .await
+        .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    let (out, err, ok) = classify_in_fleet(&url, data.path(), &["text", text]);
+    assert!(ok, "{err}");
+    let before: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let before = before["category_id"].as_str().unwrap().to_owned();
+    let target = if before == "traffic" {
+        "education"
+    } else {
+        "traffic"
+    };
+    // What `PATCH /api/v1/tickets/{id}` on a fleet desk writes (fleet::desk_write).
+    db.execute(
+        "INSERT INTO hotline_classification_corrections
+             (ticket_id, category_id, text, corrected_by, corrected_at_ms)
+         VALUES ($1, $2, $3, 'operator-on-b', $4)",
+        &[&t.ticket_id, &target, &text, &now],
+    )
+    .await
+    .unwrap();
+
+    let (out, err, ok) = classify_in_fleet(&url, data.path(), &["retrain"]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["corrections_used"], 1, "{r}");
+    let (out, err, ok) = classify_in_fleet(&url, data.path(), &["text", text]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("\"category_id\":\"{target}\"")),
+        "{out}"
+    );
+
+    pg.stop_server();
+    let (_, err, ok) = classify_in_fleet(&url, data.path(), &["retrain"]);
+    assert!(
+        !ok,
+        "a retrain that cannot read the fleet's corrections fails"
+    );
+    assert!(err.contains("fleet's corrections"), "{err}");
+}

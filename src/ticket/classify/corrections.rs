@@ -89,17 +89,16 @@ impl Store {
     }
 }
 
-/// `rules` retrained with the corrections in `store` (unchanged when there are none).
-pub fn fold(rules: Rules, store: &Store) -> Result<Rules, TicketError> {
-    let corrections = store.corrections()?;
+/// `rules` retrained with `corrections` (unchanged when there are none).
+pub fn fold(rules: Rules, corrections: &[Correction]) -> Rules {
     if corrections.is_empty() {
-        return Ok(rules);
+        return rules;
     }
-    let (rules, skipped) = rules.with_corrections(&corrections);
+    let (rules, skipped) = rules.with_corrections(corrections);
     tracing::info!(
         corrections = corrections.len() - skipped,
         skipped,
         "classifier retrained with operators' corrections"
     );
-    Ok(rules)
+    rules
 }

@@ -13,6 +13,7 @@
 //! Tickets know no SIP; this module knows no SQLite beyond the store's own methods.
 
 mod conn;
+pub mod corrections;
 pub mod desk;
 pub mod desk_write;
 pub mod lease;
