@@ -561,6 +561,34 @@ fn utterance_pause_is_validated_with_key_and_line() {
     );
 }
 
+/// Issue 16 §4: the decoding keys are checked, each error naming its key and line.
+#[test]
+fn asr_decoding_keys_are_validated_with_key_and_line() {
+    let text = format!(
+        "{MINIMAL}\n[asr]\nbeam_size = 0\ncontext_chars = 500\ninitial_prompt = \"{}\"\n",
+        "字".repeat(201)
+    );
+    let errs = errors(parse(&text));
+    for (key, at) in [
+        ("asr.beam_size", "beam_size = 0"),
+        ("asr.context_chars", "context_chars = 500"),
+        ("asr.initial_prompt", "initial_prompt ="),
+    ] {
+        let e = find(&errs, key);
+        assert_eq!(e.line, line(&text, at), "{e}");
+    }
+    let ok = parse(&format!(
+        "{MINIMAL}\n[asr]\nbeam_size = 1\ncontext_chars = 0\ninitial_prompt = \"\"\n"
+    ))
+    .expect("valid");
+    assert_eq!((ok.asr.beam_size, ok.asr.context_chars), (1, 0));
+    let d = parse(MINIMAL).expect("valid").asr;
+    assert_eq!(
+        (d.beam_size, d.initial_prompt.as_str(), d.context_chars),
+        (5, "auto", 100)
+    );
+}
+
 #[test]
 fn instance_number_is_two_digits_from_the_file_or_the_environment() {
     let text = format!("{MINIMAL}\n[tickets]\ninstance_number = 100\n");

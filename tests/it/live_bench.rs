@@ -135,6 +135,20 @@ async fn run(pause_ms: &str, cases: &[Case]) -> Vec<(f64, f64, String)> {
         out.push((latency, cer, text));
     }
     let log = gw.stop();
+    // Where the time goes between the BYE and the commit: the steps' own log lines.
+    for line in log.lines().filter(|l| {
+        [
+            "BYE",
+            "message recorded",
+            "call record written",
+            "message transcribed",
+            "call ticketed",
+        ]
+        .iter()
+        .any(|m| l.contains(m))
+    }) {
+        println!("  {}", line.chars().take(160).collect::<String>());
+    }
     let live = log.matches("message transcribed live").count();
     println!("pause {pause_ms}: {live} messages transcribed live");
     out
