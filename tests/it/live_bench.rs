@@ -78,12 +78,13 @@ fn cases(dir: &Path, speech: &Path) -> Vec<Case> {
 }
 
 /// (hang-up → committed seconds, CER, text) per case.
-async fn run(pause_ms: &str, cases: &[Case]) -> Vec<(f64, f64, String)> {
+async fn run(pause_ms: &str, beam: &str, cases: &[Case]) -> Vec<(f64, f64, String)> {
     let mut gw = GatewayProcess::start(&[
         ("HOTLINE_ASR_ENABLED", "true"),
         ("HOTLINE_ASR_REQUIRED", "true"),
         ("HOTLINE_RECORDING_TRAILING_SILENCE_MS", "3000"),
         ("HOTLINE_RECORDING_UTTERANCE_PAUSE_MS", pause_ms),
+        ("HOTLINE_ASR_BEAM_SIZE", beam),
     ]);
     let prompt = hotline_gateway::media::prompt::Prompt::from_wav_file(
         &repo().join("prompts/zh/record.wav"),
@@ -129,7 +130,7 @@ async fn run(pause_ms: &str, cases: &[Case]) -> Vec<(f64, f64, String)> {
             .to_string();
         let cer = asr_common::error_rate("zh", &c.reference, &text);
         println!(
-            "pause {pause_ms:>3} | {:<70} | {:5.1} s | {latency:6.2} s | CER {cer:.3} | {text}",
+            "pause {pause_ms:>3} beam {beam} | {:<70} | {:5.1} s | {latency:6.2} s | CER {cer:.3} | {text}",
             c.name, c.secs
         );
         out.push((latency, cer, text));
@@ -176,13 +177,20 @@ async fn live_bench_hangup_to_ticket_whole_vs_live() {
     let cases = cases(dir.path(), &speech);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load before: {load}");
-    let before = run("0", &cases).await;
-    let after = run("600", &cases).await;
+    // The shipped decoding (beam 5), whole then live; then live with greedy decoding, to
+    // show what the beam costs at hang-up.
+    let before = run("0", "5", &cases).await;
+    let after = run("600", "5", &cases).await;
+    let greedy = run("600", "1", &cases).await;
     println!(
         "load after: {}",
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
     );
-    for (label, r) in [("whole (before)", &before), ("live (after)", &after)] {
+    for (label, r) in [
+        ("whole (before), beam 5", &before),
+        ("live (after), beam 5", &after),
+        ("live, greedy", &greedy),
+    ] {
         let a: Vec<f64> = r[..3].iter().map(|x| x.0).collect();
         let b: Vec<f64> = r[3..].iter().map(|x| x.0).collect();
         let cer: Vec<f64> = r.iter().map(|x| x.1).collect();
