@@ -8,10 +8,11 @@
 //! segments are dropped (see [`guards`]); an empty transcript always carries a reason.
 //!
 //! Path of a message: 8 kHz PCM → `media::resample` to 16 kHz → earshot VAD (speech spans,
-//! merged and padded, joined with 200 ms gaps) → whisper.cpp (greedy, temperature fallback
-//! off, language forced unless `auto`, Simplified-Chinese prompt for zh, encoder window sized
-//! to the clip, token cap, time budget) → guards → Traditional → Simplified (`fast2s`) →
-//! segment times mapped back to the message.
+//! merged and padded, joined with 200 ms gaps) → whisper.cpp (greedy, or beam search by
+//! `beam_size`; temperature fallback off, language forced unless `auto`, Simplified-Chinese
+//! prompt for zh, optionally with the classification table's words ([`prompt`]) and a live
+//! message's earlier text, encoder window sized to the clip, token cap, time budget) → guards
+//! → Traditional → Simplified (`fast2s`) → segment times mapped back to the message.
 //!
 //! Measured on the 2-vCPU dev box (AMD EPYC, AVX2, debug build of the Rust side, whisper.cpp
 //! at -O2, other builds running alongside, so ± a lot), base model, 2 threads, 8 shared test
@@ -167,8 +168,8 @@ impl Default for AsrConfig {
             queue_depth: 16,
             language: "zh".to_string(),
             initial_prompts,
-            beam_size: 5,
-            context_chars: 100,
+            beam_size: 1,
+            context_chars: 0,
             time_budget: Duration::from_secs(60),
             max_tokens_per_second: 12.0,
             audio_ctx_margin: Some(64),

@@ -126,9 +126,9 @@ impl Default for AsrSection {
             threads_per_worker: 1,
             queue_depth: 16,
             time_budget_secs: 60,
-            beam_size: 5,
-            initial_prompt: "auto".to_string(),
-            context_chars: 100,
+            beam_size: 1,
+            initial_prompt: crate::asr::prompt::ZH_BASE.to_string(),
+            context_chars: 0,
         }
     }
 }

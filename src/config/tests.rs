@@ -578,15 +578,18 @@ fn asr_decoding_keys_are_validated_with_key_and_line() {
         assert_eq!(e.line, line(&text, at), "{e}");
     }
     let ok = parse(&format!(
-        "{MINIMAL}\n[asr]\nbeam_size = 1\ncontext_chars = 0\ninitial_prompt = \"\"\n"
+        "{MINIMAL}\n[asr]\nbeam_size = 5\ncontext_chars = 100\ninitial_prompt = \"auto\"\n"
     ))
-    .expect("valid");
-    assert_eq!((ok.asr.beam_size, ok.asr.context_chars), (1, 0));
-    let d = parse(MINIMAL).expect("valid").asr;
+    .expect("valid")
+    .asr;
     assert_eq!(
-        (d.beam_size, d.initial_prompt.as_str(), d.context_chars),
+        (ok.beam_size, ok.initial_prompt.as_str(), ok.context_chars),
         (5, "auto", 100)
     );
+    // the defaults: greedy, the fixed Simplified-Chinese sentence, no context
+    let d = parse(MINIMAL).expect("valid").asr;
+    assert_eq!((d.beam_size, d.context_chars), (1, 0));
+    assert_eq!(d.initial_prompt, crate::asr::prompt::ZH_BASE);
 }
 
 #[test]
