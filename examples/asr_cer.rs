@@ -72,7 +72,7 @@ fn main() {
         }
     }
     let rules = Rules::load(&root.join("config/classification.toml")).expect("table");
-    let groups = vocabulary(&rules);
+    let groups = rules.vocabulary();
     if vocab {
         let base = cfg.initial_prompts.get("zh").cloned().unwrap_or_default();
         let p = prompt::with_vocabulary(&base, &groups, prompt::MAX_VOCABULARY_CHARS);
@@ -171,17 +171,6 @@ fn main() {
             );
         }
     }
-}
-
-/// The table's words, one group per category, the urgent words last.
-fn vocabulary(rules: &Rules) -> Vec<Vec<String>> {
-    let mut groups: Vec<Vec<String>> = rules
-        .categories
-        .iter()
-        .map(|c| c.keywords.clone())
-        .collect();
-    groups.push(rules.urgent.keywords.clone());
-    groups
 }
 
 /// (WAV, reference text) of every held-out file.

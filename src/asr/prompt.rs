@@ -57,8 +57,10 @@ pub fn with_vocabulary(base: &str, groups: &[Vec<String>], max_chars: usize) -> 
 /// Whether a segment is the prompt's word list read back rather than speech: Whisper given
 /// a list of words and a steady hum wrote "沙灯、线、煤气泄漏、火灾、热线，煤气泄漏。…". The
 /// segment's pieces (between punctuation) are counted: three or more that are exactly words
-/// of the prompt's list, and at least half of all pieces, is an echo. A caller's sentence
-/// holds its keywords inside longer pieces ("好像是燃气泄漏了"), so it never looks like one.
+/// of the prompt's list, and at least half of all pieces, is an echo; so are two or more among
+/// pieces of three characters or fewer on average (speech played backwards gave
+/// "移入社会、认识,职货卫、职货、补贴、退款"). A caller's sentence holds its keywords inside
+/// clauses ("好像是燃气泄漏了"), so it never looks like one.
 pub fn echoes_prompt(text: &str, prompt: &str) -> bool {
     let is_sep = |c: char| !c.is_alphanumeric();
     let words: Vec<&str> = prompt
@@ -70,7 +72,9 @@ pub fn echoes_prompt(text: &str, prompt: &str) -> bool {
     }
     let pieces: Vec<&str> = text.split(is_sep).filter(|p| !p.is_empty()).collect();
     let hits = pieces.iter().filter(|p| words.contains(p)).count();
-    hits >= 3 && hits * 2 >= pieces.len()
+    let chars: usize = pieces.iter().map(|p| p.chars().count()).sum();
+    let short = chars <= 3 * pieces.len();
+    (hits >= 3 && hits * 2 >= pieces.len()) || (hits >= 2 && short)
 }
 
 #[cfg(test)]
@@ -105,6 +109,7 @@ mod tests {
         let p = with_vocabulary(ZH_BASE, &groups, 100);
         let hum = "沙灯、线、煤气泄漏、火灾、热线，煤气泄漏。煤气泄漏、火灾、火灾、自来水。";
         assert!(echoes_prompt(hum, &p));
+        assert!(echoes_prompt("移入社会、认识,职货卫、职货、停水、路灯", &p));
         for speech in [
             "我闻到很浓的煤气味，好像是煤气泄漏了，请赶快派人来。",
             "停水，停电，什么都没有了，已经三天了，请你们管一管",

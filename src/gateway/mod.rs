@@ -396,13 +396,11 @@ fn initial_prompt(config: &Config) -> String {
     let rules = reload::classification_path(config)
         .and_then(|p| crate::ticket::classify::Rules::load(&p).ok())
         .unwrap_or_else(crate::ticket::classify::Rules::builtin);
-    let mut groups: Vec<Vec<String>> = rules
-        .categories
-        .iter()
-        .map(|c| c.keywords.clone())
-        .collect();
-    groups.push(rules.urgent.keywords.clone());
-    prompt::with_vocabulary(prompt::ZH_BASE, &groups, prompt::MAX_VOCABULARY_CHARS)
+    prompt::with_vocabulary(
+        prompt::ZH_BASE,
+        &rules.vocabulary(),
+        prompt::MAX_VOCABULARY_CHARS,
+    )
 }
 
 /// The ticket layer's settings, from the gateway's configuration.
