@@ -1,9 +1,12 @@
 //! Measurement, not a check (`#[ignore]`): hang-up → ticket committed, and the transcript's
 //! CER, with live transcription off (`utterance_pause_ms = 0`: the whole message after
-//! hang-up, as before issue 16) and on (600 ms), in one run, against the daemon.
+//! hang-up, as before issue 16) and on (600 ms), in one run, against the daemon; then live
+//! with the most accurate decoding (beam 5, the table's words, context), to show its cost.
+//! Each call's log lines (record written, transcribed, ticketed) show where the time goes.
+//! Figures: BENCHMARKS.md §6, from a release build:
 //!
 //! ```sh
-//! HOTLINE_REQUIRE_MODEL=1 cargo test --test it live_bench -- --ignored --nocapture
+//! HOTLINE_REQUIRE_MODEL=1 cargo test --release --test it live_bench -- --ignored --nocapture
 //! ```
 //!
 //! Messages are the shared Mandarin utterances (`../shared/speech`), sent as PCMU by the
