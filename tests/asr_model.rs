@@ -281,3 +281,90 @@ fn tiny_en_transcribes_the_english_utterances_over_the_phone() {
     assert!(mean <= 0.15, "tiny.en WER {mean:.3} ({errors:?})");
     assert!(errors.iter().all(|&e| e <= 0.25), "tiny.en WERs {errors:?}");
 }
+
+/// Issue 16 §4: the `[asr] initial_prompt = "auto"` prompt lists the hotline's words; it must
+/// not make Whisper write them into audio that holds none: line hiss, a hum, clicks, and
+/// speech played backwards (syllable-like sound the VAD lets through). Whatever Whisper makes
+/// of those either is dropped by the guards or at least names no word of the table (greedy
+/// once wrote "在这边，我们要去到达" for speech backwards: words, but none of the table's).
+#[test]
+fn the_vocabulary_prompt_invents_no_hotline_words_on_noise() {
+    let (Some(model), Some(dir)) = (model_path(), speech_dir()) else {
+        return;
+    };
+    let _turn = turn();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules =
+        hotline_gateway::ticket::classify::Rules::load(&root.join("config/classification.toml"))
+            .expect("the shipped table");
+    let groups = rules.vocabulary();
+    let prompt = hotline_gateway::asr::prompt::with_vocabulary(
+        hotline_gateway::asr::prompt::ZH_BASE,
+        &groups,
+        hotline_gateway::asr::prompt::MAX_VOCABULARY_CHARS,
+    );
+    let mut state = 0x2545_f491u32;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as f32 / u32::MAX as f32 - 0.5
+    };
+    let n = 8000 * 6;
+    let mut cases: Vec<(String, Vec<i16>)> = vec![
+        (
+            "hiss".into(),
+            (0..n).map(|_| (rnd() * 4000.0) as i16).collect(),
+        ),
+        (
+            "hum".into(),
+            (0..n)
+                .map(|i| {
+                    ((i as f32 * std::f32::consts::TAU * 150.0 / 8000.0).sin() * 3000.0) as i16
+                })
+                .collect(),
+        ),
+        (
+            "clicks".into(),
+            (0..n)
+                .map(|i| {
+                    if i % 4000 < 40 {
+                        8000
+                    } else {
+                        (rnd() * 100.0) as i16
+                    }
+                })
+                .collect(),
+        ),
+    ];
+    for u in manifest(&dir).iter().filter(|u| u.lang == "zh") {
+        let mut pcm = telephone(&dir.join(&u.file)).to_vec();
+        pcm.reverse();
+        cases.push((format!("{} backwards", u.file), pcm));
+    }
+    let words: Vec<&String> = groups.iter().flatten().filter(|w| !w.is_ascii()).collect();
+    // greedy (the default) and beam 5 (what "auto" is measured with in BENCHMARKS.md §6)
+    for beam_size in [1, 5] {
+        let mut cfg = AsrConfig {
+            model_path: model.clone(),
+            workers: 1,
+            threads_per_worker: 2,
+            beam_size,
+            time_budget: std::time::Duration::from_secs(600),
+            ..AsrConfig::default()
+        };
+        cfg.initial_prompts.insert("zh".into(), prompt.clone());
+        let pool = AsrPool::start(cfg).expect("pool");
+        for (what, pcm) in &cases {
+            let what = format!("{what} (beam {beam_size})");
+            let t = transcribe(&pool, pcm.clone().into(), "zh");
+            eprintln!("{what}: {:?} {:?}", t.text, t.empty_reason);
+            let invented: Vec<&&String> = words
+                .iter()
+                .filter(|w| t.text.contains(w.as_str()))
+                .collect();
+            assert!(invented.is_empty(), "{what}: {invented:?} in {:?}", t.text);
+            assert_eq!(t.text.is_empty(), t.empty_reason.is_some(), "{what}");
+        }
+    }
+}

@@ -81,6 +81,11 @@ pub fn telephone_round_trip(wav: &Path, codec: Codec) -> Result<Vec<i16>, Prompt
     Ok(pcm)
 }
 
+/// Whether 8 kHz PCM holds any speech span (what [`speech_spans`] would hand Whisper).
+pub fn has_speech(pcm_8k: &[i16], cfg: &VadConfig) -> bool {
+    !speech_spans(&upsample_8k(pcm_8k), cfg).is_empty()
+}
+
 /// Speech spans of a 16 kHz signal, merged and padded, in order.
 pub fn speech_spans(x16: &[f32], cfg: &VadConfig) -> Vec<Span> {
     let mut det = Detector::default();

@@ -8,6 +8,7 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
 
 use super::audio::{self, SpeechClip};
 use super::guards::{self, Rejection, SegmentStats};
+use super::prompt;
 use super::text::Utf8Joiner;
 use super::{AsrConfig, EmptyReason, Segment, Transcript};
 
@@ -40,7 +41,11 @@ impl Engine {
 
     /// Transcribe one recorded message (8 kHz mono PCM). Never fails: problems become an empty
     /// transcript with a reason, so the ticket still gets filed with the recording.
-    pub fn transcribe(&mut self, pcm_8k: &[i16], language: &str) -> Transcript {
+    ///
+    /// `context` is text already heard earlier in the same message (the previous utterances
+    /// of a live-transcribed one); it follows the configured initial prompt, so Whisper
+    /// continues the caller's sentence instead of starting cold at every pause.
+    pub fn transcribe(&mut self, pcm_8k: &[i16], language: &str, context: &str) -> Transcript {
         let started = Instant::now();
         let audio_ms = pcm_8k.len() as u64 * 1000 / 8000;
         let mut t = Transcript {
@@ -58,16 +63,31 @@ impl Engine {
             t.empty_reason = Some(EmptyReason::NoSpeech);
         } else {
             let clip = audio::join_spans(&x16, &spans);
-            self.run(&clip, language, started, &mut t);
+            self.run(&clip, language, context, started, &mut t);
         }
         t.elapsed_ms = started.elapsed().as_millis() as u64;
         t
     }
 
-    fn run(&mut self, clip: &SpeechClip, language: &str, started: Instant, t: &mut Transcript) {
+    fn run(
+        &mut self,
+        clip: &SpeechClip,
+        language: &str,
+        context: &str,
+        started: Instant,
+        t: &mut Transcript,
+    ) {
         let cfg = &self.cfg;
         let clip_secs = clip.samples.len() as f32 / audio::WHISPER_RATE as f32;
-        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let strategy = if cfg.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: cfg.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut p = FullParams::new(strategy);
         p.set_n_threads(cfg.threads_per_worker as i32);
         p.set_translate(false);
         p.set_no_context(true);
@@ -83,10 +103,16 @@ impl Engine {
         p.set_temperature_inc(0.0);
         let auto = language == "auto";
         p.set_language(Some(if auto { "auto" } else { language }));
-        if !auto {
-            if let Some(prompt) = self.prompt.as_deref().or(cfg.initial_prompt_for(language)) {
-                p.set_initial_prompt(prompt);
-            }
+        // A job's own prompt (the spoken menu's words) wins over the message prompt.
+        let prompt = if auto {
+            String::new()
+        } else if let Some(p) = self.prompt.as_deref() {
+            p.to_owned()
+        } else {
+            cfg.prompt_with_context(language, context)
+        };
+        if !prompt.is_empty() {
+            p.set_initial_prompt(&prompt);
         }
         // A person says at most a few tokens per second; more means the decoder is looping.
         // whisper.cpp applies the cap per segment, and a clip under 30 s is one window, so it
@@ -154,6 +180,13 @@ impl Engine {
                     continue;
                 }
             };
+            // The prompt's word list read back (a hum, music): not the caller.
+            let listed = cfg.initial_prompts.get(language).map_or("", String::as_str);
+            if prompt::echoes_prompt(&text, listed) {
+                tracing::debug!(text = %text, "asr segment echoes the prompt");
+                rejected.get_or_insert(Rejection::KnownHallucination);
+                continue;
+            }
             let stats = SegmentStats {
                 text,
                 no_speech_prob: seg.no_speech_probability(),

@@ -8,10 +8,11 @@
 //! segments are dropped (see [`guards`]); an empty transcript always carries a reason.
 //!
 //! Path of a message: 8 kHz PCM → `media::resample` to 16 kHz → earshot VAD (speech spans,
-//! merged and padded, joined with 200 ms gaps) → whisper.cpp (greedy, temperature fallback
-//! off, language forced unless `auto`, Simplified-Chinese prompt for zh, encoder window sized
-//! to the clip, token cap, time budget) → guards → Traditional → Simplified (`fast2s`) →
-//! segment times mapped back to the message.
+//! merged and padded, joined with 200 ms gaps) → whisper.cpp (greedy, or beam search by
+//! `beam_size`; temperature fallback off, language forced unless `auto`, Simplified-Chinese
+//! prompt for zh, optionally with the classification table's words ([`prompt`]) and a live
+//! message's earlier text, encoder window sized to the clip, token cap, time budget) → guards
+//! → Traditional → Simplified (`fast2s`) → segment times mapped back to the message.
 //!
 //! Measured on the 2-vCPU dev box (AMD EPYC, AVX2, debug build of the Rust side, whisper.cpp
 //! at -O2, other builds running alongside, so ± a lot), base model, 2 threads, 8 shared test
@@ -43,11 +44,12 @@ pub mod guards;
 pub mod mel;
 pub mod model;
 mod pool;
+pub mod prompt;
 pub mod stitch;
 pub mod text;
 pub mod vocab;
 
-pub use pool::{AsrPool, QueueFull};
+pub use pool::{AsrPool, MessageContext, QueueFull};
 
 /// One stretch of text with its place in the message.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -138,6 +140,11 @@ pub struct AsrConfig {
     /// Initial prompt per language. The zh prompt is in Simplified characters, which steers
     /// Whisper away from Traditional output (a Traditional → Simplified pass follows anyway).
     pub initial_prompts: BTreeMap<String, String>,
+    /// Beam search width (whisper.cpp `beam_size`); 1 = greedy decoding.
+    pub beam_size: usize,
+    /// At most this many characters of a message's earlier text are added to the initial
+    /// prompt of its later parts (live transcription); 0 = each part decoded on its own.
+    pub context_chars: usize,
     /// Give up on a message after this long (whisper.cpp abort callback).
     pub time_budget: Duration,
     /// Decoder token cap per second of speech (a loop shows up as a flood of tokens);
@@ -153,10 +160,7 @@ pub struct AsrConfig {
 impl Default for AsrConfig {
     fn default() -> Self {
         let mut initial_prompts = BTreeMap::new();
-        initial_prompts.insert(
-            "zh".to_string(),
-            "以下是普通话的句子，这是一段市民热线的留言。".to_string(),
-        );
+        initial_prompts.insert("zh".to_string(), prompt::ZH_BASE.to_string());
         AsrConfig {
             model_path: PathBuf::from("models/ggml-base.bin"),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -164,6 +168,8 @@ impl Default for AsrConfig {
             queue_depth: 16,
             language: "zh".to_string(),
             initial_prompts,
+            beam_size: 1,
+            context_chars: 0,
             time_budget: Duration::from_secs(60),
             max_tokens_per_second: 12.0,
             audio_ctx_margin: Some(64),
@@ -174,8 +180,19 @@ impl Default for AsrConfig {
 }
 
 impl AsrConfig {
-    fn initial_prompt_for(&self, language: &str) -> Option<&str> {
-        self.initial_prompts.get(language).map(String::as_str)
+    /// The initial prompt for `language`, followed by the end of `context` (at most
+    /// `context_chars` characters, cut at a character boundary).
+    fn prompt_with_context(&self, language: &str, context: &str) -> String {
+        let mut prompt = self
+            .initial_prompts
+            .get(language)
+            .cloned()
+            .unwrap_or_default();
+        let n = context.chars().count();
+        if self.context_chars > 0 && n > 0 {
+            prompt.extend(context.chars().skip(n.saturating_sub(self.context_chars)));
+        }
+        prompt
     }
 
     /// Encoder frames for a clip: 50 per second plus the margin, capped at Whisper's 1500.

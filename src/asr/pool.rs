@@ -20,7 +20,45 @@ struct Job {
     language: String,
     /// Initial prompt instead of the language's (see [`AsrPool::submit_prompted`]).
     prompt: Option<Arc<str>>,
+    context: Context,
     reply: oneshot::Sender<Transcript>,
+}
+
+/// What a job knows of the message around it.
+enum Context {
+    /// A whole message.
+    Whole,
+    /// Part `index` of a message whose parts are decoded one by one (live transcription).
+    Part(MessageContext, usize),
+}
+
+/// The texts of one message's parts, filled in by the workers as they finish them, so that a
+/// part gets the text of the parts before it as context when its decoding *starts* (they
+/// are usually done by then: the caller was still talking), not when it was queued.
+#[derive(Clone, Debug, Default)]
+pub struct MessageContext(Arc<Mutex<Vec<Option<String>>>>);
+
+impl MessageContext {
+    /// The texts of parts `0..index`, as far as they are contiguous from the start.
+    pub fn text_before(&self, index: usize) -> String {
+        let Ok(parts) = self.0.lock() else {
+            return String::new();
+        };
+        parts
+            .iter()
+            .take(index)
+            .map_while(|p| p.as_deref())
+            .collect()
+    }
+
+    fn set(&self, index: usize, text: &str) {
+        if let Ok(mut parts) = self.0.lock() {
+            if parts.len() <= index {
+                parts.resize(index + 1, None);
+            }
+            parts[index] = Some(text.to_string());
+        }
+    }
 }
 
 /// The queue was full; the audio is handed back so the caller can retry or file without text.
@@ -105,7 +143,7 @@ impl AsrPool {
         pcm_8k: Arc<[i16]>,
         language: &str,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
-        self.submit_prompted(pcm_8k, language, None)
+        self.queue(pcm_8k, language, Context::Whole, None)
     }
 
     /// [`submit`](Self::submit) with Whisper's initial prompt given (`None`: the language's):
@@ -115,6 +153,34 @@ impl AsrPool {
         &self,
         pcm_8k: Arc<[i16]>,
         language: &str,
+        prompt: Option<Arc<str>>,
+    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
+        self.queue(pcm_8k, language, Context::Whole, prompt)
+    }
+
+    /// Queue part `index` of a message decoded part by part: it gets the text of the parts
+    /// before it in `message` as context (see [`AsrConfig::context_chars`]), and leaves its
+    /// own text there for the parts after it.
+    pub fn submit_part(
+        &self,
+        pcm_8k: Arc<[i16]>,
+        language: &str,
+        message: &MessageContext,
+        index: usize,
+    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
+        self.queue(
+            pcm_8k,
+            language,
+            Context::Part(message.clone(), index),
+            None,
+        )
+    }
+
+    fn queue(
+        &self,
+        pcm_8k: Arc<[i16]>,
+        language: &str,
+        context: Context,
         prompt: Option<Arc<str>>,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
         let (reply, rx) = oneshot::channel();
@@ -127,6 +193,7 @@ impl AsrPool {
             pcm_8k,
             language,
             prompt,
+            context,
             reply,
         };
         let Some(tx) = &self.tx else {
@@ -168,7 +235,15 @@ fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>) {
         };
         let Ok(job) = job else { return };
         engine.prompt = job.prompt;
-        let t = engine.transcribe(&job.pcm_8k, &job.language);
+        let t = match &job.context {
+            Context::Whole => engine.transcribe(&job.pcm_8k, &job.language, ""),
+            Context::Part(message, index) => {
+                let before = message.text_before(*index);
+                let t = engine.transcribe(&job.pcm_8k, &job.language, &before);
+                message.set(*index, &t.text);
+                t
+            }
+        };
         // The caller may have hung up; nothing to do then.
         let _ = job.reply.send(t);
     }

@@ -106,6 +106,14 @@ pub struct AsrSection {
     pub queue_depth: usize,
     /// Give up on one message after this long, seconds.
     pub time_budget_secs: u64,
+    /// Beam search width (1 = greedy decoding, at most 8).
+    pub beam_size: usize,
+    /// Whisper's initial prompt for Mandarin: `"auto"` (a short Simplified-Chinese sentence
+    /// followed by words of the classification table), `""` (none) or the text itself.
+    pub initial_prompt: String,
+    /// Characters of a live-transcribed message's earlier text given to Whisper with each
+    /// later utterance (0 = every utterance on its own; at most 200).
+    pub context_chars: usize,
 }
 
 impl Default for AsrSection {
@@ -118,6 +126,9 @@ impl Default for AsrSection {
             threads_per_worker: 1,
             queue_depth: 16,
             time_budget_secs: 60,
+            beam_size: 1,
+            initial_prompt: crate::asr::prompt::ZH_BASE.to_string(),
+            context_chars: 0,
         }
     }
 }

@@ -561,6 +561,37 @@ fn utterance_pause_is_validated_with_key_and_line() {
     );
 }
 
+/// Issue 16 §4: the decoding keys are checked, each error naming its key and line.
+#[test]
+fn asr_decoding_keys_are_validated_with_key_and_line() {
+    let text = format!(
+        "{MINIMAL}\n[asr]\nbeam_size = 0\ncontext_chars = 500\ninitial_prompt = \"{}\"\n",
+        "字".repeat(201)
+    );
+    let errs = errors(parse(&text));
+    for (key, at) in [
+        ("asr.beam_size", "beam_size = 0"),
+        ("asr.context_chars", "context_chars = 500"),
+        ("asr.initial_prompt", "initial_prompt ="),
+    ] {
+        let e = find(&errs, key);
+        assert_eq!(e.line, line(&text, at), "{e}");
+    }
+    let ok = parse(&format!(
+        "{MINIMAL}\n[asr]\nbeam_size = 5\ncontext_chars = 100\ninitial_prompt = \"auto\"\n"
+    ))
+    .expect("valid")
+    .asr;
+    assert_eq!(
+        (ok.beam_size, ok.initial_prompt.as_str(), ok.context_chars),
+        (5, "auto", 100)
+    );
+    // the defaults: greedy, the fixed Simplified-Chinese sentence, no context
+    let d = parse(MINIMAL).expect("valid").asr;
+    assert_eq!((d.beam_size, d.context_chars), (1, 0));
+    assert_eq!(d.initial_prompt, crate::asr::prompt::ZH_BASE);
+}
+
 #[test]
 fn instance_number_is_two_digits_from_the_file_or_the_environment() {
     let text = format!("{MINIMAL}\n[tickets]\ninstance_number = 100\n");

@@ -303,6 +303,29 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
         );
     }
 
+    // [asr] decoding (issue 16 §4)
+    let a = &c.asr;
+    if !(1..=8).contains(&a.beam_size) {
+        err(
+            "asr.beam_size",
+            format!("{} must be from 1 (greedy) to 8", a.beam_size),
+        );
+    }
+    if a.context_chars > 200 {
+        err(
+            "asr.context_chars",
+            format!("{} must be at most 200 characters", a.context_chars),
+        );
+    }
+    if a.initial_prompt.chars().count() > 200 || a.initial_prompt.contains(['\r', '\n']) {
+        err(
+            "asr.initial_prompt",
+            "must be \"auto\", empty, or one line of at most 200 characters (Whisper keeps \
+             only the last 224 prompt tokens)"
+                .into(),
+        );
+    }
+
     // [limits]
     let l = &c.limits;
     if l.max_calls == 0 {

@@ -10,7 +10,7 @@
 //! before, so the durable path never depends on it.
 
 use super::urgent::{CallMeta, UrgentPolicy, UrgentWatch};
-use crate::asr::{AsrPool, Transcript};
+use crate::asr::{AsrPool, MessageContext, Transcript};
 use crate::call::ivr::UtteranceFacts;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,12 +35,15 @@ pub struct Partials {
     pub language: String,
     /// In order, contiguous from the start of the message.
     pub utterances: Vec<Pending>,
+    /// Their texts as the workers finish them: the context of the rest.
+    pub context: MessageContext,
 }
 
 #[derive(Default)]
 struct Entry {
     language: String,
     utterances: Vec<Pending>,
+    context: MessageContext,
     /// An utterance went missing (dropped, out of order, over the cap): use none.
     broken: bool,
 }
@@ -126,7 +129,11 @@ impl LiveTranscripts {
             return;
         }
         let samples = u.pcm.len();
-        match self.asr.submit(u.pcm, &u.language) {
+        let index = entry.utterances.len();
+        match self
+            .asr
+            .submit_part(u.pcm, &u.language, &entry.context, index)
+        {
             Ok(result) => entry.utterances.push(Pending {
                 result: match (&self.urgent, urgent) {
                     (Some(watch), Some(policy)) => {
@@ -159,6 +166,7 @@ impl LiveTranscripts {
         (!entry.broken && !entry.utterances.is_empty()).then_some(Partials {
             language: entry.language,
             utterances: entry.utterances,
+            context: entry.context,
         })
     }
 

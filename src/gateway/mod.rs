@@ -373,18 +373,49 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
         threads_per_worker: a.threads_per_worker.max(1),
         queue_depth: a.queue_depth.max(1),
         time_budget: Duration::from_secs(a.time_budget_secs.max(1)),
+        beam_size: a.beam_size.max(1),
+        context_chars: a.context_chars,
         ..crate::asr::AsrConfig::default()
     };
+
     if a.workers > 0 {
         cfg.workers = a.workers;
     }
     cfg.language = config.prompts.language.clone();
-    let pool = tokio::task::spawn_blocking(move || crate::asr::AsrPool::start(cfg))
-        .await
-        .map_err(|e| GatewayError::Asr(e.to_string()))?
-        .map_err(|e| GatewayError::Asr(e.to_string()))?;
+    let config = config.clone();
+    let pool = tokio::task::spawn_blocking(move || {
+        // the table is parsed (and its model trained) here, off the runtime
+        let zh_prompt = initial_prompt(&config);
+        if zh_prompt.is_empty() {
+            cfg.initial_prompts.remove("zh");
+        } else {
+            cfg.initial_prompts.insert("zh".to_string(), zh_prompt);
+        }
+        crate::asr::AsrPool::start(cfg)
+    })
+    .await
+    .map_err(|e| GatewayError::Asr(e.to_string()))?
+    .map_err(|e| GatewayError::Asr(e.to_string()))?;
     tracing::info!(model = pool.model_name(), "transcription ready");
     Ok(Some(Arc::new(pool)))
+}
+
+/// `[asr] initial_prompt` for Mandarin: `"auto"` is the built-in sentence followed by words
+/// of the classification table (the built-in table when it cannot be read: the ticket layer
+/// reports that itself).
+fn initial_prompt(config: &Config) -> String {
+    use crate::asr::prompt;
+    if config.asr.initial_prompt != "auto" {
+        return config.asr.initial_prompt.clone();
+    }
+    let rules = reload::classification_path(config)
+        .and_then(|p| crate::ticket::classify::Rules::load(&p).ok())
+        .unwrap_or_else(crate::ticket::classify::Rules::builtin);
+    prompt::with_vocabulary(
+        prompt::ZH_BASE,
+        &rules.vocabulary(),
+        prompt::MAX_VOCABULARY_CHARS,
+    )
 }
 
 /// The ticket layer's settings, from the gateway's configuration.

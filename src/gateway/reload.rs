@@ -161,6 +161,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<&'static str> {
             || old.storage.min_free_mb != new.storage.min_free_mb,
     );
     check("console", differs(&old.console, &new.console));
+    check("asr", differs(&old.asr, &new.asr));
     keys
 }
 

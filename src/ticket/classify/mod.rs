@@ -242,6 +242,15 @@ impl Rules {
         rules
     }
 
+    /// The table's words, one group per category in table order, the urgent words last: the
+    /// vocabulary of `[asr] initial_prompt = "auto"` (`asr::prompt::with_vocabulary`).
+    pub fn vocabulary(&self) -> Vec<Vec<String>> {
+        let mut groups: Vec<Vec<String>> =
+            self.categories.iter().map(|c| c.keywords.clone()).collect();
+        groups.push(self.urgent.keywords.clone());
+        groups
+    }
+
     /// `(examples, corrections)` the model was trained on.
     pub fn trained_on(&self) -> (usize, usize) {
         self.engine().trained_on
