@@ -85,6 +85,20 @@ pub enum Outcome {
 /// Responses bodies kept for dead letters are cut at this size.
 const MAX_KEPT_BODY: usize = 64 * 1024;
 
+/// The HTTP client for `[intake] url` (checked: http or https), or `None` when there is no
+/// intake and tickets stay in the store.
+pub fn intake_client(cfg: &IntakeConfig) -> Result<Option<reqwest::Client>, TicketError> {
+    let Some(url) = &cfg.url else { return Ok(None) };
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| TicketError::Config(format!("intake.url {url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(TicketError::Config(format!(
+            "intake.url {url:?}: not http(s)"
+        )));
+    }
+    build_client(cfg).map(Some)
+}
+
 pub fn build_client(cfg: &IntakeConfig) -> Result<reqwest::Client, TicketError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))

@@ -106,19 +106,7 @@ impl TicketService {
         if cfg.intake.concurrency == 0 {
             return Err(TicketError::Config("intake.concurrency must be > 0".into()));
         }
-        let client = match &cfg.intake.url {
-            Some(url) => {
-                let parsed = reqwest::Url::parse(url)
-                    .map_err(|e| TicketError::Config(format!("intake.url {url:?}: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(TicketError::Config(format!(
-                        "intake.url {url:?}: not http(s)"
-                    )));
-                }
-                Some(delivery::build_client(&cfg.intake)?)
-            }
-            None => None,
-        };
+        let client = delivery::intake_client(&cfg.intake)?;
         let store = Arc::new(Store::open(&cfg.db_path)?);
         let corrections = fleet::corrections::gather(&store, cfg.fleet.as_ref(), false)?;
         let rules = super::classify::corrections::fold(rules, &corrections);

@@ -27,6 +27,25 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Whether a missing peer or model must fail the test rather than skip it: `var` (e.g.
+/// `HOTLINE_REQUIRE_PEERS`) is 1, or this is CI.
+pub fn required(var: &str) -> bool {
+    std::env::var(var).as_deref() == Ok("1") || std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether the Whisper base model is in `models/`; fails the test when CI requires it.
+pub fn whisper_model_present() -> bool {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ggml-base.bin");
+    if model.exists() {
+        return true;
+    }
+    if required("HOTLINE_REQUIRE_MODEL") {
+        panic!("models/ggml-base.bin is required (HOTLINE_REQUIRE_MODEL=1 or CI=true)");
+    }
+    eprintln!("SKIPPED: no Whisper model (models/fetch.sh base)");
+    false
+}
+
 /// Whether an external peer is installed; fails the test when CI requires it.
 pub fn peer_available(cmd: &str) -> bool {
     let found = Command::new("sh")
@@ -38,8 +57,8 @@ pub fn peer_available(cmd: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !found {
-        if std::env::var("HOTLINE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{cmd} is required (HOTLINE_REQUIRE_PEERS=1) but not installed");
+        if required("HOTLINE_REQUIRE_PEERS") {
+            panic!("{cmd} is required (HOTLINE_REQUIRE_PEERS=1 or CI=true) but not installed");
         }
         eprintln!("SKIPPED: {cmd} not installed (set HOTLINE_REQUIRE_PEERS=1 to make this fatal)");
     }

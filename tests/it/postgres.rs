@@ -46,8 +46,10 @@ impl Postgres {
     /// A running, empty cluster, or `None` (skipped) when PostgreSQL is not installed.
     pub fn start() -> Option<Postgres> {
         let Some(bin) = server_bin() else {
-            if std::env::var("HOTLINE_REQUIRE_PEERS").as_deref() == Ok("1") {
-                panic!("PostgreSQL is required (HOTLINE_REQUIRE_PEERS=1) but not installed");
+            if super::harness::required("HOTLINE_REQUIRE_PEERS") {
+                panic!(
+                    "PostgreSQL is required (HOTLINE_REQUIRE_PEERS=1 or CI=true) but not installed"
+                );
             }
             eprintln!("SKIPPED: PostgreSQL not installed (set HOTLINE_REQUIRE_PEERS=1 to make this fatal)");
             return None;

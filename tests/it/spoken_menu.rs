@@ -12,19 +12,6 @@ use hotline_gateway::media::Codec;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn model_present() -> bool {
-    if repo().join("models/ggml-base.bin").exists() {
-        return true;
-    }
-    if std::env::var("HOTLINE_REQUIRE_MODEL").as_deref() == Ok("1")
-        || std::env::var("CI").as_deref() == Ok("true")
-    {
-        panic!("models/ggml-base.bin is required (HOTLINE_REQUIRE_MODEL=1 or CI=true)");
-    }
-    eprintln!("SKIPPED: no Whisper model (models/fetch.sh base)");
-    false
-}
-
 /// The daemon with the example config, speech recognition on (the spoken menu needs it).
 fn gateway() -> GatewayProcess {
     GatewayProcess::start(&[("HOTLINE_ASR_ENABLED", "true")])
@@ -95,7 +82,7 @@ async fn say_wait_press(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spoken_request_chooses_its_option_and_the_ticket_says_speech_and_the_words() {
-    if !model_present() {
+    if !super::harness::whisper_model_present() {
         return;
     }
     let mut gw = gateway();
@@ -131,7 +118,7 @@ async fn a_spoken_request_chooses_its_option_and_the_ticket_says_speech_and_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saying_zhuan_rengong_reaches_the_operator_path() {
-    if !model_present() {
+    if !super::harness::whisper_model_present() {
         return;
     }
     let mut gw = gateway();
@@ -158,7 +145,7 @@ async fn saying_zhuan_rengong_reaches_the_operator_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsure_request_is_asked_back_and_confirmed_with_1() {
-    if !model_present() {
+    if !super::harness::whisper_model_present() {
         return;
     }
     let mut gw = gateway();
@@ -180,7 +167,7 @@ async fn an_unsure_request_is_asked_back_and_confirmed_with_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn words_that_match_nothing_fall_back_to_the_keys() {
-    if !model_present() {
+    if !super::harness::whisper_model_present() {
         return;
     }
     let mut gw = gateway();

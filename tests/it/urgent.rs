@@ -24,19 +24,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn model_present() -> bool {
-    if repo().join("models/ggml-base.bin").exists() {
-        return true;
-    }
-    if std::env::var("HOTLINE_REQUIRE_MODEL").as_deref() == Ok("1")
-        || std::env::var("CI").as_deref() == Ok("true")
-    {
-        panic!("models/ggml-base.bin is required (HOTLINE_REQUIRE_MODEL=1 or CI)");
-    }
-    eprintln!("SKIPPED: no Whisper model (models/fetch.sh base)");
-    false
-}
-
 /// The parts joined by `pause_ms` of silence, then `hold_ms` of silence (the caller stays on
 /// the line), as an 8 kHz WAV under `dir`.
 fn message(dir: &Path, parts: &[&str], pause_ms: usize, hold_ms: usize) -> (PathBuf, Duration) {
@@ -108,7 +95,7 @@ fn doc_of(intake: &Intake, key: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_word_commits_the_ticket_while_the_caller_talks_and_the_transcript_follows() {
-    if !model_present() {
+    if !super::harness::whisper_model_present() {
         return;
     }
     let intake = Intake::start(|_, _| Reply::Accept(200)).await;
@@ -255,7 +242,7 @@ fn answering_operator(dir: &Path) -> (String, std::process::Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_word_puts_the_caller_through_to_the_urgent_target() {
-    if !model_present() || !peer_available("sipp") {
+    if !super::harness::whisper_model_present() || !peer_available("sipp") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -295,7 +282,7 @@ async fn an_urgent_word_puts_the_caller_through_to_the_urgent_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_urgent_transfer_nobody_takes_goes_on_as_after_the_message() {
-    if !model_present() {
+    if !super::harness::whisper_model_present() {
         return;
     }
     // An operator who never answers: the ring timeout ends it.
