@@ -97,6 +97,32 @@ fn eval_reports_accuracy_urgent_hits_false_alarms_and_confusion() {
     assert!(err.contains("bad.tsv") && err.contains("line 2"), "{err}");
 }
 
+#[test]
+fn crossval_measures_the_examples_clean_and_written_as_homophones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let run = |args: &[&str]| {
+        let (out, err, ok) = classify(&cfg, dir.path(), args);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v
+    };
+    let clean = run(&["crossval"]);
+    let misheard = run(&["crossval", "--misheard", "0.3"]);
+    assert_eq!(clean["examples"], misheard["examples"]);
+    assert!(clean["examples"].as_u64().unwrap() >= 300, "{clean}");
+    assert_eq!(misheard["misheard"], 0.3);
+    // Mis-hearing costs something, and the same seed gives the same figure.
+    let (a, b) = (
+        clean["accuracy"].as_f64().unwrap(),
+        misheard["accuracy"].as_f64().unwrap(),
+    );
+    assert!(b < a && b > 0.5, "clean {a}, misheard {b}");
+    assert_eq!(run(&["crossval", "--misheard", "0.3"])["accuracy"], b);
+    let (_, err, ok) = classify(&cfg, dir.path(), &["crossval", "--misheard", "1.5"]);
+    assert!(!ok && err.contains("--misheard"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operators_correction_changes_the_retrained_classification() {
     let dir = tempfile::tempdir().unwrap();

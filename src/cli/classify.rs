@@ -57,6 +57,10 @@ enum ClassifyAction {
     Crossval {
         #[arg(long, default_value_t = 5)]
         folds: usize,
+        /// Rate (0..1) at which the evaluated examples' characters are written as homophones,
+        /// as the transcriber does: robustness to mis-hearing without the held-out set.
+        #[arg(long, default_value_t = 0.0)]
+        misheard: f64,
     },
 }
 
@@ -118,12 +122,16 @@ fn execute(args: ClassifyArgs) -> Result<(), String> {
             println!("{summary}");
             Ok(())
         }
-        ClassifyAction::Crossval { folds } => {
+        ClassifyAction::Crossval { folds, misheard } => {
+            if !(0.0..=1.0).contains(&misheard) {
+                return Err(format!("--misheard {misheard}: a rate between 0 and 1"));
+            }
             // The examples carry no urgency: only the category figures mean anything.
-            let r = evaluate::cross_validate(&base, folds);
+            let r = evaluate::cross_validate(&base, folds, misheard);
             let v = serde_json::json!({
                 "examples": r.requests,
                 "folds": folds,
+                "misheard": misheard,
                 "accuracy": round3(r.accuracy),
                 "needs_review": r.needs_review,
                 "needs_review_wrong": r.needs_review_wrong,

@@ -51,7 +51,8 @@ pub struct Assessment {
     pub matched_keywords: Vec<String>,
     /// Urgent words found and not negated (table order).
     pub urgent_keywords: Vec<String>,
-    /// Urgent words found only by sound: `(word, what the text said)`.
+    /// Urgent words, and keywords of the chosen category, found only by sound: `(word, what
+    /// the text said)`, so that the operator sees "超市" was read from "超时".
     pub heard_as: Vec<(String, String)>,
     /// Urgent words found but negated ("没有漏气").
     pub negated_urgent: Vec<String>,
@@ -124,10 +125,16 @@ impl Engine {
         let hits = self.words.find(&clauses);
         // Per category: (listed index, keyword), so that they can be reported in table order.
         let mut kw: Vec<Vec<(usize, String)>> = vec![Vec::new(); cats.len()];
+        let mut kw_heard: Vec<(usize, &Hit)> = Vec::new();
         let mut urgent_hits: Vec<(usize, &Hit)> = Vec::new();
         for (i, hit) in &hits {
             match self.listed[*i] {
-                Listed::Keyword(c) => kw[c].push((*i, hit.word.clone())),
+                Listed::Keyword(c) => {
+                    kw[c].push((*i, hit.word.clone()));
+                    if hit.heard.is_some() {
+                        kw_heard.push((c, hit));
+                    }
+                }
                 Listed::Urgent => urgent_hits.push((*i, hit)),
             }
         }
@@ -198,6 +205,8 @@ impl Engine {
             urgent_keywords: live.iter().map(|h| h.word.clone()).collect(),
             heard_as: live
                 .iter()
+                .copied()
+                .chain(kw_heard.iter().filter(|(c, _)| *c == best).map(|(_, h)| *h))
                 .filter_map(|h| h.heard.clone().map(|x| (h.word.clone(), x)))
                 .collect(),
             negated_urgent: urgent_hits

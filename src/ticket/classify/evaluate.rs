@@ -162,7 +162,9 @@ pub fn evaluate(rules: &Rules, set: &[Labelled]) -> Report {
 
 /// `k`-fold cross-validation on the table's own examples: models trained without each
 /// fold, evaluated on that fold, the counts summed. The figures to tune against.
-pub fn cross_validate(rules: &Rules, k: usize) -> Report {
+/// `misheard` > 0 passes each evaluated example through [`super::misheard::Channel`] at
+/// that rate (homophones of the training folds' characters): transcripts, not clean text.
+pub fn cross_validate(rules: &Rules, k: usize, misheard: f64) -> Report {
     let examples = rules.examples.as_ref();
     let ids: Vec<String> = rules.all().iter().map(|c| c.id.clone()).collect();
     let k = k.max(2);
@@ -172,6 +174,11 @@ pub fn cross_validate(rules: &Rules, k: usize) -> Report {
             .iter()
             .enumerate()
             .partition(|(i, _)| i % k == fold);
+        let mut channel = super::misheard::Channel::new(
+            train.iter().map(|(_, (_, t))| t.as_str()),
+            misheard,
+            fold as u64 + 1,
+        );
         let mut r = rules.clone();
         r.train(train.into_iter().map(|(_, e)| e.clone()).collect(), &[]);
         let set: Vec<Labelled> = test
@@ -179,7 +186,7 @@ pub fn cross_validate(rules: &Rules, k: usize) -> Report {
             .map(|(_, (cat, text))| Labelled {
                 expected: ids[*cat].clone(),
                 urgent: false,
-                text: text.clone(),
+                text: channel.mishear(text),
             })
             .collect();
         total.add(evaluate(&r, &set));

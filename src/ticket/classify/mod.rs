@@ -22,6 +22,7 @@ mod bayes;
 pub mod corrections;
 mod decide;
 pub mod evaluate;
+mod misheard;
 mod words;
 
 pub use corrections::Correction;

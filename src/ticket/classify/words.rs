@@ -8,9 +8,13 @@
 //! a run of whole words spells it. A topic keyword also matches at the start of a longer
 //! word: Chinese compounds put the modifier first, so "公交车" and "垃圾桶" are about "公交"
 //! and "垃圾", while a word that merely ends with one ("打不着火") is not about it; urgent
-//! words never match inside a word. Urgent words also match by sound (toned pinyin),
-//! because the transcriber writes homophones ("然气泄漏" for "燃气泄漏", "煤气位" for
-//! "煤气味"); only words of three or more characters, where a chance homophone is rare.
+//! words never match inside a word. Words also match by sound, because the transcriber
+//! writes homophones ("然气泄漏" for "燃气泄漏", "煤气位" for "煤气味", "超时" for "超市"):
+//! urgent words of three or more characters by toned pinyin, where a chance homophone is
+//! rare (a false alarm sends a crew); topic keywords of two or more characters by pinyin
+//! without tones, which also catches "幽儿圆" for "幼儿园" (a wrong topic keyword only
+//! weighs in the category, beside the model; cross-validated on examples written as
+//! homophones by [`super::misheard`], BENCHMARKS.md §7).
 //! A negation a few words before an urgent word in the same clause ("没有漏气", "不是着火")
 //! cancels it; an A-not-A question ("是不是漏气") does not, because it is a worry, not a no.
 
@@ -101,6 +105,8 @@ pub struct Words {
     exact: HashMap<String, Vec<usize>>,
     /// Toned pinyin of sound-matchable words → indices into `listed`.
     by_sound: HashMap<String, Vec<usize>>,
+    /// Pinyin without tones of topic keywords → indices into `listed`.
+    kw_by_sound: HashMap<String, Vec<usize>>,
     /// Per listed word: may it match at the start of a longer word.
     as_prefix: Vec<bool>,
     /// The words as the table writes them.
@@ -130,10 +136,14 @@ impl Words {
         }
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_sound: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut kw_by_sound: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, w) in listed.iter().enumerate() {
             let n = normalize(w);
             if sound.get(i).copied().unwrap_or(false) && !n.is_ascii() && n.chars().count() >= 3 {
                 by_sound.entry(pinyin_key(&n)).or_default().push(i);
+            }
+            if !sound.get(i).copied().unwrap_or(false) && !n.is_ascii() && n.chars().count() >= 2 {
+                kw_by_sound.entry(toneless_key(&n)).or_default().push(i);
             }
             exact.entry(n).or_default().push(i);
         }
@@ -141,6 +151,7 @@ impl Words {
             jieba,
             exact,
             by_sound,
+            kw_by_sound,
             as_prefix: urgent.iter().map(|u| !u).collect(),
             listed: listed.to_vec(),
         }
@@ -205,10 +216,12 @@ impl Words {
                     }
                     let (ids, heard) = match self.exact.get(&run) {
                         Some(ids) => (ids, None),
-                        None if self.by_sound.is_empty() => continue,
                         None => match self.by_sound.get(&pinyin_key(&run)) {
                             Some(ids) => (ids, Some(run.clone())),
-                            None => continue,
+                            None => match self.kw_by_sound.get(&toneless_key(&run)) {
+                                Some(ids) => (ids, Some(run.clone())),
+                                None => continue,
+                            },
                         },
                     };
                     let negated = negated_before(clause, start);
@@ -261,6 +274,26 @@ fn negated_before(clause: &Clause, start: usize) -> bool {
     let joined = window.concat();
     window.iter().any(|w| NEGATORS.contains(&w.as_str()))
         && !A_NOT_A.iter().any(|q| joined.contains(q))
+}
+
+/// The syllable a Chinese character is read as, without its tone (`None`: not Chinese).
+/// The transcriber's mistakes are mostly characters of the same sound ("超时" for "超市",
+/// "幽儿圆" for "幼儿园"), often with another tone ("骑火" for "起火").
+pub fn toneless(c: char) -> Option<&'static str> {
+    c.to_pinyin().map(|p| p.plain())
+}
+
+/// Pinyin without tones of every character ("chao shi "), as [`pinyin_key`].
+fn toneless_key(s: &str) -> String {
+    let mut key = String::new();
+    for c in s.chars() {
+        match toneless(c) {
+            Some(p) => key.push_str(p),
+            None => key.push(c),
+        }
+        key.push(' ');
+    }
+    key
 }
 
 /// Toned pinyin of every character ("ran2 qi4 …"); characters without a reading stand for
@@ -329,6 +362,27 @@ mod tests {
         assert_eq!(found(&w, "屋里有煤气位"), vec![("煤气味".into(), false)]);
         // Two-character words match only as written.
         assert!(found(&w, "我在找货").is_empty());
+    }
+
+    #[test]
+    fn topic_keywords_match_homophones_in_any_tone_urgent_words_of_two_characters_do_not() {
+        let listed: Vec<String> = ["超市", "幼儿园", "起火"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let w = Words::new(&listed, &[false, false, true], &[]);
+        let hits = w.find(&w.clauses("超时卖过期的牛奶"));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].1.word, "超市");
+        assert_eq!(hits[0].1.heard.as_deref(), Some("超时"));
+        // Another tone on every syllable: 幽 yōu for 幼 yòu, 圆 yuán for 园 yuán.
+        assert_eq!(found(&w, "幽儿圆收费太高"), vec![("幼儿园".into(), false)]);
+        // Only whole words make the run: 市场 does not hold a sound of 超市.
+        assert!(found(&w, "菜市场很吵").is_empty());
+        // A two-character urgent word is never matched by its sound ("骑火" is no fire
+        // alarm: 期货 and 其货 sound the same).
+        assert!(found(&w, "电动车骑火了").is_empty());
+        assert!(found(&w, "我在做期货").is_empty());
     }
 
     #[test]
