@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example asr_cer -- [--beam N] [--threads N] [--prompt TEXT | --no-prompt]
-//!     [--vocab] [--split MS [--context CHARS]] [--noise] [--extra]
+//!     [--vocab] [--split MS [--context CHARS]] [--noise] [--extra] [--live-cases]
+//!     [--margin FRAMES | --full-window]
 //! ```
 //!
 //! Files: `tests/data/speech/held_*` (texts.tsv; committed before any option was tried) and
@@ -15,6 +16,9 @@
 //! parts one by one (`--context N`: each with the last N characters of the text before it in
 //! its prompt), then stitches them: per-utterance against whole-message decoding. `--noise`
 //! also decodes noise and silence and reports any classification keyword Whisper wrote there.
+//! `--live-cases` decodes the six messages of `tests/it/live_bench.rs` instead (one or two
+//! shared utterances with 2 s pauses), so live against whole costs seconds, not a daemon run.
+//! `--margin`/`--full-window`: the encoder window's margin beyond the clip, or the full 30 s.
 //!
 //! Keyword recall: of the table's keywords (and urgent words) in a file's reference text, the
 //! share found in its transcript.
@@ -34,6 +38,7 @@ struct Opts {
     split_ms: u64,
     noise: bool,
     extra: bool,
+    live_cases: bool,
 }
 
 fn main() {
@@ -48,6 +53,7 @@ fn main() {
         split_ms: 0,
         noise: false,
         extra: false,
+        live_cases: false,
     };
     let mut vocab = false;
     let mut args = std::env::args().skip(1);
@@ -68,6 +74,9 @@ fn main() {
             "--vocab" => vocab = true,
             "--noise" => opts.noise = true,
             "--extra" => opts.extra = true,
+            "--live-cases" => opts.live_cases = true,
+            "--margin" => cfg.audio_ctx_margin = Some(num() as u32),
+            "--full-window" => cfg.audio_ctx_margin = None,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -100,10 +109,19 @@ fn main() {
     let pool = AsrPool::start(cfg).expect("pool");
     let mut rows: Vec<(String, f64, usize, usize)> = Vec::new();
     let (mut audio_ms, mut elapsed_ms) = (0u64, 0u64);
-    for (file, reference) in files(root, opts.extra) {
-        let pcm: Arc<[i16]> = audio::telephone_round_trip(&file, Codec::Pcmu)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-            .into();
+    let messages = if opts.live_cases {
+        live_cases()
+    } else {
+        files(root, opts.extra)
+            .into_iter()
+            .map(|(file, reference)| {
+                let pcm = audio::telephone_round_trip(&file, Codec::Pcmu)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                (file, reference, pcm.into())
+            })
+            .collect()
+    };
+    for (file, reference, pcm) in messages {
         let t = decode(&pool, pcm, opts.split_ms);
         let cer = asr_common::error_rate("zh", &reference, &t.text);
         let spoken: Vec<&String> = keywords
@@ -171,6 +189,44 @@ fn main() {
             );
         }
     }
+}
+
+/// The six messages of `tests/it/live_bench.rs`, named after their parts: (a) one shared
+/// utterance and a 2 s pause, (b) two with a 2 s pause between; (name, reference, audio).
+fn live_cases() -> Vec<(PathBuf, String, Arc<[i16]>)> {
+    let dir = asr_common::speech_dir().expect("../shared/speech");
+    let refs = asr_common::manifest(&dir);
+    let reference = |f: &str| {
+        refs.iter()
+            .find(|u| u.file == f)
+            .map(|u| u.reference.clone())
+            .expect("in the manifest")
+    };
+    let pause = || std::iter::repeat_n(0i16, 16_000);
+    let mut out = Vec::new();
+    for f in [
+        "01_streetlight",
+        "03_construction_noise",
+        "05_social_insurance",
+    ] {
+        let f = format!("dev_zh_{f}.wav");
+        let mut pcm = asr_common::telephone(&dir.join(&f)).to_vec();
+        pcm.extend(pause());
+        out.push((PathBuf::from(format!("a_{f}")), reference(&f), pcm.into()));
+    }
+    for (x, y) in [
+        ("01_streetlight", "02_heating"),
+        ("03_construction_noise", "04_pothole"),
+        ("05_social_insurance", "02_heating"),
+    ] {
+        let (x, y) = (format!("dev_zh_{x}.wav"), format!("dev_zh_{y}.wav"));
+        let mut pcm = asr_common::telephone(&dir.join(&x)).to_vec();
+        pcm.extend(pause());
+        pcm.extend_from_slice(&asr_common::telephone(&dir.join(&y)));
+        let text = format!("{} {}", reference(&x), reference(&y));
+        out.push((PathBuf::from(format!("b_{x}+{y}")), text, pcm.into()));
+    }
+    out
 }
 
 /// (WAV, reference text) of every held-out file.
