@@ -198,10 +198,14 @@ fn a_full_queue_hands_the_audio_back() {
     let full = rejected.expect("third submission is rejected");
     assert!(Arc::ptr_eq(&full.pcm_8k, &pcm), "the same audio comes back");
     assert!(accepted.len() <= 2);
+    // Busy while anything is queued or decoding (a second pass waits for this), and the
+    // rejected job is not counted.
+    assert!(!pool.is_idle());
     for rx in accepted {
         let t = rx.blocking_recv().expect("accepted jobs complete");
         assert!(t.text.to_lowercase().contains("pothole"), "{:?}", t.text);
     }
+    assert!(pool.is_idle(), "every job answered: the pool is idle");
 }
 
 #[test]

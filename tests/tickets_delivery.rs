@@ -529,3 +529,68 @@ async fn a_v1_intake_gets_v1_documents_and_a_v2_intake_v2() {
         }
     }
 }
+
+/// A live-transcribed message's second pass (the whole message decoded after the live text
+/// was ticketed): the better text reaches the intake as the next revision of the same
+/// ticket, classified anew; a second pass that no longer matches the ticket changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pass_transcript_is_delivered_as_the_next_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|_, _| Reply::Accept(200)).await;
+    let svc = TicketService::open(config(dir.path(), Some(intake.url()))).unwrap();
+    let (stop, task) = spawn_delivery(&svc);
+    let live_text = "我家楼下的路都坏了三天了";
+    let mut facts_live = facts("call-2pass", "13800000000", live_text, None, 0);
+    facts_live.reference = Some("261202000042".into());
+    let first = svc.create(facts_live.clone()).await.unwrap();
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
+    assert_eq!(svc.flush(deadline()).await.unwrap().undelivered, 0);
+
+    let whole_text = "我家楼下的路灯坏了三天了";
+    let mut facts_whole = facts_live.clone();
+    let t = facts_whole.transcript.as_mut().unwrap();
+    t.text = whole_text.into();
+    t.segments[0].text = whole_text.into();
+    let revised = svc
+        .revise_transcript(facts_whole.clone(), live_text.into())
+        .await
+        .unwrap()
+        .expect("a different text revises the ticket");
+    assert_eq!(revised.ticket_id, first.ticket_id);
+    assert_eq!(revised.revision, first.revision + 1);
+    assert_eq!(revised.reference.as_deref(), Some("261202000042"));
+    assert_eq!(revised.transcript.text, whole_text);
+    assert_eq!(revised.classification.category_id, "street_lights_roads");
+    // Replayed (or raced by another revision): the ticket no longer carries the live text.
+    let again = svc.revise_transcript(facts_whole, live_text.into()).await;
+    assert!(again.unwrap().is_none());
+    assert_eq!(
+        svc.counters()
+            .revised
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    assert_eq!(svc.flush(deadline()).await.unwrap().undelivered, 0);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let id = first.ticket_id.to_string();
+    let keys: Vec<String> = intake
+        .posts()
+        .iter()
+        .filter_map(|p| p.idempotency_key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("{id}:{}", first.revision),
+            format!("{id}:{}", revised.revision)
+        ]
+    );
+    let stored = intake.documents();
+    let doc = &stored[&keys[1]];
+    assert_eq!(doc["ticket_id"], id);
+    assert_eq!(doc["transcript"]["text"], whole_text);
+    assert_eq!(doc["revision"], revised.revision);
+    assert_eq!(stored[&keys[0]]["transcript"]["text"], live_text);
+}

@@ -386,6 +386,11 @@ impl MetricSource for TicketSource {
             "Tickets committed since start.",
             &c.created,
         );
+        out.counter(
+            "hotline_tickets_revised_total",
+            "Tickets given a better transcript by a message's second pass since start.",
+            &c.revised,
+        );
         let n = "hotline_ticket_deliveries_total";
         out.family(
             n,

@@ -145,6 +145,9 @@ pub struct AsrConfig {
     /// At most this many characters of a message's earlier text are added to the initial
     /// prompt of its later parts (live transcription); 0 = each part decoded on its own.
     pub context_chars: usize,
+    /// After a live-transcribed message of several parts is ticketed, decode it whole when
+    /// the pool is idle and revise the ticket with that text (see `gateway::second_pass`).
+    pub second_pass: bool,
     /// Give up on a message after this long (whisper.cpp abort callback).
     pub time_budget: Duration,
     /// Decoder token cap per second of speech (a loop shows up as a flood of tokens);
@@ -170,6 +173,7 @@ impl Default for AsrConfig {
             initial_prompts,
             beam_size: 1,
             context_chars: 0,
+            second_pass: true,
             time_budget: Duration::from_secs(60),
             max_tokens_per_second: 12.0,
             audio_ctx_margin: Some(64),

@@ -5,6 +5,7 @@
 //! its own decoder state (whisper.cpp states are not shareable). Back-pressure is explicit: a
 //! full queue hands the audio back to the caller at once instead of growing without bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
@@ -79,6 +80,8 @@ impl std::error::Error for QueueFull {}
 pub struct AsrPool {
     tx: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    /// Jobs queued or being decoded (see [`AsrPool::is_idle`]).
+    pending: Arc<AtomicUsize>,
     cfg: Arc<AsrConfig>,
     model_name: String,
 }
@@ -115,20 +118,22 @@ impl AsrPool {
         let cfg = Arc::new(cfg);
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_depth);
         let rx = Arc::new(Mutex::new(rx));
+        let pending = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::with_capacity(cfg.workers);
         for i in 0..cfg.workers {
             let engine =
                 Engine::new(ctx.clone(), cfg.clone(), model_name.clone()).map_err(model_err)?;
-            let rx = rx.clone();
+            let (rx, pending) = (rx.clone(), pending.clone());
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("asr-{i}"))
-                    .spawn(move || worker(engine, rx))?,
+                    .spawn(move || worker(engine, rx, pending))?,
             );
         }
         Ok(AsrPool {
             tx: Some(tx),
             workers,
+            pending,
             cfg,
             model_name,
         })
@@ -199,9 +204,12 @@ impl AsrPool {
         let Some(tx) = &self.tx else {
             return Err(QueueFull { pcm_8k: job.pcm_8k });
         };
+        // Counted before it is sent, so a worker never takes it below zero.
+        self.pending.fetch_add(1, Ordering::SeqCst);
         match tx.try_send(job) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
                 Err(QueueFull { pcm_8k: job.pcm_8k })
             }
         }
@@ -215,6 +223,12 @@ impl AsrPool {
     pub fn config(&self) -> &AsrConfig {
         &self.cfg
     }
+
+    /// No job queued or being decoded: work that may wait (a message's second pass) takes
+    /// a worker only then, so that it never delays a caller's own transcription.
+    pub fn is_idle(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) == 0
+    }
 }
 
 impl Drop for AsrPool {
@@ -226,7 +240,7 @@ impl Drop for AsrPool {
     }
 }
 
-fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>) {
+fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>, pending: Arc<AtomicUsize>) {
     loop {
         // Hold the lock only to take a job, not while transcribing it.
         let job = match rx.lock() {
@@ -244,6 +258,7 @@ fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>) {
                 t
             }
         };
+        pending.fetch_sub(1, Ordering::SeqCst);
         // The caller may have hung up; nothing to do then.
         let _ = job.reply.send(t);
     }

@@ -134,6 +134,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("asr", "beam_size", Kind::Int),
     ("asr", "initial_prompt", Kind::Str),
     ("asr", "context_chars", Kind::Int),
+    ("asr", "second_pass", Kind::Bool),
     ("security", "unknown_source", Kind::Str),
     ("security", "rate_limit", Kind::Int),
     ("security", "rate_burst", Kind::Int),

@@ -114,6 +114,10 @@ pub struct AsrSection {
     /// Characters of a live-transcribed message's earlier text given to Whisper with each
     /// later utterance (0 = every utterance on its own; at most 200).
     pub context_chars: usize,
+    /// A live-transcribed message of several utterances is ticketed at once with the live
+    /// text, then decoded whole when the Whisper pool is idle; a different text becomes the
+    /// ticket's next revision (whole-message decoding reads each sentence with the others).
+    pub second_pass: bool,
 }
 
 impl Default for AsrSection {
@@ -129,6 +133,7 @@ impl Default for AsrSection {
             beam_size: 1,
             initial_prompt: crate::asr::prompt::ZH_BASE.to_string(),
             context_chars: 0,
+            second_pass: true,
         }
     }
 }

@@ -19,6 +19,7 @@
 //! between them, so none of those modules needs to know the others.
 
 use super::live::LiveTranscripts;
+use super::second_pass::SecondPass;
 use crate::asr::AsrPool;
 use crate::call::record::{CallRecord, Transcript, TranscriptSegment};
 use crate::ticket::{
@@ -88,7 +89,7 @@ pub async fn run(
         work.spawn(async move {
             let _slot = slots.acquire_owned().await;
             let outcome =
-                process_record(&tickets, asr.as_deref(), live.as_deref(), &dirs, &path).await;
+                process_record(&tickets, asr.as_ref(), live.as_deref(), &dirs, &path).await;
             (path, outcome)
         });
     };
@@ -141,15 +142,27 @@ pub async fn run(
 
 async fn process_record(
     tickets: &TicketService,
-    asr: Option<&AsrPool>,
+    asr: Option<&Arc<AsrPool>>,
     live: Option<&LiveTranscripts>,
     dirs: &RecordDirs,
     path: &Path,
 ) -> Handoff {
-    let transcriber =
-        asr.map(|a| move |r: CallRecord| async move { transcribe_record(a, live, &r).await });
+    let second = std::sync::Mutex::new(None);
+    let transcriber = asr.map(|a| {
+        let a: &AsrPool = a;
+        |r: CallRecord| async {
+            let (t, pass) = transcribe_record(a, live, &r).await;
+            *second.lock().unwrap_or_else(|e| e.into_inner()) = pass.map(|p| (r, p));
+            t
+        }
+    });
     let urgent = live.and_then(|l| l.urgent()).map(|u| &**u);
-    hand_over(tickets, dirs, path, transcriber, urgent).await
+    let outcome = hand_over(tickets, dirs, path, transcriber, urgent).await;
+    let second = second.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let (Handoff::Done, Some((record, pass)), Some(asr)) = (&outcome, second, asr) {
+        super::second_pass::spawn(asr.clone(), tickets.clone(), record, pass);
+    }
+    outcome
 }
 
 /// One attempt at the hand-off of the record at `path`: transcribe (when `transcriber` is
@@ -207,17 +220,20 @@ async fn write_record(record: &CallRecord, path: &Path) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
-/// The transcript of the record's message (an empty one with the reason when there is none).
+/// The transcript of the record's message (an empty one with the reason when there is none),
+/// and its second pass when it was stitched from several live parts.
 async fn transcribe_record(
     asr: &AsrPool,
     live: Option<&LiveTranscripts>,
     record: &CallRecord,
-) -> Transcript {
+) -> (Transcript, Option<SecondPass>) {
     // Taken (and so forgotten) whatever happens next.
     let partials = live.and_then(|l| l.take(&record.call_id));
     let Some(recording) = record.recording.clone() else {
-        return empty_transcript(&record.language, asr.model_name(), "no_recording");
+        let t = empty_transcript(&record.language, asr.model_name(), "no_recording");
+        return (t, None);
     };
+    let mut second = None;
     let transcript = if !recording.heard_speech {
         // The end-pointer heard nothing: Whisper must not be given the chance to invent text.
         empty_transcript(&record.language, asr.model_name(), "no_speech")
@@ -225,7 +241,18 @@ async fn transcribe_record(
         let wav = recording.path.clone();
         match tokio::task::spawn_blocking(move || read_wav(&wav)).await {
             Ok(Ok(pcm)) => match partials {
-                Some(p) => super::live_finish::finish(asr, p, pcm, &record.language).await,
+                Some(p) => {
+                    let (t, parts) =
+                        super::live_finish::finish(asr, p, pcm.clone(), &record.language).await;
+                    if parts >= 2 && asr.config().second_pass {
+                        second = Some(SecondPass {
+                            pcm,
+                            language: record.language.clone(),
+                            live_text: t.text.clone(),
+                        });
+                    }
+                    t
+                }
                 None => transcribe_whole(asr, pcm, &record.language).await,
             },
             Ok(Err(e)) => {
@@ -245,7 +272,7 @@ async fn transcribe_record(
         empty_reason = transcript.empty_reason.as_deref().unwrap_or(""),
         "message transcribed"
     );
-    transcript
+    (transcript, second)
 }
 
 /// Submit with back-pressure: a full queue means wait for a worker, not drop the message.

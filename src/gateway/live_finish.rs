@@ -19,16 +19,19 @@ use std::time::Duration;
 /// Shorter rests (the cut leaves half a pause) are silence: not worth a Whisper pass.
 const MIN_REST_SAMPLES: usize = 1600;
 
+/// The message's transcript, and how many parts were decoded on their own and stitched
+/// (0: it was decoded whole after all).
 pub(super) async fn finish(
     asr: &AsrPool,
     partials: Partials,
     pcm: Arc<[i16]>,
     language: &str,
-) -> Transcript {
+) -> (Transcript, usize) {
+    let whole = |pcm| async move { (transcribe_whole(asr, pcm, language).await, 0) };
     let covered: usize = partials.utterances.iter().map(|u| u.samples).sum();
     if partials.language != language || covered > pcm.len() {
         // the flow switched language after the message began, or not our recording
-        return transcribe_whole(asr, pcm, language).await;
+        return whole(pcm).await;
     }
     let count = partials.utterances.len();
     let rest: Arc<[i16]> = pcm[covered..].into();
@@ -55,7 +58,7 @@ pub(super) async fn finish(
                 offset_ms: at as u64 / 8,
                 transcript: t,
             }),
-            Err(_) => return transcribe_whole(asr, pcm, language).await,
+            Err(_) => return whole(pcm).await,
         }
         at += u.samples;
     }
@@ -65,7 +68,7 @@ pub(super) async fn finish(
                 offset_ms: at as u64 / 8,
                 transcript: t,
             }),
-            Err(_) => return transcribe_whole(asr, pcm, language).await,
+            Err(_) => return whole(pcm).await,
         }
     }
     tracing::debug!(
@@ -74,13 +77,15 @@ pub(super) async fn finish(
         "message transcribed live"
     );
     let guards = &asr.config().guards;
-    record_transcript(stitch(
+    let stitched = parts.len();
+    let t = stitch(
         parts,
         language,
         asr.model_name(),
         pcm.len() as u64 / 8,
         guards,
-    ))
+    );
+    (record_transcript(t), stitched)
 }
 
 /// Whether the rest holds speech by the pool's own VAD (off the runtime's threads: the

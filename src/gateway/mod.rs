@@ -10,6 +10,7 @@ mod live_finish;
 mod lookup;
 mod menu_speech;
 mod reload;
+mod second_pass;
 pub mod storage;
 pub mod urgent;
 
@@ -375,6 +376,7 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
         time_budget: Duration::from_secs(a.time_budget_secs.max(1)),
         beam_size: a.beam_size.max(1),
         context_chars: a.context_chars,
+        second_pass: a.second_pass,
         ..crate::asr::AsrConfig::default()
     };
 

@@ -63,6 +63,19 @@ pub(super) fn revise(
     facts: &CallFacts,
     r: Revise<'_>,
 ) -> Result<Ticket, TicketError> {
+    next_revision(store, existing, facts, r, awaits_final)
+}
+
+/// Rebuilds `existing` from `facts` as its next revision, if the stored ticket still
+/// satisfies `still` when the write transaction has it (another revision may have come
+/// first), and queues it for delivery. What the desk did with it is kept ([`carry_over`]).
+pub(super) fn next_revision(
+    store: &Store,
+    existing: &Ticket,
+    facts: &CallFacts,
+    r: Revise<'_>,
+    still: impl FnOnce(&Ticket) -> bool,
+) -> Result<Ticket, TicketError> {
     let window = i64::try_from(r.duplicate.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let started_ms = facts.started_at.timestamp_millis();
     let id = existing.ticket_id.to_string();
@@ -73,7 +86,7 @@ pub(super) fn revise(
         started_ms,
         r.now_ms,
         |current, candidates| {
-            if !awaits_final(current) {
+            if !still(current) {
                 return None;
             }
             let others: Vec<_> = candidates
@@ -95,8 +108,9 @@ pub(super) fn revise(
     )
 }
 
-/// What the revision keeps of the early ticket: its number, its trigger, its urgency and
-/// whatever the desk already did with it.
+/// What a revision keeps of the ticket before it: its number, its trigger, its urgency (an
+/// urgent ticket is never quietly downgraded by a re-decoded text) and whatever the desk
+/// already did with it.
 fn carry_over(early: &Ticket, t: &mut Ticket, rules: &Rules) {
     t.revision = early.revision + 1;
     if t.reference.is_none() {
@@ -105,7 +119,9 @@ fn carry_over(early: &Ticket, t: &mut Ticket, rules: &Rules) {
     if t.urgent_trigger.is_none() {
         t.urgent_trigger = early.urgent_trigger.clone();
     }
-    mark_urgent(&mut t.classification, rules, t.created_at);
+    if early.classification.urgent || t.urgent_trigger.is_some() {
+        mark_urgent(&mut t.classification, rules, t.created_at);
+    }
     t.classification.operator_override = early.classification.operator_override.clone();
     t.progress = early.progress.clone();
 }

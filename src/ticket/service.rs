@@ -22,6 +22,8 @@ use super::store::{Claimed, Created, DeliveryState, Store};
 use super::v1;
 use super::{CallFacts, Ticket, TicketConfig, TicketError};
 
+mod second_pass;
+
 /// Tickets still waiting after [`TicketService::flush`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlushReport {
@@ -42,6 +44,8 @@ pub struct TicketService {
 pub struct DeliveryCounters {
     /// Tickets committed (a repeated `create` for the same call is not counted).
     pub created: AtomicU64,
+    /// Tickets revised with the whole message's transcript (`second_pass`).
+    pub revised: AtomicU64,
     /// Attempts that the intake accepted.
     pub delivered: AtomicU64,
     /// Attempts that failed transiently; the ticket is retried later.

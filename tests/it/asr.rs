@@ -235,3 +235,72 @@ async fn a_two_utterance_message_is_transcribed_live_with_segments_in_message_ti
         "segment time not moved into the message: {heating_seg}"
     );
 }
+
+/// The second pass: the live ticket goes out at once; when the pool is idle the whole
+/// message is decoded, and the ticket ends with exactly the text a whole-message decode of
+/// the recording gives: as its next revision when that text differs from the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision() {
+    let Some((model, heating)) = inputs() else {
+        return;
+    };
+    let insurance = heating.with_file_name("dev_zh_05_social_insurance.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let speech = two_utterances(dir.path(), &insurance, &heating, 2000);
+    let mut gw = GatewayProcess::start(&[
+        ("HOTLINE_ASR_ENABLED", "true"),
+        ("HOTLINE_ASR_REQUIRED", "true"),
+        ("HOTLINE_RECORDING_TRAILING_SILENCE_MS", "3000"),
+        ("HOTLINE_RECORDING_UTTERANCE_PAUSE_MS", "600"),
+    ]);
+    let report = speak_a_message(&gw, speech).await;
+    assert_eq!(report.status, 200);
+    let live = gw.wait_tickets(1, Duration::from_secs(120));
+    let revised = "ticket revised with the whole message's transcript";
+    let stands = "second pass: live text stands";
+    let done = |log: &str| log.contains(revised) || log.contains(stands);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !done(&gw.log()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let records = gw.wait_records(1, Duration::from_secs(5));
+    let tickets = gw.wait_tickets(1, Duration::from_secs(5));
+    let log = gw.stop();
+    assert!(log.contains("message transcribed live"), "{log}");
+    assert!(done(&log), "no second pass:\n{log}");
+
+    // The same decoding as the daemon's ([asr] of config/hotline.toml), on the recording.
+    let wav = PathBuf::from(records[0]["recording"]["path"].as_str().expect("path"));
+    let pcm: Vec<i16> = hound::WavReader::open(&wav)
+        .unwrap_or_else(|e| panic!("{}: {e}", wav.display()))
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let mut cfg = hotline_gateway::asr::AsrConfig {
+        model_path: model,
+        workers: 1,
+        threads_per_worker: 1,
+        ..Default::default()
+    };
+    cfg.initial_prompts.insert(
+        "zh".into(),
+        hotline_gateway::asr::prompt::ZH_BASE.to_string(),
+    );
+    let pool = hotline_gateway::asr::AsrPool::start(cfg).expect("model");
+    let whole = pool.submit(pcm.into(), "zh").expect("queue").await.unwrap();
+    let t = &tickets[0];
+    assert_eq!(t["transcript"]["text"], whole.text.as_str(), "{log}");
+    // The call record keeps what the live pass heard, the ticket was committed with it.
+    let live_text = records[0]["transcript"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(t["ticket_id"], live[0]["ticket_id"]);
+    assert_eq!(t["reference"], live[0]["reference"]);
+    if live_text == whole.text {
+        assert!(log.contains(stands), "{log}");
+        assert_eq!(t["revision"], 1);
+    } else {
+        assert!(log.contains(revised), "{log}");
+        assert_eq!(t["revision"], 2, "{t:#}");
+    }
+}

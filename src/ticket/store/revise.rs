@@ -1,6 +1,7 @@
-//! Replacing an early ticket by its next revision (`ticket::early`), in one transaction.
+//! Replacing a ticket by its next revision (`ticket::early`: the urgent early commit, and
+//! the second pass of a live-transcribed message), in one transaction.
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::super::duplicate::Candidate;
 use super::super::model::Ticket;
@@ -9,6 +10,19 @@ use super::candidates::in_window;
 use super::{document_of, parse_doc, Store};
 
 impl Store {
+    /// The ticket of call `call_uid`, if one was committed.
+    pub fn ticket_of_call(&self, call_uid: &str) -> Result<Option<Ticket>, TicketError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT id, document FROM tickets WHERE call_uid = ?1",
+                [call_uid],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        row.map(|(id, doc)| parse_doc(&id, &doc)).transpose()
+    }
+
     /// Reads ticket `ticket_id` and the duplicate candidates (calls started in
     /// `[from_ms, to_ms]`, the latest and the caller's own), lets `build` make the new
     /// revision (`None`: leave it as it is) and stores it, queued for delivery at once.
