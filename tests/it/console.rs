@@ -6,7 +6,7 @@
 //! With `HOTLINE_DESK_SCREENSHOTS=<dir>` the pages are saved there as PNG (how the
 //! screenshots in docs/ were made).
 
-use super::console_api::{DeskProcess, OPERATOR, SUPERVISOR};
+use super::desk_harness::{DeskProcess, OPERATOR, SUPERVISOR};
 use super::harness::{peer_available, repo};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hotline_gateway::caller::{dial, DialOptions};
@@ -215,7 +215,7 @@ async fn an_operator_works_the_queue_and_a_ticket_in_the_browser() {
     let newest: Value = d
         .http
         .get(d.url("/api/v1/tickets?per_page=1"))
-        .bearer_auth(super::console_api::TOKEN)
+        .bearer_auth(super::desk_harness::TOKEN)
         .send()
         .await
         .unwrap()

@@ -12,6 +12,7 @@ mod call_flow;
 mod carrier;
 mod console;
 mod console_api;
+mod desk_harness;
 mod fleet;
 mod fleet_desk;
 mod fleet_lease;

@@ -5,7 +5,7 @@
 //! caller presses 4, keys the number and `#`, and hears "resolved".
 
 use super::audio::{find, find_with_lag, read_wav_8k, through_g711};
-use super::console_api::free_tcp_port;
+use super::desk_harness::free_tcp_port;
 use super::harness::{repo, GatewayProcess};
 use hotline_gateway::caller::{dial, DialOptions};
 use hotline_gateway::media::Codec;
