@@ -3,6 +3,9 @@
 //! hang-up, as before issue 16) and on (600 ms), in one run, against the daemon; then live
 //! with the most accurate decoding (beam 5, the table's words, context), to show its cost.
 //! Each call's log lines (record written, transcribed, ticketed) show where the time goes.
+//! CER is reported twice: as committed, and after the second pass (`[asr] second_pass`: a
+//! live message of several parts decoded whole when the pool is idle, its text the ticket's
+//! next revision), which the bench waits for.
 //! Figures: BENCHMARKS.md §6, from a release build:
 //!
 //! ```sh
