@@ -71,14 +71,19 @@ fn heldout_accuracy_urgent_hits_and_false_alarms_meet_the_targets() {
 }
 
 /// The held-out requests spoken by a Kokoro voice through a real call and transcribed by
-/// Whisper base (the transcripts are kept: re-running Whisper is minutes, BENCHMARKS.md §7):
-/// with the shipped greedy decoding and with beam 5 and the table's words.
+/// Whisper base (the transcripts are kept: re-running Whisper is an hour, BENCHMARKS.md §7):
+/// all 124 with the shipped greedy decoding, and 21 of them also with beam 5 and the table's
+/// words.
 #[test]
 fn transcripts_from_the_phone_path_are_routed_right_at_85_percent() {
     let rules = shipped();
-    for file in ["phone-whisper-base-greedy.tsv", "phone-whisper-base.tsv"] {
+    for (file, rows) in [
+        ("phone-heldout-greedy.tsv", 124),
+        ("phone-whisper-base-greedy.tsv", 21),
+        ("phone-whisper-base.tsv", 21),
+    ] {
         let set = labelled(file);
-        assert_eq!(set.len(), 21, "{file}");
+        assert_eq!(set.len(), rows, "{file}");
         let r = evaluate(&rules, &set);
         let mistakes = mistakes_of(&r);
         assert!(
@@ -86,7 +91,13 @@ fn transcripts_from_the_phone_path_are_routed_right_at_85_percent() {
             "{file}: accuracy {:.3}; mistakes:\n{mistakes}",
             r.accuracy
         );
-        assert_eq!(r.false_alarms, 0, "{file}: {mistakes}");
+        assert!(r.false_alarms * 50 <= r.ordinary, "{file}: {mistakes}");
+        if rows == 124 {
+            // Not every urgent request survives the transcriber (BENCHMARKS.md §7: two are
+            // unreadable, two need two-character sound matches); these 13 of 17 must stay,
+            // among them "然气泄露" (露 read lòu, as in 泄漏).
+            assert!(r.urgent == 17 && r.urgent_flagged >= 13, "{file}: {mistakes}");
+        }
     }
     // How a homophone still finds its category: the keyword by its sound, and the ticket
     // shows what was heard (phrasings of our own, not in the held-out set).

@@ -19,7 +19,7 @@
 //! cancels it; an A-not-A question ("是不是漏气") does not, because it is a worry, not a no.
 
 use jieba_rs::Jieba;
-use pinyin::ToPinyin;
+use pinyin::{ToPinyin, ToPinyinMulti};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -139,7 +139,10 @@ impl Words {
         let mut kw_by_sound: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, w) in listed.iter().enumerate() {
             let n = normalize(w);
-            if sound.get(i).copied().unwrap_or(false) && !n.is_ascii() && n.chars().count() >= 3 {
+            if sound.get(i).copied().unwrap_or(false)
+                && !n.is_ascii()
+                && n.chars().count() >= MIN_SOUND_CHARS
+            {
                 by_sound.entry(pinyin_key(&n)).or_default().push(i);
             }
             if !sound.get(i).copied().unwrap_or(false) && !n.is_ascii() && n.chars().count() >= 2 {
@@ -216,13 +219,15 @@ impl Words {
                     }
                     let (ids, heard) = match self.exact.get(&run) {
                         Some(ids) => (ids, None),
-                        None => match self.by_sound.get(&pinyin_key(&run)) {
-                            Some(ids) => (ids, Some(run.clone())),
-                            None => match self.kw_by_sound.get(&toneless_key(&run)) {
+                        None => {
+                            let urgent = (run.chars().count() >= MIN_SOUND_CHARS)
+                                .then(|| readings(&run).find_map(|k| self.by_sound.get(&k)))
+                                .flatten();
+                            match urgent.or_else(|| self.kw_by_sound.get(&toneless_key(&run))) {
                                 Some(ids) => (ids, Some(run.clone())),
                                 None => continue,
-                            },
-                        },
+                            }
+                        }
                     };
                     let negated = negated_before(clause, start);
                     for &i in ids {
@@ -281,6 +286,38 @@ fn negated_before(clause: &Clause, start: usize) -> bool {
 /// "幽儿圆" for "幼儿园"), often with another tone ("骑火" for "起火").
 pub fn toneless(c: char) -> Option<&'static str> {
     c.to_pinyin().map(|p| p.plain())
+}
+
+/// Shortest urgent word matched by its sound: a chance homophone of two characters is
+/// common ("期货" sounds like 起火), of three rare, and a false alarm sends a crew.
+const MIN_SOUND_CHARS: usize = 3;
+/// Most reading combinations of a run tried against the urgent words' sounds.
+const MAX_READINGS: usize = 16;
+
+/// The toned keys of `run` for each combination of its characters' readings (at most
+/// [`MAX_READINGS`]), the usual reading first: a character read two ways stands for either
+/// ("然气泄露": 露 is lù, and lòu as in 泄漏).
+fn readings(run: &str) -> impl Iterator<Item = String> {
+    let mut keys = vec![String::new()];
+    for c in run.chars() {
+        let options: Vec<String> = match c.to_pinyin_multi() {
+            Some(multi) => multi
+                .into_iter()
+                .map(|p| p.with_tone_num_end().to_string())
+                .collect(),
+            None => vec![c.to_string()],
+        };
+        let mut next = Vec::with_capacity(keys.len() * options.len());
+        for k in &keys {
+            for o in &options {
+                if next.len() < MAX_READINGS {
+                    next.push(format!("{k}{o} "));
+                }
+            }
+        }
+        keys = next;
+    }
+    keys.into_iter()
 }
 
 /// Pinyin without tones of every character ("chao shi "), as [`pinyin_key`].
@@ -360,6 +397,11 @@ mod tests {
         assert_eq!(hits[0].1.word, "燃气泄漏");
         assert_eq!(hits[0].1.heard.as_deref(), Some("然气泄漏"));
         assert_eq!(found(&w, "屋里有煤气位"), vec![("煤气味".into(), false)]);
+        // A character with two readings stands for either: 露 (lù) is also lòu, as in 泄漏.
+        assert_eq!(
+            found(&w, "然气泄露了快来人"),
+            vec![("燃气泄漏".into(), false)]
+        );
         // Two-character words match only as written.
         assert!(found(&w, "我在找货").is_empty());
     }
