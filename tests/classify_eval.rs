@@ -96,7 +96,10 @@ fn transcripts_from_the_phone_path_are_routed_right_at_85_percent() {
             // Not every urgent request survives the transcriber (BENCHMARKS.md §7: two are
             // unreadable, two need two-character sound matches); these 13 of 17 must stay,
             // among them "然气泄露" (露 read lòu, as in 泄漏).
-            assert!(r.urgent == 17 && r.urgent_flagged >= 13, "{file}: {mistakes}");
+            assert!(
+                r.urgent == 17 && r.urgent_flagged >= 13,
+                "{file}: {mistakes}"
+            );
         }
     }
     // How a homophone still finds its category: the keyword by its sound, and the ticket
