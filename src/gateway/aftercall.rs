@@ -147,6 +147,8 @@ async fn process_record(
     dirs: &RecordDirs,
     path: &Path,
 ) -> Handoff {
+    // The transcriber leaves the message's second pass here (a live message of several
+    // parts); it starts only once the ticket is committed, so it never delays the hand-over.
     let second = std::sync::Mutex::new(None);
     let transcriber = asr.map(|a| {
         let a: &AsrPool = a;
