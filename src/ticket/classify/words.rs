@@ -322,24 +322,21 @@ fn readings(run: &str) -> impl Iterator<Item = String> {
 
 /// Pinyin without tones of every character ("chao shi "), as [`pinyin_key`].
 fn toneless_key(s: &str) -> String {
-    let mut key = String::new();
-    for c in s.chars() {
-        match toneless(c) {
-            Some(p) => key.push_str(p),
-            None => key.push(c),
-        }
-        key.push(' ');
-    }
-    key
+    sound_key(s, toneless)
 }
 
-/// Toned pinyin of every character ("ran2 qi4 …"); characters without a reading stand for
-/// themselves, so only Chinese can sound alike.
+/// Toned pinyin of every character ("ran2 qi4 …").
 fn pinyin_key(s: &str) -> String {
+    sound_key(s, |c| c.to_pinyin().map(|p| p.with_tone_num_end()))
+}
+
+/// Each character's reading by `reading`, a space after each; characters without a reading
+/// stand for themselves, so only Chinese can sound alike.
+fn sound_key(s: &str, reading: impl Fn(char) -> Option<&'static str>) -> String {
     let mut key = String::new();
     for c in s.chars() {
-        match c.to_pinyin() {
-            Some(p) => key.push_str(p.with_tone_num_end()),
+        match reading(c) {
+            Some(p) => key.push_str(p),
             None => key.push(c),
         }
         key.push(' ');
