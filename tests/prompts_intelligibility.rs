@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use asr_common::{edit_distance, normalise_zh, telephone, transcribe};
-use hotline_gateway::asr::AsrPool;
+use hotline_gateway::asr::{AsrConfig, AsrPool};
 use hotline_gateway::config::REQUIRED_PROMPTS;
 use hotline_gateway::ticket::model::ClassificationSource;
 use hotline_gateway::ticket::Rules;
@@ -68,12 +68,20 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `trust_low_confidence`: read-backs only. Whisper is seldom sure of a string of bare digits or
 /// month names, and the gateway's guards, made to keep invented text out of tickets, drop a
 /// segment under their log-probability floor whole: scored as 1.0 however well it was said.
+///
+/// The homophone repair of callers' text is off: this judges what Whisper hears of our
+/// recordings, and the repair, which knows words and not prompts, turns a misheard "以井号键"
+/// into "已经号键" (a common word) where Whisper was nearer.
 fn pool(model: PathBuf, trust_low_confidence: bool) -> AsrPool {
     let mut guards = hotline_gateway::asr::guards::GuardConfig::default();
     if trust_low_confidence {
         guards.min_avg_logprob = f32::NEG_INFINITY;
     }
-    asr_common::pool(model, 1, 2, 4, guards)
+    AsrPool::start(AsrConfig {
+        homophones: false,
+        ..asr_common::pool_config(model, 1, 2, 4, guards)
+    })
+    .expect("pool starts")
 }
 
 /// `name<TAB>text` lines of `prompts/<lang>/texts.tsv` (`#` lines are comments).

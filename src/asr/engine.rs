@@ -21,6 +21,8 @@ pub struct Engine {
     /// The initial prompt of the job at hand, instead of the language's (a spoken menu
     /// request is primed with the menu's words); set by the pool's worker per job.
     pub(super) prompt: Option<Arc<str>>,
+    /// The job at hand is decoded with the careful settings (`AsrConfig::careful_*`).
+    pub(super) careful: bool,
 }
 
 impl Engine {
@@ -36,6 +38,7 @@ impl Engine {
             cfg,
             model_name,
             prompt: None,
+            careful: false,
         })
     }
 
@@ -79,16 +82,27 @@ impl Engine {
     ) {
         let cfg = &self.cfg;
         let clip_secs = clip.samples.len() as f32 / audio::WHISPER_RATE as f32;
-        let strategy = if cfg.beam_size > 1 {
+        let beam_size = if self.careful {
+            cfg.careful_beam_size
+        } else {
+            cfg.beam_size
+        };
+        let strategy = if beam_size > 1 {
             SamplingStrategy::BeamSearch {
-                beam_size: cfg.beam_size as i32,
+                beam_size: beam_size as i32,
                 patience: -1.0,
             }
         } else {
             SamplingStrategy::Greedy { best_of: 1 }
         };
         let mut p = FullParams::new(strategy);
-        p.set_n_threads(cfg.threads_per_worker as i32);
+        // Careful work runs on an idle pool: every worker's threads are free.
+        let threads = if self.careful {
+            cfg.threads_per_worker * cfg.workers
+        } else {
+            cfg.threads_per_worker
+        };
+        p.set_n_threads(threads.max(1) as i32);
         p.set_translate(false);
         p.set_no_context(true);
         p.set_print_special(false);
@@ -108,6 +122,12 @@ impl Engine {
             String::new()
         } else if let Some(p) = self.prompt.as_deref() {
             p.to_owned()
+        } else if let Some(p) = self
+            .careful
+            .then(|| cfg.careful_prompts.get(language))
+            .flatten()
+        {
+            p.clone()
         } else {
             cfg.prompt_with_context(language, context)
         };
@@ -173,7 +193,14 @@ impl Engine {
             // A short unit looping inside the segment: dropped when it is all the segment
             // says, else collapsed; then exact repeats of longer phrases.
             let text = match guards::short_loops(text.trim()) {
-                Ok(text) => guards::collapse_loops(&text),
+                Ok(text) => {
+                    // Whisper's timestamps are in 10 ms units, relative to the joined clip; a
+                    // segment that ran past the speech ends at the window's end, after it.
+                    let clip_ms = clip.samples.len() as u64 * 1000 / audio::WHISPER_RATE as u64;
+                    let t0 = seg.start_timestamp().max(0) as u64 * 10;
+                    let t1 = (seg.end_timestamp().max(0) as u64 * 10).min(clip_ms);
+                    guards::repeated_tail(&guards::collapse_loops(&text), t1.saturating_sub(t0))
+                }
                 Err(r) => {
                     tracing::debug!(text = text.trim(), "asr segment is a loop");
                     rejected.get_or_insert(r);
@@ -181,7 +208,12 @@ impl Engine {
                 }
             };
             // The prompt's word list read back (a hum, music): not the caller.
-            let listed = cfg.initial_prompts.get(language).map_or("", String::as_str);
+            let listed = self
+                .careful
+                .then(|| cfg.careful_prompts.get(language))
+                .flatten()
+                .or_else(|| cfg.initial_prompts.get(language))
+                .map_or("", String::as_str);
             if prompt::echoes_prompt(&text, listed) {
                 tracing::debug!(text = %text, "asr segment echoes the prompt");
                 rejected.get_or_insert(Rejection::KnownHallucination);
@@ -199,7 +231,9 @@ impl Engine {
                 rejected.get_or_insert(r);
                 continue;
             }
-            let text = if t.language == "zh" {
+            let text = if t.language == "zh" && cfg.homophones {
+                super::homophones::repair(&fast2s::convert(&stats.text))
+            } else if t.language == "zh" {
                 fast2s::convert(&stats.text)
             } else {
                 stats.text

@@ -41,10 +41,12 @@ mod convert_tests;
 pub mod ct2;
 mod engine;
 pub mod guards;
+pub mod homophones;
 pub mod mel;
 pub mod model;
 mod pool;
 pub mod prompt;
+pub mod quantize;
 pub mod stitch;
 pub mod text;
 pub mod vocab;
@@ -148,6 +150,11 @@ pub struct AsrConfig {
     /// After a live-transcribed message of several parts is ticketed, decode it whole when
     /// the pool is idle and revise the ticket with that text (see `gateway::second_pass`).
     pub second_pass: bool,
+    /// Beam width of careful decoding (the second pass: [`AsrPool::submit_careful`]).
+    pub careful_beam_size: usize,
+    /// Initial prompt per language of careful decoding; a language not here uses
+    /// `initial_prompts`.
+    pub careful_prompts: BTreeMap<String, String>,
     /// Give up on a message after this long (whisper.cpp abort callback).
     pub time_budget: Duration,
     /// Decoder token cap per second of speech (a loop shows up as a flood of tokens);
@@ -156,6 +163,12 @@ pub struct AsrConfig {
     /// Run the encoder on a window sized to the clip instead of Whisper's fixed 30 s
     /// (`set_audio_ctx`): `Some(margin_frames)` enables it. Much faster on short messages.
     pub audio_ctx_margin: Option<u32>,
+    /// The clip-sized window is never shorter than this many encoder frames (50 per second).
+    pub audio_ctx_min: u32,
+    /// Put common same-sounding words in place of Mandarin non-words ([`homophones`]).
+    pub homophones: bool,
+    /// whisper.cpp's fused attention kernels (`flash_attn` of the context parameters).
+    pub flash_attn: bool,
     pub vad: audio::VadConfig,
     pub guards: guards::GuardConfig,
 }
@@ -174,9 +187,14 @@ impl Default for AsrConfig {
             beam_size: 1,
             context_chars: 0,
             second_pass: true,
+            careful_beam_size: 5,
+            careful_prompts: BTreeMap::new(),
             time_budget: Duration::from_secs(60),
             max_tokens_per_second: 12.0,
             audio_ctx_margin: Some(64),
+            audio_ctx_min: 0,
+            homophones: true,
+            flash_attn: false,
             vad: audio::VadConfig::default(),
             guards: guards::GuardConfig::default(),
         }
@@ -199,10 +217,20 @@ impl AsrConfig {
         prompt
     }
 
+    /// Careful decoding (`careful_*`) of `language` differs from the ordinary one.
+    pub fn careful_differs(&self, language: &str) -> bool {
+        self.careful_beam_size != self.beam_size
+            || self
+                .careful_prompts
+                .get(language)
+                .is_some_and(|p| Some(p) != self.initial_prompts.get(language))
+    }
+
     /// Encoder frames for a clip: 50 per second plus the margin, capped at Whisper's 1500.
     fn audio_ctx_for(&self, clip_secs: f32) -> Option<i32> {
         let margin = self.audio_ctx_margin?;
-        let frames = (clip_secs * 50.0).ceil() as i32 + margin as i32;
+        let frames =
+            ((clip_secs * 50.0).ceil() as i32 + margin as i32).max(self.audio_ctx_min as i32);
         (frames < 1500).then_some(frames)
     }
 }

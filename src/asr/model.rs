@@ -50,9 +50,23 @@ pub struct Catalogue {
 #[derive(Clone, Debug, Deserialize)]
 pub struct ModelEntry {
     pub file: String,
+    /// 0 / empty: no upstream file is known (a model we quantise ourselves).
+    #[serde(default)]
     pub upstream_size: u64,
+    #[serde(default)]
     pub upstream_sha1: String,
     pub ct2: Option<Ct2Source>,
+    pub q8_0: Option<QuantizedSource>,
+}
+
+/// A model made here by quantising another one (`asr::quantize`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct QuantizedSource {
+    /// The catalogue name of the f16 model it is made from.
+    pub from: String,
+    /// Size and SHA-256 of the quantised file.
+    pub size: u64,
+    pub sha256: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -69,6 +83,7 @@ pub struct Ct2Source {
 pub enum Provenance {
     Upstream,
     ConvertedCt2,
+    Quantized,
 }
 
 pub fn catalogue() -> Result<Catalogue, ModelError> {
@@ -107,8 +122,13 @@ fn hex(bytes: &[u8]) -> String {
 /// Accept `path` if it is byte-for-byte the upstream file or our recorded conversion.
 pub fn verify(path: &Path, entry: &ModelEntry) -> Result<Provenance, ModelError> {
     let (size, sha1, sha256) = digest_file(path)?;
-    if size == entry.upstream_size && sha1 == entry.upstream_sha1 {
+    if entry.upstream_size > 0 && size == entry.upstream_size && sha1 == entry.upstream_sha1 {
         return Ok(Provenance::Upstream);
+    }
+    if let Some(q) = &entry.q8_0 {
+        if size == q.size && sha256 == q.sha256 {
+            return Ok(Provenance::Quantized);
+        }
     }
     if let Some(c) = &entry.ct2 {
         if size == c.size && sha256 == c.sha256 {
@@ -137,6 +157,16 @@ pub fn fetch(name: &str, models_dir: &Path) -> Result<PathBuf, ModelError> {
         return Ok(dest);
     }
     let tmp = models_dir.join(format!("{}.tmp", entry.file));
+    if let Some(q) = &entry.q8_0 {
+        let from = fetch(&q.from, models_dir)?;
+        let summary = crate::asr::quantize::quantize_file(&from, &tmp)?;
+        tracing::info!(?summary, from = %from.display(), "quantised model");
+        if let Err(e) = verify(&tmp, entry) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        return finish(&tmp, &dest);
+    }
     let mut tried = Vec::new();
 
     let base = std::env::var("HOTLINE_MODEL_URL_BASE").unwrap_or(cat.upstream_url_base.clone());
@@ -369,6 +399,7 @@ mod tests {
             upstream_size: 3,
             upstream_sha1: sha1.into(),
             ct2: None,
+            q8_0: None,
         };
         assert_eq!(verify(&path, &upstream).unwrap(), Provenance::Upstream);
         let converted = ModelEntry {
@@ -381,6 +412,18 @@ mod tests {
             ..upstream.clone()
         };
         assert_eq!(verify(&path, &converted).unwrap(), Provenance::ConvertedCt2);
+        // A model quantised here has no upstream file: an empty upstream record matches nothing.
+        let quantized = ModelEntry {
+            upstream_size: 0,
+            upstream_sha1: String::new(),
+            q8_0: Some(QuantizedSource {
+                from: "base".into(),
+                size: 3,
+                sha256: sha256.into(),
+            }),
+            ..upstream.clone()
+        };
+        assert_eq!(verify(&path, &quantized).unwrap(), Provenance::Quantized);
         // One byte different: rejected whichever way it claims to come.
         std::fs::write(&path, b"abd").unwrap();
         assert!(matches!(
@@ -389,6 +432,10 @@ mod tests {
         ));
         assert!(matches!(
             verify(&path, &converted),
+            Err(ModelError::Verify(..))
+        ));
+        assert!(matches!(
+            verify(&path, &quantized),
             Err(ModelError::Verify(..))
         ));
     }

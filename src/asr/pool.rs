@@ -21,6 +21,8 @@ struct Job {
     language: String,
     /// Initial prompt instead of the language's (see [`AsrPool::submit_prompted`]).
     prompt: Option<Arc<str>>,
+    /// Decoded with the careful settings (see [`AsrPool::submit_careful`]).
+    careful: bool,
     context: Context,
     reply: oneshot::Sender<Transcript>,
 }
@@ -106,9 +108,9 @@ impl AsrPool {
             path: path.clone(),
             source,
         };
-        let ctx =
-            WhisperContext::new_with_params(&cfg.model_path, WhisperContextParameters::default())
-                .map_err(model_err)?;
+        let mut params = WhisperContextParameters::default();
+        params.flash_attn(cfg.flash_attn);
+        let ctx = WhisperContext::new_with_params(&cfg.model_path, params).map_err(model_err)?;
         let ctx = Arc::new(ctx);
         let model_name = cfg
             .model_path
@@ -151,6 +153,17 @@ impl AsrPool {
         self.queue(pcm_8k, language, Context::Whole, None)
     }
 
+    /// [`submit`](Self::submit) with the careful decoding: `careful_beam_size`, the
+    /// `careful_prompts`, and the threads of every worker. For work that waits for an idle
+    /// pool (a message's second pass), where accuracy is worth more than the seconds.
+    pub fn submit_careful(
+        &self,
+        pcm_8k: Arc<[i16]>,
+        language: &str,
+    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
+        self.queue_job(pcm_8k, language, Context::Whole, None, true)
+    }
+
     /// [`submit`](Self::submit) with Whisper's initial prompt given (`None`: the language's):
     /// a short request said to the menu is heard far better when the decoder is primed with
     /// the menu's words ("投诉举报、政策咨询…") than with the message prompt.
@@ -188,6 +201,17 @@ impl AsrPool {
         context: Context,
         prompt: Option<Arc<str>>,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
+        self.queue_job(pcm_8k, language, context, prompt, false)
+    }
+
+    fn queue_job(
+        &self,
+        pcm_8k: Arc<[i16]>,
+        language: &str,
+        context: Context,
+        prompt: Option<Arc<str>>,
+        careful: bool,
+    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
         let (reply, rx) = oneshot::channel();
         let language = if language.is_empty() {
             self.cfg.language.clone()
@@ -198,6 +222,7 @@ impl AsrPool {
             pcm_8k,
             language,
             prompt,
+            careful,
             context,
             reply,
         };
@@ -249,6 +274,7 @@ fn worker(mut engine: Engine, rx: Arc<Mutex<Receiver<Job>>>, pending: Arc<Atomic
         };
         let Ok(job) = job else { return };
         engine.prompt = job.prompt;
+        engine.careful = job.careful;
         let t = match &job.context {
             Context::Whole => engine.transcribe(&job.pcm_8k, &job.language, ""),
             Context::Part(message, index) => {

@@ -118,6 +118,13 @@ pub struct AsrSection {
     /// text, then decoded whole when the Whisper pool is idle; a different text becomes the
     /// ticket's next revision (whole-message decoding reads each sentence with the others).
     pub second_pass: bool,
+    /// Beam width of the second pass (1–8): it runs on an idle pool with all its threads, so
+    /// it can afford the careful decoding the live parts cannot.
+    pub second_pass_beam_size: usize,
+    /// Whisper's initial prompt for Mandarin in the second pass, as `initial_prompt`.
+    pub second_pass_prompt: String,
+    /// Put common same-sounding words in place of Mandarin non-words (`asr::homophones`).
+    pub homophones: bool,
 }
 
 impl Default for AsrSection {
@@ -134,6 +141,9 @@ impl Default for AsrSection {
             initial_prompt: crate::asr::prompt::ZH_BASE.to_string(),
             context_chars: 0,
             second_pass: true,
+            second_pass_beam_size: 5,
+            second_pass_prompt: "auto".to_string(),
+            homophones: true,
         }
     }
 }

@@ -305,11 +305,13 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
 
     // [asr] decoding (issue 16 §4)
     let a = &c.asr;
-    if !(1..=8).contains(&a.beam_size) {
-        err(
-            "asr.beam_size",
-            format!("{} must be from 1 (greedy) to 8", a.beam_size),
-        );
+    for (key, beam) in [
+        ("asr.beam_size", a.beam_size),
+        ("asr.second_pass_beam_size", a.second_pass_beam_size),
+    ] {
+        if !(1..=8).contains(&beam) {
+            err(key, format!("{beam} must be from 1 (greedy) to 8"));
+        }
     }
     if a.context_chars > 200 {
         err(
@@ -317,13 +319,18 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
             format!("{} must be at most 200 characters", a.context_chars),
         );
     }
-    if a.initial_prompt.chars().count() > 200 || a.initial_prompt.contains(['\r', '\n']) {
-        err(
-            "asr.initial_prompt",
-            "must be \"auto\", empty, or one line of at most 200 characters (Whisper keeps \
-             only the last 224 prompt tokens)"
-                .into(),
-        );
+    for (key, prompt) in [
+        ("asr.initial_prompt", &a.initial_prompt),
+        ("asr.second_pass_prompt", &a.second_pass_prompt),
+    ] {
+        if prompt.chars().count() > 200 || prompt.contains(['\r', '\n']) {
+            err(
+                key,
+                "must be \"auto\", empty, or one line of at most 200 characters (Whisper \
+                 keeps only the last 224 prompt tokens)"
+                    .into(),
+            );
+        }
     }
 
     // [limits]

@@ -246,7 +246,8 @@ async fn transcribe_record(
                 Some(p) => {
                     let (t, parts) =
                         super::live_finish::finish(asr, p, pcm.clone(), &record.language).await;
-                    if parts >= 2 && asr.config().second_pass {
+                    let cfg = asr.config();
+                    if cfg.second_pass && (parts >= 2 || cfg.careful_differs(&record.language)) {
                         second = Some(SecondPass {
                             pcm,
                             language: record.language.clone(),

@@ -377,6 +377,8 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
         beam_size: a.beam_size.max(1),
         context_chars: a.context_chars,
         second_pass: a.second_pass,
+        careful_beam_size: a.second_pass_beam_size.max(1),
+        homophones: a.homophones,
         ..crate::asr::AsrConfig::default()
     };
 
@@ -387,12 +389,14 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
     let config = config.clone();
     let pool = tokio::task::spawn_blocking(move || {
         // the table is parsed (and its model trained) here, off the runtime
-        let zh_prompt = initial_prompt(&config);
-        if zh_prompt.is_empty() {
+        let ordinary = zh_prompt(&config, &config.asr.initial_prompt);
+        if ordinary.is_empty() {
             cfg.initial_prompts.remove("zh");
         } else {
-            cfg.initial_prompts.insert("zh".to_string(), zh_prompt);
+            cfg.initial_prompts.insert("zh".to_string(), ordinary);
         }
+        let careful = zh_prompt(&config, &config.asr.second_pass_prompt);
+        cfg.careful_prompts.insert("zh".to_string(), careful);
         crate::asr::AsrPool::start(cfg)
     })
     .await
@@ -402,13 +406,13 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
     Ok(Some(Arc::new(pool)))
 }
 
-/// `[asr] initial_prompt` for Mandarin: `"auto"` is the built-in sentence followed by words
-/// of the classification table (the built-in table when it cannot be read: the ticket layer
-/// reports that itself).
-fn initial_prompt(config: &Config) -> String {
+/// `[asr] initial_prompt` or `second_pass_prompt` for Mandarin: `"auto"` is the built-in
+/// sentence followed by words of the classification table (the built-in table when it
+/// cannot be read: the ticket layer reports that itself).
+fn zh_prompt(config: &Config, setting: &str) -> String {
     use crate::asr::prompt;
-    if config.asr.initial_prompt != "auto" {
-        return config.asr.initial_prompt.clone();
+    if setting != "auto" {
+        return setting.to_string();
     }
     let rules = reload::classification_path(config)
         .and_then(|p| crate::ticket::classify::Rules::load(&p).ok())

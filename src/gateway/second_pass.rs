@@ -7,13 +7,20 @@
 //! messages the whole-message text is better (BENCHMARKS.md §6). The second pass gets both:
 //! the ticket at once, the better text a few seconds later. It never competes with a caller:
 //! it starts only when no job is queued or running (`AsrPool::is_idle`), gives up after
-//! [`MAX_WAIT`] of a busy pool (the live text stands), and only messages stitched from
-//! several parts have one (a single part was decoded whole already).
+//! [`MAX_WAIT`] of a busy pool (the live text stands).
+//!
+//! Because it waits for an idle pool, it can afford what the live parts cannot: the careful
+//! decoding (`[asr] second_pass_beam_size`, `second_pass_prompt`, every worker's threads;
+//! `AsrPool::submit_careful`). Beam 5 with the classification table's words cut the
+//! Mandarin error rate by a fifth to a third (BENCHMARKS.md §6) but takes 2–3× the time of
+//! greedy decoding, which would miss the hang-up → ticket targets. So every live message has a
+//! second pass when the careful decoding differs from the live one; otherwise only messages
+//! stitched from several parts (a single part was decoded whole already).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::aftercall::{facts_from, transcribe_whole};
+use super::aftercall::{facts_from, record_transcript};
 use crate::asr::AsrPool;
 use crate::call::record::CallRecord;
 use crate::ticket::TicketService;
@@ -42,7 +49,17 @@ pub(super) fn spawn(asr: Arc<AsrPool>, tickets: TicketService, record: CallRecor
             }
             tokio::time::sleep(POLL).await;
         }
-        let whole = transcribe_whole(&asr, p.pcm, &p.language).await;
+        // The pool is idle, so the queue has room; a caller's message that raced in first
+        // wins and the live text stands.
+        let Ok(rx) = asr.submit_careful(p.pcm, &p.language) else {
+            tracing::info!(call_uid = %uid, "second pass skipped: the transcription queue filled up");
+            return;
+        };
+        let Ok(whole) = rx.await else {
+            tracing::warn!(call_uid = %uid, "second pass: the transcription worker failed");
+            return;
+        };
+        let whole = record_transcript(whole);
         if whole.text.is_empty() || whole.text == p.live_text {
             tracing::debug!(call_uid = %uid, same = whole.text == p.live_text, "second pass: live text stands");
             return;

@@ -246,7 +246,18 @@ pub fn pool(
     queue: usize,
     guards: GuardConfig,
 ) -> AsrPool {
-    AsrPool::start(AsrConfig {
+    AsrPool::start(pool_config(model, workers, threads, queue, guards)).expect("pool starts")
+}
+
+/// The settings [`pool`] starts with, for a test that changes one more.
+pub fn pool_config(
+    model: PathBuf,
+    workers: usize,
+    threads: usize,
+    queue: usize,
+    guards: GuardConfig,
+) -> AsrConfig {
+    AsrConfig {
         model_path: model,
         workers,
         threads_per_worker: threads,
@@ -254,8 +265,7 @@ pub fn pool(
         time_budget: std::time::Duration::from_secs(600),
         guards,
         ..AsrConfig::default()
-    })
-    .expect("pool starts")
+    }
 }
 
 pub fn transcribe(pool: &AsrPool, pcm: Arc<[i16]>, lang: &str) -> Transcript {

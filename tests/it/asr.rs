@@ -237,8 +237,9 @@ async fn a_two_utterance_message_is_transcribed_live_with_segments_in_message_ti
 }
 
 /// The second pass: the live ticket goes out at once; when the pool is idle the whole
-/// message is decoded, and the ticket ends with exactly the text a whole-message decode of
-/// the recording gives: as its next revision when that text differs from the live one.
+/// message is decoded carefully (beam 5, the table's words, as config/hotline.toml says), and
+/// the ticket ends with exactly the text that decoding of the recording gives: as its next
+/// revision when that text differs from the live one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision() {
     let Some((model, heating)) = inputs() else {
@@ -252,6 +253,9 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
         ("HOTLINE_ASR_REQUIRED", "true"),
         ("HOTLINE_RECORDING_TRAILING_SILENCE_MS", "3000"),
         ("HOTLINE_RECORDING_UTTERANCE_PAUSE_MS", "600"),
+        // the shipped careful decoding (the harness turns it off for other tests)
+        ("HOTLINE_ASR_SECOND_PASS_BEAM_SIZE", "5"),
+        ("HOTLINE_ASR_SECOND_PASS_PROMPT", "auto"),
     ]);
     let report = speak_a_message(&gw, speech).await;
     assert_eq!(report.status, 200);
@@ -269,25 +273,41 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
     assert!(log.contains("message transcribed live"), "{log}");
     assert!(done(&log), "no second pass:\n{log}");
 
-    // The same decoding as the daemon's ([asr] of config/hotline.toml), on the recording.
+    // The same careful decoding as the daemon's second pass ([asr] of config/hotline.toml:
+    // the 8-bit model, beam 5, the classification table's words; both threads), on the
+    // recording.
     let wav = PathBuf::from(records[0]["recording"]["path"].as_str().expect("path"));
     let pcm: Vec<i16> = hound::WavReader::open(&wav)
         .unwrap_or_else(|e| panic!("{}: {e}", wav.display()))
         .samples::<i16>()
         .map(Result::unwrap)
         .collect();
+    use hotline_gateway::asr::prompt;
     let mut cfg = hotline_gateway::asr::AsrConfig {
-        model_path: model,
-        workers: 1,
+        model_path: model.with_file_name("ggml-base-q8_0.bin"),
+        workers: 2,
         threads_per_worker: 1,
+        careful_beam_size: 5,
         ..Default::default()
     };
-    cfg.initial_prompts.insert(
+    cfg.initial_prompts
+        .insert("zh".into(), prompt::ZH_BASE.to_string());
+    // The shipped config names no table file: the built-in table, as the daemon takes it.
+    let rules = hotline_gateway::ticket::classify::Rules::builtin();
+    cfg.careful_prompts.insert(
         "zh".into(),
-        hotline_gateway::asr::prompt::ZH_BASE.to_string(),
+        prompt::with_vocabulary(
+            prompt::ZH_BASE,
+            &rules.vocabulary(),
+            prompt::MAX_VOCABULARY_CHARS,
+        ),
     );
     let pool = hotline_gateway::asr::AsrPool::start(cfg).expect("model");
-    let whole = pool.submit(pcm.into(), "zh").expect("queue").await.unwrap();
+    let whole = pool
+        .submit_careful(pcm.into(), "zh")
+        .expect("queue")
+        .await
+        .unwrap();
     let t = &tickets[0];
     assert_eq!(t["transcript"]["text"], whole.text.as_str(), "{log}");
     // The call record keeps what the live pass heard, the ticket was committed with it.

@@ -96,6 +96,9 @@ async fn run(
         ("HOTLINE_ASR_REQUIRED", "true"),
         ("HOTLINE_RECORDING_TRAILING_SILENCE_MS", "3000"),
         ("HOTLINE_RECORDING_UTTERANCE_PAUSE_MS", pause_ms),
+        // the shipped second pass (the harness turns the careful decoding off)
+        ("HOTLINE_ASR_SECOND_PASS_BEAM_SIZE", "5"),
+        ("HOTLINE_ASR_SECOND_PASS_PROMPT", "auto"),
     ];
     env.extend_from_slice(decoding);
     let beam = if decoding.is_empty() {
