@@ -64,14 +64,8 @@ fn careful(model: PathBuf) -> AsrPool {
         careful_beam_size: 5,
         ..AsrConfig::default()
     };
-    cfg.careful_prompts.insert(
-        "zh".into(),
-        prompt::with_vocabulary(
-            prompt::ZH_BASE,
-            &rules.vocabulary(),
-            prompt::MAX_VOCABULARY_CHARS,
-        ),
-    );
+    cfg.careful_prompts
+        .insert("zh".into(), prompt::auto(&rules.vocabulary()));
     start(cfg)
 }
 

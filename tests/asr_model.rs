@@ -302,11 +302,7 @@ fn the_vocabulary_prompt_invents_no_hotline_words_on_noise() {
         hotline_gateway::ticket::classify::Rules::load(&root.join("config/classification.toml"))
             .expect("the shipped table");
     let groups = rules.vocabulary();
-    let prompt = hotline_gateway::asr::prompt::with_vocabulary(
-        hotline_gateway::asr::prompt::ZH_BASE,
-        &groups,
-        hotline_gateway::asr::prompt::MAX_VOCABULARY_CHARS,
-    );
+    let prompt = hotline_gateway::asr::prompt::auto(&groups);
     let mut state = 0x2545_f491u32;
     let mut rnd = move || {
         state ^= state << 13;

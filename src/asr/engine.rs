@@ -122,12 +122,8 @@ impl Engine {
             String::new()
         } else if let Some(p) = self.prompt.as_deref() {
             p.to_owned()
-        } else if let Some(p) = self
-            .careful
-            .then(|| cfg.careful_prompts.get(language))
-            .flatten()
-        {
-            p.clone()
+        } else if self.careful {
+            cfg.configured_prompt(language, true).to_owned()
         } else {
             cfg.prompt_with_context(language, context)
         };
@@ -208,12 +204,7 @@ impl Engine {
                 }
             };
             // The prompt's word list read back (a hum, music): not the caller.
-            let listed = self
-                .careful
-                .then(|| cfg.careful_prompts.get(language))
-                .flatten()
-                .or_else(|| cfg.initial_prompts.get(language))
-                .map_or("", String::as_str);
+            let listed = cfg.configured_prompt(language, self.careful);
             if prompt::echoes_prompt(&text, listed) {
                 tracing::debug!(text = %text, "asr segment echoes the prompt");
                 rejected.get_or_insert(Rejection::KnownHallucination);

@@ -217,6 +217,16 @@ impl AsrConfig {
         prompt
     }
 
+    /// The configured initial prompt of `language` for ordinary or careful decoding (a
+    /// language without a careful prompt uses its ordinary one); empty when there is none.
+    fn configured_prompt(&self, language: &str, careful: bool) -> &str {
+        careful
+            .then(|| self.careful_prompts.get(language))
+            .flatten()
+            .or_else(|| self.initial_prompts.get(language))
+            .map_or("", String::as_str)
+    }
+
     /// Careful decoding (`careful_*`) of `language` differs from the ordinary one.
     pub fn careful_differs(&self, language: &str) -> bool {
         self.careful_beam_size != self.beam_size

@@ -150,7 +150,7 @@ impl AsrPool {
         pcm_8k: Arc<[i16]>,
         language: &str,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
-        self.queue(pcm_8k, language, Context::Whole, None)
+        self.queue(pcm_8k, language, Context::Whole, None, false)
     }
 
     /// [`submit`](Self::submit) with the careful decoding: `careful_beam_size`, the
@@ -161,7 +161,7 @@ impl AsrPool {
         pcm_8k: Arc<[i16]>,
         language: &str,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
-        self.queue_job(pcm_8k, language, Context::Whole, None, true)
+        self.queue(pcm_8k, language, Context::Whole, None, true)
     }
 
     /// [`submit`](Self::submit) with Whisper's initial prompt given (`None`: the language's):
@@ -173,7 +173,7 @@ impl AsrPool {
         language: &str,
         prompt: Option<Arc<str>>,
     ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
-        self.queue(pcm_8k, language, Context::Whole, prompt)
+        self.queue(pcm_8k, language, Context::Whole, prompt, false)
     }
 
     /// Queue part `index` of a message decoded part by part: it gets the text of the parts
@@ -191,20 +191,11 @@ impl AsrPool {
             language,
             Context::Part(message.clone(), index),
             None,
+            false,
         )
     }
 
     fn queue(
-        &self,
-        pcm_8k: Arc<[i16]>,
-        language: &str,
-        context: Context,
-        prompt: Option<Arc<str>>,
-    ) -> Result<oneshot::Receiver<Transcript>, QueueFull> {
-        self.queue_job(pcm_8k, language, context, prompt, false)
-    }
-
-    fn queue_job(
         &self,
         pcm_8k: Arc<[i16]>,
         language: &str,

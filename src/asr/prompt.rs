@@ -13,6 +13,13 @@ pub const ZH_BASE: &str = "以下是普通话的句子，这是一段市民热�
 /// Characters of vocabulary at most in a prompt (about 100–150 tokens of Whisper's BPE).
 pub const MAX_VOCABULARY_CHARS: usize = 120;
 
+/// What `[asr] initial_prompt = "auto"` (and `second_pass_prompt`) means: [`ZH_BASE`]
+/// followed by the classification table's words (`groups`, as `Rules::vocabulary` gives
+/// them), at most [`MAX_VOCABULARY_CHARS`] of them.
+pub fn auto(groups: &[Vec<String>]) -> String {
+    with_vocabulary(ZH_BASE, groups, MAX_VOCABULARY_CHARS)
+}
+
 /// `base` followed by a selection of `groups`' words (one group per category, each in its
 /// table order), taken round-robin so that every category is represented before any gets a
 /// second word; words of one character, ASCII words, words inside a longer chosen word

@@ -417,11 +417,7 @@ fn zh_prompt(config: &Config, setting: &str) -> String {
     let rules = reload::classification_path(config)
         .and_then(|p| crate::ticket::classify::Rules::load(&p).ok())
         .unwrap_or_else(crate::ticket::classify::Rules::builtin);
-    prompt::with_vocabulary(
-        prompt::ZH_BASE,
-        &rules.vocabulary(),
-        prompt::MAX_VOCABULARY_CHARS,
-    )
+    prompt::auto(&rules.vocabulary())
 }
 
 /// The ticket layer's settings, from the gateway's configuration.

@@ -294,14 +294,8 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
         .insert("zh".into(), prompt::ZH_BASE.to_string());
     // The shipped config names no table file: the built-in table, as the daemon takes it.
     let rules = hotline_gateway::ticket::classify::Rules::builtin();
-    cfg.careful_prompts.insert(
-        "zh".into(),
-        prompt::with_vocabulary(
-            prompt::ZH_BASE,
-            &rules.vocabulary(),
-            prompt::MAX_VOCABULARY_CHARS,
-        ),
-    );
+    cfg.careful_prompts
+        .insert("zh".into(), prompt::auto(&rules.vocabulary()));
     let pool = hotline_gateway::asr::AsrPool::start(cfg).expect("model");
     let whole = pool
         .submit_careful(pcm.into(), "zh")
