@@ -63,6 +63,7 @@ fn main() {
         live_cases: false,
     };
     let mut vocab = false;
+    let mut bias = false;
     let mut vocab_chars = prompt::MAX_VOCABULARY_CHARS;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -92,6 +93,12 @@ fn main() {
             "--no-homophones" => cfg.homophones = false,
             "--careful" => opts.careful = true,
             "--flash" => cfg.flash_attn = true,
+            "--bias" => {
+                let v = args.next().expect("START,CONTINUE");
+                let (a, b) = v.split_once(',').expect("START,CONTINUE");
+                cfg.bias_bonus = (a.parse().expect("bonus"), b.parse().expect("bonus"));
+                bias = true;
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -111,6 +118,10 @@ fn main() {
         cfg.careful_beam_size = cfg.beam_size;
         cfg.beam_size = 1;
         CAREFUL.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if bias {
+        cfg.bias_words = prompt::bias_words(&groups);
+        cfg.bias_ordinary = !opts.careful;
     }
     let keywords: Vec<String> = groups
         .into_iter()
@@ -132,7 +143,7 @@ fn main() {
             .trim()
     );
     let pool = AsrPool::start(cfg).expect("pool");
-    let mut rows: Vec<(String, f64, usize, usize)> = Vec::new();
+    let mut rows: Vec<(String, f64, usize, usize, usize)> = Vec::new();
     let (mut audio_ms, mut elapsed_ms) = (0u64, 0u64);
     let messages = if opts.live_cases {
         live_cases()
@@ -157,9 +168,19 @@ fn main() {
             .iter()
             .filter(|k| t.text.contains(k.as_str()))
             .collect();
+        let missed: Vec<&str> = spoken
+            .iter()
+            .filter(|k| !t.text.contains(k.as_str()))
+            .map(|k| k.as_str())
+            .collect();
+        // Table words written that were not said: a false route or a false urgent flag.
+        let invented = keywords
+            .iter()
+            .filter(|k| t.text.contains(k.as_str()) && !reference.contains(k.as_str()))
+            .count();
         let name = display_name(&file);
         println!(
-            "{name}\tCER {cer:.3}\tkeywords {}/{}\trtf {:.3}\t{}\t{:?}",
+            "{name}\tCER {cer:.3}\tkeywords {}/{}\trtf {:.3}\t{}\t{:?}\tmissed {missed:?}\tinvented {invented}",
             found.len(),
             spoken.len(),
             t.elapsed_ms as f64 / t.audio_ms.max(1) as f64,
@@ -176,7 +197,7 @@ fn main() {
         }
         audio_ms += t.audio_ms;
         elapsed_ms += t.elapsed_ms;
-        rows.push((name, cer, found.len(), spoken.len()));
+        rows.push((name, cer, found.len(), spoken.len(), invented));
     }
     for (label, prefix) in [
         ("dev_zh", "dev_zh"),
@@ -191,8 +212,10 @@ fn main() {
         }
         let mean = sel.iter().map(|r| r.1).sum::<f64>() / sel.len() as f64;
         let (f, s) = sel.iter().fold((0, 0), |(f, s), r| (f + r.2, s + r.3));
+        let invented: usize = sel.iter().map(|r| r.4).sum();
         println!(
-            "# {label}: {} files, mean CER {mean:.3}, keyword recall {f}/{s} = {:.0} %",
+            "# {label}: {} files, mean CER {mean:.3}, keyword recall {f}/{s} = {:.0} %, \
+             table words written but not said {invented}",
             sel.len(),
             100.0 * f as f64 / s.max(1) as f64
         );

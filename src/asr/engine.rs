@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
 
 use super::audio::{self, SpeechClip};
+use super::bias::Bias;
 use super::guards::{self, Rejection, SegmentStats};
 use super::prompt;
 use super::text::Utf8Joiner;
@@ -23,6 +24,8 @@ pub struct Engine {
     pub(super) prompt: Option<Arc<str>>,
     /// The job at hand is decoded with the careful settings (`AsrConfig::careful_*`).
     pub(super) careful: bool,
+    /// The table's words' bonus table for this model, when `bias_words` are configured.
+    pub(super) bias: Option<Arc<Bias>>,
 }
 
 impl Engine {
@@ -39,6 +42,7 @@ impl Engine {
             model_name,
             prompt: None,
             careful: false,
+            bias: None,
         })
     }
 
@@ -151,6 +155,21 @@ impl Engine {
             p.set_abort_callback_user_data(&deadline as *const Instant as *mut c_void);
         }
 
+        // The spoken menu's own prompt is its bias: its jobs are not biased to the table.
+        let bias = self
+            .bias
+            .as_deref()
+            .filter(|_| self.prompt.is_none() && (self.careful || cfg.bias_ordinary));
+        if let Some(bias) = bias {
+            // SAFETY: `bias_logits` only reads the `Bias` behind the pointer (whisper.cpp may
+            // call it from several threads at once, one per beam candidate: shared reads);
+            // `self.bias` holds it alive until `full` has returned, the only place
+            // whisper.cpp calls the hook.
+            unsafe {
+                p.set_filter_logits_callback(Some(bias_logits));
+                p.set_filter_logits_callback_user_data(bias as *const Bias as *mut c_void);
+            }
+        }
         if let Err(e) = self.state.full(p, &clip.samples) {
             t.empty_reason = Some(if Instant::now() >= deadline {
                 EmptyReason::TimeBudget(budget_ms(budget))
@@ -278,6 +297,36 @@ unsafe extern "C" fn past_deadline(user_data: *mut c_void) -> bool {
     // SAFETY: `user_data` is the `&Instant` set in `Engine::run`, alive for the whole call.
     let deadline = unsafe { &*(user_data as *const Instant) };
     Instant::now() >= *deadline
+}
+
+/// whisper.cpp logits filter: the keyword bonuses of [`Bias`] for the decoder's next token.
+/// Called once per decoder per step, possibly from several threads at once.
+unsafe extern "C" fn bias_logits(
+    _ctx: *mut whisper_rs::WhisperSysContext,
+    _state: *mut whisper_rs::WhisperSysState,
+    tokens: *const whisper_rs::WhisperTokenData,
+    n_tokens: std::os::raw::c_int,
+    logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    if user_data.is_null() || logits.is_null() {
+        return;
+    }
+    // SAFETY: `user_data` is the `&Bias` set in `Engine::run`, alive for the whole call;
+    // `tokens` points at the decoder's `n_tokens` tokens and `logits` at one float per
+    // vocabulary entry (whisper.cpp's `whisper_process_logits`), both owned by the decoder
+    // this call is for, so no other thread writes them meanwhile.
+    let (bias, history, logits) = unsafe {
+        let bias = &*(user_data as *const Bias);
+        let history: &[whisper_rs::WhisperTokenData] = if tokens.is_null() || n_tokens <= 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(tokens, n_tokens as usize)
+        };
+        let logits = std::slice::from_raw_parts_mut(logits, bias.n_vocab);
+        (bias, history, logits)
+    };
+    bias.apply(history.iter().map(|t| t.id), logits);
 }
 
 fn budget_ms(d: Duration) -> u64 {

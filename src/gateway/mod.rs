@@ -389,14 +389,19 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
     let config = config.clone();
     let pool = tokio::task::spawn_blocking(move || {
         // the table is parsed (and its model trained) here, off the runtime
-        let ordinary = zh_prompt(&config, &config.asr.initial_prompt);
+        let vocabulary = table_vocabulary(&config);
+        let ordinary = zh_prompt(&vocabulary, &config.asr.initial_prompt);
         if ordinary.is_empty() {
             cfg.initial_prompts.remove("zh");
         } else {
             cfg.initial_prompts.insert("zh".to_string(), ordinary);
         }
-        let careful = zh_prompt(&config, &config.asr.second_pass_prompt);
+        let careful = zh_prompt(&vocabulary, &config.asr.second_pass_prompt);
         cfg.careful_prompts.insert("zh".to_string(), careful);
+        if config.asr.keyword_bias != "off" {
+            cfg.bias_words = crate::asr::prompt::bias_words(&vocabulary);
+            cfg.bias_ordinary = config.asr.keyword_bias == "all";
+        }
         crate::asr::AsrPool::start(cfg)
     })
     .await
@@ -406,18 +411,22 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
     Ok(Some(Arc::new(pool)))
 }
 
+/// The classification table's words by category, for Whisper's prompt and keyword bias (the
+/// built-in table when the configured one cannot be read: the ticket layer reports that).
+fn table_vocabulary(config: &Config) -> Vec<Vec<String>> {
+    reload::classification_path(config)
+        .and_then(|p| crate::ticket::classify::Rules::load(&p).ok())
+        .unwrap_or_else(crate::ticket::classify::Rules::builtin)
+        .vocabulary()
+}
+
 /// `[asr] initial_prompt` or `second_pass_prompt` for Mandarin: `"auto"` is the built-in
-/// sentence followed by words of the classification table (the built-in table when it
-/// cannot be read: the ticket layer reports that itself).
-fn zh_prompt(config: &Config, setting: &str) -> String {
-    use crate::asr::prompt;
+/// sentence followed by words of the classification table.
+fn zh_prompt(vocabulary: &[Vec<String>], setting: &str) -> String {
     if setting != "auto" {
         return setting.to_string();
     }
-    let rules = reload::classification_path(config)
-        .and_then(|p| crate::ticket::classify::Rules::load(&p).ok())
-        .unwrap_or_else(crate::ticket::classify::Rules::builtin);
-    prompt::auto(&rules.vocabulary())
+    crate::asr::prompt::auto(vocabulary)
 }
 
 /// The ticket layer's settings, from the gateway's configuration.

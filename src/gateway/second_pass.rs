@@ -13,9 +13,11 @@
 //! decoding (`[asr] second_pass_beam_size`, `second_pass_prompt`, every worker's threads;
 //! `AsrPool::submit_careful`). Beam 5 with the classification table's words cut the
 //! Mandarin error rate by a fifth to a third (BENCHMARKS.md §6) but takes 2–3× the time of
-//! greedy decoding, which would miss the hang-up → ticket targets. So every live message has a
-//! second pass when the careful decoding differs from the live one; otherwise only messages
-//! stitched from several parts (a single part was decoded whole already).
+//! greedy decoding, which would miss the hang-up → ticket targets. So every live message with
+//! text has a second pass when the careful decoding differs from the live one; otherwise only
+//! messages stitched from several parts (a single part was decoded whole already). A message
+//! whose live text is empty (no speech, or rejected by the guards) has none: the careful
+//! decoding's keyword bias could write table words into it (`AsrConfig::second_pass_wanted`).
 
 use std::sync::Arc;
 use std::time::Duration;

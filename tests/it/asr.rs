@@ -256,6 +256,7 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
         // the shipped careful decoding (the harness turns it off for other tests)
         ("HOTLINE_ASR_SECOND_PASS_BEAM_SIZE", "5"),
         ("HOTLINE_ASR_SECOND_PASS_PROMPT", "auto"),
+        ("HOTLINE_ASR_KEYWORD_BIAS", "second_pass"),
     ]);
     let report = speak_a_message(&gw, speech).await;
     assert_eq!(report.status, 200);
@@ -274,7 +275,8 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
     assert!(done(&log), "no second pass:\n{log}");
 
     // The same careful decoding as the daemon's second pass ([asr] of config/hotline.toml:
-    // the 8-bit model, beam 5, the classification table's words; both threads), on the
+    // the 8-bit model, beam 5, the classification table's words in the prompt and as
+    // keyword bias; both threads), on the
     // recording.
     let wav = PathBuf::from(records[0]["recording"]["path"].as_str().expect("path"));
     let pcm: Vec<i16> = hound::WavReader::open(&wav)
@@ -296,6 +298,7 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
     let rules = hotline_gateway::ticket::classify::Rules::builtin();
     cfg.careful_prompts
         .insert("zh".into(), prompt::auto(&rules.vocabulary()));
+    cfg.bias_words = prompt::bias_words(&rules.vocabulary());
     let pool = hotline_gateway::asr::AsrPool::start(cfg).expect("model");
     let whole = pool
         .submit_careful(pcm.into(), "zh")

@@ -99,6 +99,7 @@ async fn run(
         // the shipped second pass (the harness turns the careful decoding off)
         ("HOTLINE_ASR_SECOND_PASS_BEAM_SIZE", "5"),
         ("HOTLINE_ASR_SECOND_PASS_PROMPT", "auto"),
+        ("HOTLINE_ASR_KEYWORD_BIAS", "second_pass"),
     ];
     env.extend_from_slice(decoding);
     let beam = if decoding.is_empty() {

@@ -233,7 +233,8 @@ fn utterance_pause_is_validated_with_key_and_line() {
 #[test]
 fn asr_decoding_keys_are_validated_with_key_and_line() {
     let text = format!(
-        "{MINIMAL}\n[asr]\nbeam_size = 0\ncontext_chars = 500\ninitial_prompt = \"{}\"\n",
+        "{MINIMAL}\n[asr]\nbeam_size = 0\ncontext_chars = 500\ninitial_prompt = \"{}\"\n\
+         keyword_bias = \"live\"\n",
         "字".repeat(201)
     );
     let errs = errors(parse(&text));
@@ -241,6 +242,7 @@ fn asr_decoding_keys_are_validated_with_key_and_line() {
         ("asr.beam_size", "beam_size = 0"),
         ("asr.context_chars", "context_chars = 500"),
         ("asr.initial_prompt", "initial_prompt ="),
+        ("asr.keyword_bias", "keyword_bias ="),
     ] {
         let e = find(&errs, key);
         assert_eq!(e.line, line(&text, at), "{e}");
@@ -258,6 +260,10 @@ fn asr_decoding_keys_are_validated_with_key_and_line() {
     let d = parse(MINIMAL).expect("valid").asr;
     assert_eq!((d.beam_size, d.context_chars), (1, 0));
     assert_eq!(d.initial_prompt, crate::asr::prompt::ZH_BASE);
+    // the keyword bias: the second pass only, unless set otherwise (file or environment)
+    assert_eq!(d.keyword_bias, "second_pass");
+    let all = parse_env(MINIMAL, &[("HOTLINE_ASR_KEYWORD_BIAS", "all")]).unwrap();
+    assert_eq!(all.asr.keyword_bias, "all");
 }
 
 #[test]
