@@ -20,13 +20,19 @@ pub fn auto(groups: &[Vec<String>]) -> String {
     with_vocabulary(ZH_BASE, groups, MAX_VOCABULARY_CHARS)
 }
 
+/// A table word worth naming to Whisper: two characters or more, not ASCII (a single
+/// character or an English word would steer far more than the word itself).
+fn usable(w: &str) -> bool {
+    w.chars().count() >= 2 && !w.is_ascii()
+}
+
 /// The words decoding is biased towards (`AsrConfig::bias_words`): every word of `groups`
 /// of two characters or more that is not ASCII, once. A single character is left out: a
 /// bonus on it would favour that character wherever it sounds possible.
 pub fn bias_words(groups: &[Vec<String>]) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     for w in groups.iter().flatten() {
-        if w.chars().count() >= 2 && !w.is_ascii() && !words.contains(w) {
+        if usable(w) && !words.contains(w) {
             words.push(w.clone());
         }
     }
@@ -38,7 +44,6 @@ pub fn bias_words(groups: &[Vec<String>]) -> Vec<String> {
 /// second word; words of one character, ASCII words, words inside a longer chosen word
 /// and repeats are skipped. Stops before `max_chars` characters of words.
 pub fn with_vocabulary(base: &str, groups: &[Vec<String>], max_chars: usize) -> String {
-    let usable = |w: &str| w.chars().count() >= 2 && !w.is_ascii();
     // Longer words first within the dedupe, so "煤气泄漏" wins over "煤气".
     let mut all: Vec<&str> = groups.iter().flatten().map(String::as_str).collect();
     all.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
@@ -103,6 +108,12 @@ mod tests {
 
     fn g(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn bias_words_are_every_listed_word_of_two_characters_or_more_once() {
+        let groups = [g(&["燃气", "fire", "吵"]), g(&["燃气泄漏", "燃气"])];
+        assert_eq!(bias_words(&groups), g(&["燃气", "燃气泄漏"]));
     }
 
     #[test]
