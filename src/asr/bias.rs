@@ -8,15 +8,19 @@
 //! systems do it with a prefix tree (a "context graph"): at every decoding step each suffix
 //! of the text so far that is the beginning of a listed word makes that word's next token
 //! likelier. The bonus is added to logits before whisper.cpp's softmax, so it only moves
-//! probability between tokens the audio already allows: it cannot write a word on silence
-//! (measured with `asr_cer --noise`, BENCHMARKS.md §6).
+//! probability between tokens the audio already allows. That is not nothing on sound that
+//! resembles speech: beam 5 with the bias wrote "住房公积金" into speech played backwards
+//! that greedy decoding had rejected, and the bonus also raises the token probabilities the
+//! guards judge by. So the bias serves the second pass, which runs only on a message whose
+//! live text survived the guards (`AsrConfig::second_pass_wanted`; BENCHMARKS.md §6).
 //!
 //! Byte-level, because Whisper's tokens are bytes: a rare character may be two tokens, and
 //! "燃气" may be one token or two. The table maps each listed word's prefixes (in bytes) to
 //! the vocabulary tokens that continue it within the word; the decoder hook looks up the
 //! suffixes of the text it has written. A listed word already whole is not pushed further
-//! into a longer listed word: measured, "燃气师傅" became "燃气泄漏" (a false urgent word). Building the table once per model costs a few
-//! milliseconds; a step costs one lookup per suffix length, no allocation.
+//! into a longer listed word: measured, "燃气师傅" became "燃气泄漏" (a false urgent word).
+//! Building the table once per model costs a few milliseconds; a step costs one lookup per
+//! suffix length, no allocation.
 
 use std::collections::HashMap;
 
@@ -35,17 +39,17 @@ pub struct Bias {
     /// Logits per decoding step: the whole vocabulary, special tokens included.
     pub n_vocab: usize,
     /// Logit bonus of a token that begins a word.
-    pub start_bonus: f32,
+    start_bonus: f32,
     /// Logit bonus of a token that continues a word already begun.
-    pub continue_bonus: f32,
+    continue_bonus: f32,
 }
 
 impl Bias {
     /// The table for `words` in a vocabulary whose text tokens are `token_bytes` (index =
     /// token id; end-of-text's id is the length; `n_vocab` counts the special tokens too).
-    /// A token begins a word only if it holds at
-    /// least the word's whole first character (a lone lead byte would favour every
-    /// character that shares it); inside a word any continuing token counts.
+    /// A token begins a word only if it holds at least the word's whole first character (a
+    /// lone lead byte would favour every character that shares it); inside a word any
+    /// continuing token counts.
     pub fn new(
         words: &[String],
         token_bytes: Vec<Box<[u8]>>,
