@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo run --release --example asr_cer -- [--beam N] [--threads N] [--prompt TEXT | --no-prompt]
 //!     [--vocab] [--split MS [--context CHARS]] [--noise] [--extra] [--live-cases]
-//!     [--margin FRAMES | --full-window]
+//!     [--margin FRAMES | --full-window] [--bias START,CONT] [--rescore PRIOR]
 //! ```
 //!
 //! Files: `tests/data/speech/held_*` (texts.tsv; committed before any option was tried) and
@@ -47,6 +47,11 @@ struct Opts {
 }
 
 fn main() {
+    // RUST_LOG=hotline_gateway::asr=debug shows the decoder's guards and keyword rescoring.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = AsrConfig {
         workers: 1,
@@ -64,6 +69,7 @@ fn main() {
     };
     let mut vocab = false;
     let mut bias = false;
+    let mut rescore: Option<f32> = None;
     let mut vocab_chars = prompt::MAX_VOCABULARY_CHARS;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -96,9 +102,10 @@ fn main() {
             "--bias" => {
                 let v = args.next().expect("START,CONTINUE");
                 let (a, b) = v.split_once(',').expect("START,CONTINUE");
-                cfg.bias_bonus = (a.parse().expect("bonus"), b.parse().expect("bonus"));
+                cfg.bias_bonus = Some((a.parse().expect("bonus"), b.parse().expect("bonus")));
                 bias = true;
             }
+            "--rescore" => rescore = Some(args.next().expect("PRIOR").parse().expect("prior")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -119,8 +126,12 @@ fn main() {
         cfg.beam_size = 1;
         CAREFUL.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    if bias {
-        cfg.bias_words = prompt::bias_words(&groups);
+    cfg.rescore_prior = rescore;
+    if !bias {
+        cfg.bias_bonus = None;
+    }
+    if bias || rescore.is_some() {
+        cfg.keywords = prompt::keywords(&groups);
         cfg.bias_ordinary = !opts.careful;
     }
     let keywords: Vec<String> = groups

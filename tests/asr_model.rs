@@ -360,7 +360,7 @@ fn the_vocabulary_prompt_and_keyword_bias_invent_no_hotline_words_on_noise() {
         cfg.initial_prompts.insert("zh".into(), prompt.clone());
         cfg.careful_prompts.insert("zh".into(), prompt.clone());
         if bias {
-            cfg.bias_words = hotline_gateway::asr::prompt::bias_words(&groups);
+            cfg.keywords = hotline_gateway::asr::prompt::keywords(&groups);
         }
         cfg
     };

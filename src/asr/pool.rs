@@ -14,7 +14,9 @@ use tokio::sync::oneshot;
 use whisper_rs::{WhisperContext, WhisperContextParameters};
 
 use super::bias::Bias;
+use super::bpe::Bpe;
 use super::engine::Engine;
+use super::rescore::{Rescorer, SoundTable};
 use super::{AsrConfig, AsrError, Transcript};
 
 struct Job {
@@ -118,13 +120,22 @@ impl AsrPool {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let bias = (!cfg.bias_words.is_empty()).then(|| {
-            let eot = ctx.token_eot();
-            let tokens = (0..eot)
+        // Text tokens' bytes by id: the keyword bias's and the rescoring tokenizer's table.
+        let token_bytes = || -> Vec<Box<[u8]>> {
+            (0..ctx.token_eot())
                 .map(|id| ctx.token_to_bytes(id).unwrap_or_default().into())
-                .collect();
+                .collect()
+        };
+        let words = (!cfg.keywords.is_empty()).then_some(&cfg.keywords);
+        let bias = words.zip(cfg.bias_bonus).map(|(words, bonus)| {
             let n_vocab = ctx.n_vocab().max(0) as usize;
-            Arc::new(Bias::new(&cfg.bias_words, tokens, n_vocab, cfg.bias_bonus))
+            Arc::new(Bias::new(words, token_bytes(), n_vocab, bonus))
+        });
+        let rescorer = words.filter(|_| cfg.rescore_prior.is_some()).map(|words| {
+            Arc::new(Rescorer {
+                table: SoundTable::new(words),
+                bpe: Bpe::new(&token_bytes()),
+            })
         });
         let cfg = Arc::new(cfg);
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_depth);
@@ -135,6 +146,7 @@ impl AsrPool {
             let mut engine =
                 Engine::new(ctx.clone(), cfg.clone(), model_name.clone()).map_err(model_err)?;
             engine.bias = bias.clone();
+            engine.rescorer = rescorer.clone();
             let (rx, pending) = (rx.clone(), pending.clone());
             workers.push(
                 std::thread::Builder::new()

@@ -26,10 +26,10 @@ fn usable(w: &str) -> bool {
     w.chars().count() >= 2 && !w.is_ascii()
 }
 
-/// The words decoding is biased towards (`AsrConfig::bias_words`): every word of `groups`
+/// The words decoding is biased towards (`AsrConfig::keywords`): every word of `groups`
 /// of two characters or more that is not ASCII, once. A single character is left out: a
 /// bonus on it would favour that character wherever it sounds possible.
-pub fn bias_words(groups: &[Vec<String>]) -> Vec<String> {
+pub fn keywords(groups: &[Vec<String>]) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     for w in groups.iter().flatten() {
         if usable(w) && !words.contains(w) {
@@ -111,9 +111,9 @@ mod tests {
     }
 
     #[test]
-    fn bias_words_are_every_listed_word_of_two_characters_or_more_once() {
+    fn keywords_are_every_listed_word_of_two_characters_or_more_once() {
         let groups = [g(&["燃气", "fire", "吵"]), g(&["燃气泄漏", "燃气"])];
-        assert_eq!(bias_words(&groups), g(&["燃气", "燃气泄漏"]));
+        assert_eq!(keywords(&groups), g(&["燃气", "燃气泄漏"]));
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub const KEYS: &[(&str, &str, Kind)] = &[
     ("asr", "second_pass_beam_size", Kind::Int),
     ("asr", "second_pass_prompt", Kind::Str),
     ("asr", "keyword_bias", Kind::Str),
+    ("asr", "keyword_rescoring", Kind::Bool),
     ("asr", "homophones", Kind::Bool),
     ("security", "unknown_source", Kind::Str),
     ("security", "rate_limit", Kind::Int),

@@ -128,6 +128,9 @@ pub struct AsrSection {
     /// Which decoding favours the classification table's words token by token
     /// (`asr::bias`): `"off"`, `"second_pass"` (the careful decoding) or `"all"`.
     pub keyword_bias: String,
+    /// Whether the second pass checks spans that sound like a table word against the audio
+    /// and writes the word where Whisper finds it likely enough (`asr::rescore`).
+    pub keyword_rescoring: bool,
 }
 
 impl Default for AsrSection {
@@ -148,6 +151,7 @@ impl Default for AsrSection {
             second_pass_prompt: "auto".to_string(),
             homophones: true,
             keyword_bias: "second_pass".to_string(),
+            keyword_rescoring: true,
         }
     }
 }

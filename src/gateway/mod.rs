@@ -398,9 +398,16 @@ async fn start_asr(config: &Config) -> Result<Option<Arc<crate::asr::AsrPool>>, 
         }
         let careful = zh_prompt(&vocabulary, &config.asr.second_pass_prompt);
         cfg.careful_prompts.insert("zh".to_string(), careful);
-        if config.asr.keyword_bias != "off" {
-            cfg.bias_words = crate::asr::prompt::bias_words(&vocabulary);
-            cfg.bias_ordinary = config.asr.keyword_bias == "all";
+        let bias = config.asr.keyword_bias != "off";
+        if bias || config.asr.keyword_rescoring {
+            cfg.keywords = crate::asr::prompt::keywords(&vocabulary);
+        }
+        cfg.bias_ordinary = config.asr.keyword_bias == "all";
+        if !bias {
+            cfg.bias_bonus = None;
+        }
+        if !config.asr.keyword_rescoring {
+            cfg.rescore_prior = None;
         }
         crate::asr::AsrPool::start(cfg)
     })

@@ -257,6 +257,7 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
         ("HOTLINE_ASR_SECOND_PASS_BEAM_SIZE", "5"),
         ("HOTLINE_ASR_SECOND_PASS_PROMPT", "auto"),
         ("HOTLINE_ASR_KEYWORD_BIAS", "second_pass"),
+        ("HOTLINE_ASR_KEYWORD_RESCORING", "true"),
     ]);
     let report = speak_a_message(&gw, speech).await;
     assert_eq!(report.status, 200);
@@ -298,7 +299,7 @@ async fn after_the_live_ticket_the_whole_message_text_becomes_its_next_revision(
     let rules = hotline_gateway::ticket::classify::Rules::builtin();
     cfg.careful_prompts
         .insert("zh".into(), prompt::auto(&rules.vocabulary()));
-    cfg.bias_words = prompt::bias_words(&rules.vocabulary());
+    cfg.keywords = prompt::keywords(&rules.vocabulary());
     let pool = hotline_gateway::asr::AsrPool::start(cfg).expect("model");
     let whole = pool
         .submit_careful(pcm.into(), "zh")

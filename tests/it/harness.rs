@@ -114,6 +114,7 @@ fn spawn(
             hotline_gateway::asr::prompt::ZH_BASE,
         )
         .env("HOTLINE_ASR_KEYWORD_BIAS", "off")
+        .env("HOTLINE_ASR_KEYWORD_RESCORING", "false")
         .env("HOTLINE_SIP_LISTEN", sip.to_string())
         .env("HOTLINE_DATA_DIR", data_dir)
         .env("HOTLINE_MEDIA_RTP_PORT_MIN", rtp.0.to_string())

@@ -100,6 +100,7 @@ async fn run(
         ("HOTLINE_ASR_SECOND_PASS_BEAM_SIZE", "5"),
         ("HOTLINE_ASR_SECOND_PASS_PROMPT", "auto"),
         ("HOTLINE_ASR_KEYWORD_BIAS", "second_pass"),
+        ("HOTLINE_ASR_KEYWORD_RESCORING", "true"),
     ];
     env.extend_from_slice(decoding);
     let beam = if decoding.is_empty() {

@@ -264,6 +264,19 @@ fn asr_decoding_keys_are_validated_with_key_and_line() {
     assert_eq!(d.keyword_bias, "second_pass");
     let all = parse_env(MINIMAL, &[("HOTLINE_ASR_KEYWORD_BIAS", "all")]).unwrap();
     assert_eq!(all.asr.keyword_bias, "all");
+    // keyword rescoring: on unless turned off, by file or environment; not a bool is an error
+    assert!(d.keyword_rescoring);
+    let off = parse(&format!("{MINIMAL}\n[asr]\nkeyword_rescoring = false\n")).unwrap();
+    assert!(!off.asr.keyword_rescoring);
+    let env_off = parse_env(MINIMAL, &[("HOTLINE_ASR_KEYWORD_RESCORING", "false")]).unwrap();
+    assert!(!env_off.asr.keyword_rescoring);
+    let text = format!("{MINIMAL}\n[asr]\nkeyword_rescoring = \"yes\"\n");
+    let e = errors(parse(&text));
+    assert!(
+        e.iter()
+            .any(|e| e.line == line(&text, "keyword_rescoring =")),
+        "{e:?}"
+    );
 }
 
 #[test]
