@@ -123,7 +123,7 @@ pub fn repair(text: &str) -> String {
     out
 }
 
-fn is_han(c: char) -> bool {
+pub(super) fn is_han(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
 

@@ -148,7 +148,7 @@ impl SoundTable {
 /// else. The usual one only: rare readings make false neighbours (格 may read "luo", 听
 /// "yin", which would make 家楼 sound like 价格 and 听到 like 晕倒).
 fn readings(c: char) -> Option<Vec<(&'static str, &'static str)>> {
-    if !('\u{4e00}'..='\u{9fff}').contains(&c) {
+    if !super::homophones::is_han(c) {
         return None;
     }
     let usual = c.to_pinyin_multi()?.into_iter().next()?;
