@@ -313,18 +313,20 @@ impl Engine {
             return;
         };
         let mut texts: Vec<String> = segments.iter().map(|s| s.text.clone()).collect();
-        let mut judge = Judge {
-            ctx: &self.ctx,
-            bpe: &rescorer.bpe,
-            state: &mut self.state,
-            threads: (self.cfg.threads_per_worker * self.cfg.workers).max(1),
-            start: vec![
-                self.ctx.token_sot(),
-                self.ctx.token_lang(lang),
-                self.ctx.token_transcribe(),
-                self.ctx.token_not(),
-            ],
-        };
+        let sot_sequence = [
+            self.ctx.token_sot(),
+            self.ctx.token_lang(lang),
+            self.ctx.token_transcribe(),
+            self.ctx.token_not(),
+        ];
+        let threads = (self.cfg.threads_per_worker * self.cfg.workers).max(1);
+        let mut judge = Judge::new(
+            &self.ctx,
+            &rescorer.bpe,
+            &mut self.state,
+            threads,
+            &sot_sequence,
+        );
         match rescore::rescore(&rescorer.table, &mut judge, prior, &mut texts) {
             Ok(put) if !put.is_empty() => {
                 tracing::debug!(?put, "asr keyword rescoring put listed words in");

@@ -233,17 +233,61 @@ pub struct Rescorer {
 
 /// Whisper's decoder over the audio last encoded by `state.full`, as a judge of texts.
 pub struct Judge<'a> {
-    pub ctx: &'a WhisperContext,
-    pub bpe: &'a Bpe,
-    pub state: &'a mut WhisperState,
-    pub threads: usize,
-    /// Start of transcript, language, transcribe, no timestamps.
-    pub start: Vec<i32>,
+    ctx: &'a WhisperContext,
+    bpe: &'a Bpe,
+    state: &'a mut WhisperState,
+    threads: usize,
+    /// What every judged text follows: start of transcript, language, transcribe, no
+    /// timestamps.
+    start: Vec<i32>,
+    /// The tokens whose keys and values are in the decoder's cache, from position 0: what
+    /// two judgements share (the start, the text before a span) is decoded once. Sound
+    /// because whisper.cpp's `whisper_decode` drops the cache from `n_past` on before it
+    /// writes there; it may hold more than this says (after an error), never less.
+    cached: Vec<i32>,
 }
 
-impl Judge<'_> {
+impl<'a> Judge<'a> {
+    /// A judge of texts that follow `sot_sequence` alone. Not the careful decoding's prompt
+    /// (the table's words): with it, the judge found listed words likelier everywhere, and
+    /// wrote them where they were not said (measured: BENCHMARKS.md §6, session 9).
+    pub fn new(
+        ctx: &'a WhisperContext,
+        bpe: &'a Bpe,
+        state: &'a mut WhisperState,
+        threads: usize,
+        sot_sequence: &[i32],
+    ) -> Judge<'a> {
+        Judge {
+            ctx,
+            bpe,
+            state,
+            threads,
+            start: sot_sequence.to_vec(),
+            cached: Vec::new(),
+        }
+    }
+
     fn tokens(&self, text: &str) -> Result<Vec<i32>, WhisperError> {
         self.bpe.encode(text).ok_or(WhisperError::InvalidText)
+    }
+
+    /// Decodes `tokens` at `n_past` (dropping the cache from there) and returns the logits
+    /// of the last one.
+    fn decode(&mut self, tokens: &[i32], n_past: usize) -> Result<&[f32], WhisperError> {
+        // whisper.cpp computes a batch's last logits only, yet `get_logits` reads the first
+        // token's row: the last token goes in a batch of its own.
+        let Some((last, rest)) = tokens.split_last() else {
+            return Err(WhisperError::InvalidText);
+        };
+        self.cached.truncate(n_past);
+        if !rest.is_empty() {
+            self.state.decode(rest, n_past, self.threads)?;
+        }
+        self.state
+            .decode(&[*last], n_past + rest.len(), self.threads)?;
+        self.cached.extend_from_slice(tokens);
+        self.state.get_logits()
     }
 
     /// Log-probabilities of `a` and of `b`, each following `prefix` (and followed by
@@ -258,10 +302,15 @@ impl Judge<'_> {
         let mut head = self.start.clone();
         head.extend(self.tokens(prefix)?);
         let n = head.len();
-        // whisper.cpp keeps the logits of a batch's last token only: feed the last apart.
-        self.state.decode(&head[..n - 1], 0, self.threads)?;
-        self.state.decode(&head[n - 1..], n - 1, self.threads)?;
-        let first = self.state.get_logits()?.to_vec();
+        // Only what the cache lacks, and at least the last token, whose logits are wanted.
+        let shared = self
+            .cached
+            .iter()
+            .zip(&head)
+            .take_while(|(c, h)| c == h)
+            .count()
+            .min(n - 1);
+        let first = self.decode(&head[shared..], shared)?.to_vec();
         let mut out = [0.0f32; 2];
         for (slot, text) in out.iter_mut().zip([a, b]) {
             let mut toks = self.tokens(text)?;
@@ -271,8 +320,7 @@ impl Judge<'_> {
             let Some(&t0) = toks.first() else { continue };
             let mut lp = log_prob(&first, t0);
             for (i, pair) in toks.windows(2).enumerate() {
-                self.state.decode(&pair[..1], n + i, self.threads)?;
-                lp += log_prob(self.state.get_logits()?, pair[1]);
+                lp += log_prob(self.decode(&pair[..1], n + i)?, pair[1]);
             }
             *slot = lp;
         }
