@@ -127,10 +127,46 @@ pub(super) fn is_han(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
 
-/// The best-scoring reading of one run of Han characters: a Viterbi pass over word ends.
+/// The best-scoring reading of one run of Han characters.
 fn repair_run(run: &str) -> String {
-    let lex = lexicon();
     let chars: Vec<char> = run.chars().collect();
+    best_words(&chars, true)
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect()
+}
+
+/// Whether the characters `start..end` (byte offsets) of `text`, as its run of Han
+/// characters is cut into the lexicon's likeliest words (as written, nothing replaced),
+/// overlap a word of two characters or more. "出电" in 有人出电倒在地上 does not (出 / 电:
+/// what a mishearing leaves), "人气" in 本人气 does; keyword rescoring trusts the first kind
+/// less ([`super::rescore::prior_for`]).
+pub(super) fn written_as_word(text: &str, start: usize, end: usize) -> bool {
+    let mut run_start = start;
+    for (i, c) in text[..start].char_indices().rev() {
+        if !is_han(c) {
+            break;
+        }
+        run_start = i;
+    }
+    let run_end = text[end..]
+        .char_indices()
+        .find(|&(_, c)| !is_han(c))
+        .map_or(text.len(), |(i, _)| end + i);
+    let chars: Vec<char> = text[run_start..run_end].chars().collect();
+    let mut at = run_start;
+    best_words(&chars, false).into_iter().any(|(n, word)| {
+        let (s, e) = (at, at + word.len());
+        at = e;
+        n >= 2 && s < end && start < e
+    })
+}
+
+/// A Viterbi pass over word ends: the likeliest words covering `chars`, each with the number
+/// of characters heard it covers; with `change`, same-sounding words may replace what was
+/// heard at [`PENALTY`] per character changed.
+fn best_words(chars: &[char], change: bool) -> Vec<(usize, String)> {
+    let lex = lexicon();
     let n = chars.len();
     // best[i] = (score of the best words covering chars[..i], (start, word) of its last word)
     let mut best: Vec<(f32, usize, String)> = vec![(f32::NEG_INFINITY, 0, String::new()); n + 1];
@@ -152,7 +188,7 @@ fn repair_run(run: &str) -> String {
                 None if i - j == 1 => consider(lex.unknown, &heard),
                 None => {}
             }
-            if i - j < 2 {
+            if !change || i - j < 2 {
                 continue;
             }
             for key in sounds(&heard) {
@@ -173,11 +209,11 @@ fn repair_run(run: &str) -> String {
     let mut i = n;
     while i > 0 {
         let (_, j, ref w) = best[i];
-        words.push(w.clone());
+        words.push((i - j, w.clone()));
         i = j;
     }
     words.reverse();
-    words.concat()
+    words
 }
 
 #[cfg(test)]
@@ -198,6 +234,21 @@ mod tests {
         ] {
             assert_eq!(repair(heard), meant, "{heard}");
         }
+    }
+
+    #[test]
+    fn a_mishearing_leaves_single_characters_where_words_were() {
+        let span = |text: &str, s: &str| {
+            let i = text.find(s).unwrap();
+            written_as_word(text, i, i + s.len())
+        };
+        assert!(!span("电线掉下来了,有人出电倒在地上", "出电"));
+        assert!(!span("暖气烧得一点都不认。", "不认"));
+        assert!(span("楼顶漏水,找物业好几次都推行去", "推行"));
+        assert!(span("工地晚上十二点了还在打桩", "工地"));
+        // A span inside a longer word, or cutting into one, is written as words too.
+        assert!(span("就是火很小", "是火"));
+        assert!(span("Room 302, 电梯坏了", "电梯"));
     }
 
     #[test]

