@@ -76,8 +76,11 @@ pub fn with_vocabulary(base: &str, groups: &[Vec<String>], max_chars: usize) -> 
     if chosen.is_empty() {
         return base.to_string();
     }
-    format!("{base}可能提到：{}。", chosen.join("、"))
+    format!("{base}{LIST_INTRO}{}。", chosen.join("、"))
 }
+
+/// What comes between the prompt's sentences and its word list.
+const LIST_INTRO: &str = "可能提到：";
 
 /// Whether a segment is the prompt's word list read back rather than speech: Whisper given
 /// a list of words and a steady hum wrote "沙灯、线、煤气泄漏、火灾、热线，煤气泄漏。…". The
@@ -87,6 +90,46 @@ pub fn with_vocabulary(base: &str, groups: &[Vec<String>], max_chars: usize) -> 
 /// "移入社会、认识,职货卫、职货、补贴、退款"). A caller's sentence holds its keywords inside
 /// clauses ("好像是燃气泄漏了"), so it never looks like one.
 pub fn echoes_prompt(text: &str, prompt: &str) -> bool {
+    reads_sentences_back(text, prompt) || reads_list_back(text, prompt)
+}
+
+/// Whether a segment is one of the prompt's own sentences (before its word list) read back:
+/// on 6 s of line hiss and on a hum the shipped prompt came back as "这一段市民热线的留言。"
+/// (BENCHMARKS.md §6, session 10), which made a silent call's transcript and let the second
+/// pass decode the noise. A segment of four characters or more that shares a run of at
+/// least four fifths of its characters with one of those sentences is that: a caller who
+/// names the hotline says more around it ("我想投诉市民热线的接线员").
+fn reads_sentences_back(text: &str, prompt: &str) -> bool {
+    let said: Vec<char> = text.chars().filter(|c| c.is_alphanumeric()).collect();
+    if said.len() < 4 {
+        return false;
+    }
+    let sentences = prompt.split(LIST_INTRO).next().unwrap_or_default();
+    sentences
+        .split(|c: char| !c.is_alphanumeric())
+        .map(|s| s.chars().collect::<Vec<char>>())
+        .any(|s| longest_common_run(&said, &s) * 5 >= said.len() * 4)
+}
+
+/// Length of the longest run of characters `a` and `b` share.
+fn longest_common_run(a: &[char], b: &[char]) -> usize {
+    let mut best = 0;
+    let mut prev = vec![0usize; b.len() + 1];
+    for &x in a {
+        let mut cur = vec![0usize; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            if x == y {
+                cur[j + 1] = prev[j] + 1;
+                best = best.max(cur[j + 1]);
+            }
+        }
+        prev = cur;
+    }
+    best
+}
+
+/// The word list read back (see [`echoes_prompt`]).
+fn reads_list_back(text: &str, prompt: &str) -> bool {
     let is_sep = |c: char| !c.is_alphanumeric();
     let words: Vec<&str> = prompt
         .split(is_sep)
@@ -150,6 +193,28 @@ mod tests {
             assert!(!echoes_prompt(speech, &p), "{speech}");
         }
         assert!(!echoes_prompt(hum, ""));
+    }
+
+    #[test]
+    fn the_prompt_sentence_read_back_is_an_echo_a_caller_naming_the_hotline_is_not() {
+        let p = with_vocabulary(ZH_BASE, &[g(&["停水", "停电"]), g(&["需要什么材料"])], 100);
+        for echo in [
+            "这一段市民热线的留言。",
+            "以下是普通话的句子",
+            "这是一段市民热线的留言",
+        ] {
+            assert!(echoes_prompt(echo, &p), "{echo}");
+            assert!(echoes_prompt(echo, ZH_BASE), "{echo}");
+        }
+        for speech in [
+            "我想投诉市民热线的接线员",
+            "市民热线的留言怎么查",
+            "停水停电",
+            "需要什么材料",
+            "留言",
+        ] {
+            assert!(!echoes_prompt(speech, &p), "{speech}");
+        }
     }
 
     #[test]
