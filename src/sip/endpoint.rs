@@ -239,6 +239,10 @@ impl Driver {
                     Some(cmd) => {
                         self.handle_command(cmd);
                         if !self.more_commands(&mut commands) {
+                            // What the TU asked for before it shut down still goes out: a
+                            // caller that answered a BYE and stopped at once lost its 200
+                            // (the far end retransmitted BYE into a closed socket).
+                            self.flush().await;
                             break;
                         }
                     }

@@ -269,6 +269,39 @@ async fn a_stalled_tu_freezes_no_timer_and_new_invites_get_503() {
     }
 }
 
+/// A TU that answers a request and shuts its endpoint down at once (the test caller
+/// answering the gateway's BYE, then returning): the answer still goes out. The driver
+/// took both commands in one turn and stopped before sending what the first had queued;
+/// CI saw the gateway retransmit its BYE four times with no 200.
+#[tokio::test]
+async fn a_response_given_just_before_shutdown_is_sent() {
+    let (handle, mut events) =
+        start_with("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+            .await
+            .unwrap();
+    let peer = udp_peer().await;
+    peer.send_to(
+        udp_request("BYE", 8, "UDP", ";tag=b8").as_bytes(),
+        handle.local_addr(),
+    )
+    .await
+    .unwrap();
+    let Some(TransactionEvent::Request { key, request, .. }) =
+        tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the BYE reaches the TU")
+    else {
+        panic!("a request event");
+    };
+    // No await in between: the driver finds both commands queued.
+    handle.respond(key, message::response(&request, 200, "OK", None));
+    handle.shutdown();
+    let answer = recv_text(&peer, Duration::from_secs(5))
+        .await
+        .expect("the 200 is sent before the endpoint stops");
+    assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
+}
+
 /// Issue 11, point 3: a UDP datagram whose Via says TCP made the endpoint open a TCP
 /// connection to the sender. It is answered over UDP, and no connection is opened.
 #[tokio::test]
