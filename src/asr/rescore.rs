@@ -74,11 +74,14 @@ impl SoundTable {
 
     /// Spans of `text` that sound like a listed word without being it, the closest first,
     /// at most [`MAX_CANDIDATES`], no two overlapping; returned in text order.
+    #[cfg(test)]
     pub fn candidates(&self, text: &str) -> Vec<Candidate> {
         self.candidates_from(text, 0)
     }
 
-    /// [`SoundTable::candidates`] among the spans that start at byte `from` or later: once
+    /// The candidates among the spans that start at byte `from` or later (spans of `text`
+    /// that sound like a listed word without being it, the closest first, at most
+    /// [`MAX_CANDIDATES`], no two overlapping; returned in text order): once
     /// the audio has kept a span, the spans that lost to it by overlapping it get their turn
     /// ("对面楼找火了": 楼找 is judged not 楼道, then 找火 may be 着火).
     pub fn candidates_from(&self, text: &str, from: usize) -> Vec<Candidate> {
