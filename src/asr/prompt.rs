@@ -82,6 +82,13 @@ pub fn with_vocabulary(base: &str, groups: &[Vec<String>], max_chars: usize) -> 
 /// What comes between the prompt's sentences and its word list.
 const LIST_INTRO: &str = "可能提到：";
 
+/// A prompt's sentences without its word list (all of it when it has none): what the echo
+/// guard compares a segment with, and what keyword rescoring's judge is told
+/// (`AsrConfig::judge_prompt`).
+pub fn sentences(prompt: &str) -> &str {
+    prompt.split(LIST_INTRO).next().unwrap_or_default()
+}
+
 /// Whether a segment is the prompt's word list read back rather than speech: Whisper given
 /// a list of words and a steady hum wrote "沙灯、线、煤气泄漏、火灾、热线，煤气泄漏。…". The
 /// segment's pieces (between punctuation) are counted: three or more that are exactly words
@@ -104,8 +111,7 @@ fn reads_sentences_back(text: &str, prompt: &str) -> bool {
     if said.len() < 4 {
         return false;
     }
-    let sentences = prompt.split(LIST_INTRO).next().unwrap_or_default();
-    sentences
+    sentences(prompt)
         .split(|c: char| !c.is_alphanumeric())
         .map(|s| s.chars().collect::<Vec<char>>())
         .any(|s| longest_common_run(&said, &s) * 5 >= said.len() * 4)

@@ -6,7 +6,7 @@
 //! for 晕倒 (yin/yun), "幼儿也" for 幼儿园. A larger step bonus writes listed words that were
 //! never said. Here the bonus is paid once, per candidate word, and only after the whole
 //! alternative has been scored: the transcript up to the span is fed to Whisper's decoder
-//! over the same encoded audio, then the span as written and the span as the listed word,
+//! over the same encoded audio (after the careful prompt's sentence, not its word list), then the span as written and the span as the listed word,
 //! each followed by the next few characters (or the end of the text), and the word wins when
 //! its log-probability plus a prior beats what was written. The audio decides; the prior
 //! only breaks near-ties in the hotline's favour. It is larger ([`prior_for`]) where the span
@@ -265,8 +265,8 @@ pub struct Judge<'a> {
     bpe: &'a Bpe,
     state: &'a mut WhisperState,
     threads: usize,
-    /// What every judged text follows: start of transcript, language, transcribe, no
-    /// timestamps.
+    /// What every judged text follows: [previous text, the prompt's sentences,] start of
+    /// transcript, language, transcribe, no timestamps.
     start: Vec<i32>,
     /// The tokens whose keys and values are in the decoder's cache, from position 0: what
     /// two judgements share (the start, the text before a span) is decoded once. Sound
@@ -276,22 +276,24 @@ pub struct Judge<'a> {
 }
 
 impl<'a> Judge<'a> {
-    /// A judge of texts that follow `sot_sequence` alone. Not the careful decoding's prompt
-    /// (the table's words): with it, the judge found listed words likelier everywhere, and
-    /// wrote them where they were not said (measured: BENCHMARKS.md §6, session 9).
+    /// A judge of texts that follow `start`: the decoder's start sequence, after the
+    /// previous-text token and a prompt's sentences if any (`AsrConfig::judge_prompt`: the
+    /// careful prompt without its word list; with the words, the judge found listed words
+    /// likelier everywhere and wrote them where they were not said, BENCHMARKS.md §6,
+    /// session 9).
     pub fn new(
         ctx: &'a WhisperContext,
         bpe: &'a Bpe,
         state: &'a mut WhisperState,
         threads: usize,
-        sot_sequence: &[i32],
+        start: &[i32],
     ) -> Judge<'a> {
         Judge {
             ctx,
             bpe,
             state,
             threads,
-            start: sot_sequence.to_vec(),
+            start: start.to_vec(),
             cached: Vec::new(),
         }
     }
