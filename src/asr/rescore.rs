@@ -6,8 +6,9 @@
 //! for 晕倒 (yin/yun), "幼儿也" for 幼儿园. A larger step bonus writes listed words that were
 //! never said. Here the bonus is paid once, per candidate word, and only after the whole
 //! alternative has been scored: the transcript up to the span is fed to Whisper's decoder
-//! over the same encoded audio (after the careful prompt's sentence, not its word list), then the span as written and the span as the listed word,
-//! each followed by the next few characters (or the end of the text), and the word wins when
+//! over the same encoded audio (after the careful prompt's sentence, not its word list),
+//! then the span as written and the span as the listed word, each followed by the next few
+//! characters (or the end of the text), and the word wins when
 //! its log-probability plus a prior beats what was written. The audio decides; the prior
 //! only breaks near-ties in the hotline's favour. It is larger ([`prior_for`]) where the span
 //! sounds exactly like the word, because there the audio can speak against the word by its
@@ -277,10 +278,8 @@ pub struct Judge<'a> {
 
 impl<'a> Judge<'a> {
     /// A judge of texts that follow `start`: the decoder's start sequence, after the
-    /// previous-text token and a prompt's sentences if any (`AsrConfig::judge_prompt`: the
-    /// careful prompt without its word list; with the words, the judge found listed words
-    /// likelier everywhere and wrote them where they were not said, BENCHMARKS.md §6,
-    /// session 9).
+    /// previous-text token and a prompt's sentences if any (`AsrConfig::judge_prompt` says
+    /// which, and why never the word list).
     pub fn new(
         ctx: &'a WhisperContext,
         bpe: &'a Bpe,
