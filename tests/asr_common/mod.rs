@@ -113,6 +113,20 @@ pub fn manifest(dir: &Path) -> Vec<Utterance> {
         .collect()
 }
 
+/// The `held2` split (`tests/data/speech/held2`, reported only, never chosen on): (WAV path,
+/// reference text) of each message, from its `texts.tsv` (file, voice, speed, text).
+pub fn held2() -> Vec<(PathBuf, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/speech/held2");
+    let tsv = std::fs::read_to_string(dir.join("texts.tsv")).expect("held2/texts.tsv");
+    tsv.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            Some((dir.join(cols.first()?), cols.get(3)?.to_string()))
+        })
+        .collect()
+}
+
 /// A 16 kHz WAV as the gateway records it from a caller: 8 kHz, µ-law, decoded back.
 pub fn telephone(wav: &Path) -> Arc<[i16]> {
     audio::telephone_round_trip(wav, Codec::Pcmu)
