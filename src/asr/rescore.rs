@@ -8,9 +8,9 @@
 //! alternative has been scored: the transcript up to the span is fed to Whisper's decoder
 //! over the same encoded audio (after the careful prompt's sentence, not its word list),
 //! then the span as written and the span as the listed word, each followed by the next few
-//! characters (or the end of the text), and the word wins when
-//! its log-probability plus a prior beats what was written. The audio decides; the prior
-//! only breaks near-ties in the hotline's favour. It is larger ([`prior_for`]) where the span
+//! characters (or the end of the text), and the word wins when its log-probability plus a
+//! prior beats what was written. The audio decides; the prior only breaks near-ties in the
+//! hotline's favour. It is larger ([`prior_for`]) where the span
 //! sounds exactly like the word, because there the audio can speak against the word by its
 //! tones alone and what Whisper's decoder prefers is mostly its own sense of what is usual
 //! ("出电" over 触电); and where the span, as written, is no word at all (出 / 电, "不认"
